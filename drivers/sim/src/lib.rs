@@ -1,0 +1,12 @@
+//! Simulated instruments for labloop: a virtual battery cycler whose cells wear according to a
+//! calibrated degradation model ([`degradation`]), on an accelerated clock.
+//!
+//! The simulator is a real driver, not a mock: it implements [`labloop_drivers::Cycler`] exactly as a
+//! vendor adapter would, and it knows its own ground truth ([`expected_life`], [`SimCycler::cells`]) so
+//! tests and benchmarks can score the closed loop.
+
+pub mod degradation;
+mod cycler;
+
+pub use cycler::{SimClock, SimCycler, SimulatedCell};
+pub use degradation::{ProtocolStress, SimCell, expected_life, stress};

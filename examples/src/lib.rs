@@ -1,0 +1,1 @@
+//! Examples of the labloop library API live under `[[example]]` entries.
