@@ -1,0 +1,132 @@
+//! Trained models and the files they live in.
+
+use crate::PredictError;
+use crate::features::FeatureSet;
+use serde::{Deserialize, Serialize};
+
+/// A predicted cycle life with its uncertainty.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Prediction {
+    /// Predicted cycle life (the median of the log-normal prediction), cycles.
+    pub cycle_life: f64,
+    /// One standard deviation of the prediction, in cycles (from the model's log-space σ).
+    pub sigma: f64,
+    /// Prediction in log₁₀ cycles.
+    pub log10_life: f64,
+    /// One standard deviation in log₁₀ cycles.
+    pub sigma_log10: f64,
+}
+
+/// Anything that turns early features into predicted lives.
+pub trait Predictor {
+    /// The model's name, recorded as provenance with every prediction.
+    fn name(&self) -> &str;
+
+    /// One prediction per cell.
+    fn predict(&self, cells: &[FeatureSet]) -> Result<Vec<Prediction>, PredictError>;
+}
+
+/// Identifies the file format.
+pub const MODEL_FORMAT: &str = "labloop-linear-model/1";
+
+/// A linear model on standardised features predicting log₁₀ cycle life; what the elastic net trains.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LinearModel {
+    /// Always [`MODEL_FORMAT`].
+    pub format: String,
+    /// Name, e.g. `severson-variance`.
+    pub name: String,
+    /// Feature names, in coefficient order.
+    pub features: Vec<String>,
+    /// Training mean of each feature.
+    pub feature_mean: Vec<f64>,
+    /// Training standard deviation of each feature.
+    pub feature_std: Vec<f64>,
+    /// Coefficient of each standardised feature.
+    pub coefficients: Vec<f64>,
+    /// Intercept (log₁₀ cycles).
+    pub intercept: f64,
+    /// Out-of-sample σ of log₁₀ cycle life (cross-validated on the training cells).
+    pub sigma_log10: f64,
+    /// Elastic-net penalty chosen by cross-validation.
+    pub alpha: f64,
+    /// Elastic-net L1 share chosen by cross-validation.
+    pub l1_ratio: f64,
+    /// The early window in cycles the features were computed over.
+    pub window: u32,
+    /// Where the training data came from.
+    pub trained_on: String,
+}
+
+impl LinearModel {
+    /// Reads a model from JSON text; `path` only names it in errors.
+    pub fn from_json(text: &str, path: &str) -> Result<Self, PredictError> {
+        let bad = |message: String| PredictError::ModelFile { path: path.to_owned(), message };
+        let model: Self = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
+        if model.format != MODEL_FORMAT {
+            return Err(bad(format!("format is `{}`, expected `{MODEL_FORMAT}`", model.format)));
+        }
+        let n = model.features.len();
+        if model.feature_mean.len() != n || model.feature_std.len() != n || model.coefficients.len() != n {
+            return Err(bad(format!("{n} features but the mean, std and coefficient lists differ in length")));
+        }
+        if !(model.sigma_log10.is_finite() && model.sigma_log10 > 0.0) {
+            return Err(bad(format!("sigma_log10 must be positive, got {}", model.sigma_log10)));
+        }
+        Ok(model)
+    }
+
+    /// The model as pretty JSON.
+    pub fn to_json(&self) -> String {
+        serde_json::to_string_pretty(self).expect("a model always serialises")
+    }
+
+    /// log₁₀ life predicted for one cell.
+    pub fn predict_log10(&self, cell: &FeatureSet) -> Result<f64, PredictError> {
+        let mut y = self.intercept;
+        for (i, name) in self.features.iter().enumerate() {
+            let x = cell.get(name).filter(|v| v.is_finite()).ok_or_else(|| PredictError::MissingFeature {
+                model: self.name.clone(),
+                feature: name.clone(),
+            })?;
+            y += self.coefficients[i] * (x - self.feature_mean[i]) / self.feature_std[i];
+        }
+        Ok(y)
+    }
+}
+
+impl Predictor for LinearModel {
+    fn name(&self) -> &str {
+        &self.name
+    }
+
+    fn predict(&self, cells: &[FeatureSet]) -> Result<Vec<Prediction>, PredictError> {
+        cells
+            .iter()
+            .map(|cell| {
+                let log10_life = self.predict_log10(cell)?;
+                let cycle_life = 10f64.powf(log10_life);
+                Ok(Prediction {
+                    cycle_life,
+                    sigma: cycle_life * std::f64::consts::LN_10 * self.sigma_log10,
+                    log10_life,
+                    sigma_log10: self.sigma_log10,
+                })
+            })
+            .collect()
+    }
+}
+
+/// The models that ship with labloop, trained on the Severson et al. training cells by
+/// `labloop predict train` (see `models/README.md`).
+pub fn builtin_model(name: &str) -> Option<LinearModel> {
+    let text = match name {
+        "severson-variance" => include_str!("../models/severson-variance.json"),
+        "severson-discharge" => include_str!("../models/severson-discharge.json"),
+        _ => return None,
+    };
+    Some(LinearModel::from_json(text, name).expect("built-in models are valid"))
+}
+
+/// Names of the built-in models.
+pub const BUILTIN_MODELS: [&str; 2] = ["severson-variance", "severson-discharge"];
