@@ -1,0 +1,245 @@
+//! Choosing batches of experiments from a discrete candidate set, and ranking candidates.
+
+use crate::OptimizeError;
+use crate::gp::{FitOptions, GaussianProcess, Hyperparameters, Observation};
+use nalgebra::DMatrix;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// What to choose a batch from, and how.
+#[derive(Clone, Debug)]
+pub struct BatchRequest<'a> {
+    /// Every candidate's inputs (e.g. the free C-rates of each protocol).
+    pub candidates: &'a [Vec<f64>],
+    /// What has been measured so far.
+    pub observations: &'a [Observation],
+    /// Candidates already queued or running, not yet observed (indices into `candidates`).
+    pub pending: &'a [usize],
+    /// How many to choose.
+    pub batch_size: usize,
+    /// UCB weight κ on the posterior standard deviation (mean + κσ).
+    pub exploration: f64,
+    /// How to fit the surrogate.
+    pub fit: FitOptions,
+}
+
+/// A chosen batch and how it was chosen (recorded as provenance).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Suggestion {
+    /// Chosen candidates (indices), in the order they were picked.
+    pub picks: Vec<usize>,
+    /// `"maximin-design"` without data, `"gp-bucb"` with.
+    pub method: String,
+    /// The surrogate's hyperparameters, when one was fitted.
+    pub hyperparameters: Option<Hyperparameters>,
+    /// Observations the surrogate was fitted on.
+    pub observations: usize,
+}
+
+/// Chooses a batch: a seeded maximin design with no data, else GP-UCB with hallucinated
+/// observations (pending experiments first, then each pick).
+pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeError> {
+    let candidates = request.candidates;
+    if candidates.is_empty() {
+        return Err(OptimizeError::NoCandidates);
+    }
+    check_dimensions(candidates, request.fit.bounds.len())?;
+    if request.observations.is_empty() {
+        return Ok(Suggestion {
+            picks: maximin_design(request),
+            method: "maximin-design".into(),
+            hyperparameters: None,
+            observations: 0,
+        });
+    }
+    let gp = GaussianProcess::fit(request.observations, &request.fit)?;
+    let (means, mut cov) = gp.posterior(candidates);
+    let noise = hallucination_noise(request.observations, &gp);
+    for &p in request.pending {
+        hallucinate(&mut cov, p, noise);
+    }
+    let mut picks = Vec::with_capacity(request.batch_size);
+    for _ in 0..request.batch_size {
+        let best = (0..candidates.len())
+            .map(|i| (i, means[i] + request.exploration * cov[(i, i)].max(0.0).sqrt()))
+            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+            .map(|(i, _)| i)
+            .expect("candidates are not empty");
+        hallucinate(&mut cov, best, noise);
+        picks.push(best);
+    }
+    Ok(Suggestion {
+        picks,
+        method: "gp-bucb".into(),
+        hyperparameters: Some(gp.hyperparameters().clone()),
+        observations: request.observations.len(),
+    })
+}
+
+/// A candidate's place in the ranking.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Ranked {
+    /// Index into the candidates.
+    pub index: usize,
+    /// Posterior mean of the objective.
+    pub mean: f64,
+    /// Posterior standard deviation of that mean.
+    pub sd: f64,
+}
+
+/// All candidates, best posterior mean first.
+pub fn rank(gp: &GaussianProcess, candidates: &[Vec<f64>]) -> Vec<Ranked> {
+    let mut ranked: Vec<Ranked> = gp
+        .predict(candidates)
+        .into_iter()
+        .enumerate()
+        .map(|(index, (mean, var))| Ranked { index, mean, sd: var.sqrt() })
+        .collect();
+    ranked.sort_by(|a, b| b.mean.total_cmp(&a.mean).then(a.index.cmp(&b.index)));
+    ranked
+}
+
+fn check_dimensions(candidates: &[Vec<f64>], d: usize) -> Result<(), OptimizeError> {
+    match candidates.iter().position(|c| c.len() != d) {
+        Some(index) => Err(OptimizeError::Dimension { index, got: candidates[index].len(), expected: d }),
+        None => Ok(()),
+    }
+}
+
+/// The variance a hallucinated observation is given: a typical real one's.
+fn hallucination_noise(observations: &[Observation], gp: &GaussianProcess) -> f64 {
+    let mut noise: Vec<f64> = observations.iter().map(|o| o.noise_var).collect();
+    noise.sort_by(f64::total_cmp);
+    let h = gp.hyperparameters();
+    let y_var = observations.iter().map(|o| o.y).fold((0.0, 0.0, 0.0), |(n, s, s2), y| (n + 1.0, s + y, s2 + y * y));
+    let spread = (y_var.2 / y_var.0 - (y_var.1 / y_var.0).powi(2)).max(0.0);
+    noise[noise.len() / 2] + h.noise_var * spread.max(1e-12)
+}
+
+/// Conditions the covariance on a pretend observation at `j` (the mean does not move: the value
+/// pretended is the posterior mean).
+fn hallucinate(cov: &mut DMatrix<f64>, j: usize, noise: f64) {
+    let col = cov.column(j).clone_owned();
+    let denom = col[j] + noise.max(1e-12);
+    *cov -= (&col * col.transpose()) / denom;
+}
+
+/// Greedy maximin: a seeded first point, then each next one as far as possible (in the unit box) from
+/// everything chosen or pending.
+fn maximin_design(request: &BatchRequest<'_>) -> Vec<usize> {
+    let scaled: Vec<Vec<f64>> = request
+        .candidates
+        .iter()
+        .map(|c| c.iter().zip(&request.fit.bounds).map(|(v, (lo, hi))| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 }).collect())
+        .collect();
+    let dist2 = |a: usize, b: usize| -> f64 { scaled[a].iter().zip(&scaled[b]).map(|(x, y)| (x - y).powi(2)).sum() };
+    let mut nearest: Vec<f64> = vec![f64::INFINITY; scaled.len()];
+    let mut chosen: Vec<usize> = request.pending.to_vec();
+    for &p in &chosen {
+        for (i, n) in nearest.iter_mut().enumerate() {
+            *n = n.min(dist2(i, p));
+        }
+    }
+    let mut rng = StdRng::seed_from_u64(request.fit.seed);
+    let mut picks = Vec::with_capacity(request.batch_size);
+    for k in 0..request.batch_size {
+        let next = if k == 0 && chosen.is_empty() {
+            rng.random_range(0..scaled.len())
+        } else {
+            (0..scaled.len()).max_by(|&a, &b| nearest[a].total_cmp(&nearest[b]).then(b.cmp(&a))).expect("not empty")
+        };
+        for (i, n) in nearest.iter_mut().enumerate() {
+            *n = n.min(dist2(i, next));
+        }
+        chosen.push(next);
+        picks.push(next);
+    }
+    picks
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KernelKind;
+
+    fn grid() -> Vec<Vec<f64>> {
+        (0..21).flat_map(|i| (0..21).map(move |j| vec![i as f64 / 20.0, j as f64 / 20.0])).collect()
+    }
+
+    fn truth(x: &[f64]) -> f64 {
+        1000.0 - 800.0 * ((x[0] - 0.7).powi(2) + (x[1] - 0.3).powi(2))
+    }
+
+    fn fit() -> FitOptions {
+        FitOptions { kernel: KernelKind::Matern52, bounds: vec![(0.0, 1.0); 2], restarts: 2, seed: 3 }
+    }
+
+    #[test]
+    fn design_spreads_out_without_data() {
+        let candidates = grid();
+        let request =
+            BatchRequest { candidates: &candidates, observations: &[], pending: &[], batch_size: 5, exploration: 2.0, fit: fit() };
+        let s = suggest_batch(&request).unwrap();
+        assert_eq!(s.method, "maximin-design");
+        let mut unique = s.picks.clone();
+        unique.sort();
+        unique.dedup();
+        assert_eq!(unique.len(), 5);
+        // Corners of the square are among the first picks of a maximin design.
+        assert!(s.picks[1..].iter().any(|&p| candidates[p] == vec![0.0, 0.0] || candidates[p] == vec![1.0, 1.0]
+            || candidates[p] == vec![0.0, 1.0] || candidates[p] == vec![1.0, 0.0]));
+    }
+
+    #[test]
+    fn loop_finds_the_optimum_of_a_noisy_bowl() {
+        let candidates = grid();
+        let mut rng = StdRng::seed_from_u64(11);
+        let mut observations = Vec::new();
+        for _round in 0..4 {
+            let request = BatchRequest {
+                candidates: &candidates,
+                observations: &observations,
+                pending: &[],
+                batch_size: 8,
+                exploration: 2.0,
+                fit: fit(),
+            };
+            for i in suggest_batch(&request).unwrap().picks {
+                let noise: f64 = rng.random_range(-30.0..30.0);
+                observations.push(Observation { x: candidates[i].clone(), y: truth(&candidates[i]) + noise, noise_var: 300.0 });
+            }
+        }
+        let gp = GaussianProcess::fit(&observations, &fit()).unwrap();
+        let best = rank(&gp, &candidates)[0];
+        assert!(truth(&candidates[best.index]) > 990.0, "recommended {:?}", candidates[best.index]);
+    }
+
+    #[test]
+    fn pending_and_earlier_picks_push_later_picks_away() {
+        let candidates = grid();
+        let observations: Vec<Observation> =
+            [0usize, 20, 220, 420, 440].iter().map(|&i| Observation { x: candidates[i].clone(), y: truth(&candidates[i]), noise_var: 1.0 }).collect();
+        let request = BatchRequest {
+            candidates: &candidates,
+            observations: &observations,
+            pending: &[],
+            batch_size: 6,
+            exploration: 2.0,
+            fit: fit(),
+        };
+        let first = suggest_batch(&request).unwrap();
+        let mut unique = first.picks.clone();
+        unique.sort();
+        unique.dedup();
+        assert!(unique.len() >= 5, "batch collapsed: {:?}", first.picks);
+        let with_pending = suggest_batch(&BatchRequest { pending: &first.picks[..1], ..request.clone() }).unwrap();
+        assert_ne!(with_pending.picks[0], first.picks[0]);
+    }
+
+    #[test]
+    fn empty_candidate_set_is_an_error() {
+        let request = BatchRequest { candidates: &[], observations: &[], pending: &[], batch_size: 1, exploration: 1.0, fit: fit() };
+        assert_eq!(suggest_batch(&request).unwrap_err(), OptimizeError::NoCandidates);
+    }
+}

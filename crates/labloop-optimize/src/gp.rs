@@ -1,0 +1,415 @@
+//! Gaussian-process regression with per-observation noise and fitted hyperparameters.
+
+use crate::OptimizeError;
+use crate::kernel::{KernelKind, scaled_distance2};
+use argmin::core::{CostFunction, Error as ArgminError, Executor, Gradient};
+use argmin::solver::linesearch::MoreThuenteLineSearch;
+use argmin::solver::quasinewton::LBFGS;
+use nalgebra::{Cholesky, DMatrix, DVector, Dyn};
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use serde::{Deserialize, Serialize};
+
+/// One measured point: inputs in the space's own units, the objective, and the variance of its
+/// measurement noise (e.g. the predictor's σ², in objective units squared; 0 when exact).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Observation {
+    /// Inputs.
+    pub x: Vec<f64>,
+    /// Observed objective.
+    pub y: f64,
+    /// Known noise variance of this observation.
+    pub noise_var: f64,
+}
+
+/// How to fit.
+#[derive(Clone, Debug, PartialEq)]
+pub struct FitOptions {
+    /// The kernel.
+    pub kernel: KernelKind,
+    /// Bounds of each input; inputs are scaled to the unit box with them.
+    pub bounds: Vec<(f64, f64)>,
+    /// L-BFGS starts (the first at the prior's centre, the rest drawn around it).
+    pub restarts: usize,
+    /// Seed for the random starts.
+    pub seed: u64,
+}
+
+/// Fitted hyperparameters, in the scaled space (inputs in the unit box, outputs standardised).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Hyperparameters {
+    /// One length scale per input.
+    pub length_scales: Vec<f64>,
+    /// Signal variance.
+    pub signal_var: f64,
+    /// Noise variance added to every observation's own.
+    pub noise_var: f64,
+    /// Log marginal likelihood at these values.
+    pub log_marginal_likelihood: f64,
+}
+
+/// A Gaussian process conditioned on observations.
+#[derive(Clone, Debug)]
+pub struct GaussianProcess {
+    kernel: KernelKind,
+    bounds: Vec<(f64, f64)>,
+    x: Vec<Vec<f64>>,
+    y_mean: f64,
+    y_std: f64,
+    hyper: Hyperparameters,
+    chol: Cholesky<f64, Dyn>,
+    alpha: DVector<f64>,
+}
+
+/// Weak log-normal priors (centre, spread) on the log hyperparameters: they keep the fit sane with few
+/// points without pinning it when data are plentiful.
+const PRIOR_LOG_LENGTH: (f64, f64) = (-0.7, 1.0);
+const PRIOR_LOG_SIGNAL: (f64, f64) = (0.0, 1.5);
+const PRIOR_LOG_NOISE: (f64, f64) = (-3.0, 2.0);
+
+impl GaussianProcess {
+    /// Fits hyperparameters by maximising the log marginal likelihood (plus priors), then conditions.
+    pub fn fit(observations: &[Observation], options: &FitOptions) -> Result<Self, OptimizeError> {
+        let data = Data::new(observations, options)?;
+        let d = options.bounds.len();
+        let prior_centre: Vec<f64> =
+            std::iter::repeat_n(PRIOR_LOG_LENGTH.0, d).chain([PRIOR_LOG_SIGNAL.0, PRIOR_LOG_NOISE.0]).collect();
+        let mut rng = StdRng::seed_from_u64(options.seed);
+        let mut best: Option<(f64, Vec<f64>)> = None;
+        for start in 0..options.restarts.max(1) {
+            let init: Vec<f64> = if start == 0 {
+                prior_centre.clone()
+            } else {
+                prior_centre.iter().map(|c| c + rng.random_range(-1.0..1.0)).collect()
+            };
+            let candidate = minimise(&data, init.clone()).unwrap_or(init);
+            if let Some(cost) = data.cost_and_gradient(&candidate).map(|(c, _)| c)
+                && best.as_ref().is_none_or(|(b, _)| cost < *b)
+            {
+                best = Some((cost, candidate));
+            }
+        }
+        let theta = best.map(|(_, t)| t).unwrap_or(prior_centre);
+        Self::condition(data, options, &theta)
+    }
+
+    /// Conditions on observations with given hyperparameters, without refitting them: cheap, for
+    /// when one observation arrives between fits.
+    pub fn with_hyperparameters(
+        observations: &[Observation],
+        options: &FitOptions,
+        hyper: &Hyperparameters,
+    ) -> Result<Self, OptimizeError> {
+        let data = Data::new(observations, options)?;
+        let theta: Vec<f64> =
+            hyper.length_scales.iter().map(|l| l.ln()).chain([hyper.signal_var.ln(), hyper.noise_var.ln()]).collect();
+        Self::condition(data, options, &theta)
+    }
+
+    fn condition(data: Data, options: &FitOptions, theta: &[f64]) -> Result<Self, OptimizeError> {
+        let (ell, sf2, sn2) = split(theta, data.d);
+        let k = data.covariance(&ell, sf2, sn2);
+        let chol = robust_cholesky(k)?;
+        let alpha = chol.solve(&data.y);
+        let lml = -0.5 * data.y.dot(&alpha) - log_det_half(&chol) - 0.5 * data.n() as f64 * (2.0 * std::f64::consts::PI).ln();
+        Ok(Self {
+            kernel: options.kernel,
+            bounds: options.bounds.clone(),
+            x: data.x,
+            y_mean: data.y_mean,
+            y_std: data.y_std,
+            hyper: Hyperparameters { length_scales: ell, signal_var: sf2, noise_var: sn2, log_marginal_likelihood: lml },
+            chol,
+            alpha,
+        })
+    }
+
+    /// The fitted hyperparameters.
+    pub fn hyperparameters(&self) -> &Hyperparameters {
+        &self.hyper
+    }
+
+    /// Number of observations conditioned on.
+    pub fn observations(&self) -> usize {
+        self.x.len()
+    }
+
+    fn cross(&self, points: &[Vec<f64>]) -> DMatrix<f64> {
+        let scaled: Vec<Vec<f64>> = points.iter().map(|p| scale(p, &self.bounds)).collect();
+        let h = &self.hyper;
+        DMatrix::from_fn(self.x.len(), points.len(), |i, j| {
+            h.signal_var * self.kernel.correlation(scaled_distance2(&self.x[i], &scaled[j], &h.length_scales))
+        })
+    }
+
+    /// Posterior mean and variance of the latent objective at each point, in objective units.
+    pub fn predict(&self, points: &[Vec<f64>]) -> Vec<(f64, f64)> {
+        let ks = self.cross(points);
+        let mean = ks.transpose() * &self.alpha;
+        let v = self.chol.l().solve_lower_triangular(&ks).expect("L is invertible");
+        (0..points.len())
+            .map(|j| {
+                let var = (self.hyper.signal_var - v.column(j).norm_squared()).max(0.0);
+                (self.y_mean + self.y_std * mean[j], var * self.y_std * self.y_std)
+            })
+            .collect()
+    }
+
+    /// Posterior means and the full posterior covariance at the points, in objective units.
+    pub fn posterior(&self, points: &[Vec<f64>]) -> (Vec<f64>, DMatrix<f64>) {
+        let ks = self.cross(points);
+        let mean = ks.transpose() * &self.alpha;
+        let v = self.chol.l().solve_lower_triangular(&ks).expect("L is invertible");
+        let scaled: Vec<Vec<f64>> = points.iter().map(|p| scale(p, &self.bounds)).collect();
+        let h = &self.hyper;
+        let prior = DMatrix::from_fn(points.len(), points.len(), |i, j| {
+            h.signal_var * self.kernel.correlation(scaled_distance2(&scaled[i], &scaled[j], &h.length_scales))
+        });
+        let cov = (prior - v.transpose() * v) * (self.y_std * self.y_std);
+        (mean.iter().map(|m| self.y_mean + self.y_std * m).collect(), cov)
+    }
+}
+
+/// Observations scaled for fitting.
+struct Data {
+    kernel: KernelKind,
+    d: usize,
+    x: Vec<Vec<f64>>,
+    y: DVector<f64>,
+    noise: Vec<f64>,
+    y_mean: f64,
+    y_std: f64,
+}
+
+impl Data {
+    fn new(observations: &[Observation], options: &FitOptions) -> Result<Self, OptimizeError> {
+        let d = options.bounds.len();
+        for (index, o) in observations.iter().enumerate() {
+            if o.x.len() != d {
+                return Err(OptimizeError::Dimension { index, got: o.x.len(), expected: d });
+            }
+            if !o.y.is_finite() {
+                return Err(OptimizeError::NotFinite { index, what: "y" });
+            }
+            if !(o.noise_var.is_finite() && o.noise_var >= 0.0) {
+                return Err(OptimizeError::NotFinite { index, what: "noise variance" });
+            }
+        }
+        let n = observations.len().max(1) as f64;
+        let y_mean = observations.iter().map(|o| o.y).sum::<f64>() / n;
+        let var = observations.iter().map(|o| (o.y - y_mean).powi(2)).sum::<f64>() / n;
+        let y_std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+        Ok(Self {
+            kernel: options.kernel,
+            d,
+            x: observations.iter().map(|o| scale(&o.x, &options.bounds)).collect(),
+            y: DVector::from_iterator(observations.len(), observations.iter().map(|o| (o.y - y_mean) / y_std)),
+            noise: observations.iter().map(|o| o.noise_var / (y_std * y_std)).collect(),
+            y_mean,
+            y_std,
+        })
+    }
+
+    fn n(&self) -> usize {
+        self.x.len()
+    }
+
+    fn covariance(&self, ell: &[f64], sf2: f64, sn2: f64) -> DMatrix<f64> {
+        let n = self.n();
+        DMatrix::from_fn(n, n, |i, j| {
+            let k = sf2 * self.kernel.correlation(scaled_distance2(&self.x[i], &self.x[j], ell));
+            if i == j { k + sn2 + self.noise[i] } else { k }
+        })
+    }
+
+    /// Negative log posterior of the log hyperparameters, and its gradient.
+    fn cost_and_gradient(&self, theta: &[f64]) -> Option<(f64, Vec<f64>)> {
+        let (ell, sf2, sn2) = split(theta, self.d);
+        let n = self.n();
+        let chol = robust_cholesky(self.covariance(&ell, sf2, sn2)).ok()?;
+        let alpha = chol.solve(&self.y);
+        let mut w = chol.inverse();
+        w -= &alpha * alpha.transpose();
+        let mut cost = 0.5 * self.y.dot(&alpha) + log_det_half(&chol) + 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
+        let mut grad = vec![0.0; self.d + 2];
+        for i in 0..n {
+            for j in 0..n {
+                let r2 = scaled_distance2(&self.x[i], &self.x[j], &ell);
+                let wij = w[(i, j)];
+                grad[self.d] += 0.5 * wij * sf2 * self.kernel.correlation(r2);
+                let factor = 0.5 * wij * sf2 * self.kernel.length_scale_factor(r2);
+                for (dim, g) in grad.iter_mut().take(self.d).enumerate() {
+                    *g += factor * ((self.x[i][dim] - self.x[j][dim]) / ell[dim]).powi(2);
+                }
+            }
+            grad[self.d + 1] += 0.5 * w[(i, i)] * sn2;
+        }
+        for (k, t) in theta.iter().enumerate() {
+            let (centre, spread) = if k < self.d {
+                PRIOR_LOG_LENGTH
+            } else if k == self.d {
+                PRIOR_LOG_SIGNAL
+            } else {
+                PRIOR_LOG_NOISE
+            };
+            cost += 0.5 * ((t - centre) / spread).powi(2);
+            grad[k] += (t - centre) / (spread * spread);
+        }
+        cost.is_finite().then_some((cost, grad))
+    }
+}
+
+impl CostFunction for Data {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, theta: &Vec<f64>) -> Result<f64, ArgminError> {
+        // An unfactorisable covariance is a wall the line search backs away from.
+        Ok(self.cost_and_gradient(theta).map_or(1e300, |(c, _)| c))
+    }
+}
+
+impl Gradient for Data {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, theta: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
+        Ok(self.cost_and_gradient(theta).map_or_else(|| vec![0.0; theta.len()], |(_, g)| g))
+    }
+}
+
+fn minimise(data: &Data, init: Vec<f64>) -> Option<Vec<f64>> {
+    let solver = LBFGS::new(MoreThuenteLineSearch::new(), 7);
+    let result = Executor::new(data, solver).configure(|s| s.param(init).max_iters(60)).run().ok()?;
+    result.state().best_param.clone()
+}
+
+impl CostFunction for &Data {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, theta: &Vec<f64>) -> Result<f64, ArgminError> {
+        (*self).cost(theta)
+    }
+}
+
+impl Gradient for &Data {
+    type Param = Vec<f64>;
+    type Gradient = Vec<f64>;
+    fn gradient(&self, theta: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
+        (*self).gradient(theta)
+    }
+}
+
+/// Log hyperparameters are clamped to a wide box so a wild line-search step cannot overflow.
+fn split(theta: &[f64], d: usize) -> (Vec<f64>, f64, f64) {
+    let ell = theta[..d].iter().map(|t| t.clamp(-7.0, 5.0).exp()).collect();
+    (ell, theta[d].clamp(-10.0, 6.0).exp(), theta[d + 1].clamp(-16.0, 3.0).exp())
+}
+
+fn scale(x: &[f64], bounds: &[(f64, f64)]) -> Vec<f64> {
+    x.iter().zip(bounds).map(|(v, (lo, hi))| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 }).collect()
+}
+
+fn log_det_half(chol: &Cholesky<f64, Dyn>) -> f64 {
+    chol.l_dirty().diagonal().iter().map(|v| v.ln()).sum()
+}
+
+/// Cholesky with growing jitter on the diagonal when the matrix is numerically indefinite.
+fn robust_cholesky(k: DMatrix<f64>) -> Result<Cholesky<f64, Dyn>, OptimizeError> {
+    let scale = k.diagonal().mean().max(1e-12);
+    for jitter in [0.0, 1e-10, 1e-8, 1e-6, 1e-4] {
+        let mut m = k.clone();
+        for i in 0..m.nrows() {
+            m[(i, i)] += jitter * scale;
+        }
+        if let Some(c) = m.cholesky() {
+            return Ok(c);
+        }
+    }
+    Err(OptimizeError::NotPositiveDefinite)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn options(d: usize) -> FitOptions {
+        FitOptions { kernel: KernelKind::Matern52, bounds: vec![(0.0, 1.0); d], restarts: 3, seed: 1 }
+    }
+
+    fn obs(x: f64, y: f64, noise_var: f64) -> Observation {
+        Observation { x: vec![x], y, noise_var }
+    }
+
+    #[test]
+    fn interpolates_a_smooth_function() {
+        let f = |x: f64| (6.0 * x).sin() * 100.0 + 900.0;
+        let data: Vec<Observation> = (0..15).map(|i| i as f64 / 14.0).map(|x| obs(x, f(x), 1.0)).collect();
+        let gp = GaussianProcess::fit(&data, &options(1)).unwrap();
+        for x in [0.13, 0.51, 0.77] {
+            let (m, v) = gp.predict(&[vec![x]])[0];
+            assert!((m - f(x)).abs() < 5.0, "at {x}: {m} vs {}", f(x));
+            assert!(v.sqrt() < 10.0);
+        }
+        // Far outside the data the uncertainty returns towards the prior.
+        let (_, far) = gp.predict(&[vec![3.0]])[0];
+        assert!(far.sqrt() > 30.0);
+    }
+
+    #[test]
+    fn noisy_observations_count_for_less() {
+        // Two conflicting observations at one point: the precise one dominates.
+        let data = vec![obs(0.5, 1000.0, 1.0), obs(0.5, 600.0, 10_000.0), obs(0.0, 800.0, 100.0), obs(1.0, 800.0, 100.0)];
+        let hyper = Hyperparameters { length_scales: vec![0.3], signal_var: 1.0, noise_var: 1e-6, log_marginal_likelihood: 0.0 };
+        let gp = GaussianProcess::with_hyperparameters(&data, &options(1), &hyper).unwrap();
+        let (m, _) = gp.predict(&[vec![0.5]])[0];
+        assert!(m > 950.0, "{m}");
+    }
+
+    #[test]
+    fn gradient_matches_finite_differences() {
+        let data: Vec<Observation> = (0..8)
+            .map(|i| Observation { x: vec![i as f64 / 7.0, (i * 3 % 8) as f64 / 7.0], y: (i as f64).sin(), noise_var: 0.01 })
+            .collect();
+        let d = Data::new(&data, &options(2)).unwrap();
+        let theta = vec![-0.5, -1.0, 0.2, -3.0];
+        let (_, grad) = d.cost_and_gradient(&theta).unwrap();
+        for k in 0..theta.len() {
+            let h = 1e-5;
+            let mut up = theta.clone();
+            up[k] += h;
+            let mut down = theta.clone();
+            down[k] -= h;
+            let numeric = (d.cost_and_gradient(&up).unwrap().0 - d.cost_and_gradient(&down).unwrap().0) / (2.0 * h);
+            assert!((numeric - grad[k]).abs() < 1e-4 * (1.0 + numeric.abs()), "dim {k}: {numeric} vs {}", grad[k]);
+        }
+    }
+
+    #[test]
+    fn fitting_beats_the_starting_point() {
+        let data: Vec<Observation> = (0..20).map(|i| i as f64 / 19.0).map(|x| obs(x, (20.0 * x).sin(), 1e-4)).collect();
+        let opts = options(1);
+        let fitted = GaussianProcess::fit(&data, &opts).unwrap();
+        let start = Hyperparameters { length_scales: vec![0.5], signal_var: 1.0, noise_var: 0.05, log_marginal_likelihood: 0.0 };
+        let unfitted = GaussianProcess::with_hyperparameters(&data, &opts, &start).unwrap();
+        assert!(fitted.hyperparameters().log_marginal_likelihood > unfitted.hyperparameters().log_marginal_likelihood);
+        // A wiggly function needs a short length scale.
+        assert!(fitted.hyperparameters().length_scales[0] < 0.3);
+    }
+
+    #[test]
+    fn wrong_dimensions_are_named() {
+        let err = GaussianProcess::fit(&[Observation { x: vec![1.0, 2.0], y: 1.0, noise_var: 0.0 }], &options(1)).unwrap_err();
+        assert_eq!(err.to_string(), "observation 0 has 2 inputs, expected 1");
+    }
+
+    #[test]
+    fn posterior_covariance_agrees_with_pointwise_variance() {
+        let data: Vec<Observation> = (0..6).map(|i| obs(i as f64 / 5.0, i as f64, 0.01)).collect();
+        let gp = GaussianProcess::fit(&data, &options(1)).unwrap();
+        let pts = vec![vec![0.1], vec![0.45], vec![0.9]];
+        let (means, cov) = gp.posterior(&pts);
+        for (j, (m, v)) in gp.predict(&pts).into_iter().enumerate() {
+            assert!((means[j] - m).abs() < 1e-9);
+            assert!((cov[(j, j)] - v).abs() < 1e-9);
+        }
+    }
+}

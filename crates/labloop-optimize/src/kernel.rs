@@ -1,0 +1,72 @@
+//! Stationary kernels with automatic relevance determination.
+
+use serde::{Deserialize, Serialize};
+
+/// Which covariance function.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum KernelKind {
+    /// Matérn ν = 5/2: twice differentiable, the usual default for physical responses.
+    #[default]
+    Matern52,
+    /// Squared exponential (RBF): infinitely smooth.
+    Rbf,
+}
+
+impl KernelKind {
+    /// The correlation at scaled squared distance `r2 = Σ (Δx_d / ℓ_d)²`.
+    pub fn correlation(self, r2: f64) -> f64 {
+        match self {
+            Self::Rbf => (-0.5 * r2).exp(),
+            Self::Matern52 => {
+                let s = (5.0 * r2).sqrt();
+                (1.0 + s + 5.0 * r2 / 3.0) * (-s).exp()
+            }
+        }
+    }
+
+    /// `∂k/∂(log ℓ_d)` divided by `(Δx_d / ℓ_d)²`, which is the same for every dimension.
+    pub fn length_scale_factor(self, r2: f64) -> f64 {
+        match self {
+            Self::Rbf => (-0.5 * r2).exp(),
+            Self::Matern52 => {
+                let s = (5.0 * r2).sqrt();
+                5.0 / 3.0 * (1.0 + s) * (-s).exp()
+            }
+        }
+    }
+}
+
+/// Scaled squared distance between two points.
+pub fn scaled_distance2(a: &[f64], b: &[f64], length_scales: &[f64]) -> f64 {
+    a.iter().zip(b).zip(length_scales).map(|((x, y), l)| ((x - y) / l).powi(2)).sum()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn correlation_is_one_at_zero_and_decays() {
+        for k in [KernelKind::Rbf, KernelKind::Matern52] {
+            assert!((k.correlation(0.0) - 1.0).abs() < 1e-12);
+            assert!(k.correlation(1.0) < k.correlation(0.5));
+            assert!(k.correlation(100.0) < 1e-3);
+        }
+    }
+
+    #[test]
+    fn length_scale_derivative_matches_finite_differences() {
+        // k(r2(ℓ)) with r2 = (Δ/ℓ)²; d/d log ℓ by central differences.
+        let delta: f64 = 0.7;
+        for k in [KernelKind::Rbf, KernelKind::Matern52] {
+            let f = |log_l: f64| k.correlation((delta / log_l.exp()).powi(2));
+            let log_l = 0.3f64.ln();
+            let h = 1e-6;
+            let numeric = (f(log_l + h) - f(log_l - h)) / (2.0 * h);
+            let r2 = (delta / 0.3).powi(2);
+            let analytic = k.length_scale_factor(r2) * r2;
+            assert!((numeric - analytic).abs() < 1e-6, "{k:?} {numeric} {analytic}");
+        }
+    }
+}
