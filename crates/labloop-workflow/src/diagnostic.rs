@@ -1,0 +1,99 @@
+//! Problems in a workflow file, each with its place.
+
+use std::fmt;
+
+/// One problem: where (file, 1-based line and column, dotted field path) and what.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    /// The file as given.
+    pub file: String,
+    /// 1-based line (0 when unknown).
+    pub line: usize,
+    /// 1-based column (0 when unknown).
+    pub column: usize,
+    /// Dotted path of the field, e.g. `optimizer.batch_size` (empty for the whole file).
+    pub path: String,
+    /// What is wrong and what was expected.
+    pub message: String,
+}
+
+impl Diagnostic {
+    /// A diagnostic at a place.
+    pub fn new(file: &str, line: usize, column: usize, path: &str, message: impl Into<String>) -> Self {
+        Self { file: file.to_owned(), line, column, path: path.to_owned(), message: message.into() }
+    }
+}
+
+impl fmt::Display for Diagnostic {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}:{}:{}: ", self.file, self.line, self.column)?;
+        if !self.path.is_empty() {
+            write!(f, "{}: ", self.path)?;
+        }
+        f.write_str(&self.message)
+    }
+}
+
+/// Turns the YAML library's error into a diagnostic; adds "did you mean" to unknown fields.
+pub(crate) fn from_yaml_error(error: &yaml_serde::Error, _text: &str, file: &str) -> Diagnostic {
+    let (line, column) = error.location().map_or((0, 0), |l| (l.line(), l.column()));
+    let mut message = error.to_string();
+    if let Some(cut) = message.rfind(" at line ") {
+        message.truncate(cut);
+    }
+    let (path, mut message) = match message.split_once(": ") {
+        Some((path, rest)) if !path.contains(' ') => (path.to_owned(), rest.to_owned()),
+        _ => (String::new(), message),
+    };
+    if let Some(hint) = did_you_mean(&message) {
+        message.push_str(&format!("; did you mean `{hint}`?"));
+    }
+    Diagnostic { file: file.to_owned(), line, column, path, message }
+}
+
+/// For "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), the closest expected name.
+fn did_you_mean(message: &str) -> Option<String> {
+    let rest = message.strip_prefix("unknown field `").or_else(|| message.strip_prefix("unknown variant `"))?;
+    let (given, expected) = rest.split_once('`')?;
+    let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+    names
+        .into_iter()
+        .map(|n| (edit_distance(given, n), n))
+        .filter(|(d, n)| *d <= (n.len().max(given.len()) / 2).max(1))
+        .min()
+        .map(|(_, n)| n.to_owned())
+}
+
+fn edit_distance(a: &str, b: &str) -> usize {
+    let b: Vec<char> = b.chars().collect();
+    let mut row: Vec<usize> = (0..=b.len()).collect();
+    for (i, ca) in a.chars().enumerate() {
+        let mut prev = row[0];
+        row[0] = i + 1;
+        for (j, cb) in b.iter().enumerate() {
+            let cur = row[j + 1];
+            row[j + 1] = (prev + usize::from(ca != *cb)).min(row[j] + 1).min(cur + 1);
+            prev = cur;
+        }
+    }
+    row[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn suggests_the_nearest_name() {
+        let m = "unknown field `batchsize`, expected one of `kind`, `batch_size`, `exploration`";
+        assert_eq!(did_you_mean(m).as_deref(), Some("batch_size"));
+        assert_eq!(did_you_mean("unknown field `zzzzzzzz`, expected `kind`"), None);
+        assert_eq!(did_you_mean("invalid type: string"), None);
+    }
+
+    #[test]
+    fn edit_distance_counts_edits() {
+        assert_eq!(edit_distance("kitten", "sitting"), 3);
+        assert_eq!(edit_distance("", "abc"), 3);
+    }
+}
