@@ -1,1 +1,263 @@
-//! stub
+//! The store: the one source of truth of labloop. Campaigns, rounds with their provenance,
+//! experiments with their append-only state events, every cycle record, every prediction.
+//!
+//! One code path over sqlx's `Any` driver serves SQLite (the embedded default: a file, nothing to set
+//! up) and PostgreSQL (many machines), with one set of portable migrations. Only this crate speaks SQL.
+//! Writes are idempotent where a retry could repeat them (a record of a cycle already stored is
+//! skipped; a transition to the current state is a no-op), so a caller may always retry.
+
+mod codec;
+mod experiments;
+
+pub use experiments::{ExperimentRow, NewExperiment, ObservationRow, PredictionRow};
+
+use sqlx::any::{AnyPoolOptions, install_default_drivers};
+use sqlx::{AnyPool, Row};
+use std::path::Path;
+use time::OffsetDateTime;
+use time::format_description::well_known::Rfc3339;
+
+/// Errors of the store, saying what was being done.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The URL is not one we serve.
+    #[error("unsupported store URL `{0}`: expected sqlite://PATH or postgres://...")]
+    Url(String),
+    /// The database refused or failed.
+    #[error("{action}: {source}")]
+    Database {
+        /// What was being done.
+        action: String,
+        /// The driver's error.
+        source: sqlx::Error,
+    },
+    /// Migrations failed.
+    #[error("migrating the store: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    /// A transition the state machine forbids.
+    #[error("experiment {experiment}: {source}")]
+    Transition {
+        /// The experiment.
+        experiment: String,
+        /// What was refused.
+        source: labloop_core::TransitionError,
+    },
+    /// Something stored that does not decode.
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        /// The table.
+        table: &'static str,
+        /// What is wrong.
+        message: String,
+    },
+    /// A file-system problem preparing an SQLite file.
+    #[error("preparing {path}: {message}")]
+    Io {
+        /// The path.
+        path: String,
+        /// What went wrong.
+        message: String,
+    },
+}
+
+pub(crate) fn db(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> StoreError {
+    let action = action.into();
+    move |source| StoreError::Database { action, source }
+}
+
+pub(crate) fn now() -> String {
+    OffsetDateTime::now_utc().format(&Rfc3339).expect("UTC timestamps format")
+}
+
+/// Which database is behind the store.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Backend {
+    /// SQLite file.
+    Sqlite,
+    /// PostgreSQL server.
+    Postgres,
+}
+
+/// A campaign as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct CampaignRow {
+    /// Its id.
+    pub id: String,
+    /// The workflow's campaign name.
+    pub name: String,
+    /// `running`, `completed`, `failed`.
+    pub state: String,
+    /// When it was created (RFC 3339, UTC).
+    pub created_at: String,
+    /// The workflow file it ran.
+    pub workflow_yaml: String,
+}
+
+/// A handle on the store; cheap to clone.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pool: AnyPool,
+    backend: Backend,
+}
+
+impl Store {
+    /// Connects (creating an SQLite file and its folder when needed) and migrates.
+    pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        install_default_drivers();
+        let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
+            let (file, _) = path.split_once('?').unwrap_or((path, ""));
+            if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
+                std::fs::create_dir_all(dir)
+                    .map_err(|e| StoreError::Io { path: dir.display().to_string(), message: e.to_string() })?;
+            }
+            let sep = if path.contains('?') { '&' } else { '?' };
+            let url = if path.contains("mode=") { url.to_owned() } else { format!("{url}{sep}mode=rwc") };
+            (Backend::Sqlite, url)
+        } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+            (Backend::Postgres, url.to_owned())
+        } else {
+            return Err(StoreError::Url(url.to_owned()));
+        };
+        let connections = if backend == Backend::Sqlite { 4 } else { 8 };
+        let pool = AnyPoolOptions::new()
+            .max_connections(connections)
+            .connect(&url)
+            .await
+            .map_err(db(format!("connecting to {}", redact(&url))))?;
+        if backend == Backend::Sqlite {
+            // WAL lets readers (dashboard, status) run beside the engine's writes.
+            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await.map_err(db("enabling WAL"))?;
+        }
+        sqlx::migrate!("./migrations").run(&pool).await?;
+        Ok(Self { pool, backend })
+    }
+
+    /// The database behind this store.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    pub(crate) fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    /// A transaction that will write. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`):
+    /// a read that later upgrades to a write would fail with "database is locked" under concurrency
+    /// instead of waiting its turn.
+    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+        match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
+            Backend::Postgres => self.pool.begin().await,
+        }
+        .map_err(db("starting a transaction"))
+    }
+
+    /// Creates a campaign named `name`; its id is the name, or `name-2`, `name-3`, ... when taken.
+    pub async fn create_campaign(&self, name: &str, workflow_yaml: &str) -> Result<String, StoreError> {
+        for n in 1.. {
+            let id = if n == 1 { name.to_owned() } else { format!("{name}-{n}") };
+            let at = now();
+            let inserted = sqlx::query(
+                "INSERT INTO campaigns (id, name, workflow_yaml, state, created_at, updated_at) \
+                 VALUES ($1, $2, $3, 'running', $4, $4) ON CONFLICT (id) DO NOTHING",
+            )
+            .bind(&id)
+            .bind(name)
+            .bind(workflow_yaml)
+            .bind(&at)
+            .execute(&self.pool)
+            .await
+            .map_err(db("creating a campaign"))?;
+            if inserted.rows_affected() == 1 {
+                return Ok(id);
+            }
+        }
+        unreachable!("the loop only ends by returning")
+    }
+
+    /// Sets a campaign's state (`running`, `completed`, `failed`).
+    pub async fn set_campaign_state(&self, id: &str, state: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE campaigns SET state = $1, updated_at = $2 WHERE id = $3")
+            .bind(state)
+            .bind(now())
+            .bind(id)
+            .execute(&self.pool)
+            .await
+            .map_err(db(format!("updating campaign {id}")))?;
+        Ok(())
+    }
+
+    /// Every campaign, newest first.
+    pub async fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError> {
+        let rows = sqlx::query("SELECT id, name, state, created_at, workflow_yaml FROM campaigns ORDER BY created_at DESC, id")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db("listing campaigns"))?;
+        rows.iter()
+            .map(|r| {
+                Ok(CampaignRow {
+                    id: r.try_get(0).map_err(db("reading campaigns"))?,
+                    name: r.try_get(1).map_err(db("reading campaigns"))?,
+                    state: r.try_get(2).map_err(db("reading campaigns"))?,
+                    created_at: r.try_get(3).map_err(db("reading campaigns"))?,
+                    workflow_yaml: r.try_get(4).map_err(db("reading campaigns"))?,
+                })
+            })
+            .collect()
+    }
+
+    /// Records a round's suggestion and its provenance (JSON). Idempotent.
+    pub async fn record_round(&self, campaign: &str, round: u32, method: &str, suggestion_json: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO rounds (campaign_id, round, method, suggestion, created_at) VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (campaign_id, round) DO NOTHING",
+        )
+        .bind(campaign)
+        .bind(i64::from(round))
+        .bind(method)
+        .bind(suggestion_json)
+        .bind(now())
+        .execute(&self.pool)
+        .await
+        .map_err(db(format!("recording round {round} of {campaign}")))?;
+        Ok(())
+    }
+
+    /// The rounds of a campaign: (round, method, suggestion JSON).
+    pub async fn rounds(&self, campaign: &str) -> Result<Vec<(u32, String, String)>, StoreError> {
+        let rows = sqlx::query("SELECT round, method, suggestion FROM rounds WHERE campaign_id = $1 ORDER BY round")
+            .bind(campaign)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(db(format!("reading rounds of {campaign}")))?;
+        rows.iter()
+            .map(|r| {
+                let round: i64 = r.try_get(0).map_err(db("reading rounds"))?;
+                Ok((round as u32, r.try_get(1).map_err(db("reading rounds"))?, r.try_get(2).map_err(db("reading rounds"))?))
+            })
+            .collect()
+    }
+}
+
+/// A URL without its password, for messages.
+fn redact(url: &str) -> String {
+    match (url.find("://"), url.find('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let creds = &url[s + 3..at];
+            let user = creds.split(':').next().unwrap_or("");
+            format!("{}://{user}:***@{}", &url[..s], &url[at + 1..])
+        }
+        _ => url.to_owned(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::redact;
+
+    #[test]
+    fn passwords_never_reach_messages() {
+        assert_eq!(redact("postgres://bob:secret@db:5432/x"), "postgres://bob:***@db:5432/x");
+        assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
+    }
+}

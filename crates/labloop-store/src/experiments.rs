@@ -1,0 +1,336 @@
+//! Experiments, their state events, cycle records and predictions.
+
+use crate::codec::{decode_curve, encode_curve};
+use crate::{Store, StoreError, db, now};
+use labloop_core::{CycleRecord, ExperimentState};
+use sqlx::Row;
+use sqlx::any::AnyRow;
+
+/// An experiment to record.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NewExperiment {
+    /// Its id (`<campaign>/r<round>/<slot>`).
+    pub id: String,
+    /// Its campaign.
+    pub campaign_id: String,
+    /// The round that suggested it.
+    pub round: u32,
+    /// Its place in the round.
+    pub slot: u32,
+    /// Index of its candidate in the campaign's space.
+    pub candidate_index: usize,
+    /// The optimizer's inputs for it (JSON array).
+    pub parameters_json: String,
+    /// The full protocol (JSON).
+    pub protocol_json: String,
+    /// The protocol as people name it, e.g. `4.8-5.2-5.2-4.16`.
+    pub protocol_label: String,
+    /// The cell it runs on.
+    pub cell_id: String,
+}
+
+/// An experiment as stored, with its current state.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ExperimentRow {
+    /// Its id.
+    pub id: String,
+    /// The round.
+    pub round: u32,
+    /// Candidate index.
+    pub candidate_index: usize,
+    /// The protocol's label.
+    pub protocol_label: String,
+    /// The cell.
+    pub cell_id: String,
+    /// The channel it ran on, once assigned.
+    pub channel_id: Option<String>,
+    /// Its current state (the last event's).
+    pub state: ExperimentState,
+}
+
+/// A prediction to record or as stored.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PredictionRow {
+    /// The model's name (provenance).
+    pub model: String,
+    /// Predicted cycle life.
+    pub cycle_life: f64,
+    /// Its σ in cycles.
+    pub sigma: f64,
+    /// Predicted log₁₀ life.
+    pub log10_life: f64,
+    /// σ in log₁₀ cycles.
+    pub sigma_log10: f64,
+    /// The features it was made from (JSON object).
+    pub features_json: String,
+}
+
+/// A predicted experiment, as the optimizer sees it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct ObservationRow {
+    /// The experiment.
+    pub experiment_id: String,
+    /// Its round.
+    pub round: u32,
+    /// Its candidate.
+    pub candidate_index: usize,
+    /// The protocol's label.
+    pub protocol_label: String,
+    /// The prediction.
+    pub prediction: PredictionRow,
+}
+
+fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(row: &'r AnyRow, i: usize, table: &'static str) -> Result<T, StoreError> {
+    row.try_get(i).map_err(|e| StoreError::Corrupt { table, message: e.to_string() })
+}
+
+impl Store {
+    /// Records an experiment in state `proposed`. Idempotent by id.
+    pub async fn add_experiment(&self, e: &NewExperiment) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO experiments (id, campaign_id, round, slot, candidate_index, parameters, protocol, protocol_label, cell_id, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+        )
+        .bind(&e.id)
+        .bind(&e.campaign_id)
+        .bind(i64::from(e.round))
+        .bind(i64::from(e.slot))
+        .bind(e.candidate_index as i64)
+        .bind(&e.parameters_json)
+        .bind(&e.protocol_json)
+        .bind(&e.protocol_label)
+        .bind(&e.cell_id)
+        .bind(now())
+        .execute(self.pool())
+        .await
+        .map_err(db(format!("recording experiment {}", e.id)))?;
+        self.transition(&e.id, ExperimentState::Proposed, None).await.map(|_| ())
+    }
+
+    /// Records the channel an experiment runs on.
+    pub async fn assign_channel(&self, experiment: &str, channel: &str) -> Result<(), StoreError> {
+        sqlx::query("UPDATE experiments SET channel_id = $1 WHERE id = $2")
+            .bind(channel)
+            .bind(experiment)
+            .execute(self.pool())
+            .await
+            .map_err(db(format!("assigning {experiment} to {channel}")))?;
+        Ok(())
+    }
+
+    /// The experiment's current state, if it has any event.
+    pub async fn experiment_state(&self, experiment: &str) -> Result<Option<ExperimentState>, StoreError> {
+        let row = sqlx::query("SELECT state FROM experiment_events WHERE experiment_id = $1 ORDER BY version DESC LIMIT 1")
+            .bind(experiment)
+            .fetch_optional(self.pool())
+            .await
+            .map_err(db(format!("reading the state of {experiment}")))?;
+        row.map(|r| {
+            let name: String = get(&r, 0, "experiment_events")?;
+            ExperimentState::parse(&name).ok_or(StoreError::Corrupt { table: "experiment_events", message: format!("unknown state `{name}`") })
+        })
+        .transpose()
+    }
+
+    /// Appends a state event, checked against the state machine; a transition to the current state
+    /// writes nothing. Returns the new state.
+    pub async fn transition(&self, experiment: &str, to: ExperimentState, detail: Option<&str>) -> Result<ExperimentState, StoreError> {
+        loop {
+            let mut tx = self.begin_write().await?;
+            let row = sqlx::query("SELECT version, state FROM experiment_events WHERE experiment_id = $1 ORDER BY version DESC LIMIT 1")
+                .bind(experiment)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(db(format!("reading the state of {experiment}")))?;
+            let (version, current) = match row {
+                Some(r) => {
+                    let name: String = get(&r, 1, "experiment_events")?;
+                    let state = ExperimentState::parse(&name)
+                        .ok_or(StoreError::Corrupt { table: "experiment_events", message: format!("unknown state `{name}`") })?;
+                    (get::<i64>(&r, 0, "experiment_events")?, Some(state))
+                }
+                None => (0, None),
+            };
+            if let Some(current) = current {
+                current.transition(to).map_err(|source| StoreError::Transition { experiment: experiment.to_owned(), source })?;
+                if current == to {
+                    return Ok(to);
+                }
+            }
+            let inserted = sqlx::query(
+                "INSERT INTO experiment_events (experiment_id, version, state, detail, at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (experiment_id, version) DO NOTHING",
+            )
+            .bind(experiment)
+            .bind(version + 1)
+            .bind(to.as_str())
+            .bind(detail)
+            .bind(now())
+            .execute(&mut *tx)
+            .await
+            .map_err(db(format!("recording {experiment} → {to}")))?;
+            tx.commit().await.map_err(db("committing a transition"))?;
+            if inserted.rows_affected() == 1 {
+                return Ok(to);
+            }
+            // Another writer took this version: read again and re-check.
+        }
+    }
+
+    /// Stores cycle records of an experiment in one transaction; a cycle already stored is skipped.
+    /// Returns how many were new.
+    pub async fn append_records(&self, experiment: &str, records: &[(u64, CycleRecord)]) -> Result<u64, StoreError> {
+        let mut tx = self.begin_write().await?;
+        let mut inserted = 0;
+        for (seq, r) in records {
+            let curve = r.discharge_curve.as_ref().map(encode_curve);
+            let result = sqlx::query(
+                "INSERT INTO cycle_records (experiment_id, cycle, seq, charge_capacity_ah, discharge_capacity_ah, \
+                 internal_resistance_ohm, temperature_min_c, temperature_avg_c, temperature_max_c, charge_time_s, discharge_curve) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (experiment_id, cycle) DO NOTHING",
+            )
+            .bind(experiment)
+            .bind(i64::from(r.cycle))
+            .bind(*seq as i64)
+            .bind(r.charge_capacity_ah)
+            .bind(r.discharge_capacity_ah)
+            .bind(r.internal_resistance_ohm)
+            .bind(r.temperature_min_c)
+            .bind(r.temperature_avg_c)
+            .bind(r.temperature_max_c)
+            .bind(r.charge_time_s)
+            .bind(curve)
+            .execute(&mut *tx)
+            .await
+            .map_err(db(format!("storing cycle {} of {experiment}", r.cycle)))?;
+            inserted += result.rows_affected();
+        }
+        tx.commit().await.map_err(db(format!("committing records of {experiment}")))?;
+        Ok(inserted)
+    }
+
+    /// Every stored record of an experiment, by cycle.
+    pub async fn records(&self, experiment: &str) -> Result<Vec<CycleRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT cycle, charge_capacity_ah, discharge_capacity_ah, internal_resistance_ohm, temperature_min_c, \
+             temperature_avg_c, temperature_max_c, charge_time_s, discharge_curve FROM cycle_records \
+             WHERE experiment_id = $1 ORDER BY cycle",
+        )
+        .bind(experiment)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(format!("reading records of {experiment}")))?;
+        rows.iter()
+            .map(|r| {
+                let t = "cycle_records";
+                let curve: Option<Vec<u8>> = get(r, 8, t)?;
+                Ok(CycleRecord {
+                    cycle: get::<i64>(r, 0, t)? as u32,
+                    charge_capacity_ah: get(r, 1, t)?,
+                    discharge_capacity_ah: get(r, 2, t)?,
+                    internal_resistance_ohm: get(r, 3, t)?,
+                    temperature_min_c: get(r, 4, t)?,
+                    temperature_avg_c: get(r, 5, t)?,
+                    temperature_max_c: get(r, 6, t)?,
+                    charge_time_s: get(r, 7, t)?,
+                    discharge_curve: curve
+                        .map(|b| decode_curve(&b).map_err(|message| StoreError::Corrupt { table: t, message }))
+                        .transpose()?,
+                })
+            })
+            .collect()
+    }
+
+    /// Number of cycle records stored for a campaign.
+    pub async fn count_records(&self, campaign: &str) -> Result<u64, StoreError> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM cycle_records r JOIN experiments e ON e.id = r.experiment_id WHERE e.campaign_id = $1",
+        )
+        .bind(campaign)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db(format!("counting records of {campaign}")))?;
+        Ok(get::<i64>(&row, 0, "cycle_records")? as u64)
+    }
+
+    /// Records an experiment's prediction. Idempotent: the first prediction stands.
+    pub async fn record_prediction(&self, experiment: &str, p: &PredictionRow) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO predictions (experiment_id, model, cycle_life, sigma, log10_life, sigma_log10, features, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (experiment_id) DO NOTHING",
+        )
+        .bind(experiment)
+        .bind(&p.model)
+        .bind(p.cycle_life)
+        .bind(p.sigma)
+        .bind(p.log10_life)
+        .bind(p.sigma_log10)
+        .bind(&p.features_json)
+        .bind(now())
+        .execute(self.pool())
+        .await
+        .map_err(db(format!("recording the prediction of {experiment}")))?;
+        Ok(())
+    }
+
+    /// Every experiment of a campaign with its current state, by id.
+    pub async fn experiments(&self, campaign: &str) -> Result<Vec<ExperimentRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.round, e.candidate_index, e.protocol_label, e.cell_id, e.channel_id, \
+             (SELECT s.state FROM experiment_events s WHERE s.experiment_id = e.id ORDER BY s.version DESC LIMIT 1) \
+             FROM experiments e WHERE e.campaign_id = $1 ORDER BY e.id",
+        )
+        .bind(campaign)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(format!("listing experiments of {campaign}")))?;
+        rows.iter()
+            .map(|r| {
+                let t = "experiments";
+                let state: String = get(r, 6, t)?;
+                Ok(ExperimentRow {
+                    id: get(r, 0, t)?,
+                    round: get::<i64>(r, 1, t)? as u32,
+                    candidate_index: get::<i64>(r, 2, t)? as usize,
+                    protocol_label: get(r, 3, t)?,
+                    cell_id: get(r, 4, t)?,
+                    channel_id: get(r, 5, t)?,
+                    state: ExperimentState::parse(&state)
+                        .ok_or(StoreError::Corrupt { table: t, message: format!("unknown state `{state}`") })?,
+                })
+            })
+            .collect()
+    }
+
+    /// Every predicted experiment of a campaign, by experiment id: what the optimizer learns from.
+    pub async fn observations(&self, campaign: &str) -> Result<Vec<ObservationRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.round, e.candidate_index, e.protocol_label, p.model, p.cycle_life, p.sigma, p.log10_life, \
+             p.sigma_log10, p.features FROM experiments e JOIN predictions p ON p.experiment_id = e.id \
+             WHERE e.campaign_id = $1 ORDER BY e.id",
+        )
+        .bind(campaign)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(format!("reading observations of {campaign}")))?;
+        rows.iter()
+            .map(|r| {
+                let t = "predictions";
+                Ok(ObservationRow {
+                    experiment_id: get(r, 0, t)?,
+                    round: get::<i64>(r, 1, t)? as u32,
+                    candidate_index: get::<i64>(r, 2, t)? as usize,
+                    protocol_label: get(r, 3, t)?,
+                    prediction: PredictionRow {
+                        model: get(r, 4, t)?,
+                        cycle_life: get(r, 5, t)?,
+                        sigma: get(r, 6, t)?,
+                        log10_life: get(r, 7, t)?,
+                        sigma_log10: get(r, 8, t)?,
+                        features_json: get(r, 9, t)?,
+                    },
+                })
+            })
+            .collect()
+    }
+}
