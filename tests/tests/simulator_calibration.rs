@@ -12,9 +12,19 @@ fn protocol(rates: &[f64]) -> ChargeProtocol {
     let steps = rates
         .iter()
         .enumerate()
-        .map(|(i, &c_rate)| ChargeStep { soc_from: width * i as f64, soc_to: width * (i + 1) as f64, c_rate })
+        .map(|(i, &c_rate)| ChargeStep {
+            soc_from: width * i as f64,
+            soc_to: width * (i + 1) as f64,
+            c_rate,
+        })
         .collect();
-    ChargeProtocol { steps, finish: CcCvFinish { c_rate: 1.0, cv_voltage_v: 3.6 } }
+    ChargeProtocol {
+        steps,
+        finish: CcCvFinish {
+            c_rate: 1.0,
+            cv_voltage_v: 3.6,
+        },
+    }
 }
 
 #[test]
@@ -45,12 +55,16 @@ fn real_data_model_predicts_simulated_cells() {
                 sq += err * err;
                 ape += (err / cell.life).abs();
                 bias += (p.log10_life - cell.life.log10()) / p.sigma_log10;
-                inside += f64::from(u8::from((p.log10_life - cell.life.log10()).abs() <= 2.0 * p.sigma_log10));
+                inside += f64::from(u8::from(
+                    (p.log10_life - cell.life.log10()).abs() <= 2.0 * p.sigma_log10,
+                ));
                 n += 1.0;
             }
         }
         let (rmse, mape, z_bias, cover2) = ((sq / n).sqrt(), 100.0 * ape / n, bias / n, inside / n);
-        println!("{name} on {n} simulated cells: RMSE {rmse:.0} cycles, MAPE {mape:.1} %, mean error {z_bias:.2} σ, ±2σ coverage {cover2:.2}");
+        println!(
+            "{name} on {n} simulated cells: RMSE {rmse:.0} cycles, MAPE {mape:.1} %, mean error {z_bias:.2} σ, ±2σ coverage {cover2:.2}"
+        );
         if name == "severson-variance" {
             assert!(mape < 25.0, "MAPE {mape}");
             assert!(z_bias.abs() < 1.0, "systematic bias of {z_bias} σ");

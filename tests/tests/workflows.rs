@@ -13,7 +13,15 @@ fn every_example_workflow_is_valid() {
         let path = entry.unwrap().path();
         if path.extension().is_some_and(|e| e == "yaml") {
             if let Err(problems) = labloop_workflow::load(&path) {
-                panic!("{}:\n{}", path.display(), problems.iter().map(|p| p.to_string()).collect::<Vec<_>>().join("\n"));
+                panic!(
+                    "{}:\n{}",
+                    path.display(),
+                    problems
+                        .iter()
+                        .map(|p| p.to_string())
+                        .collect::<Vec<_>>()
+                        .join("\n")
+                );
             }
             seen += 1;
         }
@@ -23,19 +31,34 @@ fn every_example_workflow_is_valid() {
 
 #[test]
 fn clo_workflow_space_is_the_published_224_protocols() {
-    let workflow = labloop_workflow::load(&repo_root().join("workflows/fast-charge-clo.yaml")).unwrap();
-    let ours: Vec<Vec<f64>> = workflow.protocol_space().enumerate().iter().map(|p| p.c_rates()).collect();
+    let workflow =
+        labloop_workflow::load(&repo_root().join("workflows/fast-charge-clo.yaml")).unwrap();
+    let ours: Vec<Vec<f64>> = workflow
+        .protocol_space()
+        .enumerate()
+        .iter()
+        .map(|p| p.c_rates())
+        .collect();
     let text = fs::read_to_string(shared_data().join("clo/policies_all.csv")).unwrap();
-    let published: Vec<Vec<f64>> =
-        text.lines().skip(1).map(|l| l.split(',').map(|v| v.trim().parse().unwrap()).collect()).collect();
+    let published: Vec<Vec<f64>> = text
+        .lines()
+        .skip(1)
+        .map(|l| l.split(',').map(|v| v.trim().parse().unwrap()).collect())
+        .collect();
     assert_eq!(published.len(), 224);
     assert_eq!(ours.len(), published.len());
     let same = |a: &Vec<f64>, b: &Vec<f64>| a.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-3);
     for p in &published {
-        assert!(ours.iter().any(|o| same(o, p)), "published protocol {p:?} missing");
+        assert!(
+            ours.iter().any(|o| same(o, p)),
+            "published protocol {p:?} missing"
+        );
     }
     for o in &ours {
-        assert!(published.iter().any(|p| same(o, p)), "protocol {o:?} is not in the published list");
+        assert!(
+            published.iter().any(|p| same(o, p)),
+            "protocol {o:?} is not in the published list"
+        );
     }
     assert_eq!(workflow.optimizer.batch_size, 48);
     assert_eq!(workflow.cycle_step().unwrap().cycles, 100);
@@ -68,15 +91,29 @@ fn bad_workflows_get_the_expected_messages() {
         }
     }
     assert!(seen >= 5);
-    assert!(mismatches.is_empty(), "run with UPDATE_EXPECT=1 to accept:\n{}", mismatches.join("\n"));
+    assert!(
+        mismatches.is_empty(),
+        "run with UPDATE_EXPECT=1 to accept:\n{}",
+        mismatches.join("\n")
+    );
 }
 
 #[test]
 fn schema_describes_the_workflow_keys() {
     let schema: serde_json::Value = serde_json::from_str(&labloop_workflow::schema()).unwrap();
     let props = &schema["properties"];
-    for key in ["campaign", "optimizer", "stopping", "instruments", "experiment", "store"] {
+    for key in [
+        "campaign",
+        "optimizer",
+        "stopping",
+        "instruments",
+        "experiment",
+        "store",
+    ] {
         assert!(props.get(key).is_some(), "schema lacks `{key}`");
     }
-    assert_eq!(schema["additionalProperties"], serde_json::Value::Bool(false));
+    assert_eq!(
+        schema["additionalProperties"],
+        serde_json::Value::Bool(false)
+    );
 }

@@ -91,7 +91,11 @@ impl ExperimentState {
                     | (Predicted, Completed)
             )
             || (!self.is_terminal() && matches!(to, Failed | Aborted));
-        if ok { Ok(to) } else { Err(TransitionError { from: self, to }) }
+        if ok {
+            Ok(to)
+        } else {
+            Err(TransitionError { from: self, to })
+        }
     }
 }
 

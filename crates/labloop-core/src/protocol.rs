@@ -136,7 +136,10 @@ impl StepProtocolSpace {
             return Err(ProtocolSpaceError::Breakpoints(b.clone()));
         }
         if self.grids.len() + 1 != self.steps() {
-            return Err(ProtocolSpaceError::GridCount { expected: self.steps() - 1, got: self.grids.len() });
+            return Err(ProtocolSpaceError::GridCount {
+                expected: self.steps() - 1,
+                got: self.grids.len(),
+            });
         }
         for (grid, values) in self.grids.iter().enumerate() {
             if let Some(&value) = values.iter().find(|v| !(v.is_finite() && **v > 0.0)) {
@@ -153,7 +156,11 @@ impl StepProtocolSpace {
     /// C-rates; `None` when the free steps alone already take the whole time.
     pub fn derived_last_rate(&self, free: &[f64]) -> Option<f64> {
         let b = &self.soc_breakpoints;
-        let used_h: f64 = free.iter().enumerate().map(|(i, c)| (b[i + 1] - b[i]) / c).sum();
+        let used_h: f64 = free
+            .iter()
+            .enumerate()
+            .map(|(i, c)| (b[i + 1] - b[i]) / c)
+            .sum();
         let left_h = self.charge_time_s / 3600.0 - used_h;
         let last_width = b[b.len() - 1] - b[b.len() - 2];
         (left_h > 0.0).then(|| last_width / left_h)
@@ -169,15 +176,29 @@ impl StepProtocolSpace {
         }
         let rates: Vec<f64> = free.iter().copied().chain([last]).collect();
         let excluded = self.exclude.iter().any(|ex| {
-            ex.len() == rates.len() && ex.iter().zip(&rates).all(|(a, b)| (a - b).abs() < RATE_TOLERANCE)
+            ex.len() == rates.len()
+                && ex
+                    .iter()
+                    .zip(&rates)
+                    .all(|(a, b)| (a - b).abs() < RATE_TOLERANCE)
         });
         if excluded {
             return None;
         }
         let b = &self.soc_breakpoints;
-        let steps =
-            rates.iter().enumerate().map(|(i, &c_rate)| ChargeStep { soc_from: b[i], soc_to: b[i + 1], c_rate }).collect();
-        Some(ChargeProtocol { steps, finish: self.finish })
+        let steps = rates
+            .iter()
+            .enumerate()
+            .map(|(i, &c_rate)| ChargeStep {
+                soc_from: b[i],
+                soc_to: b[i + 1],
+                c_rate,
+            })
+            .collect();
+        Some(ChargeProtocol {
+            steps,
+            finish: self.finish,
+        })
     }
 
     /// Every protocol in the space, in grid order (first step varies slowest).
@@ -216,7 +237,10 @@ mod tests {
             ],
             last_step_bounds: (0.1, 4.81),
             exclude: vec![vec![4.8; 4]],
-            finish: CcCvFinish { c_rate: 1.0, cv_voltage_v: 3.6 },
+            finish: CcCvFinish {
+                c_rate: 1.0,
+                cv_voltage_v: 3.6,
+            },
         }
     }
 
@@ -236,20 +260,38 @@ mod tests {
         let all = space.enumerate();
         assert_eq!(all.len(), 224);
         assert!(space.protocol(&[4.8, 4.8, 4.8]).is_none());
-        assert!(all.iter().all(|p| p.steps[3].c_rate <= 4.81 && p.steps[3].c_rate >= 0.1));
+        assert!(
+            all.iter()
+                .all(|p| p.steps[3].c_rate <= 4.81 && p.steps[3].c_rate >= 0.1)
+        );
     }
 
     #[test]
     fn malformed_templates_are_named() {
         let mut space = clo();
         space.grids.pop();
-        assert_eq!(space.check(), Err(ProtocolSpaceError::GridCount { expected: 3, got: 2 }));
+        assert_eq!(
+            space.check(),
+            Err(ProtocolSpaceError::GridCount {
+                expected: 3,
+                got: 2
+            })
+        );
         let mut space = clo();
         space.soc_breakpoints = vec![0.0, 0.4, 0.2];
-        assert!(matches!(space.check(), Err(ProtocolSpaceError::Breakpoints(_))));
+        assert!(matches!(
+            space.check(),
+            Err(ProtocolSpaceError::Breakpoints(_))
+        ));
         let mut space = clo();
         space.grids[1][0] = -1.0;
-        assert_eq!(space.check(), Err(ProtocolSpaceError::BadRate { grid: 1, value: -1.0 }));
+        assert_eq!(
+            space.check(),
+            Err(ProtocolSpaceError::BadRate {
+                grid: 1,
+                value: -1.0
+            })
+        );
     }
 
     #[test]

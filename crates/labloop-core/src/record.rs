@@ -79,7 +79,10 @@ mod tests {
 
     #[test]
     fn interpolates_a_falling_curve() {
-        let curve = DischargeCurve { voltage_v: vec![3.5, 3.3, 3.0, 2.0], capacity_ah: vec![0.0, 0.5, 1.0, 1.1] };
+        let curve = DischargeCurve {
+            voltage_v: vec![3.5, 3.3, 3.0, 2.0],
+            capacity_ah: vec![0.0, 0.5, 1.0, 1.1],
+        };
         let q = curve.capacity_at(&[3.6, 3.4, 3.3, 2.5, 1.9]);
         let expected = [0.0, 0.25, 0.5, 1.05, 1.1];
         for (a, b) in q.iter().zip(expected) {
@@ -89,7 +92,10 @@ mod tests {
 
     #[test]
     fn noise_bumps_do_not_fold_the_curve() {
-        let curve = DischargeCurve { voltage_v: vec![3.4, 3.2, 3.25, 3.0], capacity_ah: vec![0.0, 0.4, 0.5, 1.0] };
+        let curve = DischargeCurve {
+            voltage_v: vec![3.4, 3.2, 3.25, 3.0],
+            capacity_ah: vec![0.0, 0.4, 0.5, 1.0],
+        };
         let q = curve.capacity_at(&[3.3, 3.1]);
         assert!((q[0] - 0.2).abs() < 1e-12);
         assert!(q[1] > 0.4 && q[1] < 1.0);

@@ -9,7 +9,6 @@ use async_trait::async_trait;
 use labloop_core::{ChannelId, ChargeProtocol, CycleRecord};
 use std::time::Duration;
 
-
 /// What to run on one channel.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CyclingTest {
@@ -121,5 +120,6 @@ pub trait Cycler: Send + Sync {
 
     /// Records with `seq >= from_seq`. Waits until at least one is available or the test has ended,
     /// so a caller can follow a channel without polling; asking again for an old `from_seq` replays.
-    async fn records(&self, channel: &ChannelId, from_seq: u64) -> Result<RecordBatch, DriverError>;
+    async fn records(&self, channel: &ChannelId, from_seq: u64)
+    -> Result<RecordBatch, DriverError>;
 }

@@ -1,1 +1,45 @@
-//! stub
+//! The campaign engine: runs the closed loop — suggest a batch, cycle the cells, predict their lives
+//! from early cycles, feed the predictions back — on tokio, many experiments at once.
+//!
+//! The store is the engine's memory: every state change is written as an event before the engine
+//! acts on it, every cycle record is stored before the engine asks the instrument for the next one,
+//! and the optimizer reads its observations back from the store each round. The engine holds no
+//! state that the store does not.
+//!
+//! The engine knows instruments only through [`labloop_drivers::Cycler`], lifetimes only through
+//! [`labloop_predict::Predictor`], and suggestions only through [`labloop_optimize`].
+
+mod channels;
+mod experiment;
+mod runner;
+
+pub use runner::{
+    CampaignResult, CampaignRunner, EngineEvent, RankedProtocol, RunnerOptions, resolve_model,
+};
+
+/// What can stop a campaign, saying where.
+#[derive(Debug, thiserror::Error)]
+pub enum EngineError {
+    /// The store failed.
+    #[error(transparent)]
+    Store(#[from] labloop_store::StoreError),
+    /// The optimizer refused its input.
+    #[error("optimizer: {0}")]
+    Optimize(#[from] labloop_optimize::OptimizeError),
+    /// The workflow asks for something this engine cannot do.
+    #[error("workflow: {0}")]
+    Workflow(String),
+    /// The predictor failed (its model could not be loaded).
+    #[error("predictor: {0}")]
+    Predict(#[from] labloop_predict::PredictError),
+    /// Every experiment of a round failed, so the loop has nothing to learn from.
+    #[error("round {round}: all {count} experiments failed; first: {first}")]
+    RoundFailed {
+        /// The round.
+        round: u32,
+        /// How many failed.
+        count: usize,
+        /// The first failure.
+        first: String,
+    },
+}

@@ -2,9 +2,10 @@
 
 use crate::OptimizeError;
 use crate::gp::{FitOptions, GaussianProcess, Hyperparameters, Observation};
-use nalgebra::DMatrix;
+use nalgebra::{DMatrix, DVector};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
+use rand_distr::StandardNormal;
 use serde::{Deserialize, Serialize};
 
 /// What to choose a batch from, and how.
@@ -18,10 +19,25 @@ pub struct BatchRequest<'a> {
     pub pending: &'a [usize],
     /// How many to choose.
     pub batch_size: usize,
-    /// UCB weight κ on the posterior standard deviation (mean + κσ).
+    /// How each pick is scored.
+    pub acquisition: Acquisition,
+    /// UCB weight κ on the posterior standard deviation (mean + κσ); unused by Thompson sampling.
     pub exploration: f64,
     /// How to fit the surrogate.
     pub fit: FitOptions,
+}
+
+/// How a batch is chosen once there is data.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Acquisition {
+    /// Thompson sampling: each pick is the best candidate of one joint draw from the posterior, so a
+    /// batch samples candidates in proportion to their chance of being the best (Kandasamy et al.
+    /// 2018). Suits best-arm identification with many parallel channels.
+    #[default]
+    Thompson,
+    /// GP-UCB with hallucinated observations (GP-BUCB, Desautels et al. 2014).
+    Ucb,
 }
 
 /// A chosen batch and how it was chosen (recorded as provenance).
@@ -29,7 +45,7 @@ pub struct BatchRequest<'a> {
 pub struct Suggestion {
     /// Chosen candidates (indices), in the order they were picked.
     pub picks: Vec<usize>,
-    /// `"maximin-design"` without data, `"gp-bucb"` with.
+    /// `"maximin-design"` without data, else `"gp-thompson"` or `"gp-bucb"`.
     pub method: String,
     /// The surrogate's hyperparameters, when one was fitted.
     pub hyperparameters: Option<Hyperparameters>,
@@ -37,8 +53,8 @@ pub struct Suggestion {
     pub observations: usize,
 }
 
-/// Chooses a batch: a seeded maximin design with no data, else GP-UCB with hallucinated
-/// observations (pending experiments first, then each pick).
+/// Chooses a batch: a seeded maximin design with no data, else by the request's acquisition. Pending
+/// experiments are hallucinated as observed first, so the batch does not repeat what is under way.
 pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeError> {
     let candidates = request.candidates;
     if candidates.is_empty() {
@@ -59,22 +75,74 @@ pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeE
     for &p in request.pending {
         hallucinate(&mut cov, p, noise);
     }
-    let mut picks = Vec::with_capacity(request.batch_size);
-    for _ in 0..request.batch_size {
-        let best = (0..candidates.len())
-            .map(|i| (i, means[i] + request.exploration * cov[(i, i)].max(0.0).sqrt()))
-            .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
-            .map(|(i, _)| i)
-            .expect("candidates are not empty");
-        hallucinate(&mut cov, best, noise);
-        picks.push(best);
-    }
+    let (picks, method) = match request.acquisition {
+        Acquisition::Ucb => (bucb(&means, cov, noise, request), "gp-bucb"),
+        Acquisition::Thompson => (thompson(&means, &cov, request)?, "gp-thompson"),
+    };
     Ok(Suggestion {
         picks,
-        method: "gp-bucb".into(),
+        method: method.into(),
         hyperparameters: Some(gp.hyperparameters().clone()),
         observations: request.observations.len(),
     })
+}
+
+fn argmax(values: impl Iterator<Item = f64>) -> usize {
+    values
+        .enumerate()
+        .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
+        .map(|(i, _)| i)
+        .expect("candidates are not empty")
+}
+
+fn bucb(
+    means: &[f64],
+    mut cov: DMatrix<f64>,
+    noise: f64,
+    request: &BatchRequest<'_>,
+) -> Vec<usize> {
+    (0..request.batch_size)
+        .map(|_| {
+            let best = argmax(
+                (0..means.len())
+                    .map(|i| means[i] + request.exploration * cov[(i, i)].max(0.0).sqrt()),
+            );
+            hallucinate(&mut cov, best, noise);
+            best
+        })
+        .collect()
+}
+
+fn thompson(
+    means: &[f64],
+    cov: &DMatrix<f64>,
+    request: &BatchRequest<'_>,
+) -> Result<Vec<usize>, OptimizeError> {
+    let scale = cov
+        .diagonal()
+        .iter()
+        .fold(0.0f64, |m, v| m.max(*v))
+        .max(1e-12);
+    let factor = [1e-10, 1e-8, 1e-6, 1e-4, 1e-2]
+        .into_iter()
+        .find_map(|jitter| {
+            let mut m = cov.clone();
+            for i in 0..m.nrows() {
+                m[(i, i)] += jitter * scale;
+            }
+            m.cholesky()
+        })
+        .ok_or(OptimizeError::NotPositiveDefinite)?;
+    let l = factor.l();
+    let mean = DVector::from_column_slice(means);
+    let mut rng = StdRng::seed_from_u64(request.fit.seed ^ 0x7468_6f6d_7073_6f6e);
+    Ok((0..request.batch_size)
+        .map(|_| {
+            let z = DVector::from_fn(means.len(), |_, _| rng.sample::<f64, _>(StandardNormal));
+            let draw = &mean + &l * z;
+            argmax(draw.iter().copied())
+        })
+        .collect())
 }
 
 /// A candidate's place in the ranking.
@@ -94,7 +162,11 @@ pub fn rank(gp: &GaussianProcess, candidates: &[Vec<f64>]) -> Vec<Ranked> {
         .predict(candidates)
         .into_iter()
         .enumerate()
-        .map(|(index, (mean, var))| Ranked { index, mean, sd: var.sqrt() })
+        .map(|(index, (mean, var))| Ranked {
+            index,
+            mean,
+            sd: var.sqrt(),
+        })
         .collect();
     ranked.sort_by(|a, b| b.mean.total_cmp(&a.mean).then(a.index.cmp(&b.index)));
     ranked
@@ -102,7 +174,11 @@ pub fn rank(gp: &GaussianProcess, candidates: &[Vec<f64>]) -> Vec<Ranked> {
 
 fn check_dimensions(candidates: &[Vec<f64>], d: usize) -> Result<(), OptimizeError> {
     match candidates.iter().position(|c| c.len() != d) {
-        Some(index) => Err(OptimizeError::Dimension { index, got: candidates[index].len(), expected: d }),
+        Some(index) => Err(OptimizeError::Dimension {
+            index,
+            got: candidates[index].len(),
+            expected: d,
+        }),
         None => Ok(()),
     }
 }
@@ -112,7 +188,12 @@ fn hallucination_noise(observations: &[Observation], gp: &GaussianProcess) -> f6
     let mut noise: Vec<f64> = observations.iter().map(|o| o.noise_var).collect();
     noise.sort_by(f64::total_cmp);
     let h = gp.hyperparameters();
-    let y_var = observations.iter().map(|o| o.y).fold((0.0, 0.0, 0.0), |(n, s, s2), y| (n + 1.0, s + y, s2 + y * y));
+    let y_var = observations
+        .iter()
+        .map(|o| o.y)
+        .fold((0.0, 0.0, 0.0), |(n, s, s2), y| {
+            (n + 1.0, s + y, s2 + y * y)
+        });
     let spread = (y_var.2 / y_var.0 - (y_var.1 / y_var.0).powi(2)).max(0.0);
     noise[noise.len() / 2] + h.noise_var * spread.max(1e-12)
 }
@@ -131,9 +212,20 @@ fn maximin_design(request: &BatchRequest<'_>) -> Vec<usize> {
     let scaled: Vec<Vec<f64>> = request
         .candidates
         .iter()
-        .map(|c| c.iter().zip(&request.fit.bounds).map(|(v, (lo, hi))| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 }).collect())
+        .map(|c| {
+            c.iter()
+                .zip(&request.fit.bounds)
+                .map(|(v, (lo, hi))| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 })
+                .collect()
+        })
         .collect();
-    let dist2 = |a: usize, b: usize| -> f64 { scaled[a].iter().zip(&scaled[b]).map(|(x, y)| (x - y).powi(2)).sum() };
+    let dist2 = |a: usize, b: usize| -> f64 {
+        scaled[a]
+            .iter()
+            .zip(&scaled[b])
+            .map(|(x, y)| (x - y).powi(2))
+            .sum()
+    };
     let mut nearest: Vec<f64> = vec![f64::INFINITY; scaled.len()];
     let mut chosen: Vec<usize> = request.pending.to_vec();
     for &p in &chosen {
@@ -147,7 +239,9 @@ fn maximin_design(request: &BatchRequest<'_>) -> Vec<usize> {
         let next = if k == 0 && chosen.is_empty() {
             rng.random_range(0..scaled.len())
         } else {
-            (0..scaled.len()).max_by(|&a, &b| nearest[a].total_cmp(&nearest[b]).then(b.cmp(&a))).expect("not empty")
+            (0..scaled.len())
+                .max_by(|&a, &b| nearest[a].total_cmp(&nearest[b]).then(b.cmp(&a)))
+                .expect("not empty")
         };
         for (i, n) in nearest.iter_mut().enumerate() {
             *n = n.min(dist2(i, next));
@@ -164,7 +258,9 @@ mod tests {
     use crate::KernelKind;
 
     fn grid() -> Vec<Vec<f64>> {
-        (0..21).flat_map(|i| (0..21).map(move |j| vec![i as f64 / 20.0, j as f64 / 20.0])).collect()
+        (0..21)
+            .flat_map(|i| (0..21).map(move |j| vec![i as f64 / 20.0, j as f64 / 20.0]))
+            .collect()
     }
 
     fn truth(x: &[f64]) -> f64 {
@@ -172,14 +268,26 @@ mod tests {
     }
 
     fn fit() -> FitOptions {
-        FitOptions { kernel: KernelKind::Matern52, bounds: vec![(0.0, 1.0); 2], restarts: 2, seed: 3 }
+        FitOptions {
+            kernel: KernelKind::Matern52,
+            bounds: vec![(0.0, 1.0); 2],
+            restarts: 2,
+            seed: 3,
+        }
     }
 
     #[test]
     fn design_spreads_out_without_data() {
         let candidates = grid();
-        let request =
-            BatchRequest { candidates: &candidates, observations: &[], pending: &[], batch_size: 5, exploration: 2.0, fit: fit() };
+        let request = BatchRequest {
+            candidates: &candidates,
+            observations: &[],
+            pending: &[],
+            batch_size: 5,
+            acquisition: Acquisition::Ucb,
+            exploration: 2.0,
+            fit: fit(),
+        };
         let s = suggest_batch(&request).unwrap();
         assert_eq!(s.method, "maximin-design");
         let mut unique = s.picks.clone();
@@ -187,12 +295,20 @@ mod tests {
         unique.dedup();
         assert_eq!(unique.len(), 5);
         // Corners of the square are among the first picks of a maximin design.
-        assert!(s.picks[1..].iter().any(|&p| candidates[p] == vec![0.0, 0.0] || candidates[p] == vec![1.0, 1.0]
-            || candidates[p] == vec![0.0, 1.0] || candidates[p] == vec![1.0, 0.0]));
+        assert!(s.picks[1..].iter().any(|&p| candidates[p] == vec![0.0, 0.0]
+            || candidates[p] == vec![1.0, 1.0]
+            || candidates[p] == vec![0.0, 1.0]
+            || candidates[p] == vec![1.0, 0.0]));
     }
 
     #[test]
     fn loop_finds_the_optimum_of_a_noisy_bowl() {
+        for acquisition in [Acquisition::Thompson, Acquisition::Ucb] {
+            noisy_bowl(acquisition);
+        }
+    }
+
+    fn noisy_bowl(acquisition: Acquisition) {
         let candidates = grid();
         let mut rng = StdRng::seed_from_u64(11);
         let mut observations = Vec::new();
@@ -202,29 +318,82 @@ mod tests {
                 observations: &observations,
                 pending: &[],
                 batch_size: 8,
+                acquisition,
                 exploration: 2.0,
                 fit: fit(),
             };
             for i in suggest_batch(&request).unwrap().picks {
                 let noise: f64 = rng.random_range(-30.0..30.0);
-                observations.push(Observation { x: candidates[i].clone(), y: truth(&candidates[i]) + noise, noise_var: 300.0 });
+                observations.push(Observation {
+                    x: candidates[i].clone(),
+                    y: truth(&candidates[i]) + noise,
+                    noise_var: 300.0,
+                });
             }
         }
         let gp = GaussianProcess::fit(&observations, &fit()).unwrap();
         let best = rank(&gp, &candidates)[0];
-        assert!(truth(&candidates[best.index]) > 990.0, "recommended {:?}", candidates[best.index]);
+        assert!(
+            truth(&candidates[best.index]) > 990.0,
+            "{acquisition:?} recommended {:?}",
+            candidates[best.index]
+        );
+    }
+
+    #[test]
+    fn thompson_batches_follow_the_chance_of_being_best() {
+        let candidates = grid();
+        let observations: Vec<Observation> = (0..candidates.len())
+            .step_by(7)
+            .map(|i| Observation {
+                x: candidates[i].clone(),
+                y: truth(&candidates[i]),
+                noise_var: 100.0,
+            })
+            .collect();
+        let request = BatchRequest {
+            candidates: &candidates,
+            observations: &observations,
+            pending: &[],
+            batch_size: 20,
+            acquisition: Acquisition::Thompson,
+            exploration: 0.0,
+            fit: fit(),
+        };
+        let s = suggest_batch(&request).unwrap();
+        assert_eq!(s.method, "gp-thompson");
+        assert_eq!(
+            s.picks,
+            suggest_batch(&request).unwrap().picks,
+            "same seed, same batch"
+        );
+        // Every pick is near the true optimum (0.7, 0.3), and not all the same point.
+        for &p in &s.picks {
+            assert!(truth(&candidates[p]) > 950.0, "{:?}", candidates[p]);
+        }
+        let mut unique = s.picks.clone();
+        unique.sort();
+        unique.dedup();
+        assert!(unique.len() > 1);
     }
 
     #[test]
     fn pending_and_earlier_picks_push_later_picks_away() {
         let candidates = grid();
-        let observations: Vec<Observation> =
-            [0usize, 20, 220, 420, 440].iter().map(|&i| Observation { x: candidates[i].clone(), y: truth(&candidates[i]), noise_var: 1.0 }).collect();
+        let observations: Vec<Observation> = [0usize, 20, 220, 420, 440]
+            .iter()
+            .map(|&i| Observation {
+                x: candidates[i].clone(),
+                y: truth(&candidates[i]),
+                noise_var: 1.0,
+            })
+            .collect();
         let request = BatchRequest {
             candidates: &candidates,
             observations: &observations,
             pending: &[],
             batch_size: 6,
+            acquisition: Acquisition::Ucb,
             exploration: 2.0,
             fit: fit(),
         };
@@ -233,13 +402,28 @@ mod tests {
         unique.sort();
         unique.dedup();
         assert!(unique.len() >= 5, "batch collapsed: {:?}", first.picks);
-        let with_pending = suggest_batch(&BatchRequest { pending: &first.picks[..1], ..request.clone() }).unwrap();
+        let with_pending = suggest_batch(&BatchRequest {
+            pending: &first.picks[..1],
+            ..request.clone()
+        })
+        .unwrap();
         assert_ne!(with_pending.picks[0], first.picks[0]);
     }
 
     #[test]
     fn empty_candidate_set_is_an_error() {
-        let request = BatchRequest { candidates: &[], observations: &[], pending: &[], batch_size: 1, exploration: 1.0, fit: fit() };
-        assert_eq!(suggest_batch(&request).unwrap_err(), OptimizeError::NoCandidates);
+        let request = BatchRequest {
+            candidates: &[],
+            observations: &[],
+            pending: &[],
+            batch_size: 1,
+            acquisition: Acquisition::Thompson,
+            exploration: 1.0,
+            fit: fit(),
+        };
+        assert_eq!(
+            suggest_batch(&request).unwrap_err(),
+            OptimizeError::NoCandidates
+        );
     }
 }

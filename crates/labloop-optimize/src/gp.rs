@@ -72,15 +72,19 @@ impl GaussianProcess {
     pub fn fit(observations: &[Observation], options: &FitOptions) -> Result<Self, OptimizeError> {
         let data = Data::new(observations, options)?;
         let d = options.bounds.len();
-        let prior_centre: Vec<f64> =
-            std::iter::repeat_n(PRIOR_LOG_LENGTH.0, d).chain([PRIOR_LOG_SIGNAL.0, PRIOR_LOG_NOISE.0]).collect();
+        let prior_centre: Vec<f64> = std::iter::repeat_n(PRIOR_LOG_LENGTH.0, d)
+            .chain([PRIOR_LOG_SIGNAL.0, PRIOR_LOG_NOISE.0])
+            .collect();
         let mut rng = StdRng::seed_from_u64(options.seed);
         let mut best: Option<(f64, Vec<f64>)> = None;
         for start in 0..options.restarts.max(1) {
             let init: Vec<f64> = if start == 0 {
                 prior_centre.clone()
             } else {
-                prior_centre.iter().map(|c| c + rng.random_range(-1.0..1.0)).collect()
+                prior_centre
+                    .iter()
+                    .map(|c| c + rng.random_range(-1.0..1.0))
+                    .collect()
             };
             let candidate = minimise(&data, init.clone()).unwrap_or(init);
             if let Some(cost) = data.cost_and_gradient(&candidate).map(|(c, _)| c)
@@ -101,8 +105,12 @@ impl GaussianProcess {
         hyper: &Hyperparameters,
     ) -> Result<Self, OptimizeError> {
         let data = Data::new(observations, options)?;
-        let theta: Vec<f64> =
-            hyper.length_scales.iter().map(|l| l.ln()).chain([hyper.signal_var.ln(), hyper.noise_var.ln()]).collect();
+        let theta: Vec<f64> = hyper
+            .length_scales
+            .iter()
+            .map(|l| l.ln())
+            .chain([hyper.signal_var.ln(), hyper.noise_var.ln()])
+            .collect();
         Self::condition(data, options, &theta)
     }
 
@@ -111,14 +119,21 @@ impl GaussianProcess {
         let k = data.covariance(&ell, sf2, sn2);
         let chol = robust_cholesky(k)?;
         let alpha = chol.solve(&data.y);
-        let lml = -0.5 * data.y.dot(&alpha) - log_det_half(&chol) - 0.5 * data.n() as f64 * (2.0 * std::f64::consts::PI).ln();
+        let lml = -0.5 * data.y.dot(&alpha)
+            - log_det_half(&chol)
+            - 0.5 * data.n() as f64 * (2.0 * std::f64::consts::PI).ln();
         Ok(Self {
             kernel: options.kernel,
             bounds: options.bounds.clone(),
             x: data.x,
             y_mean: data.y_mean,
             y_std: data.y_std,
-            hyper: Hyperparameters { length_scales: ell, signal_var: sf2, noise_var: sn2, log_marginal_likelihood: lml },
+            hyper: Hyperparameters {
+                length_scales: ell,
+                signal_var: sf2,
+                noise_var: sn2,
+                log_marginal_likelihood: lml,
+            },
             chol,
             alpha,
         })
@@ -138,7 +153,12 @@ impl GaussianProcess {
         let scaled: Vec<Vec<f64>> = points.iter().map(|p| scale(p, &self.bounds)).collect();
         let h = &self.hyper;
         DMatrix::from_fn(self.x.len(), points.len(), |i, j| {
-            h.signal_var * self.kernel.correlation(scaled_distance2(&self.x[i], &scaled[j], &h.length_scales))
+            h.signal_var
+                * self.kernel.correlation(scaled_distance2(
+                    &self.x[i],
+                    &scaled[j],
+                    &h.length_scales,
+                ))
         })
     }
 
@@ -146,11 +166,18 @@ impl GaussianProcess {
     pub fn predict(&self, points: &[Vec<f64>]) -> Vec<(f64, f64)> {
         let ks = self.cross(points);
         let mean = ks.transpose() * &self.alpha;
-        let v = self.chol.l().solve_lower_triangular(&ks).expect("L is invertible");
+        let v = self
+            .chol
+            .l()
+            .solve_lower_triangular(&ks)
+            .expect("L is invertible");
         (0..points.len())
             .map(|j| {
                 let var = (self.hyper.signal_var - v.column(j).norm_squared()).max(0.0);
-                (self.y_mean + self.y_std * mean[j], var * self.y_std * self.y_std)
+                (
+                    self.y_mean + self.y_std * mean[j],
+                    var * self.y_std * self.y_std,
+                )
             })
             .collect()
     }
@@ -159,14 +186,26 @@ impl GaussianProcess {
     pub fn posterior(&self, points: &[Vec<f64>]) -> (Vec<f64>, DMatrix<f64>) {
         let ks = self.cross(points);
         let mean = ks.transpose() * &self.alpha;
-        let v = self.chol.l().solve_lower_triangular(&ks).expect("L is invertible");
+        let v = self
+            .chol
+            .l()
+            .solve_lower_triangular(&ks)
+            .expect("L is invertible");
         let scaled: Vec<Vec<f64>> = points.iter().map(|p| scale(p, &self.bounds)).collect();
         let h = &self.hyper;
         let prior = DMatrix::from_fn(points.len(), points.len(), |i, j| {
-            h.signal_var * self.kernel.correlation(scaled_distance2(&scaled[i], &scaled[j], &h.length_scales))
+            h.signal_var
+                * self.kernel.correlation(scaled_distance2(
+                    &scaled[i],
+                    &scaled[j],
+                    &h.length_scales,
+                ))
         });
         let cov = (prior - v.transpose() * v) * (self.y_std * self.y_std);
-        (mean.iter().map(|m| self.y_mean + self.y_std * m).collect(), cov)
+        (
+            mean.iter().map(|m| self.y_mean + self.y_std * m).collect(),
+            cov,
+        )
     }
 }
 
@@ -186,25 +225,45 @@ impl Data {
         let d = options.bounds.len();
         for (index, o) in observations.iter().enumerate() {
             if o.x.len() != d {
-                return Err(OptimizeError::Dimension { index, got: o.x.len(), expected: d });
+                return Err(OptimizeError::Dimension {
+                    index,
+                    got: o.x.len(),
+                    expected: d,
+                });
             }
             if !o.y.is_finite() {
                 return Err(OptimizeError::NotFinite { index, what: "y" });
             }
             if !(o.noise_var.is_finite() && o.noise_var >= 0.0) {
-                return Err(OptimizeError::NotFinite { index, what: "noise variance" });
+                return Err(OptimizeError::NotFinite {
+                    index,
+                    what: "noise variance",
+                });
             }
         }
         let n = observations.len().max(1) as f64;
         let y_mean = observations.iter().map(|o| o.y).sum::<f64>() / n;
-        let var = observations.iter().map(|o| (o.y - y_mean).powi(2)).sum::<f64>() / n;
+        let var = observations
+            .iter()
+            .map(|o| (o.y - y_mean).powi(2))
+            .sum::<f64>()
+            / n;
         let y_std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
         Ok(Self {
             kernel: options.kernel,
             d,
-            x: observations.iter().map(|o| scale(&o.x, &options.bounds)).collect(),
-            y: DVector::from_iterator(observations.len(), observations.iter().map(|o| (o.y - y_mean) / y_std)),
-            noise: observations.iter().map(|o| o.noise_var / (y_std * y_std)).collect(),
+            x: observations
+                .iter()
+                .map(|o| scale(&o.x, &options.bounds))
+                .collect(),
+            y: DVector::from_iterator(
+                observations.len(),
+                observations.iter().map(|o| (o.y - y_mean) / y_std),
+            ),
+            noise: observations
+                .iter()
+                .map(|o| o.noise_var / (y_std * y_std))
+                .collect(),
             y_mean,
             y_std,
         })
@@ -217,7 +276,10 @@ impl Data {
     fn covariance(&self, ell: &[f64], sf2: f64, sn2: f64) -> DMatrix<f64> {
         let n = self.n();
         DMatrix::from_fn(n, n, |i, j| {
-            let k = sf2 * self.kernel.correlation(scaled_distance2(&self.x[i], &self.x[j], ell));
+            let k = sf2
+                * self
+                    .kernel
+                    .correlation(scaled_distance2(&self.x[i], &self.x[j], ell));
             if i == j { k + sn2 + self.noise[i] } else { k }
         })
     }
@@ -230,7 +292,9 @@ impl Data {
         let alpha = chol.solve(&self.y);
         let mut w = chol.inverse();
         w -= &alpha * alpha.transpose();
-        let mut cost = 0.5 * self.y.dot(&alpha) + log_det_half(&chol) + 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
+        let mut cost = 0.5 * self.y.dot(&alpha)
+            + log_det_half(&chol)
+            + 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
         let mut grad = vec![0.0; self.d + 2];
         for i in 0..n {
             for j in 0..n {
@@ -272,13 +336,18 @@ impl Gradient for Data {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, theta: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
-        Ok(self.cost_and_gradient(theta).map_or_else(|| vec![0.0; theta.len()], |(_, g)| g))
+        Ok(self
+            .cost_and_gradient(theta)
+            .map_or_else(|| vec![0.0; theta.len()], |(_, g)| g))
     }
 }
 
 fn minimise(data: &Data, init: Vec<f64>) -> Option<Vec<f64>> {
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 7);
-    let result = Executor::new(data, solver).configure(|s| s.param(init).max_iters(60)).run().ok()?;
+    let result = Executor::new(data, solver)
+        .configure(|s| s.param(init).max_iters(60))
+        .run()
+        .ok()?;
     result.state().best_param.clone()
 }
 
@@ -300,12 +369,22 @@ impl Gradient for &Data {
 
 /// Log hyperparameters are clamped to a wide box so a wild line-search step cannot overflow.
 fn split(theta: &[f64], d: usize) -> (Vec<f64>, f64, f64) {
-    let ell = theta[..d].iter().map(|t| t.clamp(-7.0, 5.0).exp()).collect();
-    (ell, theta[d].clamp(-10.0, 6.0).exp(), theta[d + 1].clamp(-16.0, 3.0).exp())
+    let ell = theta[..d]
+        .iter()
+        .map(|t| t.clamp(-7.0, 5.0).exp())
+        .collect();
+    (
+        ell,
+        theta[d].clamp(-10.0, 6.0).exp(),
+        theta[d + 1].clamp(-16.0, 3.0).exp(),
+    )
 }
 
 fn scale(x: &[f64], bounds: &[(f64, f64)]) -> Vec<f64> {
-    x.iter().zip(bounds).map(|(v, (lo, hi))| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 }).collect()
+    x.iter()
+        .zip(bounds)
+        .map(|(v, (lo, hi))| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 })
+        .collect()
 }
 
 fn log_det_half(chol: &Cholesky<f64, Dyn>) -> f64 {
@@ -332,17 +411,29 @@ mod tests {
     use super::*;
 
     fn options(d: usize) -> FitOptions {
-        FitOptions { kernel: KernelKind::Matern52, bounds: vec![(0.0, 1.0); d], restarts: 3, seed: 1 }
+        FitOptions {
+            kernel: KernelKind::Matern52,
+            bounds: vec![(0.0, 1.0); d],
+            restarts: 3,
+            seed: 1,
+        }
     }
 
     fn obs(x: f64, y: f64, noise_var: f64) -> Observation {
-        Observation { x: vec![x], y, noise_var }
+        Observation {
+            x: vec![x],
+            y,
+            noise_var,
+        }
     }
 
     #[test]
     fn interpolates_a_smooth_function() {
         let f = |x: f64| (6.0 * x).sin() * 100.0 + 900.0;
-        let data: Vec<Observation> = (0..15).map(|i| i as f64 / 14.0).map(|x| obs(x, f(x), 1.0)).collect();
+        let data: Vec<Observation> = (0..15)
+            .map(|i| i as f64 / 14.0)
+            .map(|x| obs(x, f(x), 1.0))
+            .collect();
         let gp = GaussianProcess::fit(&data, &options(1)).unwrap();
         for x in [0.13, 0.51, 0.77] {
             let (m, v) = gp.predict(&[vec![x]])[0];
@@ -357,8 +448,18 @@ mod tests {
     #[test]
     fn noisy_observations_count_for_less() {
         // Two conflicting observations at one point: the precise one dominates.
-        let data = vec![obs(0.5, 1000.0, 1.0), obs(0.5, 600.0, 10_000.0), obs(0.0, 800.0, 100.0), obs(1.0, 800.0, 100.0)];
-        let hyper = Hyperparameters { length_scales: vec![0.3], signal_var: 1.0, noise_var: 1e-6, log_marginal_likelihood: 0.0 };
+        let data = vec![
+            obs(0.5, 1000.0, 1.0),
+            obs(0.5, 600.0, 10_000.0),
+            obs(0.0, 800.0, 100.0),
+            obs(1.0, 800.0, 100.0),
+        ];
+        let hyper = Hyperparameters {
+            length_scales: vec![0.3],
+            signal_var: 1.0,
+            noise_var: 1e-6,
+            log_marginal_likelihood: 0.0,
+        };
         let gp = GaussianProcess::with_hyperparameters(&data, &options(1), &hyper).unwrap();
         let (m, _) = gp.predict(&[vec![0.5]])[0];
         assert!(m > 950.0, "{m}");
@@ -367,7 +468,11 @@ mod tests {
     #[test]
     fn gradient_matches_finite_differences() {
         let data: Vec<Observation> = (0..8)
-            .map(|i| Observation { x: vec![i as f64 / 7.0, (i * 3 % 8) as f64 / 7.0], y: (i as f64).sin(), noise_var: 0.01 })
+            .map(|i| Observation {
+                x: vec![i as f64 / 7.0, (i * 3 % 8) as f64 / 7.0],
+                y: (i as f64).sin(),
+                noise_var: 0.01,
+            })
             .collect();
         let d = Data::new(&data, &options(2)).unwrap();
         let theta = vec![-0.5, -1.0, 0.2, -3.0];
@@ -378,32 +483,59 @@ mod tests {
             up[k] += h;
             let mut down = theta.clone();
             down[k] -= h;
-            let numeric = (d.cost_and_gradient(&up).unwrap().0 - d.cost_and_gradient(&down).unwrap().0) / (2.0 * h);
-            assert!((numeric - grad[k]).abs() < 1e-4 * (1.0 + numeric.abs()), "dim {k}: {numeric} vs {}", grad[k]);
+            let numeric = (d.cost_and_gradient(&up).unwrap().0
+                - d.cost_and_gradient(&down).unwrap().0)
+                / (2.0 * h);
+            assert!(
+                (numeric - grad[k]).abs() < 1e-4 * (1.0 + numeric.abs()),
+                "dim {k}: {numeric} vs {}",
+                grad[k]
+            );
         }
     }
 
     #[test]
     fn fitting_beats_the_starting_point() {
-        let data: Vec<Observation> = (0..20).map(|i| i as f64 / 19.0).map(|x| obs(x, (20.0 * x).sin(), 1e-4)).collect();
+        let data: Vec<Observation> = (0..20)
+            .map(|i| i as f64 / 19.0)
+            .map(|x| obs(x, (20.0 * x).sin(), 1e-4))
+            .collect();
         let opts = options(1);
         let fitted = GaussianProcess::fit(&data, &opts).unwrap();
-        let start = Hyperparameters { length_scales: vec![0.5], signal_var: 1.0, noise_var: 0.05, log_marginal_likelihood: 0.0 };
+        let start = Hyperparameters {
+            length_scales: vec![0.5],
+            signal_var: 1.0,
+            noise_var: 0.05,
+            log_marginal_likelihood: 0.0,
+        };
         let unfitted = GaussianProcess::with_hyperparameters(&data, &opts, &start).unwrap();
-        assert!(fitted.hyperparameters().log_marginal_likelihood > unfitted.hyperparameters().log_marginal_likelihood);
+        assert!(
+            fitted.hyperparameters().log_marginal_likelihood
+                > unfitted.hyperparameters().log_marginal_likelihood
+        );
         // A wiggly function needs a short length scale.
         assert!(fitted.hyperparameters().length_scales[0] < 0.3);
     }
 
     #[test]
     fn wrong_dimensions_are_named() {
-        let err = GaussianProcess::fit(&[Observation { x: vec![1.0, 2.0], y: 1.0, noise_var: 0.0 }], &options(1)).unwrap_err();
+        let err = GaussianProcess::fit(
+            &[Observation {
+                x: vec![1.0, 2.0],
+                y: 1.0,
+                noise_var: 0.0,
+            }],
+            &options(1),
+        )
+        .unwrap_err();
         assert_eq!(err.to_string(), "observation 0 has 2 inputs, expected 1");
     }
 
     #[test]
     fn posterior_covariance_agrees_with_pointwise_variance() {
-        let data: Vec<Observation> = (0..6).map(|i| obs(i as f64 / 5.0, i as f64, 0.01)).collect();
+        let data: Vec<Observation> = (0..6)
+            .map(|i| obs(i as f64 / 5.0, i as f64, 0.01))
+            .collect();
         let gp = GaussianProcess::fit(&data, &options(1)).unwrap();
         let pts = vec![vec![0.1], vec![0.45], vec![0.9]];
         let (means, cov) = gp.posterior(&pts);

@@ -39,7 +39,11 @@ impl KernelKind {
 
 /// Scaled squared distance between two points.
 pub fn scaled_distance2(a: &[f64], b: &[f64], length_scales: &[f64]) -> f64 {
-    a.iter().zip(b).zip(length_scales).map(|((x, y), l)| ((x - y) / l).powi(2)).sum()
+    a.iter()
+        .zip(b)
+        .zip(length_scales)
+        .map(|((x, y), l)| ((x - y) / l).powi(2))
+        .sum()
 }
 
 #[cfg(test)]
@@ -66,7 +70,10 @@ mod tests {
             let numeric = (f(log_l + h) - f(log_l - h)) / (2.0 * h);
             let r2 = (delta / 0.3).powi(2);
             let analytic = k.length_scale_factor(r2) * r2;
-            assert!((numeric - analytic).abs() < 1e-6, "{k:?} {numeric} {analytic}");
+            assert!(
+                (numeric - analytic).abs() < 1e-6,
+                "{k:?} {numeric} {analytic}"
+            );
         }
     }
 }

@@ -5,10 +5,10 @@
 //!   to the unit box, outputs standardised, a noise model that takes each observation's own variance
 //!   (an early prediction's σ²) plus a fitted homoscedastic term; hyperparameters maximise the log
 //!   marginal likelihood (with weak log-normal priors) by L-BFGS from several starts (argmin).
-//! - [`suggest_batch`]: a batch for parallel channels from a discrete candidate set by GP-UCB with
-//!   hallucinated observations (GP-BUCB, Desautels et al. 2014): each pick shrinks the posterior
-//!   variance around itself as if observed, so a batch spreads out; pending experiments are
-//!   hallucinated first. With no data yet, a seeded maximin space-filling design.
+//! - [`suggest_batch`]: a batch for parallel channels from a discrete candidate set, by Thompson
+//!   sampling from the joint posterior (the default) or by GP-UCB with hallucinated observations
+//!   (GP-BUCB, Desautels et al. 2014); pending experiments are hallucinated as observed first. With
+//!   no data yet, a seeded maximin space-filling design.
 //! - [`rank`]: candidates by posterior mean, for the campaign's recommendation.
 //!
 //! Pure computation: no I/O, no async. Everything is reproducible from the seed.
@@ -17,7 +17,7 @@ mod batch;
 mod gp;
 mod kernel;
 
-pub use batch::{BatchRequest, Ranked, Suggestion, rank, suggest_batch};
+pub use batch::{Acquisition, BatchRequest, Ranked, Suggestion, rank, suggest_batch};
 pub use gp::{FitOptions, GaussianProcess, Hyperparameters, Observation};
 pub use kernel::KernelKind;
 

@@ -18,7 +18,9 @@ pub const REFERENCE_CYCLE: u32 = 10;
 /// The voltage grid of `Qdlin`: 1 000 points, linearly from 3.6 V down to 2.0 V.
 pub fn voltage_grid() -> Vec<f64> {
     let step = (GRID_HIGH_V - GRID_LOW_V) / (VOLTAGE_GRID_POINTS - 1) as f64;
-    (0..VOLTAGE_GRID_POINTS).map(|i| GRID_HIGH_V - step * i as f64).collect()
+    (0..VOLTAGE_GRID_POINTS)
+        .map(|i| GRID_HIGH_V - step * i as f64)
+        .collect()
 }
 
 /// What the features are computed from: a cell's first `window` cycles.
@@ -45,7 +47,9 @@ impl EarlyData {
     /// cycle from 2 to `window` and discharge curves at cycle 10 and at `window`.
     pub fn from_records(records: &[CycleRecord], window: u32) -> Result<Self, PredictError> {
         if window < REFERENCE_CYCLE + 10 {
-            return Err(PredictError::MissingData(format!("an early window of {window} cycles is too short (at least 20)")));
+            return Err(PredictError::MissingData(format!(
+                "an early window of {window} cycles is too short (at least 20)"
+            )));
         }
         let n = window as usize;
         let mut by_cycle: Vec<Option<&CycleRecord>> = vec![None; n];
@@ -53,16 +57,22 @@ impl EarlyData {
             by_cycle[r.cycle as usize - 1] = Some(r);
         }
         if let Some(missing) = (2..=n).find(|&c| by_cycle[c - 1].is_none()) {
-            return Err(PredictError::MissingData(format!("no record of cycle {missing}")));
+            return Err(PredictError::MissingData(format!(
+                "no record of cycle {missing}"
+            )));
         }
         let grid = voltage_grid();
         let curve_at = |cycle: u32| -> Result<Vec<f64>, PredictError> {
             by_cycle[cycle as usize - 1]
                 .and_then(|r| r.discharge_curve.as_ref())
                 .map(|c| c.capacity_at(&grid))
-                .ok_or_else(|| PredictError::MissingData(format!("no discharge curve at cycle {cycle}")))
+                .ok_or_else(|| {
+                    PredictError::MissingData(format!("no discharge curve at cycle {cycle}"))
+                })
         };
-        let series = |f: fn(&CycleRecord) -> f64| -> Vec<f64> { by_cycle.iter().map(|r| r.map_or(f64::NAN, f)).collect() };
+        let series = |f: fn(&CycleRecord) -> f64| -> Vec<f64> {
+            by_cycle.iter().map(|r| r.map_or(f64::NAN, f)).collect()
+        };
         Ok(Self {
             window,
             discharge_capacity_ah: series(|r| r.discharge_capacity_ah),
@@ -77,10 +87,22 @@ impl EarlyData {
     /// The features this data supports, by name.
     pub fn features(&self) -> FeatureSet {
         let mut set = FeatureSet::default();
-        let dq: Vec<f64> = self.q_last.iter().zip(&self.q_reference).map(|(a, b)| a - b).collect();
+        let dq: Vec<f64> = self
+            .q_last
+            .iter()
+            .zip(&self.q_reference)
+            .map(|(a, b)| a - b)
+            .collect();
         let m = Moments::of(&dq);
         set.push("log_var_dq", m.variance.log10());
-        set.push("log_abs_min_dq", dq.iter().copied().fold(f64::INFINITY, f64::min).abs().log10());
+        set.push(
+            "log_abs_min_dq",
+            dq.iter()
+                .copied()
+                .fold(f64::INFINITY, f64::min)
+                .abs()
+                .log10(),
+        );
         set.push("log_abs_mean_dq", m.mean.abs().log10());
         set.push("log_abs_skew_dq", m.skewness.abs().log10());
         set.push("log_abs_kurt_dq", m.kurtosis.abs().log10());
@@ -97,17 +119,26 @@ impl EarlyData {
         set.push("fade_intercept_last10", intercept);
         let q2 = self.discharge_capacity_ah[1];
         set.push("qd_cycle2", q2);
-        set.push("qd_max_minus_cycle2", qd[1..w].iter().copied().fold(f64::NEG_INFINITY, f64::max) - q2);
+        set.push(
+            "qd_max_minus_cycle2",
+            qd[1..w].iter().copied().fold(f64::NEG_INFINITY, f64::max) - q2,
+        );
         set.push("qd_last", qd[w - 1]);
 
         if let Some(t) = &self.charge_time_s {
             set.push("charge_time_first5", mean(&t[1..6]));
         }
         if let Some(temp) = &self.temperature_avg_c {
-            set.push("temperature_integral", temp[1..w].iter().filter(|v| v.is_finite()).sum());
+            set.push(
+                "temperature_integral",
+                temp[1..w].iter().filter(|v| v.is_finite()).sum(),
+            );
         }
         if let Some(ir) = &self.internal_resistance_ohm {
-            set.push("ir_min", ir[1..w].iter().copied().fold(f64::INFINITY, f64::min));
+            set.push(
+                "ir_min",
+                ir[1..w].iter().copied().fold(f64::INFINITY, f64::min),
+            );
             set.push("ir_last_minus_cycle2", ir[w - 1] - ir[1]);
         }
         set
@@ -127,7 +158,10 @@ impl FeatureSet {
 
     /// The value of a feature, if this cell has it.
     pub fn get(&self, name: &str) -> Option<f64> {
-        self.values.iter().find(|(n, _)| *n == name).map(|(_, v)| *v)
+        self.values
+            .iter()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| *v)
     }
 
     /// All features, in computation order.
@@ -165,7 +199,11 @@ fn median_filter(x: &[f64], width: usize) -> Vec<f64> {
     (0..x.len())
         .map(|i| {
             let half = (width / 2).min(i).min(x.len() - 1 - i);
-            let mut window: Vec<f64> = x[i - half..=i + half].iter().copied().filter(|v| v.is_finite()).collect();
+            let mut window: Vec<f64> = x[i - half..=i + half]
+                .iter()
+                .copied()
+                .filter(|v| v.is_finite())
+                .collect();
             if window.is_empty() || !x[i].is_finite() {
                 return x[i];
             }
@@ -182,8 +220,14 @@ fn mean(x: &[f64]) -> f64 {
 
 /// Least-squares line through `(cycle, values[cycle - 1])` for the cycles given; NaNs are skipped.
 fn line_fit(cycles: std::ops::RangeInclusive<usize>, values: &[f64]) -> (f64, f64) {
-    let points: Vec<(f64, f64)> =
-        cycles.filter_map(|c| values.get(c - 1).filter(|v| v.is_finite()).map(|v| (c as f64, *v))).collect();
+    let points: Vec<(f64, f64)> = cycles
+        .filter_map(|c| {
+            values
+                .get(c - 1)
+                .filter(|v| v.is_finite())
+                .map(|v| (c as f64, *v))
+        })
+        .collect();
     let n = points.len() as f64;
     let mx = points.iter().map(|p| p.0).sum::<f64>() / n;
     let my = points.iter().map(|p| p.1).sum::<f64>() / n;
@@ -199,7 +243,9 @@ mod tests {
     use labloop_core::DischargeCurve;
 
     fn record(cycle: u32, capacity: f64, shift: f64) -> CycleRecord {
-        let voltage_v: Vec<f64> = (0..50).map(|i| 3.5 - shift - 1.4 * i as f64 / 49.0).collect();
+        let voltage_v: Vec<f64> = (0..50)
+            .map(|i| 3.5 - shift - 1.4 * i as f64 / 49.0)
+            .collect();
         let capacity_ah: Vec<f64> = (0..50).map(|i| capacity * i as f64 / 49.0).collect();
         CycleRecord {
             cycle,
@@ -210,7 +256,10 @@ mod tests {
             temperature_avg_c: 33.0,
             temperature_max_c: 36.0,
             charge_time_s: 1600.0,
-            discharge_curve: Some(DischargeCurve { voltage_v, capacity_ah }),
+            discharge_curve: Some(DischargeCurve {
+                voltage_v,
+                capacity_ah,
+            }),
         }
     }
 
@@ -223,7 +272,9 @@ mod tests {
 
     #[test]
     fn fading_cells_have_the_expected_features() {
-        let records: Vec<CycleRecord> = (1..=100).map(|c| record(c, 1.07 - 1e-4 * c as f64, 1e-4 * c as f64)).collect();
+        let records: Vec<CycleRecord> = (1..=100)
+            .map(|c| record(c, 1.07 - 1e-4 * c as f64, 1e-4 * c as f64))
+            .collect();
         let data = EarlyData::from_records(&records, 100).unwrap();
         let f = data.features();
         assert!((f.get("fade_slope").unwrap() + 1e-4).abs() < 1e-9);
@@ -232,27 +283,40 @@ mod tests {
         assert!(f.get("log_var_dq").unwrap().is_finite());
         assert!(f.get("log_abs_min_dq").unwrap() < -1.0);
         // Faster fade, larger variance of ΔQ.
-        let faster: Vec<CycleRecord> = (1..=100).map(|c| record(c, 1.07 - 5e-4 * c as f64, 5e-4 * c as f64)).collect();
+        let faster: Vec<CycleRecord> = (1..=100)
+            .map(|c| record(c, 1.07 - 5e-4 * c as f64, 5e-4 * c as f64))
+            .collect();
         let g = EarlyData::from_records(&faster, 100).unwrap().features();
         assert!(g.get("log_var_dq").unwrap() > f.get("log_var_dq").unwrap() + 1.0);
     }
 
     #[test]
     fn missing_cycles_are_named() {
-        let records: Vec<CycleRecord> = (1..=100).filter(|&c| c != 57).map(|c| record(c, 1.0, 0.0)).collect();
+        let records: Vec<CycleRecord> = (1..=100)
+            .filter(|&c| c != 57)
+            .map(|c| record(c, 1.0, 0.0))
+            .collect();
         let err = EarlyData::from_records(&records, 100).unwrap_err();
-        assert_eq!(err.to_string(), "not enough early data: no record of cycle 57");
+        assert_eq!(
+            err.to_string(),
+            "not enough early data: no record of cycle 57"
+        );
     }
 
     #[test]
     fn glitches_do_not_move_the_fade_features() {
-        let mut records: Vec<CycleRecord> = (1..=100).map(|c| record(c, 1.07 - 1e-4 * c as f64, 0.0)).collect();
+        let mut records: Vec<CycleRecord> = (1..=100)
+            .map(|c| record(c, 1.07 - 1e-4 * c as f64, 0.0))
+            .collect();
         let clean = EarlyData::from_records(&records, 100).unwrap().features();
         records[11].discharge_capacity_ah = 31.0;
         let glitched = EarlyData::from_records(&records, 100).unwrap().features();
         // The glitch is replaced by a neighbour's value: the features move by no more than that.
         for name in ["fade_slope", "qd_max_minus_cycle2", "fade_intercept"] {
-            assert!((clean.get(name).unwrap() - glitched.get(name).unwrap()).abs() < 2e-5, "{name}");
+            assert!(
+                (clean.get(name).unwrap() - glitched.get(name).unwrap()).abs() < 2e-5,
+                "{name}"
+            );
         }
     }
 

@@ -61,17 +61,31 @@ pub struct LinearModel {
 impl LinearModel {
     /// Reads a model from JSON text; `path` only names it in errors.
     pub fn from_json(text: &str, path: &str) -> Result<Self, PredictError> {
-        let bad = |message: String| PredictError::ModelFile { path: path.to_owned(), message };
+        let bad = |message: String| PredictError::ModelFile {
+            path: path.to_owned(),
+            message,
+        };
         let model: Self = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
         if model.format != MODEL_FORMAT {
-            return Err(bad(format!("format is `{}`, expected `{MODEL_FORMAT}`", model.format)));
+            return Err(bad(format!(
+                "format is `{}`, expected `{MODEL_FORMAT}`",
+                model.format
+            )));
         }
         let n = model.features.len();
-        if model.feature_mean.len() != n || model.feature_std.len() != n || model.coefficients.len() != n {
-            return Err(bad(format!("{n} features but the mean, std and coefficient lists differ in length")));
+        if model.feature_mean.len() != n
+            || model.feature_std.len() != n
+            || model.coefficients.len() != n
+        {
+            return Err(bad(format!(
+                "{n} features but the mean, std and coefficient lists differ in length"
+            )));
         }
         if !(model.sigma_log10.is_finite() && model.sigma_log10 > 0.0) {
-            return Err(bad(format!("sigma_log10 must be positive, got {}", model.sigma_log10)));
+            return Err(bad(format!(
+                "sigma_log10 must be positive, got {}",
+                model.sigma_log10
+            )));
         }
         Ok(model)
     }
@@ -85,9 +99,11 @@ impl LinearModel {
     pub fn predict_log10(&self, cell: &FeatureSet) -> Result<f64, PredictError> {
         let mut y = self.intercept;
         for (i, name) in self.features.iter().enumerate() {
-            let x = cell.get(name).filter(|v| v.is_finite()).ok_or_else(|| PredictError::MissingFeature {
-                model: self.name.clone(),
-                feature: name.clone(),
+            let x = cell.get(name).filter(|v| v.is_finite()).ok_or_else(|| {
+                PredictError::MissingFeature {
+                    model: self.name.clone(),
+                    feature: name.clone(),
+                }
             })?;
             y += self.coefficients[i] * (x - self.feature_mean[i]) / self.feature_std[i];
         }

@@ -10,8 +10,14 @@ use smartcore::linear::elastic_net::{ElasticNet, ElasticNetParameters};
 /// The "variance" model of Severson et al.: log variance of ΔQ₁₀₀₋₁₀(V) alone.
 pub const VARIANCE_FEATURES: [&str; 1] = ["log_var_dq"];
 /// The "discharge" model: ΔQ(V) statistics and discharge capacities.
-pub const DISCHARGE_FEATURES: [&str; 6] =
-    ["log_var_dq", "log_abs_min_dq", "log_abs_skew_dq", "log_abs_kurt_dq", "qd_cycle2", "qd_max_minus_cycle2"];
+pub const DISCHARGE_FEATURES: [&str; 6] = [
+    "log_var_dq",
+    "log_abs_min_dq",
+    "log_abs_skew_dq",
+    "log_abs_kurt_dq",
+    "qd_cycle2",
+    "qd_max_minus_cycle2",
+];
 
 /// A cell with known cycle life.
 #[derive(Clone, Debug)]
@@ -37,25 +43,41 @@ pub struct TrainOptions {
     pub trained_on: String,
 }
 
-const ALPHAS: [f64; 13] = [1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0];
+const ALPHAS: [f64; 13] = [
+    1e-4, 2e-4, 5e-4, 1e-3, 2e-3, 5e-3, 1e-2, 2e-2, 5e-2, 0.1, 0.2, 0.5, 1.0,
+];
 const L1_RATIOS: [f64; 4] = [0.1, 0.5, 0.9, 1.0];
 
 /// Fits an elastic net on log₁₀ cycle life: features standardised, penalty and L1 share chosen by
 /// k-fold cross-validation (folds by cell index modulo k, so the fit is reproducible), then refit on
 /// all cells. The model's σ is the cross-validated RMSE in log₁₀ space.
-pub fn fit_elastic_net(cells: &[LabelledCell], options: &TrainOptions) -> Result<LinearModel, PredictError> {
+pub fn fit_elastic_net(
+    cells: &[LabelledCell],
+    options: &TrainOptions,
+) -> Result<LinearModel, PredictError> {
     let x = design(cells, &options.features)?;
     let y: Vec<f64> = cells.iter().map(|c| c.cycle_life.log10()).collect();
     if cells.len() < options.folds.max(2) * 2 {
-        return Err(PredictError::Training(format!("{} cells are too few for {}-fold cross-validation", cells.len(), options.folds)));
+        return Err(PredictError::Training(format!(
+            "{} cells are too few for {}-fold cross-validation",
+            cells.len(),
+            options.folds
+        )));
     }
     let mut best: Option<(f64, f64, f64)> = None;
     for &alpha in &ALPHAS {
         for &l1_ratio in &L1_RATIOS {
             let mut squared = 0.0;
             for fold in 0..options.folds {
-                let (train, test): (Vec<usize>, Vec<usize>) = (0..cells.len()).partition(|i| i % options.folds != fold);
-                let model = fit_once(&pick(&x, &train), &pick(&y, &train), alpha, l1_ratio, options)?;
+                let (train, test): (Vec<usize>, Vec<usize>) =
+                    (0..cells.len()).partition(|i| i % options.folds != fold);
+                let model = fit_once(
+                    &pick(&x, &train),
+                    &pick(&y, &train),
+                    alpha,
+                    l1_ratio,
+                    options,
+                )?;
                 for i in test {
                     let err = model.predict_log10(&cells[i].features)? - y[i];
                     squared += err * err;
@@ -85,23 +107,43 @@ fn design(cells: &[LabelledCell], features: &[String]) -> Result<Vec<Vec<f64>>, 
             features
                 .iter()
                 .map(|f| {
-                    cell.features.get(f).filter(|v| v.is_finite()).ok_or_else(|| {
-                        PredictError::Training(format!("cell {i} has no finite value for feature `{f}`"))
-                    })
+                    cell.features
+                        .get(f)
+                        .filter(|v| v.is_finite())
+                        .ok_or_else(|| {
+                            PredictError::Training(format!(
+                                "cell {i} has no finite value for feature `{f}`"
+                            ))
+                        })
                 })
                 .collect()
         })
         .collect()
 }
 
-fn fit_once(x: &[Vec<f64>], y: &[f64], alpha: f64, l1_ratio: f64, options: &TrainOptions) -> Result<LinearModel, PredictError> {
+fn fit_once(
+    x: &[Vec<f64>],
+    y: &[f64],
+    alpha: f64,
+    l1_ratio: f64,
+    options: &TrainOptions,
+) -> Result<LinearModel, PredictError> {
     let p = options.features.len();
     let n = x.len() as f64;
-    let mean: Vec<f64> = (0..p).map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n).collect();
-    let std: Vec<f64> = (0..p)
-        .map(|j| (x.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n).sqrt().max(1e-12))
+    let mean: Vec<f64> = (0..p)
+        .map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n)
         .collect();
-    let z: Vec<Vec<f64>> = x.iter().map(|r| (0..p).map(|j| (r[j] - mean[j]) / std[j]).collect()).collect();
+    let std: Vec<f64> = (0..p)
+        .map(|j| {
+            (x.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n)
+                .sqrt()
+                .max(1e-12)
+        })
+        .collect();
+    let z: Vec<Vec<f64>> = x
+        .iter()
+        .map(|r| (0..p).map(|j| (r[j] - mean[j]) / std[j]).collect())
+        .collect();
     let matrix = DenseMatrix::from_2d_vec(&z).map_err(|e| PredictError::Training(e.to_string()))?;
     let params = ElasticNetParameters::default()
         .with_alpha(alpha)
@@ -110,7 +152,8 @@ fn fit_once(x: &[Vec<f64>], y: &[f64], alpha: f64, l1_ratio: f64, options: &Trai
         .with_tol(1e-6)
         .with_max_iter(1000);
     let fitted: ElasticNet<f64, f64, DenseMatrix<f64>, Vec<f64>> =
-        ElasticNet::fit(&matrix, &y.to_vec(), params).map_err(|e| PredictError::Training(e.to_string()))?;
+        ElasticNet::fit(&matrix, &y.to_vec(), params)
+            .map_err(|e| PredictError::Training(e.to_string()))?;
     let coefficients: Vec<f64> = (0..p).map(|j| *fitted.coefficients().get((j, 0))).collect();
     Ok(LinearModel {
         format: MODEL_FORMAT.to_owned(),
@@ -145,7 +188,10 @@ pub struct Metrics {
 
 /// Scores `predictor` on `cells`. The σ bands are taken in log space, where the model's error is
 /// Gaussian.
-pub fn evaluate(predictor: &dyn Predictor, cells: &[LabelledCell]) -> Result<Metrics, PredictError> {
+pub fn evaluate(
+    predictor: &dyn Predictor,
+    cells: &[LabelledCell],
+) -> Result<Metrics, PredictError> {
     let features: Vec<FeatureSet> = cells.iter().map(|c| c.features.clone()).collect();
     let predictions = predictor.predict(&features)?;
     let n = cells.len() as f64;

@@ -80,8 +80,15 @@ pub struct ObservationRow {
     pub prediction: PredictionRow,
 }
 
-fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(row: &'r AnyRow, i: usize, table: &'static str) -> Result<T, StoreError> {
-    row.try_get(i).map_err(|e| StoreError::Corrupt { table, message: e.to_string() })
+fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
+    row: &'r AnyRow,
+    i: usize,
+    table: &'static str,
+) -> Result<T, StoreError> {
+    row.try_get(i).map_err(|e| StoreError::Corrupt {
+        table,
+        message: e.to_string(),
+    })
 }
 
 impl Store {
@@ -104,7 +111,9 @@ impl Store {
         .execute(self.pool())
         .await
         .map_err(db(format!("recording experiment {}", e.id)))?;
-        self.transition(&e.id, ExperimentState::Proposed, None).await.map(|_| ())
+        self.transition(&e.id, ExperimentState::Proposed, None)
+            .await
+            .map(|_| ())
     }
 
     /// Records the channel an experiment runs on.
@@ -119,7 +128,10 @@ impl Store {
     }
 
     /// The experiment's current state, if it has any event.
-    pub async fn experiment_state(&self, experiment: &str) -> Result<Option<ExperimentState>, StoreError> {
+    pub async fn experiment_state(
+        &self,
+        experiment: &str,
+    ) -> Result<Option<ExperimentState>, StoreError> {
         let row = sqlx::query("SELECT state FROM experiment_events WHERE experiment_id = $1 ORDER BY version DESC LIMIT 1")
             .bind(experiment)
             .fetch_optional(self.pool())
@@ -127,14 +139,22 @@ impl Store {
             .map_err(db(format!("reading the state of {experiment}")))?;
         row.map(|r| {
             let name: String = get(&r, 0, "experiment_events")?;
-            ExperimentState::parse(&name).ok_or(StoreError::Corrupt { table: "experiment_events", message: format!("unknown state `{name}`") })
+            ExperimentState::parse(&name).ok_or(StoreError::Corrupt {
+                table: "experiment_events",
+                message: format!("unknown state `{name}`"),
+            })
         })
         .transpose()
     }
 
     /// Appends a state event, checked against the state machine; a transition to the current state
     /// writes nothing. Returns the new state.
-    pub async fn transition(&self, experiment: &str, to: ExperimentState, detail: Option<&str>) -> Result<ExperimentState, StoreError> {
+    pub async fn transition(
+        &self,
+        experiment: &str,
+        to: ExperimentState,
+        detail: Option<&str>,
+    ) -> Result<ExperimentState, StoreError> {
         loop {
             let mut tx = self.begin_write().await?;
             let row = sqlx::query("SELECT version, state FROM experiment_events WHERE experiment_id = $1 ORDER BY version DESC LIMIT 1")
@@ -145,14 +165,21 @@ impl Store {
             let (version, current) = match row {
                 Some(r) => {
                     let name: String = get(&r, 1, "experiment_events")?;
-                    let state = ExperimentState::parse(&name)
-                        .ok_or(StoreError::Corrupt { table: "experiment_events", message: format!("unknown state `{name}`") })?;
+                    let state = ExperimentState::parse(&name).ok_or(StoreError::Corrupt {
+                        table: "experiment_events",
+                        message: format!("unknown state `{name}`"),
+                    })?;
                     (get::<i64>(&r, 0, "experiment_events")?, Some(state))
                 }
                 None => (0, None),
             };
             if let Some(current) = current {
-                current.transition(to).map_err(|source| StoreError::Transition { experiment: experiment.to_owned(), source })?;
+                current
+                    .transition(to)
+                    .map_err(|source| StoreError::Transition {
+                        experiment: experiment.to_owned(),
+                        source,
+                    })?;
                 if current == to {
                     return Ok(to);
                 }
@@ -179,7 +206,11 @@ impl Store {
 
     /// Stores cycle records of an experiment in one transaction; a cycle already stored is skipped.
     /// Returns how many were new.
-    pub async fn append_records(&self, experiment: &str, records: &[(u64, CycleRecord)]) -> Result<u64, StoreError> {
+    pub async fn append_records(
+        &self,
+        experiment: &str,
+        records: &[(u64, CycleRecord)],
+    ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut inserted = 0;
         for (seq, r) in records {
@@ -205,7 +236,9 @@ impl Store {
             .map_err(db(format!("storing cycle {} of {experiment}", r.cycle)))?;
             inserted += result.rows_affected();
         }
-        tx.commit().await.map_err(db(format!("committing records of {experiment}")))?;
+        tx.commit()
+            .await
+            .map_err(db(format!("committing records of {experiment}")))?;
         Ok(inserted)
     }
 
@@ -234,7 +267,10 @@ impl Store {
                     temperature_max_c: get(r, 6, t)?,
                     charge_time_s: get(r, 7, t)?,
                     discharge_curve: curve
-                        .map(|b| decode_curve(&b).map_err(|message| StoreError::Corrupt { table: t, message }))
+                        .map(|b| {
+                            decode_curve(&b)
+                                .map_err(|message| StoreError::Corrupt { table: t, message })
+                        })
                         .transpose()?,
                 })
             })
@@ -254,7 +290,11 @@ impl Store {
     }
 
     /// Records an experiment's prediction. Idempotent: the first prediction stands.
-    pub async fn record_prediction(&self, experiment: &str, p: &PredictionRow) -> Result<(), StoreError> {
+    pub async fn record_prediction(
+        &self,
+        experiment: &str,
+        p: &PredictionRow,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO predictions (experiment_id, model, cycle_life, sigma, log10_life, sigma_log10, features, created_at) \
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (experiment_id) DO NOTHING",
@@ -295,8 +335,10 @@ impl Store {
                     protocol_label: get(r, 3, t)?,
                     cell_id: get(r, 4, t)?,
                     channel_id: get(r, 5, t)?,
-                    state: ExperimentState::parse(&state)
-                        .ok_or(StoreError::Corrupt { table: t, message: format!("unknown state `{state}`") })?,
+                    state: ExperimentState::parse(&state).ok_or(StoreError::Corrupt {
+                        table: t,
+                        message: format!("unknown state `{state}`"),
+                    })?,
                 })
             })
             .collect()

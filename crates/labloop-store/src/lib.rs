@@ -66,7 +66,9 @@ pub(crate) fn db(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Store
 }
 
 pub(crate) fn now() -> String {
-    OffsetDateTime::now_utc().format(&Rfc3339).expect("UTC timestamps format")
+    OffsetDateTime::now_utc()
+        .format(&Rfc3339)
+        .expect("UTC timestamps format")
 }
 
 /// Which database is behind the store.
@@ -106,12 +108,21 @@ impl Store {
         install_default_drivers();
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let (file, _) = path.split_once('?').unwrap_or((path, ""));
-            if let Some(dir) = Path::new(file).parent().filter(|d| !d.as_os_str().is_empty()) {
-                std::fs::create_dir_all(dir)
-                    .map_err(|e| StoreError::Io { path: dir.display().to_string(), message: e.to_string() })?;
+            if let Some(dir) = Path::new(file)
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+            {
+                std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+                    path: dir.display().to_string(),
+                    message: e.to_string(),
+                })?;
             }
             let sep = if path.contains('?') { '&' } else { '?' };
-            let url = if path.contains("mode=") { url.to_owned() } else { format!("{url}{sep}mode=rwc") };
+            let url = if path.contains("mode=") {
+                url.to_owned()
+            } else {
+                format!("{url}{sep}mode=rwc")
+            };
             (Backend::Sqlite, url)
         } else if url.starts_with("postgres://") || url.starts_with("postgresql://") {
             (Backend::Postgres, url.to_owned())
@@ -126,7 +137,10 @@ impl Store {
             .map_err(db(format!("connecting to {}", redact(&url))))?;
         if backend == Backend::Sqlite {
             // WAL lets readers (dashboard, status) run beside the engine's writes.
-            sqlx::query("PRAGMA journal_mode=WAL").execute(&pool).await.map_err(db("enabling WAL"))?;
+            sqlx::query("PRAGMA journal_mode=WAL")
+                .execute(&pool)
+                .await
+                .map_err(db("enabling WAL"))?;
         }
         sqlx::migrate!("./migrations").run(&pool).await?;
         Ok(Self { pool, backend })
@@ -144,7 +158,9 @@ impl Store {
     /// A transaction that will write. On SQLite it takes the write lock up front (`BEGIN IMMEDIATE`):
     /// a read that later upgrades to a write would fail with "database is locked" under concurrency
     /// instead of waiting its turn.
-    pub(crate) async fn begin_write(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
+    pub(crate) async fn begin_write(
+        &self,
+    ) -> Result<sqlx::Transaction<'static, sqlx::Any>, StoreError> {
         match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await,
             Backend::Postgres => self.pool.begin().await,
@@ -153,9 +169,17 @@ impl Store {
     }
 
     /// Creates a campaign named `name`; its id is the name, or `name-2`, `name-3`, ... when taken.
-    pub async fn create_campaign(&self, name: &str, workflow_yaml: &str) -> Result<String, StoreError> {
+    pub async fn create_campaign(
+        &self,
+        name: &str,
+        workflow_yaml: &str,
+    ) -> Result<String, StoreError> {
         for n in 1.. {
-            let id = if n == 1 { name.to_owned() } else { format!("{name}-{n}") };
+            let id = if n == 1 {
+                name.to_owned()
+            } else {
+                format!("{name}-{n}")
+            };
             let at = now();
             let inserted = sqlx::query(
                 "INSERT INTO campaigns (id, name, workflow_yaml, state, created_at, updated_at) \
@@ -207,7 +231,13 @@ impl Store {
     }
 
     /// Records a round's suggestion and its provenance (JSON). Idempotent.
-    pub async fn record_round(&self, campaign: &str, round: u32, method: &str, suggestion_json: &str) -> Result<(), StoreError> {
+    pub async fn record_round(
+        &self,
+        campaign: &str,
+        round: u32,
+        method: &str,
+        suggestion_json: &str,
+    ) -> Result<(), StoreError> {
         sqlx::query(
             "INSERT INTO rounds (campaign_id, round, method, suggestion, created_at) VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (campaign_id, round) DO NOTHING",
@@ -225,15 +255,21 @@ impl Store {
 
     /// The rounds of a campaign: (round, method, suggestion JSON).
     pub async fn rounds(&self, campaign: &str) -> Result<Vec<(u32, String, String)>, StoreError> {
-        let rows = sqlx::query("SELECT round, method, suggestion FROM rounds WHERE campaign_id = $1 ORDER BY round")
-            .bind(campaign)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db(format!("reading rounds of {campaign}")))?;
+        let rows = sqlx::query(
+            "SELECT round, method, suggestion FROM rounds WHERE campaign_id = $1 ORDER BY round",
+        )
+        .bind(campaign)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(format!("reading rounds of {campaign}")))?;
         rows.iter()
             .map(|r| {
                 let round: i64 = r.try_get(0).map_err(db("reading rounds"))?;
-                Ok((round as u32, r.try_get(1).map_err(db("reading rounds"))?, r.try_get(2).map_err(db("reading rounds"))?))
+                Ok((
+                    round as u32,
+                    r.try_get(1).map_err(db("reading rounds"))?,
+                    r.try_get(2).map_err(db("reading rounds"))?,
+                ))
             })
             .collect()
     }
@@ -257,7 +293,10 @@ mod tests {
 
     #[test]
     fn passwords_never_reach_messages() {
-        assert_eq!(redact("postgres://bob:secret@db:5432/x"), "postgres://bob:***@db:5432/x");
+        assert_eq!(
+            redact("postgres://bob:secret@db:5432/x"),
+            "postgres://bob:***@db:5432/x"
+        );
         assert_eq!(redact("sqlite://a.db"), "sqlite://a.db");
     }
 }

@@ -19,8 +19,20 @@ pub struct Diagnostic {
 
 impl Diagnostic {
     /// A diagnostic at a place.
-    pub fn new(file: &str, line: usize, column: usize, path: &str, message: impl Into<String>) -> Self {
-        Self { file: file.to_owned(), line, column, path: path.to_owned(), message: message.into() }
+    pub fn new(
+        file: &str,
+        line: usize,
+        column: usize,
+        path: &str,
+        message: impl Into<String>,
+    ) -> Self {
+        Self {
+            file: file.to_owned(),
+            line,
+            column,
+            path: path.to_owned(),
+            message: message.into(),
+        }
     }
 }
 
@@ -48,12 +60,20 @@ pub(crate) fn from_yaml_error(error: &yaml_serde::Error, _text: &str, file: &str
     if let Some(hint) = did_you_mean(&message) {
         message.push_str(&format!("; did you mean `{hint}`?"));
     }
-    Diagnostic { file: file.to_owned(), line, column, path, message }
+    Diagnostic {
+        file: file.to_owned(),
+        line,
+        column,
+        path,
+        message,
+    }
 }
 
 /// For "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), the closest expected name.
 fn did_you_mean(message: &str) -> Option<String> {
-    let rest = message.strip_prefix("unknown field `").or_else(|| message.strip_prefix("unknown variant `"))?;
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))?;
     let (given, expected) = rest.split_once('`')?;
     let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
     names
@@ -87,7 +107,10 @@ mod tests {
     fn suggests_the_nearest_name() {
         let m = "unknown field `batchsize`, expected one of `kind`, `batch_size`, `exploration`";
         assert_eq!(did_you_mean(m).as_deref(), Some("batch_size"));
-        assert_eq!(did_you_mean("unknown field `zzzzzzzz`, expected `kind`"), None);
+        assert_eq!(
+            did_you_mean("unknown field `zzzzzzzz`, expected `kind`"),
+            None
+        );
         assert_eq!(did_you_mean("invalid type: string"), None);
     }
 

@@ -37,7 +37,15 @@ pub fn parse(text: &str, file: &str) -> (Option<Workflow>, Vec<Diagnostic>) {
 /// Reads, parses and validates a workflow file; `Err` holds every problem.
 pub fn load(path: &std::path::Path) -> Result<Workflow, Vec<Diagnostic>> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| vec![Diagnostic::new(&file, 0, 0, "", format!("cannot read the file: {e}"))])?;
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        vec![Diagnostic::new(
+            &file,
+            0,
+            0,
+            "",
+            format!("cannot read the file: {e}"),
+        )]
+    })?;
     match parse(&text, &file) {
         (Some(workflow), problems) if problems.is_empty() => Ok(workflow),
         (_, problems) => Err(problems),
@@ -46,5 +54,6 @@ pub fn load(path: &std::path::Path) -> Result<Workflow, Vec<Diagnostic>> {
 
 /// The JSON Schema of workflow files, pretty-printed.
 pub fn schema() -> String {
-    serde_json::to_string_pretty(&schemars::schema_for!(Workflow)).expect("a schema always serialises")
+    serde_json::to_string_pretty(&schemars::schema_for!(Workflow))
+        .expect("a schema always serialises")
 }

@@ -13,12 +13,16 @@ pub(crate) fn locate(text: &str, path: &str) -> (usize, usize) {
             Some((k, rest)) => (k, rest.trim_end_matches(']').parse::<usize>().ok()),
             None => (segment, None),
         };
-        let Some((line, indent)) = find_key(&lines, from, parent_indent, key) else { return found };
+        let Some((line, indent)) = find_key(&lines, from, parent_indent, key) else {
+            return found;
+        };
         found = (line + 1, indent + 1);
         from = line + 1;
         parent_indent = Some(indent);
         if let Some(i) = index {
-            let Some((item_line, dash_indent)) = find_item(&lines, from, indent, i) else { return found };
+            let Some((item_line, dash_indent)) = find_item(&lines, from, indent, i) else {
+                return found;
+            };
             found = (item_line + 1, dash_indent + 3);
             from = item_line;
             parent_indent = Some(dash_indent);
@@ -37,7 +41,12 @@ fn is_content(line: &str) -> bool {
 }
 
 /// The line and column of `key:` below `from`, deeper than `parent` and before the parent's block ends.
-fn find_key(lines: &[&str], from: usize, parent: Option<usize>, key: &str) -> Option<(usize, usize)> {
+fn find_key(
+    lines: &[&str],
+    from: usize,
+    parent: Option<usize>,
+    key: &str,
+) -> Option<(usize, usize)> {
     for (n, line) in lines.iter().enumerate().skip(from) {
         if !is_content(line) {
             continue;
@@ -48,7 +57,10 @@ fn find_key(lines: &[&str], from: usize, parent: Option<usize>, key: &str) -> Op
         }
         let body = line.trim_start().trim_start_matches("- ");
         let col = indent + (line.trim_start().len() - body.len());
-        if body.strip_prefix(key).is_some_and(|rest| rest.starts_with(':')) {
+        if body
+            .strip_prefix(key)
+            .is_some_and(|rest| rest.starts_with(':'))
+        {
             return Some((n, col));
         }
     }

@@ -132,7 +132,10 @@ pub struct OptimizerSpec {
     /// GP kernel.
     #[serde(default)]
     pub kernel: KernelSpec,
-    /// UCB weight on the posterior standard deviation.
+    /// How a batch is chosen once there is data.
+    #[serde(default)]
+    pub acquisition: AcquisitionSpec,
+    /// UCB weight on the posterior standard deviation (`acquisition: ucb` only).
     #[serde(default = "default_exploration")]
     pub exploration: f64,
     /// Experiments per round (one per channel in parallel).
@@ -154,8 +157,19 @@ fn default_restarts() -> u32 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum OptimizerKind {
-    /// Gaussian process with batch upper confidence bound (GP-BUCB).
-    GpUcb,
+    /// Bayesian optimization over a Gaussian-process surrogate with fitted hyperparameters.
+    GaussianProcess,
+}
+
+/// Batch acquisitions.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum AcquisitionSpec {
+    /// Thompson sampling from the joint posterior: picks in proportion to the chance of being best.
+    #[default]
+    Thompson,
+    /// Upper confidence bound with hallucinated observations (GP-BUCB).
+    Ucb,
 }
 
 /// GP kernels.
@@ -263,7 +277,10 @@ impl ChargeProtocolSpec {
             grids: self.free_steps.clone(),
             last_step_bounds: (self.last_step.min_c_rate, self.last_step.max_c_rate),
             exclude: self.exclude.clone(),
-            finish: CcCvFinish { c_rate: self.finish.c_rate, cv_voltage_v: self.finish.cv_voltage_v },
+            finish: CcCvFinish {
+                c_rate: self.finish.c_rate,
+                cv_voltage_v: self.finish.cv_voltage_v,
+            },
         }
     }
 }

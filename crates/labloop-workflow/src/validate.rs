@@ -15,7 +15,8 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn report(&mut self, path: &str, message: impl Into<String>) {
         let (line, column) = locate(self.text, path);
-        self.problems.push(Diagnostic::new(self.file, line, column, path, message));
+        self.problems
+            .push(Diagnostic::new(self.file, line, column, path, message));
     }
 
     fn positive(&mut self, path: &str, value: f64) {
@@ -26,10 +27,21 @@ impl Checker<'_> {
 }
 
 pub(crate) fn validate(workflow: &Workflow, text: &str, file: &str) -> Vec<Diagnostic> {
-    let mut c = Checker { text, file, problems: Vec::new() };
+    let mut c = Checker {
+        text,
+        file,
+        problems: Vec::new(),
+    };
     let name = &workflow.campaign.name;
-    if name.is_empty() || !name.chars().all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_') {
-        c.report("campaign.name", format!("`{name}` is not a valid name: use letters, digits, `-` and `_`"));
+    if name.is_empty()
+        || !name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+    {
+        c.report(
+            "campaign.name",
+            format!("`{name}` is not a valid name: use letters, digits, `-` and `_`"),
+        );
     }
     match &workflow.campaign.search_space {
         SearchSpaceSpec::ChargeProtocol(spec) => {
@@ -53,11 +65,24 @@ pub(crate) fn validate(workflow: &Workflow, text: &str, file: &str) -> Vec<Diagn
             }
             let bounds = spec.last_step;
             if bounds.min_c_rate > bounds.max_c_rate {
-                c.report(&format!("{base}.last_step"), format!("min_c_rate {} is above max_c_rate {}", bounds.min_c_rate, bounds.max_c_rate));
+                c.report(
+                    &format!("{base}.last_step"),
+                    format!(
+                        "min_c_rate {} is above max_c_rate {}",
+                        bounds.min_c_rate, bounds.max_c_rate
+                    ),
+                );
             }
             for (i, ex) in spec.exclude.iter().enumerate() {
                 if ex.len() != spec.soc_breakpoints.len().saturating_sub(1) {
-                    c.report(&format!("{base}.exclude[{i}]"), format!("expected one C-rate per step ({}), got {}", spec.soc_breakpoints.len().saturating_sub(1), ex.len()));
+                    c.report(
+                        &format!("{base}.exclude[{i}]"),
+                        format!(
+                            "expected one C-rate per step ({}), got {}",
+                            spec.soc_breakpoints.len().saturating_sub(1),
+                            ex.len()
+                        ),
+                    );
                 }
             }
             c.positive(&format!("{base}.finish.c_rate"), spec.finish.c_rate);
@@ -66,10 +91,16 @@ pub(crate) fn validate(workflow: &Workflow, text: &str, file: &str) -> Vec<Diagn
 
     let opt = &workflow.optimizer;
     if opt.batch_size == 0 {
-        c.report("optimizer.batch_size", "expected at least 1 experiment per round");
+        c.report(
+            "optimizer.batch_size",
+            "expected at least 1 experiment per round",
+        );
     }
     if !(opt.exploration.is_finite() && opt.exploration >= 0.0) {
-        c.report("optimizer.exploration", format!("expected a number ≥ 0, got {}", opt.exploration));
+        c.report(
+            "optimizer.exploration",
+            format!("expected a number ≥ 0, got {}", opt.exploration),
+        );
     }
     if opt.restarts == 0 {
         c.report("optimizer.restarts", "expected at least 1 start");
@@ -87,12 +118,21 @@ pub(crate) fn validate(workflow: &Workflow, text: &str, file: &str) -> Vec<Diagn
     let mut names = HashSet::new();
     for (i, inst) in workflow.instruments.iter().enumerate() {
         if !names.insert(inst.name.as_str()) {
-            c.report(&format!("instruments[{i}].name"), format!("instrument `{}` is declared twice", inst.name));
+            c.report(
+                &format!("instruments[{i}].name"),
+                format!("instrument `{}` is declared twice", inst.name),
+            );
         }
         if inst.channels == 0 {
-            c.report(&format!("instruments[{i}].channels"), "expected at least 1 channel");
+            c.report(
+                &format!("instruments[{i}].channels"),
+                "expected at least 1 channel",
+            );
         }
-        c.positive(&format!("instruments[{i}].clock_acceleration"), inst.clock_acceleration);
+        c.positive(
+            &format!("instruments[{i}].clock_acceleration"),
+            inst.clock_acceleration,
+        );
     }
 
     let steps = &workflow.experiment.steps;
@@ -114,7 +154,10 @@ pub(crate) fn validate(workflow: &Workflow, text: &str, file: &str) -> Vec<Diagn
         }
     }
     if cycles_before.is_none() {
-        c.report("experiment.steps", "expected a `cycle` step: an experiment must cycle its cell");
+        c.report(
+            "experiment.steps",
+            "expected a `cycle` step: an experiment must cycle its cell",
+        );
     }
     c.problems
 }

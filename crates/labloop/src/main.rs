@@ -1,1 +1,136 @@
-fn main() {}
+//! `labloop`: the command-line front of labloop. Argument parsing and wiring only; everything else
+//! lives in the library crates.
+
+mod commands;
+mod progress;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+/// Closed-loop autonomous battery experiments.
+#[derive(Parser)]
+#[command(name = "labloop", version, about)]
+struct Cli {
+    /// More log output (-v info, -vv debug); RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count, global = true)]
+    verbose: u8,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run a campaign from a workflow file.
+    Run {
+        /// The workflow file.
+        workflow: PathBuf,
+        /// Store URL (sqlite://PATH or postgres://...); overrides the workflow's.
+        #[arg(long)]
+        store: Option<String>,
+        /// Rounds to run; overrides the workflow's stopping.max_rounds.
+        #[arg(long)]
+        rounds: Option<u32>,
+        /// Seed; overrides the workflow's campaign.seed (replicates with other simulated cells).
+        #[arg(long)]
+        seed: Option<u64>,
+        /// Print the result as JSON on stdout (no table).
+        #[arg(long)]
+        json: bool,
+        /// Protocols shown in the ranking table.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// Check workflow files and print every problem with file:line:col.
+    Validate {
+        /// The workflow files.
+        #[arg(required = true)]
+        workflows: Vec<PathBuf>,
+    },
+    /// Print the JSON Schema of workflow files.
+    Schema,
+    /// List the campaigns in a store.
+    Status {
+        /// Store URL.
+        #[arg(long, default_value = "sqlite://labloop-data/labloop.sqlite")]
+        store: String,
+    },
+    /// Lifetime models: train on the Severson et al. arrays, or score a model on them.
+    #[command(subcommand)]
+    Predict(PredictCommand),
+}
+
+#[derive(Subcommand)]
+enum PredictCommand {
+    /// Train an elastic net on the `train` split and write the model file.
+    Train {
+        /// The `severson` data folder (with train/, test1/, cycle_lives/).
+        #[arg(long)]
+        data: PathBuf,
+        /// Which published model: variance or discharge.
+        #[arg(long, default_value = "variance")]
+        model: String,
+        /// Where to write the model (JSON).
+        #[arg(long)]
+        out: PathBuf,
+    },
+    /// Score a model (built-in name or file) on a split.
+    Eval {
+        /// The `severson` data folder.
+        #[arg(long)]
+        data: PathBuf,
+        /// Built-in model name or model file.
+        #[arg(long, default_value = "severson-variance")]
+        model: String,
+        /// The split to score on.
+        #[arg(long, default_value = "test1")]
+        split: String,
+    },
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let default_level = ["warn", "info", "debug"][usize::from(cli.verbose.min(2))];
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default_level)),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let result = match cli.command {
+        Command::Run {
+            workflow,
+            store,
+            rounds,
+            seed,
+            json,
+            top,
+        } => commands::run(
+            &workflow,
+            commands::Overrides {
+                store,
+                rounds,
+                seed,
+            },
+            json,
+            top,
+        ),
+        Command::Validate { workflows } => commands::validate(&workflows),
+        Command::Schema => {
+            println!("{}", labloop_workflow::schema());
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Status { store } => commands::status(&store),
+        Command::Predict(PredictCommand::Train { data, model, out }) => {
+            commands::predict_train(&data, &model, &out)
+        }
+        Command::Predict(PredictCommand::Eval { data, model, split }) => {
+            commands::predict_eval(&data, &model, &split)
+        }
+    };
+    result.unwrap_or_else(|e| {
+        eprintln!("error: {e:#}");
+        ExitCode::FAILURE
+    })
+}

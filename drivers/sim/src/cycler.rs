@@ -74,10 +74,29 @@ impl SimCycler {
     /// A cycler called `name` with `channels` channels (`<name>/ch01`, ...). `seed` fixes every cell's
     /// draw and noise, so a campaign replays exactly.
     pub fn new(name: &str, channels: u32, clock: SimClock, seed: u64) -> Self {
-        let order: Vec<ChannelId> = (1..=channels).map(|i| ChannelId(format!("{name}/ch{i:02}"))).collect();
-        let map = order.iter().map(|id| (id.clone(), (Mutex::new(Channel::default()), watch::channel(0).0))).collect();
-        let shared = Arc::new(Shared { channels: map, cells: Mutex::new(Vec::new()) });
-        Self { name: name.to_owned(), order, clock, seed, shared }
+        let order: Vec<ChannelId> = (1..=channels)
+            .map(|i| ChannelId(format!("{name}/ch{i:02}")))
+            .collect();
+        let map = order
+            .iter()
+            .map(|id| {
+                (
+                    id.clone(),
+                    (Mutex::new(Channel::default()), watch::channel(0).0),
+                )
+            })
+            .collect();
+        let shared = Arc::new(Shared {
+            channels: map,
+            cells: Mutex::new(Vec::new()),
+        });
+        Self {
+            name: name.to_owned(),
+            order,
+            clock,
+            seed,
+            shared,
+        }
     }
 
     /// Every cell this cycler has run, with its ground truth.
@@ -85,11 +104,17 @@ impl SimCycler {
         self.shared.cells.lock().expect("cells lock").clone()
     }
 
-    fn channel(&self, id: &ChannelId) -> Result<&(Mutex<Channel>, watch::Sender<u64>), DriverError> {
+    fn channel(
+        &self,
+        id: &ChannelId,
+    ) -> Result<&(Mutex<Channel>, watch::Sender<u64>), DriverError> {
         self.shared
             .channels
             .get(id)
-            .ok_or_else(|| DriverError::UnknownChannel { instrument: self.name.clone(), channel: id.clone() })
+            .ok_or_else(|| DriverError::UnknownChannel {
+                instrument: self.name.clone(),
+                channel: id.clone(),
+            })
     }
 
     fn cell_seed(&self, cell_id: &str) -> u64 {
@@ -113,18 +138,28 @@ impl Cycler for SimCycler {
         let (slot, notify) = self.channel(channel)?;
         let mut state = slot.lock().expect("channel lock");
         if state.started && !state.finished {
-            return Err(DriverError::Busy { instrument: self.name.clone(), channel: channel.clone() });
+            return Err(DriverError::Busy {
+                instrument: self.name.clone(),
+                channel: channel.clone(),
+            });
         }
         let mut rng = StdRng::seed_from_u64(self.cell_seed(&test.cell_id));
         let cell = SimCell::new(&test.protocol, test.discharge_c_rate, &mut rng);
-        self.shared.cells.lock().expect("cells lock").push(SimulatedCell {
-            cell_id: test.cell_id.clone(),
-            channel: channel.clone(),
-            protocol: test.protocol.clone(),
-            expected_life: cell.stress.expected_life,
-            life: cell.life,
-        });
-        *state = Channel { started: true, ..Channel::default() };
+        self.shared
+            .cells
+            .lock()
+            .expect("cells lock")
+            .push(SimulatedCell {
+                cell_id: test.cell_id.clone(),
+                channel: channel.clone(),
+                protocol: test.protocol.clone(),
+                expected_life: cell.stress.expected_life,
+                life: cell.life,
+            });
+        *state = Channel {
+            started: true,
+            ..Channel::default()
+        };
         notify.send_modify(|v| *v += 1);
         let cycle_s = cell.stress.charge_time_s + 3600.0 / test.discharge_c_rate + RESTS_S;
         let step = self.clock.wall(cycle_s);
@@ -136,7 +171,10 @@ impl Cycler for SimCycler {
                 tokio::time::sleep_until(begun + step * cycle).await;
                 let record = cell.record(cycle, &mut rng);
                 let (slot, notify) = &shared.channels[&id];
-                slot.lock().expect("channel lock").records.push(Telemetry { seq: u64::from(cycle), record });
+                slot.lock().expect("channel lock").records.push(Telemetry {
+                    seq: u64::from(cycle),
+                    record,
+                });
                 notify.send_modify(|v| *v += 1);
             }
             let (slot, notify) = &shared.channels[&id];
@@ -162,26 +200,43 @@ impl Cycler for SimCycler {
         let state = slot.lock().expect("channel lock");
         let cycles = state.records.len() as u32;
         Ok(match (&state.fault, state.started, state.finished) {
-            (Some(reason), _, _) => ChannelStatus::Faulted { reason: reason.clone() },
+            (Some(reason), _, _) => ChannelStatus::Faulted {
+                reason: reason.clone(),
+            },
             (None, false, _) => ChannelStatus::Idle,
             (None, true, false) => ChannelStatus::Running { cycle: cycles },
             (None, true, true) => ChannelStatus::Finished { cycles },
         })
     }
 
-    async fn records(&self, channel: &ChannelId, from_seq: u64) -> Result<RecordBatch, DriverError> {
+    async fn records(
+        &self,
+        channel: &ChannelId,
+        from_seq: u64,
+    ) -> Result<RecordBatch, DriverError> {
         let (slot, notify) = self.channel(channel)?;
         let mut changes = notify.subscribe();
         loop {
             {
                 let state = slot.lock().expect("channel lock");
-                let records: Vec<Telemetry> = state.records.iter().filter(|t| t.seq >= from_seq).cloned().collect();
+                let records: Vec<Telemetry> = state
+                    .records
+                    .iter()
+                    .filter(|t| t.seq >= from_seq)
+                    .cloned()
+                    .collect();
                 if !records.is_empty() || state.finished {
-                    return Ok(RecordBatch { records, finished: state.finished });
+                    return Ok(RecordBatch {
+                        records,
+                        finished: state.finished,
+                    });
                 }
             }
             if changes.changed().await.is_err() {
-                return Err(DriverError::Instrument { instrument: self.name.clone(), message: "shut down".into() });
+                return Err(DriverError::Instrument {
+                    instrument: self.name.clone(),
+                    message: "shut down".into(),
+                });
             }
         }
     }
@@ -193,10 +248,20 @@ mod tests {
     use labloop_core::{CcCvFinish, ChargeStep};
 
     fn test(cell: &str, cycles: u32) -> CyclingTest {
-        let steps = vec![ChargeStep { soc_from: 0.0, soc_to: 0.8, c_rate: 4.8 }];
+        let steps = vec![ChargeStep {
+            soc_from: 0.0,
+            soc_to: 0.8,
+            c_rate: 4.8,
+        }];
         CyclingTest {
             cell_id: cell.into(),
-            protocol: ChargeProtocol { steps, finish: CcCvFinish { c_rate: 1.0, cv_voltage_v: 3.6 } },
+            protocol: ChargeProtocol {
+                steps,
+                finish: CcCvFinish {
+                    c_rate: 1.0,
+                    cv_voltage_v: 3.6,
+                },
+            },
             discharge_c_rate: 4.0,
             cycles,
         }
@@ -208,7 +273,10 @@ mod tests {
         let ch = cycler.channels()[0].clone();
         assert_eq!(cycler.status(&ch).await.unwrap(), ChannelStatus::Idle);
         cycler.start(&ch, test("cell-a", 20)).await.unwrap();
-        assert!(matches!(cycler.start(&ch, test("cell-b", 5)).await, Err(DriverError::Busy { .. })));
+        assert!(matches!(
+            cycler.start(&ch, test("cell-b", 5)).await,
+            Err(DriverError::Busy { .. })
+        ));
         let mut next = 1;
         loop {
             let batch = cycler.records(&ch, next).await.unwrap();
@@ -222,7 +290,10 @@ mod tests {
             }
         }
         assert_eq!(next, 21);
-        assert_eq!(cycler.status(&ch).await.unwrap(), ChannelStatus::Finished { cycles: 20 });
+        assert_eq!(
+            cycler.status(&ch).await.unwrap(),
+            ChannelStatus::Finished { cycles: 20 }
+        );
         let replay = cycler.records(&ch, 5).await.unwrap();
         assert_eq!(replay.records.len(), 16);
         assert_eq!(cycler.cells().len(), 1);

@@ -5,8 +5,8 @@
 //! vendor adapter would, and it knows its own ground truth ([`expected_life`], [`SimCycler::cells`]) so
 //! tests and benchmarks can score the closed loop.
 
-pub mod degradation;
 mod cycler;
+pub mod degradation;
 
 pub use cycler::{SimClock, SimCycler, SimulatedCell};
 pub use degradation::{ProtocolStress, SimCell, expected_life, stress};

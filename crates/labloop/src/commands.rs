@@ -1,0 +1,307 @@
+//! The subcommands: each wires library crates together and prints.
+
+use anyhow::{Context, Result, bail};
+use labloop_drivers::Cycler;
+use labloop_engine::{CampaignResult, CampaignRunner, resolve_model};
+use labloop_predict::Predictor;
+use labloop_predict::train::{
+    DISCHARGE_FEATURES, TrainOptions, VARIANCE_FEATURES, evaluate, fit_elastic_net,
+};
+use labloop_sim::{SimClock, SimCycler, expected_life};
+use labloop_store::Store;
+use labloop_workflow::{Diagnostic, DriverKind, Workflow};
+use serde::Serialize;
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+fn runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .context("starting the async runtime")
+}
+
+fn print_diagnostics(problems: &[Diagnostic]) {
+    for p in problems {
+        eprintln!("{p}");
+    }
+    eprintln!(
+        "{} problem{} found",
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+}
+
+/// Where the simulator's ground truth puts the campaign's answer.
+#[derive(Serialize)]
+struct SimulatorTruth {
+    /// True mean life of the recommended protocol.
+    recommended_true_life: f64,
+    /// Its rank among all candidates by true mean life (1 = best).
+    recommended_true_rank: usize,
+    /// The best protocol by the simulator's truth and its mean life.
+    best_protocol: String,
+    best_true_life: f64,
+    candidates: usize,
+}
+
+#[derive(Serialize)]
+struct RunOutput<'a> {
+    #[serde(flatten)]
+    result: &'a CampaignResult,
+    store: &'a str,
+    simulator_truth: Option<SimulatorTruth>,
+}
+
+/// Command-line values that override the workflow's.
+pub struct Overrides {
+    /// Store URL.
+    pub store: Option<String>,
+    /// `stopping.max_rounds`.
+    pub rounds: Option<u32>,
+    /// `campaign.seed`.
+    pub seed: Option<u64>,
+}
+
+pub fn run(path: &Path, overrides: Overrides, json: bool, top: usize) -> Result<ExitCode> {
+    let Overrides {
+        store,
+        rounds,
+        seed,
+    } = overrides;
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let (workflow, problems) = labloop_workflow::parse(&text, &path.display().to_string());
+    let mut workflow: Workflow = match workflow {
+        Some(w) if problems.is_empty() => w,
+        _ => {
+            print_diagnostics(&problems);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    if let Some(r) = rounds {
+        if r == 0 {
+            bail!("--rounds must be at least 1");
+        }
+        workflow.stopping.max_rounds = r;
+    }
+    if let Some(seed) = seed {
+        workflow.campaign.seed = seed;
+    }
+    let store_url = store
+        .or_else(|| workflow.store.url.clone())
+        .unwrap_or_else(|| format!("sqlite://labloop-data/{}.sqlite", workflow.campaign.name));
+    let model_name = workflow
+        .predict_step()
+        .map(|p| p.model.clone())
+        .unwrap_or_default();
+    let model = resolve_model(&model_name)?;
+
+    let mut sims = Vec::new();
+    let cyclers: Vec<Arc<dyn Cycler>> = workflow
+        .instruments
+        .iter()
+        .map(|inst| match inst.driver {
+            DriverKind::Sim => {
+                let sim = SimCycler::new(
+                    &inst.name,
+                    inst.channels,
+                    SimClock {
+                        acceleration: inst.clock_acceleration,
+                    },
+                    workflow.campaign.seed,
+                );
+                sims.push(sim.clone());
+                Arc::new(sim) as Arc<dyn Cycler>
+            }
+        })
+        .collect();
+
+    let rt = runtime()?;
+    let result = rt.block_on(async {
+        let store = Store::connect(&store_url).await?;
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        let progress = tokio::spawn(crate::progress::show(rx, !json));
+        let runner = CampaignRunner::new(
+            workflow.clone(),
+            text.clone(),
+            store,
+            cyclers,
+            Arc::new(model),
+        )
+        .with_events(tx);
+        let result = runner.run().await;
+        let _ = progress.await;
+        anyhow::Ok(result?)
+    })?;
+
+    let truth = (!sims.is_empty() && sims.len() == workflow.instruments.len()).then(|| {
+        let space = workflow.protocol_space().enumerate();
+        let mut lives: Vec<(f64, String)> = space
+            .iter()
+            .map(|p| (expected_life(p), p.to_string()))
+            .collect();
+        lives.sort_by(|a, b| b.0.total_cmp(&a.0));
+        let recommended = &result.ranking[0];
+        let recommended_true_life = expected_life(&space[recommended.candidate_index]);
+        SimulatorTruth {
+            recommended_true_life,
+            recommended_true_rank: 1 + lives
+                .iter()
+                .filter(|(l, _)| *l > recommended_true_life)
+                .count(),
+            best_protocol: lives[0].1.clone(),
+            best_true_life: lives[0].0,
+            candidates: lives.len(),
+        }
+    });
+
+    if json {
+        let out = RunOutput {
+            result: &result,
+            store: &store_url,
+            simulator_truth: truth,
+        };
+        println!("{}", serde_json::to_string_pretty(&out)?);
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!();
+    println!(
+        "Campaign {}: {} rounds, {} cells ({} failed), {} cycle records in {:.1} s  [{}]",
+        result.campaign,
+        result.rounds,
+        result.cells,
+        result.failed,
+        result.records,
+        result.wall_time_s,
+        store_url
+    );
+    println!(
+        "Lifetime model: {}. Best protocols by the surrogate's mean cycle life:",
+        result.model
+    );
+    println!();
+    println!(
+        "{:>4}  {:<22} {:>18}  {:>5}  {:>14}",
+        "rank", "protocol (C-rates)", "predicted life", "cells", "mean of cells"
+    );
+    for r in result.ranking.iter().take(top) {
+        println!(
+            "{:>4}  {:<22} {:>10.0} ± {:<5.0}  {:>5}  {:>14}",
+            r.rank,
+            r.protocol,
+            r.predicted_life,
+            r.sigma,
+            r.cells,
+            r.mean_observed.map_or("-".into(), |m| format!("{m:.0}"))
+        );
+    }
+    if let Some(t) = truth {
+        println!();
+        println!(
+            "Simulator truth: the recommended protocol's mean life is {:.0} cycles, rank {} of {}; the best is {} at {:.0} ({:.1} % better).",
+            t.recommended_true_life,
+            t.recommended_true_rank,
+            t.candidates,
+            t.best_protocol,
+            t.best_true_life,
+            100.0 * (t.best_true_life / t.recommended_true_life - 1.0)
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn validate(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
+    let mut all_ok = true;
+    for path in paths {
+        match labloop_workflow::load(path) {
+            Ok(w) => println!(
+                "{}: ok ({} protocols, {} rounds of {})",
+                path.display(),
+                w.protocol_space().enumerate().len(),
+                w.stopping.max_rounds,
+                w.optimizer.batch_size
+            ),
+            Err(problems) => {
+                all_ok = false;
+                print_diagnostics(&problems);
+            }
+        }
+    }
+    Ok(if all_ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(2)
+    })
+}
+
+pub fn status(url: &str) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = Store::connect(url).await?;
+        let campaigns = store.campaigns().await?;
+        if campaigns.is_empty() {
+            println!("no campaigns in {url}");
+        }
+        for c in campaigns {
+            let exps = store.experiments(&c.id).await?;
+            let records = store.count_records(&c.id).await?;
+            println!(
+                "{:<28} {:<10} {} experiments, {} records, created {}",
+                c.id,
+                c.state,
+                exps.len(),
+                records,
+                c.created_at
+            );
+        }
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+pub fn predict_train(data: &Path, model: &str, out: &Path) -> Result<ExitCode> {
+    let features: &[&str] = match model {
+        "variance" => &VARIANCE_FEATURES,
+        "discharge" => &DISCHARGE_FEATURES,
+        other => bail!("unknown model `{other}`: expected variance or discharge"),
+    };
+    let cells = labloop_predict::severson::load_split(data, "train", 100)?;
+    let options = TrainOptions {
+        name: format!("severson-{model}"),
+        features: features.iter().map(|s| s.to_string()).collect(),
+        folds: 5,
+        window: 100,
+        trained_on: format!(
+            "Severson et al. 2019 training cells ({}), Qdlin cycles 2-100",
+            cells.len()
+        ),
+    };
+    let fitted = fit_elastic_net(&cells, &options)?;
+    std::fs::write(out, fitted.to_json() + "\n")
+        .with_context(|| format!("writing {}", out.display()))?;
+    let m = evaluate(&fitted, &cells)?;
+    println!(
+        "wrote {} (train RMSE {:.0} cycles, MAPE {:.1} %, CV σ {:.3} log10)",
+        out.display(),
+        m.rmse_cycles,
+        m.mape_percent,
+        fitted.sigma_log10
+    );
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn predict_eval(data: &Path, model: &str, split: &str) -> Result<ExitCode> {
+    let model = resolve_model(model)?;
+    let cells = labloop_predict::severson::load_split(data, split, model.window)?;
+    let m = evaluate(&model, &cells)?;
+    println!(
+        "{} on {split} ({} cells): RMSE {:.0} cycles, MAPE {:.1} %, inside ±1σ {:.0} %, inside ±2σ {:.0} %",
+        model.name(),
+        m.cells,
+        m.rmse_cycles,
+        m.mape_percent,
+        100.0 * m.within_1_sigma,
+        100.0 * m.within_2_sigma
+    );
+    Ok(ExitCode::SUCCESS)
+}
