@@ -52,8 +52,17 @@ enum Command {
     /// List the campaigns in a store.
     Status {
         /// Store URL.
-        #[arg(long, default_value = "sqlite://labloop-data/labloop.sqlite")]
+        #[arg(long, default_value = "sqlite://labloop-data/fast-charge-clo.sqlite")]
         store: String,
+    },
+    /// Serve the HTTP API over a store (read-only, no authentication yet: binds to loopback).
+    Serve {
+        /// Store URL.
+        #[arg(long, default_value = "sqlite://labloop-data/fast-charge-clo.sqlite")]
+        store: String,
+        /// Address to listen on.
+        #[arg(long, default_value = "127.0.0.1:8080")]
+        listen: String,
     },
     /// Lifetime models: train on the Severson et al. arrays, or score a model on them.
     #[command(subcommand)]
@@ -122,6 +131,7 @@ fn main() -> ExitCode {
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { store } => commands::status(&store),
+        Command::Serve { store, listen } => commands::serve(&store, &listen),
         Command::Predict(PredictCommand::Train { data, model, out }) => {
             commands::predict_train(&data, &model, &out)
         }
