@@ -51,7 +51,11 @@ struct ApiError(labloop_store::StoreError);
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
         tracing::error!(error = %self.0, "store error");
-        (StatusCode::INTERNAL_SERVER_ERROR, Json(serde_json::json!({ "error": self.0.to_string() }))).into_response()
+        (
+            StatusCode::INTERNAL_SERVER_ERROR,
+            Json(serde_json::json!({ "error": self.0.to_string() })),
+        )
+            .into_response()
     }
 }
 
@@ -65,14 +69,27 @@ async fn campaigns(State(store): State<Store>) -> Result<Json<Vec<CampaignView>>
     let mut out = Vec::new();
     for c in store.campaigns().await? {
         let records = store.count_records(&c.id).await?;
-        out.push(CampaignView { id: c.id, name: c.name, state: c.state, created_at: c.created_at, records });
+        out.push(CampaignView {
+            id: c.id,
+            name: c.name,
+            state: c.state,
+            created_at: c.created_at,
+            records,
+        });
     }
     Ok(Json(out))
 }
 
-async fn experiments(State(store): State<Store>, Path(id): Path<String>) -> Result<Response, ApiError> {
+async fn experiments(
+    State(store): State<Store>,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
     if !store.campaigns().await?.iter().any(|c| c.id == id) {
-        return Ok((StatusCode::NOT_FOUND, Json(serde_json::json!({ "error": format!("no campaign `{id}`") }))).into_response());
+        return Ok((
+            StatusCode::NOT_FOUND,
+            Json(serde_json::json!({ "error": format!("no campaign `{id}`") })),
+        )
+            .into_response());
     }
     let predictions = store.observations(&id).await?;
     let views: Vec<ExperimentView> = store
@@ -80,7 +97,10 @@ async fn experiments(State(store): State<Store>, Path(id): Path<String>) -> Resu
         .await?
         .into_iter()
         .map(|e| {
-            let p = predictions.iter().find(|o| o.experiment_id == e.id).map(|o| &o.prediction);
+            let p = predictions
+                .iter()
+                .find(|o| o.experiment_id == e.id)
+                .map(|o| &o.prediction);
             ExperimentView {
                 predicted_life: p.map(|p| p.cycle_life),
                 sigma: p.map(|p| p.sigma),

@@ -5,11 +5,20 @@ use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
-    stream.write_all(format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n").as_bytes()).await.unwrap();
+    stream
+        .write_all(
+            format!("GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")
+                .as_bytes(),
+        )
+        .await
+        .unwrap();
     let mut response = String::new();
     stream.read_to_string(&mut response).await.unwrap();
     let status = response[9..12].parse().unwrap();
-    let body = response.split_once("\r\n\r\n").map(|(_, b)| b.to_owned()).unwrap_or_default();
+    let body = response
+        .split_once("\r\n\r\n")
+        .map(|(_, b)| b.to_owned())
+        .unwrap_or_default();
     (status, body)
 }
 
@@ -17,7 +26,9 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (u16, String) {
 async fn lists_campaigns_and_experiments() {
     let path = std::env::temp_dir().join(format!("labloop-api-{}.sqlite", std::process::id()));
     let _ = std::fs::remove_file(&path);
-    let store = Store::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+    let store = Store::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
     let id = store.create_campaign("clo", "").await.unwrap();
     store
         .add_experiment(&NewExperiment {
@@ -35,15 +46,25 @@ async fn lists_campaigns_and_experiments() {
         .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, labloop_server::router(store)).await.unwrap() });
+    tokio::spawn(async move {
+        axum::serve(listener, labloop_server::router(store))
+            .await
+            .unwrap()
+    });
 
     assert_eq!(get(addr, "/health").await, (200, "ok".into()));
     let (status, body) = get(addr, "/api/campaigns").await;
     assert_eq!(status, 200);
-    assert!(body.contains(r#""id":"clo""#) && body.contains(r#""state":"running""#), "{body}");
+    assert!(
+        body.contains(r#""id":"clo""#) && body.contains(r#""state":"running""#),
+        "{body}"
+    );
     let (status, body) = get(addr, "/api/campaigns/clo/experiments").await;
     assert_eq!(status, 200);
-    assert!(body.contains(r#""protocol":"4.8-5.2-5.2-4.16""#) && body.contains(r#""state":"proposed""#), "{body}");
+    assert!(
+        body.contains(r#""protocol":"4.8-5.2-5.2-4.16""#) && body.contains(r#""state":"proposed""#),
+        "{body}"
+    );
     let (status, body) = get(addr, "/api/campaigns/nope/experiments").await;
     assert_eq!(status, 404);
     assert!(body.contains("no campaign `nope`"));

@@ -55,7 +55,7 @@ fn record(cycle: u32) -> CycleRecord {
         temperature_avg_c: 33.5,
         temperature_max_c: 41.2,
         charge_time_s: 1620.0,
-        discharge_curve: (cycle % 2 == 0).then(|| DischargeCurve {
+        discharge_curve: cycle.is_multiple_of(2).then(|| DischargeCurve {
             voltage_v: vec![3.4, 3.2, 2.0],
             capacity_ah: vec![0.0, 0.5, 1.06],
         }),

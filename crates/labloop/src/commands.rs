@@ -262,7 +262,9 @@ pub fn status(url: &str) -> Result<ExitCode> {
 pub fn serve(url: &str, listen: &str) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let store = Store::connect(url).await?;
-        let listener = tokio::net::TcpListener::bind(listen).await.with_context(|| format!("listening on {listen}"))?;
+        let listener = tokio::net::TcpListener::bind(listen)
+            .await
+            .with_context(|| format!("listening on {listen}"))?;
         eprintln!("serving {url} on http://{}", listener.local_addr()?);
         axum::serve(listener, labloop_server::router(store))
             .with_graceful_shutdown(async {
