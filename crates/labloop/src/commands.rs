@@ -44,6 +44,9 @@ struct SimulatorTruth {
     best_protocol: String,
     best_true_life: f64,
     candidates: usize,
+    /// How the early predictions compare with each simulated cell's true life.
+    prediction_rmse_cycles: f64,
+    prediction_mape_percent: f64,
 }
 
 #[derive(Serialize)]
@@ -119,32 +122,63 @@ pub fn run(path: &Path, overrides: Overrides, json: bool, top: usize) -> Result<
         .collect();
 
     let rt = runtime()?;
-    let result = rt.block_on(async {
+    let (result, predictions) = rt.block_on(async {
         let store = Store::connect(&store_url).await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let progress = tokio::spawn(crate::progress::show(rx, !json));
         let runner = CampaignRunner::new(
             workflow.clone(),
             text.clone(),
-            store,
+            store.clone(),
             cyclers,
             Arc::new(model),
         )
         .with_events(tx);
         let result = runner.run().await;
         let _ = progress.await;
-        anyhow::Ok(result?)
+        let result = result?;
+        // (cell id, predicted life) of every predicted experiment, to score against the simulator.
+        let cells: std::collections::HashMap<String, String> = store
+            .experiments(&result.campaign)
+            .await?
+            .into_iter()
+            .map(|e| (e.id, e.cell_id))
+            .collect();
+        let predictions: Vec<(String, f64)> = store
+            .observations(&result.campaign)
+            .await?
+            .into_iter()
+            .filter_map(|o| {
+                cells
+                    .get(&o.experiment_id)
+                    .map(|c| (c.clone(), o.prediction.cycle_life))
+            })
+            .collect();
+        anyhow::Ok((result, predictions))
     })?;
 
     let truth = (!sims.is_empty() && sims.len() == workflow.instruments.len()).then(|| {
         let space = workflow.protocol_space().enumerate();
+        let recommended = &result.ranking[0];
+        let recommended_true_life = expected_life(&space[recommended.candidate_index]);
+        let cell_lives: std::collections::HashMap<String, f64> = sims
+            .iter()
+            .flat_map(SimCycler::cells)
+            .map(|c| (c.cell_id, c.life))
+            .collect();
+        let errors: Vec<(f64, f64)> = predictions
+            .iter()
+            .filter_map(|(cell, p)| cell_lives.get(cell).map(|life| (p - life, *life)))
+            .collect();
+        let n = errors.len().max(1) as f64;
+        let prediction_rmse_cycles = (errors.iter().map(|(e, _)| e * e).sum::<f64>() / n).sqrt();
+        let prediction_mape_percent =
+            100.0 * errors.iter().map(|(e, l)| (e / l).abs()).sum::<f64>() / n;
         let mut lives: Vec<(f64, String)> = space
             .iter()
             .map(|p| (expected_life(p), p.to_string()))
             .collect();
         lives.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let recommended = &result.ranking[0];
-        let recommended_true_life = expected_life(&space[recommended.candidate_index]);
         SimulatorTruth {
             recommended_true_life,
             recommended_true_rank: 1 + lives
@@ -154,6 +188,8 @@ pub fn run(path: &Path, overrides: Overrides, json: bool, top: usize) -> Result<
             best_protocol: lives[0].1.clone(),
             best_true_life: lives[0].0,
             candidates: lives.len(),
+            prediction_rmse_cycles,
+            prediction_mape_percent,
         }
     });
 
@@ -207,6 +243,10 @@ pub fn run(path: &Path, overrides: Overrides, json: bool, top: usize) -> Result<
             t.best_protocol,
             t.best_true_life,
             100.0 * (t.best_true_life / t.recommended_true_life - 1.0)
+        );
+        println!(
+            "Early predictions against each simulated cell's true life: RMSE {:.0} cycles, MAPE {:.1} %.",
+            t.prediction_rmse_cycles, t.prediction_mape_percent
         );
     }
     Ok(ExitCode::SUCCESS)
