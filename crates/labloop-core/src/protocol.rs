@@ -54,6 +54,22 @@ impl ChargeProtocol {
         self.steps.iter().map(ChargeStep::duration_s).sum()
     }
 
+    /// Steps of equal SOC width from 0 to `soc_end` at the given C-rates, then `finish`: e.g. a
+    /// one-step `[1.0]` to 80 % or the four 20 % steps of Attia et al.
+    pub fn equal_steps(c_rates: &[f64], soc_end: f64, finish: CcCvFinish) -> Self {
+        let width = soc_end / c_rates.len() as f64;
+        let steps = c_rates
+            .iter()
+            .enumerate()
+            .map(|(i, &c_rate)| ChargeStep {
+                soc_from: width * i as f64,
+                soc_to: width * (i + 1) as f64,
+                c_rate,
+            })
+            .collect();
+        Self { steps, finish }
+    }
+
     /// SOC reached at the end of the fast steps.
     pub fn fast_charge_soc(&self) -> f64 {
         self.steps.last().map_or(0.0, |s| s.soc_to)

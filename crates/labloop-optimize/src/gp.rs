@@ -149,28 +149,33 @@ impl GaussianProcess {
         self.x.len()
     }
 
-    fn cross(&self, points: &[Vec<f64>]) -> DMatrix<f64> {
-        let scaled: Vec<Vec<f64>> = points.iter().map(|p| scale(p, &self.bounds)).collect();
+    /// Signal covariance between two sets of points already scaled to the unit box.
+    fn signal_covariance(&self, a: &[Vec<f64>], b: &[Vec<f64>]) -> DMatrix<f64> {
         let h = &self.hyper;
-        DMatrix::from_fn(self.x.len(), points.len(), |i, j| {
+        DMatrix::from_fn(a.len(), b.len(), |i, j| {
             h.signal_var
-                * self.kernel.correlation(scaled_distance2(
-                    &self.x[i],
-                    &scaled[j],
-                    &h.length_scales,
-                ))
+                * self
+                    .kernel
+                    .correlation(scaled_distance2(&a[i], &b[j], &h.length_scales))
         })
     }
 
-    /// Posterior mean and variance of the latent objective at each point, in objective units.
-    pub fn predict(&self, points: &[Vec<f64>]) -> Vec<(f64, f64)> {
-        let ks = self.cross(points);
+    /// The points scaled, the standardised posterior mean there, and `L⁻¹ K(X, points)`.
+    fn condition_on(&self, points: &[Vec<f64>]) -> (Vec<Vec<f64>>, DVector<f64>, DMatrix<f64>) {
+        let scaled: Vec<Vec<f64>> = points.iter().map(|p| scale(p, &self.bounds)).collect();
+        let ks = self.signal_covariance(&self.x, &scaled);
         let mean = ks.transpose() * &self.alpha;
         let v = self
             .chol
             .l()
             .solve_lower_triangular(&ks)
             .expect("L is invertible");
+        (scaled, mean, v)
+    }
+
+    /// Posterior mean and variance of the latent objective at each point, in objective units.
+    pub fn predict(&self, points: &[Vec<f64>]) -> Vec<(f64, f64)> {
+        let (_, mean, v) = self.condition_on(points);
         (0..points.len())
             .map(|j| {
                 let var = (self.hyper.signal_var - v.column(j).norm_squared()).max(0.0);
@@ -184,24 +189,9 @@ impl GaussianProcess {
 
     /// Posterior means and the full posterior covariance at the points, in objective units.
     pub fn posterior(&self, points: &[Vec<f64>]) -> (Vec<f64>, DMatrix<f64>) {
-        let ks = self.cross(points);
-        let mean = ks.transpose() * &self.alpha;
-        let v = self
-            .chol
-            .l()
-            .solve_lower_triangular(&ks)
-            .expect("L is invertible");
-        let scaled: Vec<Vec<f64>> = points.iter().map(|p| scale(p, &self.bounds)).collect();
-        let h = &self.hyper;
-        let prior = DMatrix::from_fn(points.len(), points.len(), |i, j| {
-            h.signal_var
-                * self.kernel.correlation(scaled_distance2(
-                    &scaled[i],
-                    &scaled[j],
-                    &h.length_scales,
-                ))
-        });
-        let cov = (prior - v.transpose() * v) * (self.y_std * self.y_std);
+        let (scaled, mean, v) = self.condition_on(points);
+        let cov = (self.signal_covariance(&scaled, &scaled) - v.transpose() * v)
+            * (self.y_std * self.y_std);
         (
             mean.iter().map(|m| self.y_mean + self.y_std * m).collect(),
             cov,

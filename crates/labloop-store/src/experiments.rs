@@ -80,6 +80,13 @@ pub struct ObservationRow {
     pub prediction: PredictionRow,
 }
 
+fn parse_state(name: &str, table: &'static str) -> Result<ExperimentState, StoreError> {
+    ExperimentState::parse(name).ok_or_else(|| StoreError::Corrupt {
+        table,
+        message: format!("unknown state `{name}`"),
+    })
+}
+
 fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
     row: &'r AnyRow,
     i: usize,
@@ -139,10 +146,7 @@ impl Store {
             .map_err(db(format!("reading the state of {experiment}")))?;
         row.map(|r| {
             let name: String = get(&r, 0, "experiment_events")?;
-            ExperimentState::parse(&name).ok_or(StoreError::Corrupt {
-                table: "experiment_events",
-                message: format!("unknown state `{name}`"),
-            })
+            parse_state(&name, "experiment_events")
         })
         .transpose()
     }
@@ -165,10 +169,7 @@ impl Store {
             let (version, current) = match row {
                 Some(r) => {
                     let name: String = get(&r, 1, "experiment_events")?;
-                    let state = ExperimentState::parse(&name).ok_or(StoreError::Corrupt {
-                        table: "experiment_events",
-                        message: format!("unknown state `{name}`"),
-                    })?;
+                    let state = parse_state(&name, "experiment_events")?;
                     (get::<i64>(&r, 0, "experiment_events")?, Some(state))
                 }
                 None => (0, None),
@@ -335,10 +336,7 @@ impl Store {
                     protocol_label: get(r, 3, t)?,
                     cell_id: get(r, 4, t)?,
                     channel_id: get(r, 5, t)?,
-                    state: ExperimentState::parse(&state).ok_or(StoreError::Corrupt {
-                        table: t,
-                        message: format!("unknown state `{state}`"),
-                    })?,
+                    state: parse_state(&state, t)?,
                 })
             })
             .collect()

@@ -271,28 +271,19 @@ impl SimCell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use labloop_core::{CcCvFinish, ChargeStep};
+    use labloop_core::CcCvFinish;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
     fn protocol(rates: &[f64]) -> ChargeProtocol {
-        let width = 0.8 / rates.len() as f64;
-        let steps = rates
-            .iter()
-            .enumerate()
-            .map(|(i, &c_rate)| ChargeStep {
-                soc_from: width * i as f64,
-                soc_to: width * (i + 1) as f64,
-                c_rate,
-            })
-            .collect();
-        ChargeProtocol {
-            steps,
-            finish: CcCvFinish {
+        ChargeProtocol::equal_steps(
+            rates,
+            0.8,
+            CcCvFinish {
                 c_rate: 1.0,
                 cv_voltage_v: 3.6,
             },
-        }
+        )
     }
 
     #[test]
