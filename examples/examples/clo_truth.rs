@@ -3,12 +3,7 @@
 use labloop_sim::expected_life;
 
 fn main() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../workflows/fast-charge-clo.yaml"
-    );
-    let workflow =
-        labloop_workflow::load(std::path::Path::new(path)).expect("the example workflow is valid");
+    let workflow = labloop_examples::clo_workflow();
     let mut lives: Vec<(f64, String)> = workflow
         .protocol_space()
         .enumerate()

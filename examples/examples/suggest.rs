@@ -3,8 +3,8 @@
 //! cycles), then the next batch by Thompson sampling and the current recommendation.
 //! `cargo run -p labloop-examples --example suggest`
 use labloop_optimize::{
-    Acquisition, BatchRequest, FitOptions, GaussianProcess, KernelKind, Observation, rank,
-    suggest_batch,
+    Acquisition, BatchRequest, FitOptions, GaussianProcess, KernelKind, Observation, bounds_of,
+    rank, suggest_batch,
 };
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -26,27 +26,12 @@ fn request<'a>(
 }
 
 fn main() {
-    let path = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../workflows/fast-charge-clo.yaml"
-    );
-    let workflow =
-        labloop_workflow::load(std::path::Path::new(path)).expect("the example workflow is valid");
+    let workflow = labloop_examples::clo_workflow();
     let protocols = workflow.protocol_space().enumerate();
     let inputs: Vec<Vec<f64>> = protocols.iter().map(|p| p.c_rates()).collect();
-    let bounds = (0..4)
-        .map(|d| {
-            inputs
-                .iter()
-                .map(|x| x[d])
-                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-                    (lo.min(v), hi.max(v))
-                })
-        })
-        .collect();
     let fit = FitOptions {
         kernel: KernelKind::Matern52,
-        bounds,
+        bounds: bounds_of(&inputs),
         restarts: 3,
         seed: 7,
     };

@@ -1,22 +1,10 @@
 //! The simulator is calibrated to the real cell: the lifetime model trained on real Severson cells
 //! reads simulated cells sensibly. Prints the RMSE against the simulator's truth.
 
-use labloop_core::{CcCvFinish, ChargeProtocol};
 use labloop_predict::{EarlyData, Predictor, builtin_model};
-use labloop_sim::SimCell;
+use labloop_sim::{SimCell, fast_charge_to_80};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
-
-fn protocol(rates: &[f64]) -> ChargeProtocol {
-    ChargeProtocol::equal_steps(
-        rates,
-        0.8,
-        CcCvFinish {
-            c_rate: 1.0,
-            cv_voltage_v: 3.6,
-        },
-    )
-}
 
 #[test]
 fn real_data_model_predicts_simulated_cells() {
@@ -38,7 +26,7 @@ fn real_data_model_predicts_simulated_cells() {
         let mut inside = 0.0;
         for rates in &protocols {
             for _ in 0..12 {
-                let cell = SimCell::new(&protocol(rates), 4.0, &mut rng);
+                let cell = SimCell::new(&fast_charge_to_80(rates), 4.0, &mut rng);
                 let records: Vec<_> = (1..=100).map(|c| cell.record(c, &mut rng)).collect();
                 let features = EarlyData::from_records(&records, 100).unwrap().features();
                 let p = model.predict(&[features]).unwrap()[0];

@@ -6,8 +6,8 @@ use crate::experiment::ExperimentRun;
 use labloop_core::{ChargeProtocol, ExperimentId, ExperimentState};
 use labloop_drivers::Cycler;
 use labloop_optimize::{
-    Acquisition, BatchRequest, FitOptions, GaussianProcess, KernelKind, Observation, Ranked, rank,
-    suggest_batch,
+    Acquisition, BatchRequest, FitOptions, GaussianProcess, KernelKind, Observation, Ranked,
+    bounds_of, rank, suggest_batch,
 };
 use labloop_predict::{LinearModel, Predictor, builtin_model};
 use labloop_store::{NewExperiment, Store};
@@ -212,22 +212,12 @@ impl CampaignRunner {
         // The surrogate sees every step's C-rate, the derived last one included: life depends on it
         // directly (plating at high SOC), and through the free steps only non-linearly.
         let inputs: Vec<Vec<f64>> = candidates.iter().map(ChargeProtocol::c_rates).collect();
-        let bounds: Vec<(f64, f64)> = (0..space.steps())
-            .map(|d| {
-                inputs
-                    .iter()
-                    .map(|x| x[d])
-                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
-                        (lo.min(v), hi.max(v))
-                    })
-            })
-            .collect();
         let fit = FitOptions {
             kernel: match wf.optimizer.kernel {
                 KernelSpec::Matern52 => KernelKind::Matern52,
                 KernelSpec::Rbf => KernelKind::Rbf,
             },
-            bounds,
+            bounds: bounds_of(&inputs),
             restarts: wf.optimizer.restarts as usize,
             seed: wf.campaign.seed,
         };

@@ -35,6 +35,22 @@ pub struct FitOptions {
     pub seed: u64,
 }
 
+/// The smallest box holding every point: per input, (lowest, highest). Use it as
+/// [`FitOptions::bounds`] for a discrete candidate set.
+pub fn bounds_of(points: &[Vec<f64>]) -> Vec<(f64, f64)> {
+    let d = points.first().map_or(0, Vec::len);
+    (0..d)
+        .map(|k| {
+            points
+                .iter()
+                .map(|p| p[k])
+                .fold((f64::INFINITY, f64::NEG_INFINITY), |(lo, hi), v| {
+                    (lo.min(v), hi.max(v))
+                })
+        })
+        .collect()
+}
+
 /// Fitted hyperparameters, in the scaled space (inputs in the unit box, outputs standardised).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Hyperparameters {
@@ -505,6 +521,15 @@ mod tests {
         );
         // A wiggly function needs a short length scale.
         assert!(fitted.hyperparameters().length_scales[0] < 0.3);
+    }
+
+    #[test]
+    fn bounds_hold_every_point() {
+        assert_eq!(
+            bounds_of(&[vec![1.0, 5.0], vec![3.0, 2.0], vec![2.0, 4.0]]),
+            vec![(1.0, 3.0), (2.0, 5.0)]
+        );
+        assert!(bounds_of(&[]).is_empty());
     }
 
     #[test]

@@ -18,7 +18,7 @@ mod gp;
 mod kernel;
 
 pub use batch::{Acquisition, BatchRequest, Ranked, Suggestion, rank, suggest_batch};
-pub use gp::{FitOptions, GaussianProcess, Hyperparameters, Observation};
+pub use gp::{FitOptions, GaussianProcess, Hyperparameters, Observation, bounds_of};
 pub use kernel::KernelKind;
 
 /// What can go wrong, with what was wrong.

@@ -16,7 +16,7 @@
 //! between cycles 10 and 100 for a given life) is calibrated against the Severson cells, so a model
 //! trained on those real cells reads simulated ones sensibly.
 
-use labloop_core::{ChargeProtocol, CycleRecord, DischargeCurve};
+use labloop_core::{CcCvFinish, ChargeProtocol, CycleRecord, DischargeCurve};
 use rand::Rng;
 use rand_distr::{Distribution, LogNormal, Normal};
 
@@ -113,6 +113,18 @@ pub fn stress(protocol: &ChargeProtocol) -> ProtocolStress {
         plating: PLATING_WEIGHT * plating,
         cracking: CRACKING_WEIGHT * cracking,
     }
+}
+
+/// The CC-CV finish of the A123 cell's standard charge: 1C to 3.6 V, then 3.6 V to full.
+pub const STANDARD_FINISH: CcCvFinish = CcCvFinish {
+    c_rate: 1.0,
+    cv_voltage_v: 3.6,
+};
+
+/// A protocol charging 0 → 80 % SOC in equal steps at `c_rates`, then [`STANDARD_FINISH`]: the
+/// shape of the Severson and Attia protocols.
+pub fn fast_charge_to_80(c_rates: &[f64]) -> ChargeProtocol {
+    ChargeProtocol::equal_steps(c_rates, 0.8, STANDARD_FINISH)
 }
 
 /// The simulator's ground truth for a protocol: mean cycle life of its cells.
@@ -271,26 +283,14 @@ impl SimCell {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use labloop_core::CcCvFinish;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
 
-    fn protocol(rates: &[f64]) -> ChargeProtocol {
-        ChargeProtocol::equal_steps(
-            rates,
-            0.8,
-            CcCvFinish {
-                c_rate: 1.0,
-                cv_voltage_v: 3.6,
-            },
-        )
-    }
-
     #[test]
     fn gentler_protocols_live_longer() {
-        let slow = expected_life(&protocol(&[1.0]));
-        let medium = expected_life(&protocol(&[4.8, 4.8, 4.8, 4.8]));
-        let fast = expected_life(&protocol(&[8.0, 8.0, 8.0, 8.0]));
+        let slow = expected_life(&fast_charge_to_80(&[1.0]));
+        let medium = expected_life(&fast_charge_to_80(&[4.8, 4.8, 4.8, 4.8]));
+        let fast = expected_life(&fast_charge_to_80(&[8.0, 8.0, 8.0, 8.0]));
         assert!(slow > medium && medium > fast, "{slow} {medium} {fast}");
         assert!((1500.0..3000.0).contains(&slow), "{slow}");
         assert!((150.0..700.0).contains(&fast), "{fast}");
@@ -299,8 +299,8 @@ mod tests {
     #[test]
     fn high_current_plates_late_and_cracks_early() {
         // Same ten minutes, same rates, opposite order.
-        let late = stress(&protocol(&[3.6, 4.4, 5.2, 7.0]));
-        let early = stress(&protocol(&[7.0, 5.2, 4.4, 3.6]));
+        let late = stress(&fast_charge_to_80(&[3.6, 4.4, 5.2, 7.0]));
+        let early = stress(&fast_charge_to_80(&[7.0, 5.2, 4.4, 3.6]));
         assert!(late.plating > early.plating, "{late:?} {early:?}");
         assert!(early.cracking > late.cracking, "{late:?} {early:?}");
         assert_eq!(late.cycle_temp_c, early.cycle_temp_c);
@@ -308,8 +308,8 @@ mod tests {
 
     #[test]
     fn uniform_heats_least() {
-        let uniform = stress(&protocol(&[4.8, 4.8, 4.8, 4.8]));
-        let spread = stress(&protocol(&[8.0, 3.6, 6.0, 4.45]));
+        let uniform = stress(&fast_charge_to_80(&[4.8, 4.8, 4.8, 4.8]));
+        let spread = stress(&fast_charge_to_80(&[8.0, 3.6, 6.0, 4.45]));
         assert!(uniform.cycle_temp_c < spread.cycle_temp_c);
         assert!(uniform.expected_life > spread.expected_life);
     }
@@ -317,7 +317,7 @@ mod tests {
     #[test]
     fn a_cell_reaches_end_of_life_at_its_life() {
         let mut rng = StdRng::seed_from_u64(7);
-        let cell = SimCell::new(&protocol(&[4.8, 4.8, 4.8, 4.8]), 4.0, &mut rng);
+        let cell = SimCell::new(&fast_charge_to_80(&[4.8, 4.8, 4.8, 4.8]), 4.0, &mut rng);
         let life = cell.life.ceil() as u32;
         assert!(cell.capacity_ah(life - 1) >= END_OF_LIFE_AH);
         assert!(cell.capacity_ah(life) < END_OF_LIFE_AH);

@@ -9,4 +9,6 @@ mod cycler;
 pub mod degradation;
 
 pub use cycler::{SimClock, SimCycler, SimulatedCell};
-pub use degradation::{ProtocolStress, SimCell, expected_life, stress};
+pub use degradation::{
+    ProtocolStress, STANDARD_FINISH, SimCell, expected_life, fast_charge_to_80, stress,
+};
