@@ -75,9 +75,14 @@ pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeE
     for &p in request.pending {
         hallucinate(&mut cov, p, noise);
     }
+    let mut taken = taken_by_pending(request);
+    let request = &BatchRequest {
+        batch_size: capped_batch(request, &taken),
+        ..request.clone()
+    };
     let (picks, method) = match request.acquisition {
-        Acquisition::Ucb => (bucb(&means, cov, noise, request), "gp-bucb"),
-        Acquisition::Thompson => (thompson(&means, &cov, request)?, "gp-thompson"),
+        Acquisition::Ucb => (bucb(&means, cov, noise, request, &mut taken), "gp-bucb"),
+        Acquisition::Thompson => (thompson(&means, &cov, request, &mut taken)?, "gp-thompson"),
     };
     Ok(Suggestion {
         picks,
@@ -87,9 +92,12 @@ pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeE
     })
 }
 
-fn argmax(values: impl Iterator<Item = f64>) -> usize {
+/// The best index not yet taken. Callers cap the batch at the number of free candidates, so one is
+/// always left.
+fn argmax_free(values: impl Iterator<Item = f64>, taken: &[bool]) -> usize {
     values
         .enumerate()
+        .filter(|(i, _)| !taken[*i])
         .max_by(|a, b| a.1.total_cmp(&b.1).then(b.0.cmp(&a.0)))
         .map(|(i, _)| i)
         .expect("candidates are not empty")
@@ -100,14 +108,17 @@ fn bucb(
     mut cov: DMatrix<f64>,
     noise: f64,
     request: &BatchRequest<'_>,
+    taken: &mut [bool],
 ) -> Vec<usize> {
     (0..request.batch_size)
         .map(|_| {
-            let best = argmax(
+            let best = argmax_free(
                 (0..means.len())
                     .map(|i| means[i] + request.exploration * cov[(i, i)].max(0.0).sqrt()),
+                taken,
             );
             hallucinate(&mut cov, best, noise);
+            taken[best] = true;
             best
         })
         .collect()
@@ -117,6 +128,7 @@ fn thompson(
     means: &[f64],
     cov: &DMatrix<f64>,
     request: &BatchRequest<'_>,
+    taken: &mut [bool],
 ) -> Result<Vec<usize>, OptimizeError> {
     let scale = cov
         .diagonal()
@@ -140,9 +152,28 @@ fn thompson(
         .map(|_| {
             let z = DVector::from_fn(means.len(), |_, _| rng.sample::<f64, _>(StandardNormal));
             let draw = &mean + &l * z;
-            argmax(draw.iter().copied())
+            let best = argmax_free(draw.iter().copied(), taken);
+            taken[best] = true;
+            best
         })
         .collect())
+}
+
+/// Candidates that may not be picked again: the pending ones.
+fn taken_by_pending(request: &BatchRequest<'_>) -> Vec<bool> {
+    let n = request.candidates.len();
+    let mut taken = vec![false; n];
+    for &p in request.pending.iter().filter(|&&p| p < n) {
+        taken[p] = true;
+    }
+    taken
+}
+
+/// A batch never repeats a candidate nor holds a pending one, so it is at most the free candidates.
+fn capped_batch(request: &BatchRequest<'_>, taken: &[bool]) -> usize {
+    request
+        .batch_size
+        .min(taken.iter().filter(|t| !**t).count())
 }
 
 /// A candidate's place in the ranking.
@@ -233,19 +264,19 @@ fn maximin_design(request: &BatchRequest<'_>) -> Vec<usize> {
             *n = n.min(dist2(i, p));
         }
     }
+    let mut taken = taken_by_pending(request);
     let mut rng = StdRng::seed_from_u64(request.fit.seed);
     let mut picks = Vec::with_capacity(request.batch_size);
-    for k in 0..request.batch_size {
+    for k in 0..capped_batch(request, &taken) {
         let next = if k == 0 && chosen.is_empty() {
             rng.random_range(0..scaled.len())
         } else {
-            (0..scaled.len())
-                .max_by(|&a, &b| nearest[a].total_cmp(&nearest[b]).then(b.cmp(&a)))
-                .expect("not empty")
+            argmax_free(nearest.iter().copied(), &taken)
         };
         for (i, n) in nearest.iter_mut().enumerate() {
             *n = n.min(dist2(i, next));
         }
+        taken[next] = true;
         chosen.push(next);
         picks.push(next);
     }
@@ -408,6 +439,53 @@ mod tests {
         })
         .unwrap();
         assert_ne!(with_pending.picks[0], first.picks[0]);
+    }
+
+    #[test]
+    fn batches_never_repeat_nor_hold_pending_candidates() {
+        let candidates: Vec<Vec<f64>> = (0..30)
+            .map(|i| vec![i as f64 / 29.0, ((i * 7) % 30) as f64 / 29.0])
+            .collect();
+        let observations: Vec<Observation> = (0..30)
+            .step_by(3)
+            .map(|i| Observation {
+                x: candidates[i].clone(),
+                y: truth(&candidates[i]),
+                noise_var: 1e4,
+            })
+            .collect();
+        let pending = [1usize, 2, 4, 8, 16];
+        for acquisition in [Acquisition::Thompson, Acquisition::Ucb] {
+            for (obs, batch) in [
+                (&observations[..], 10),
+                (&[][..], 10),
+                (&observations[..], 40),
+            ] {
+                let request = BatchRequest {
+                    candidates: &candidates,
+                    observations: obs,
+                    pending: &pending,
+                    batch_size: batch,
+                    acquisition,
+                    exploration: 0.5,
+                    fit: fit(),
+                };
+                let picks = suggest_batch(&request).unwrap().picks;
+                let mut unique = picks.clone();
+                unique.sort();
+                unique.dedup();
+                assert_eq!(
+                    unique.len(),
+                    picks.len(),
+                    "{acquisition:?}: duplicates in {picks:?}"
+                );
+                assert!(
+                    picks.iter().all(|p| !pending.contains(p)),
+                    "{acquisition:?}: pending picked in {picks:?}"
+                );
+                assert_eq!(picks.len(), batch.min(candidates.len() - pending.len()));
+            }
+        }
     }
 
     #[test]
