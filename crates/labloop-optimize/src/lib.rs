@@ -10,14 +10,19 @@
 //!   (GP-BUCB, Desautels et al. 2014); pending experiments are hallucinated as observed first. With
 //!   no data yet, a seeded maximin space-filling design.
 //! - [`rank`]: candidates by posterior mean, for the campaign's recommendation.
+//! - [`bayesgap_batch`]: the published closed-loop algorithm (Attia et al. 2020) as a reference, and
+//!   [`bench`]: replays of campaigns against a ground truth to compare strategies.
 //!
 //! Pure computation: no I/O, no async. Everything is reproducible from the seed.
 
 mod batch;
+mod bayesgap;
+pub mod bench;
 mod gp;
 mod kernel;
 
 pub use batch::{Acquisition, BatchRequest, Ranked, Suggestion, rank, suggest_batch};
+pub use bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 pub use gp::{FitOptions, GaussianProcess, Hyperparameters, Observation, bounds_of};
 pub use kernel::KernelKind;
 

@@ -1,0 +1,305 @@
+//! Replaying campaigns against a known ground truth, to compare strategies: how many cells each needs
+//! before its recommendation is within a few per cent of the true best, and how good its
+//! recommendation is after each round. Pure: observations come from a caller's closure.
+
+use crate::OptimizeError;
+use crate::batch::{Acquisition, BatchRequest, rank, suggest_batch};
+use crate::bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
+use crate::gp::{FitOptions, GaussianProcess, Observation};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::index::sample;
+use serde::Serialize;
+use std::time::Instant;
+
+/// A strategy to compare.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    /// labloop's default: GP with fitted hyperparameters, Thompson-sampling batches, recommendation by
+    /// posterior mean.
+    Labloop,
+    /// The published closed-loop algorithm (BayesGap, Attia et al. 2020).
+    CloReference,
+    /// Uniformly random batches; recommendation by labloop's GP posterior mean.
+    Random,
+}
+
+impl Strategy {
+    /// All strategies, in report order.
+    pub const ALL: [Strategy; 3] = [Strategy::Labloop, Strategy::CloReference, Strategy::Random];
+
+    /// The strategy's name on the command line and in reports.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Labloop => "labloop",
+            Self::CloReference => "clo-reference",
+            Self::Random => "random",
+        }
+    }
+
+    /// Parses a name.
+    pub fn parse(name: &str) -> Option<Self> {
+        Self::ALL.into_iter().find(|s| s.name() == name)
+    }
+}
+
+/// A discrete problem with its ground truth.
+#[derive(Clone, Copy, Debug)]
+pub struct Problem<'a> {
+    /// Each candidate's inputs as labloop's surrogate sees them.
+    pub inputs: &'a [Vec<f64>],
+    /// Each candidate's inputs as the reference sees them (the paper's raw free C-rates).
+    pub reference_inputs: &'a [Vec<f64>],
+    /// True mean objective of each candidate (larger is better).
+    pub truth: &'a [f64],
+}
+
+/// How to replay.
+#[derive(Clone, Debug)]
+pub struct ReplaySettings {
+    /// Cells per round.
+    pub batch: usize,
+    /// Rounds.
+    pub rounds: u32,
+    /// Seed of the strategy's own randomness.
+    pub seed: u64,
+    /// labloop's surrogate.
+    pub fit: FitOptions,
+    /// The reference's settings.
+    pub reference: BayesGapSettings,
+}
+
+/// One replayed campaign.
+#[derive(Clone, Debug, Serialize)]
+pub struct Replay {
+    /// Recommended candidate after each round.
+    pub recommended: Vec<usize>,
+    /// Its true value after each round.
+    pub true_value: Vec<f64>,
+    /// Seconds spent choosing each round's batch.
+    pub suggest_seconds: Vec<f64>,
+}
+
+/// Replays one campaign: each round the strategy picks a batch, `observe(candidate)` returns an
+/// observation `(value, noise variance)` for each pick, and the strategy recommends a candidate.
+pub fn replay(
+    strategy: Strategy,
+    problem: &Problem<'_>,
+    settings: &ReplaySettings,
+    observe: &mut dyn FnMut(usize) -> (f64, f64),
+) -> Result<Replay, OptimizeError> {
+    let mut labloop_obs: Vec<Observation> = Vec::new();
+    let mut reference_obs: Vec<Observation> = Vec::new();
+    let mut rng = StdRng::seed_from_u64(settings.seed);
+    let mut out = Replay {
+        recommended: Vec::new(),
+        true_value: Vec::new(),
+        suggest_seconds: Vec::new(),
+    };
+    for round in 0..settings.rounds {
+        let started = Instant::now();
+        let fit = FitOptions {
+            seed: settings.seed.wrapping_add(u64::from(round)),
+            ..settings.fit.clone()
+        };
+        let picks: Vec<usize> = match strategy {
+            Strategy::Labloop => {
+                let request = BatchRequest {
+                    candidates: problem.inputs,
+                    observations: &labloop_obs,
+                    pending: &[],
+                    batch_size: settings.batch,
+                    acquisition: Acquisition::Thompson,
+                    exploration: 0.0,
+                    fit: fit.clone(),
+                };
+                suggest_batch(&request)?.picks
+            }
+            Strategy::CloReference => bayesgap_batch(
+                problem.reference_inputs,
+                &reference_obs,
+                settings.batch,
+                round,
+                &settings.reference,
+            ),
+            Strategy::Random => sample(
+                &mut rng,
+                problem.inputs.len(),
+                settings.batch.min(problem.inputs.len()),
+            )
+            .into_vec(),
+        };
+        out.suggest_seconds.push(started.elapsed().as_secs_f64());
+        for &i in &picks {
+            let (y, noise_var) = observe(i);
+            labloop_obs.push(Observation {
+                x: problem.inputs[i].clone(),
+                y,
+                noise_var,
+            });
+            reference_obs.push(Observation {
+                x: problem.reference_inputs[i].clone(),
+                y,
+                noise_var,
+            });
+        }
+        let best = match strategy {
+            Strategy::CloReference => bayesgap_recommend(
+                problem.reference_inputs,
+                &reference_obs,
+                round,
+                &settings.reference,
+            ),
+            Strategy::Labloop | Strategy::Random => {
+                rank(&GaussianProcess::fit(&labloop_obs, &fit)?, problem.inputs)[0].index
+            }
+        };
+        out.recommended.push(best);
+        out.true_value.push(problem.truth[best]);
+    }
+    Ok(out)
+}
+
+/// A strategy's results over many seeds.
+#[derive(Clone, Debug, Serialize)]
+pub struct Summary {
+    /// The strategy.
+    pub strategy: Strategy,
+    /// Seeds replayed.
+    pub seeds: usize,
+    /// Median cells until the recommendation is within the tolerance of the true best; `None` when
+    /// fewer than half the seeds got there within the budget.
+    pub median_cells_to_target: Option<f64>,
+    /// Quartiles of the same (`None` where not reached).
+    pub cells_to_target_iqr: (Option<f64>, Option<f64>),
+    /// Seeds that reached the target within the budget.
+    pub reached_target: usize,
+    /// Mean true value of the recommendation after each round.
+    pub mean_true_value_per_round: Vec<f64>,
+    /// Mean simple regret (true best − true value of the recommendation) after each round.
+    pub mean_simple_regret_per_round: Vec<f64>,
+    /// Median time to choose a batch, milliseconds.
+    pub median_suggest_ms: f64,
+}
+
+/// Summarises replays; the target is `(1 − tolerance) × best` (e.g. 0.03 for "within 3 %").
+pub fn summarize(
+    strategy: Strategy,
+    replays: &[Replay],
+    truth: &[f64],
+    batch: usize,
+    tolerance: f64,
+) -> Summary {
+    let best = truth.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    let target = best - tolerance * best.abs();
+    let mut cells: Vec<f64> = replays
+        .iter()
+        .map(|r| {
+            r.true_value
+                .iter()
+                .position(|v| *v >= target)
+                .map_or(f64::INFINITY, |round| ((round + 1) * batch) as f64)
+        })
+        .collect();
+    cells.sort_by(f64::total_cmp);
+    // Linear interpolation between order statistics; a miss (∞) makes a quantile past it unknown.
+    let quantile = |q: f64| -> Option<f64> {
+        let pos = (cells.len() - 1) as f64 * q;
+        let (lo, hi) = (cells[pos.floor() as usize], cells[pos.ceil() as usize]);
+        let v = if hi == lo { lo } else { lo + (hi - lo) * (pos - pos.floor()) };
+        v.is_finite().then_some(v)
+    };
+    let rounds = replays
+        .iter()
+        .map(|r| r.true_value.len())
+        .min()
+        .unwrap_or(0);
+    let mean_per_round: Vec<f64> = (0..rounds)
+        .map(|k| replays.iter().map(|r| r.true_value[k]).sum::<f64>() / replays.len() as f64)
+        .collect();
+    let mut latencies: Vec<f64> = replays
+        .iter()
+        .flat_map(|r| r.suggest_seconds.iter().copied())
+        .collect();
+    latencies.sort_by(f64::total_cmp);
+    Summary {
+        strategy,
+        seeds: replays.len(),
+        median_cells_to_target: quantile(0.5),
+        cells_to_target_iqr: (quantile(0.25), quantile(0.75)),
+        reached_target: cells.iter().filter(|c| c.is_finite()).count(),
+        mean_simple_regret_per_round: mean_per_round.iter().map(|v| best - v).collect(),
+        mean_true_value_per_round: mean_per_round,
+        median_suggest_ms: latencies.get(latencies.len() / 2).map_or(0.0, |s| s * 1e3),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::KernelKind;
+    use rand_distr::{Distribution, Normal};
+
+    #[test]
+    fn every_strategy_improves_on_a_noisy_bowl() {
+        let inputs: Vec<Vec<f64>> = (0..15)
+            .flat_map(|i| (0..15).map(move |j| vec![i as f64 * 0.3, j as f64 * 0.3]))
+            .collect();
+        let truth: Vec<f64> = inputs
+            .iter()
+            .map(|x| 1000.0 - 60.0 * ((x[0] - 2.4).powi(2) + (x[1] - 1.5).powi(2)))
+            .collect();
+        let problem = Problem {
+            inputs: &inputs,
+            reference_inputs: &inputs,
+            truth: &truth,
+        };
+        let settings = ReplaySettings {
+            batch: 12,
+            rounds: 3,
+            seed: 5,
+            fit: FitOptions {
+                kernel: KernelKind::Matern52,
+                bounds: crate::bounds_of(&inputs),
+                restarts: 2,
+                seed: 5,
+            },
+            reference: BayesGapSettings {
+                prior_mean: 800.0,
+                ..BayesGapSettings::default()
+            },
+        };
+        for strategy in Strategy::ALL {
+            let mut rng = StdRng::seed_from_u64(9);
+            let noise = Normal::new(0.0, 40.0).unwrap();
+            let mut observe = |i: usize| (truth[i] + noise.sample(&mut rng), 1600.0);
+            let r = replay(strategy, &problem, &settings, &mut observe).unwrap();
+            assert_eq!(r.true_value.len(), 3);
+            let s = summarize(strategy, &[r.clone()], &truth, 12, 0.05);
+            assert!(r.true_value[2] > 900.0, "{strategy:?}: {:?}", r.true_value);
+            assert_eq!(s.mean_simple_regret_per_round.len(), 3);
+        }
+    }
+
+    #[test]
+    fn summary_counts_cells_to_target_and_censors_misses() {
+        let truth = vec![100.0, 90.0, 50.0];
+        let replay = |values: &[f64]| Replay {
+            recommended: vec![0; values.len()],
+            true_value: values.to_vec(),
+            suggest_seconds: vec![0.001; values.len()],
+        };
+        let runs = vec![
+            replay(&[50.0, 100.0]),
+            replay(&[100.0, 100.0]),
+            replay(&[50.0, 90.0]),
+        ];
+        let s = summarize(Strategy::Random, &runs, &truth, 10, 0.03);
+        assert_eq!(s.reached_target, 2);
+        assert_eq!(s.median_cells_to_target, Some(20.0));
+        assert_eq!(s.cells_to_target_iqr, (Some(15.0), None));
+        assert_eq!(s.mean_true_value_per_round, vec![200.0 / 3.0, 290.0 / 3.0]);
+        assert!((s.median_suggest_ms - 1.0).abs() < 1e-9);
+    }
+}
