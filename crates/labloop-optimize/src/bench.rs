@@ -207,7 +207,11 @@ pub fn summarize(
     let quantile = |q: f64| -> Option<f64> {
         let pos = (cells.len() - 1) as f64 * q;
         let (lo, hi) = (cells[pos.floor() as usize], cells[pos.ceil() as usize]);
-        let v = if hi == lo { lo } else { lo + (hi - lo) * (pos - pos.floor()) };
+        let v = if hi == lo {
+            lo
+        } else {
+            lo + (hi - lo) * (pos - pos.floor())
+        };
         v.is_finite().then_some(v)
     };
     let rounds = replays

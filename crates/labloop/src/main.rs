@@ -1,6 +1,7 @@
 //! `labloop`: the command-line front of labloop. Argument parsing and wiring only; everything else
 //! lives in the library crates.
 
+mod bench;
 mod commands;
 mod progress;
 
@@ -67,6 +68,56 @@ enum Command {
     /// Lifetime models: train on the Severson et al. arrays, or score a model on them.
     #[command(subcommand)]
     Predict(PredictCommand),
+    /// Benchmarks that print comparable figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+#[derive(Subcommand)]
+enum BenchCommand {
+    /// Replay campaigns against a ground truth for many seeds and compare strategies: labloop's
+    /// default, the published CLO algorithm (BayesGap, Attia et al. 2020) and random batches.
+    ///
+    /// The truth is `sim` (the simulator: each observation is the early prediction of a freshly
+    /// simulated cell, with the model's own σ) or a CSV file with a header whose parameter columns are
+    /// named like the space's parameters (cc1, cc2, cc3 for the CLO space: every step's C-rate but the
+    /// derived last), other columns ignored, and the true mean in the last column (or --truth-column).
+    /// E.g. ../shared/data/clo/clo_estimated_cycle_lives.csv. Each table observation is the true mean
+    /// plus Gaussian noise of --noise-sd.
+    ///
+    /// Prints per strategy: median (and IQR) cells until the recommended candidate is within 3 % of the
+    /// true best, how many seeds got there, the mean true value of the recommendation after each round,
+    /// the final simple regret, and the median time to choose a batch. --json prints one object per
+    /// strategy.
+    Optimize {
+        /// Workflow file whose search space is used.
+        #[arg(long)]
+        space: PathBuf,
+        /// `sim`, or a CSV truth table.
+        #[arg(long)]
+        truth: String,
+        /// Column of the truth table holding the true mean (default: the last).
+        #[arg(long)]
+        truth_column: Option<String>,
+        /// Observation noise σ for a truth table (the CLO campaign used 164 cycles).
+        #[arg(long, default_value_t = 164.0)]
+        noise_sd: f64,
+        /// Cells per round.
+        #[arg(long, default_value_t = 48)]
+        batch: usize,
+        /// Rounds per campaign.
+        #[arg(long, default_value_t = 4)]
+        rounds: u32,
+        /// Seeds (campaigns) per strategy.
+        #[arg(long, default_value_t = 50)]
+        seeds: u64,
+        /// Strategies to run (labloop, clo-reference, random); default all.
+        #[arg(long = "strategy")]
+        strategies: Vec<String>,
+        /// One JSON object per strategy instead of the table.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -134,6 +185,30 @@ fn main() -> ExitCode {
         Command::Serve { store, listen } => commands::serve(&store, &listen),
         Command::Predict(PredictCommand::Train { data, model, out }) => {
             commands::predict_train(&data, &model, &out)
+        }
+        Command::Bench(BenchCommand::Optimize {
+            space,
+            truth,
+            truth_column,
+            noise_sd,
+            batch,
+            rounds,
+            seeds,
+            strategies,
+            json,
+        }) => {
+            let args = bench::BenchArgs {
+                space,
+                truth,
+                truth_column,
+                noise_sd,
+                batch,
+                rounds,
+                seeds,
+                strategies,
+                json,
+            };
+            bench::optimize(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Predict(PredictCommand::Eval { data, model, split }) => {
             commands::predict_eval(&data, &model, &split)

@@ -1,0 +1,329 @@
+//! `labloop bench optimize`: replays campaigns against a ground truth for many seeds and prints how
+//! each strategy fares. The replay itself is `labloop_optimize::bench`; this file reads the truth and
+//! wires the simulator in.
+
+use anyhow::{Context, Result, bail};
+use labloop_core::ChargeProtocol;
+use labloop_optimize::bench::{
+    Problem, Replay, ReplaySettings, Strategy, Summary, replay, summarize,
+};
+use labloop_optimize::{BayesGapSettings, FitOptions, KernelKind, bounds_of};
+use labloop_predict::{EarlyData, LinearModel, Predictor};
+use labloop_sim::{SimCell, expected_life};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand_distr::{Distribution, Normal};
+use std::path::Path;
+
+/// What the command line asked for.
+pub struct BenchArgs {
+    pub space: std::path::PathBuf,
+    pub truth: String,
+    pub truth_column: Option<String>,
+    pub noise_sd: f64,
+    pub batch: usize,
+    pub rounds: u32,
+    pub seeds: u64,
+    pub strategies: Vec<String>,
+    pub json: bool,
+}
+
+/// Where observations come from.
+enum Truth {
+    /// A table of true means; observations add Gaussian noise.
+    Table { noise_sd: f64 },
+    /// The simulator: each observation is the early prediction of a freshly simulated cell.
+    Simulator {
+        model: LinearModel,
+        cycles: u32,
+        discharge_c_rate: f64,
+    },
+}
+
+/// Reads a truth table: header row, parameter columns named like the space's (`cc1`, `cc2`, ...), the
+/// truth in `column` (default: the last). Returns the truth of each candidate.
+fn read_table(
+    path: &Path,
+    column: Option<&str>,
+    names: &[String],
+    free: &[Vec<f64>],
+) -> Result<Vec<f64>> {
+    let text =
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let (_, header) = lines
+        .next()
+        .with_context(|| format!("{}: empty file", path.display()))?;
+    let header: Vec<&str> = header.split(',').map(str::trim).collect();
+    let find = |name: &str| header.iter().position(|h| h.eq_ignore_ascii_case(name));
+    let params: Vec<usize> = names
+        .iter()
+        .map(|n| {
+            find(n).with_context(|| {
+                format!(
+                    "{}:1: no column `{n}` (the space's parameters are {})",
+                    path.display(),
+                    names.join(", ")
+                )
+            })
+        })
+        .collect::<Result<_>>()?;
+    let value_col = match column {
+        Some(c) => {
+            find(c).with_context(|| format!("{}:1: no truth column `{c}`", path.display()))?
+        }
+        None => header.len() - 1,
+    };
+    let mut rows: Vec<(Vec<f64>, f64)> = Vec::new();
+    for (n, line) in lines {
+        let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+        let number = |col: usize| -> Result<f64> {
+            let field = fields.get(col).copied().unwrap_or("");
+            field.parse().with_context(|| {
+                format!(
+                    "{}:{}:{}: `{field}` is not a number",
+                    path.display(),
+                    n + 1,
+                    col + 1
+                )
+            })
+        };
+        rows.push((
+            params.iter().map(|&c| number(c)).collect::<Result<_>>()?,
+            number(value_col)?,
+        ));
+    }
+    free.iter()
+        .map(|x| {
+            rows.iter()
+                .find(|(p, _)| p.iter().zip(x).all(|(a, b)| (a - b).abs() < 1e-3))
+                .map(|(_, v)| *v)
+                .with_context(|| format!("{}: no row for candidate {x:?}", path.display()))
+        })
+        .collect()
+}
+
+pub fn optimize(args: &BenchArgs) -> Result<()> {
+    let workflow = labloop_workflow::load(&args.space).map_err(|problems| {
+        anyhow::anyhow!(
+            problems
+                .iter()
+                .map(ToString::to_string)
+                .collect::<Vec<_>>()
+                .join("\n")
+        )
+    })?;
+    let space = workflow.protocol_space();
+    let protocols: Vec<ChargeProtocol> = space.enumerate();
+    let inputs: Vec<Vec<f64>> = protocols.iter().map(ChargeProtocol::c_rates).collect();
+    let free: Vec<Vec<f64>> = inputs
+        .iter()
+        .map(|x| x[..space.grids.len()].to_vec())
+        .collect();
+    let names: Vec<String> = (1..=space.grids.len()).map(|i| format!("cc{i}")).collect();
+
+    let (truth_values, truth) = if args.truth == "sim" {
+        let cycle = workflow
+            .cycle_step()
+            .context("the workflow has no cycle step")?;
+        let model = labloop_engine::resolve_model(
+            &workflow
+                .predict_step()
+                .context("the workflow has no predict step")?
+                .model,
+        )?;
+        (
+            protocols.iter().map(expected_life).collect::<Vec<f64>>(),
+            Truth::Simulator {
+                model,
+                cycles: cycle.cycles,
+                discharge_c_rate: cycle.discharge_c_rate,
+            },
+        )
+    } else {
+        (
+            read_table(
+                Path::new(&args.truth),
+                args.truth_column.as_deref(),
+                &names,
+                &free,
+            )?,
+            Truth::Table {
+                noise_sd: args.noise_sd,
+            },
+        )
+    };
+    let strategies: Vec<Strategy> = if args.strategies.is_empty() {
+        Strategy::ALL.to_vec()
+    } else {
+        args.strategies
+            .iter()
+            .map(|s| {
+                Strategy::parse(s).with_context(|| {
+                    format!("unknown strategy `{s}`: expected labloop, clo-reference or random")
+                })
+            })
+            .collect::<Result<_>>()?
+    };
+    if args.batch == 0 || args.rounds == 0 || args.seeds == 0 {
+        bail!("--batch, --rounds and --seeds must be at least 1");
+    }
+    let problem = Problem {
+        inputs: &inputs,
+        reference_inputs: &free,
+        truth: &truth_values,
+    };
+    let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+
+    let mut summaries: Vec<Summary> = Vec::new();
+    for &strategy in &strategies {
+        let seeds: Vec<u64> = (1..=args.seeds).collect();
+        let replays: Vec<Replay> = std::thread::scope(|scope| {
+            let handles: Vec<_> = seeds
+                .chunks(seeds.len().div_ceil(threads))
+                .map(|chunk| {
+                    let (problem, truth, protocols) = (&problem, &truth, &protocols);
+                    scope.spawn(move || -> Result<Vec<Replay>> {
+                        chunk
+                            .iter()
+                            .map(|&seed| {
+                                one_replay(strategy, problem, truth, protocols, seed, args)
+                            })
+                            .collect()
+                    })
+                })
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().expect("replay thread"))
+                .collect::<Result<Vec<Vec<Replay>>>>()
+        })?
+        .into_iter()
+        .flatten()
+        .collect();
+        summaries.push(summarize(
+            strategy,
+            &replays,
+            &truth_values,
+            args.batch,
+            0.03,
+        ));
+    }
+    print(args, &summaries, &truth_values);
+    Ok(())
+}
+
+fn one_replay(
+    strategy: Strategy,
+    problem: &Problem<'_>,
+    truth: &Truth,
+    protocols: &[ChargeProtocol],
+    seed: u64,
+    args: &BenchArgs,
+) -> Result<Replay> {
+    let settings = ReplaySettings {
+        batch: args.batch,
+        rounds: args.rounds,
+        seed,
+        fit: FitOptions {
+            kernel: KernelKind::Matern52,
+            bounds: bounds_of(problem.inputs),
+            restarts: 3,
+            seed,
+        },
+        reference: BayesGapSettings::default(),
+    };
+    // The same observation stream for every strategy under one seed.
+    let mut rng = StdRng::seed_from_u64(seed ^ 0x6f62_7365_7276_6521);
+    let mut observe = |i: usize| -> (f64, f64) {
+        match truth {
+            Truth::Table { noise_sd } => {
+                let noise = Normal::new(0.0, *noise_sd).expect("σ ≥ 0");
+                (
+                    problem.truth[i] + noise.sample(&mut rng),
+                    noise_sd * noise_sd,
+                )
+            }
+            Truth::Simulator {
+                model,
+                cycles,
+                discharge_c_rate,
+            } => {
+                let cell = SimCell::new(&protocols[i], *discharge_c_rate, &mut rng);
+                let records: Vec<_> = (1..=*cycles).map(|c| cell.record(c, &mut rng)).collect();
+                let prediction = EarlyData::from_records(&records, *cycles)
+                    .ok()
+                    .and_then(|data| model.predict(&[data.features()]).ok())
+                    .map(|p| p[0]);
+                match prediction {
+                    Some(p) => (p.cycle_life, p.sigma * p.sigma),
+                    // A cell the model cannot read counts as a very uncertain observation.
+                    None => (cell.life, 1e12),
+                }
+            }
+        }
+    };
+    Ok(replay(strategy, problem, &settings, &mut observe)?)
+}
+
+fn print(args: &BenchArgs, summaries: &[Summary], truth: &[f64]) {
+    if args.json {
+        for s in summaries {
+            println!("{}", serde_json::to_string(s).expect("summaries serialise"));
+        }
+        return;
+    }
+    let best = truth.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+    println!(
+        "truth: {} ({} candidates, best {best:.0}); batch {}, {} rounds, {} seeds; target: within 3 % of the best ({:.0})",
+        args.truth,
+        truth.len(),
+        args.batch,
+        args.rounds,
+        args.seeds,
+        best * 0.97
+    );
+    let fmt = |v: Option<f64>| {
+        v.map_or(format!(">{}", args.batch * args.rounds as usize), |c| {
+            format!("{c:.0}")
+        })
+    };
+    println!(
+        "{:<14} {:>14} {:>16} {:>8}  {:<40} {:>10} {:>11}",
+        "strategy",
+        "cells to 3 %",
+        "IQR",
+        "reached",
+        "mean true value of recommendation/round",
+        "regret",
+        "suggest ms"
+    );
+    for s in summaries {
+        let per_round = s
+            .mean_true_value_per_round
+            .iter()
+            .map(|v| format!("{v:.0}"))
+            .collect::<Vec<_>>()
+            .join(" ");
+        println!(
+            "{:<14} {:>14} {:>16} {:>8}  {:<40} {:>10.0} {:>11.1}",
+            s.strategy.name(),
+            fmt(s.median_cells_to_target),
+            format!(
+                "{}–{}",
+                fmt(s.cells_to_target_iqr.0),
+                fmt(s.cells_to_target_iqr.1)
+            ),
+            format!("{}/{}", s.reached_target, s.seeds),
+            per_round,
+            s.mean_simple_regret_per_round
+                .last()
+                .copied()
+                .unwrap_or(f64::NAN),
+            s.median_suggest_ms
+        );
+    }
+}
