@@ -45,7 +45,7 @@ pub enum Acquisition {
 pub struct Suggestion {
     /// Chosen candidates (indices), in the order they were picked.
     pub picks: Vec<usize>,
-    /// `"maximin-design"` without data, else `"gp-thompson"` or `"gp-bucb"`.
+    /// `"medoid-design"` without data, else `"gp-thompson"` or `"gp-bucb"`.
     pub method: String,
     /// The surrogate's hyperparameters, when one was fitted.
     pub hyperparameters: Option<Hyperparameters>,
@@ -53,7 +53,7 @@ pub struct Suggestion {
     pub observations: usize,
 }
 
-/// Chooses a batch: a seeded maximin design with no data, else by the request's acquisition. Pending
+/// Chooses a batch: a representative (k-medoids) design with no data, else by the request's acquisition. Pending
 /// experiments are hallucinated as observed first, so the batch does not repeat what is under way.
 pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeError> {
     let candidates = request.candidates;
@@ -63,8 +63,8 @@ pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeE
     check_dimensions(candidates, request.fit.bounds.len())?;
     if request.observations.is_empty() {
         return Ok(Suggestion {
-            picks: maximin_design(request),
-            method: "maximin-design".into(),
+            picks: medoid_design(request),
+            method: "medoid-design".into(),
             hyperparameters: None,
             observations: 0,
         });
@@ -237,9 +237,12 @@ fn hallucinate(cov: &mut DMatrix<f64>, j: usize, noise: f64) {
     *cov -= (&col * col.transpose()) / denom;
 }
 
-/// Greedy maximin: a seeded first point, then each next one as far as possible (in the unit box) from
-/// everything chosen or pending.
-fn maximin_design(request: &BatchRequest<'_>) -> Vec<usize> {
+/// A representative first batch (greedy k-medoids, i.e. facility location): each pick is the
+/// candidate that most shortens the distance (in the unit box) from every candidate to its nearest
+/// chosen or pending one. Unlike maximin it does not crowd the corners, so the first fit learns the
+/// interior where optima usually lie. Large sets are scored on a seeded sample of 2 000 candidates.
+fn medoid_design(request: &BatchRequest<'_>) -> Vec<usize> {
+    const SCORED: usize = 2000;
     let scaled: Vec<Vec<f64>> = request
         .candidates
         .iter()
@@ -250,34 +253,47 @@ fn maximin_design(request: &BatchRequest<'_>) -> Vec<usize> {
                 .collect()
         })
         .collect();
-    let dist2 = |a: usize, b: usize| -> f64 {
+    let dist = |a: usize, b: usize| -> f64 {
         scaled[a]
             .iter()
             .zip(&scaled[b])
             .map(|(x, y)| (x - y).powi(2))
-            .sum()
+            .sum::<f64>()
+            .sqrt()
     };
-    let mut nearest: Vec<f64> = vec![f64::INFINITY; scaled.len()];
-    let mut chosen: Vec<usize> = request.pending.to_vec();
-    for &p in &chosen {
-        for (i, n) in nearest.iter_mut().enumerate() {
-            *n = n.min(dist2(i, p));
-        }
-    }
+    let scored: Vec<usize> = if scaled.len() > SCORED {
+        let mut rng = StdRng::seed_from_u64(request.fit.seed);
+        rand::seq::index::sample(&mut rng, scaled.len(), SCORED).into_vec()
+    } else {
+        (0..scaled.len()).collect()
+    };
+    // Before any pick, every candidate is as far as the box's diagonal from the design.
+    let diagonal = (request.fit.bounds.len() as f64).sqrt() + 1.0;
+    let mut nearest: Vec<f64> = scored
+        .iter()
+        .map(|&i| {
+            request
+                .pending
+                .iter()
+                .map(|&p| dist(i, p))
+                .fold(diagonal, f64::min)
+        })
+        .collect();
     let mut taken = taken_by_pending(request);
-    let mut rng = StdRng::seed_from_u64(request.fit.seed);
     let mut picks = Vec::with_capacity(request.batch_size);
-    for k in 0..capped_batch(request, &taken) {
-        let next = if k == 0 && chosen.is_empty() {
-            rng.random_range(0..scaled.len())
-        } else {
-            argmax_free(nearest.iter().copied(), &taken)
+    for _ in 0..capped_batch(request, &taken) {
+        let gain = |c: usize| -> f64 {
+            scored
+                .iter()
+                .zip(&nearest)
+                .map(|(&i, n)| (n - dist(i, c)).max(0.0))
+                .sum()
         };
-        for (i, n) in nearest.iter_mut().enumerate() {
-            *n = n.min(dist2(i, next));
+        let next = argmax_free((0..scaled.len()).map(gain), &taken);
+        for (n, &i) in nearest.iter_mut().zip(&scored) {
+            *n = n.min(dist(i, next));
         }
         taken[next] = true;
-        chosen.push(next);
         picks.push(next);
     }
     picks
@@ -308,28 +324,47 @@ mod tests {
     }
 
     #[test]
-    fn design_spreads_out_without_data() {
+    fn design_represents_the_whole_set_without_data() {
         let candidates = grid();
         let request = BatchRequest {
             candidates: &candidates,
             observations: &[],
             pending: &[],
-            batch_size: 5,
+            batch_size: 9,
             acquisition: Acquisition::Ucb,
             exploration: 2.0,
             fit: fit(),
         };
         let s = suggest_batch(&request).unwrap();
-        assert_eq!(s.method, "maximin-design");
-        let mut unique = s.picks.clone();
-        unique.sort();
-        unique.dedup();
-        assert_eq!(unique.len(), 5);
-        // Corners of the square are among the first picks of a maximin design.
-        assert!(s.picks[1..].iter().any(|&p| candidates[p] == vec![0.0, 0.0]
-            || candidates[p] == vec![1.0, 1.0]
-            || candidates[p] == vec![0.0, 1.0]
-            || candidates[p] == vec![1.0, 0.0]));
+        assert_eq!(s.method, "medoid-design");
+        // Mean distance from every candidate to its nearest design point: a 3 × 3 lattice of the
+        // 21 × 21 grid scores 0.133; greedy is near-optimal (within 10 %), and far better than a cluster.
+        let cover = |picks: &[usize]| -> f64 {
+            candidates
+                .iter()
+                .map(|c| {
+                    picks
+                        .iter()
+                        .map(|&p| {
+                            ((c[0] - candidates[p][0]).powi(2) + (c[1] - candidates[p][1]).powi(2))
+                                .sqrt()
+                        })
+                        .fold(f64::INFINITY, f64::min)
+                })
+                .sum::<f64>()
+                / candidates.len() as f64
+        };
+        let lattice: Vec<usize> = [3, 10, 17]
+            .iter()
+            .flat_map(|&i| [3, 10, 17].map(|j| i * 21 + j))
+            .collect();
+        assert!(
+            cover(&s.picks) <= 1.1 * cover(&lattice),
+            "{} vs {}",
+            cover(&s.picks),
+            cover(&lattice)
+        );
+        assert!(cover(&s.picks) < 0.5 * cover(&(0..9).collect::<Vec<_>>()));
     }
 
     #[test]

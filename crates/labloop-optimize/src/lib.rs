@@ -8,7 +8,7 @@
 //! - [`suggest_batch`]: a batch for parallel channels from a discrete candidate set, by Thompson
 //!   sampling from the joint posterior (the default) or by GP-UCB with hallucinated observations
 //!   (GP-BUCB, Desautels et al. 2014); pending experiments are hallucinated as observed first. With
-//!   no data yet, a seeded maximin space-filling design.
+//!   no data yet, a representative (greedy k-medoids) design.
 //! - [`rank`]: candidates by posterior mean, for the campaign's recommendation.
 //! - [`bayesgap_batch`]: the published closed-loop algorithm (Attia et al. 2020) as a reference, and
 //!   [`bench`]: replays of campaigns against a ground truth to compare strategies.
