@@ -524,6 +524,26 @@ mod tests {
     }
 
     #[test]
+    fn matches_an_independent_numpy_computation() {
+        // numpy, same pipeline (y standardised by its mean and population sd, noise scaled alike):
+        //   x = [.1 .5 .9], y = [1 3 2], noise = [.1 .2 .1]; Matérn-5/2, ℓ = 0.3, σf² = 1, σn² = 0.01
+        //   K = k(X, X) + diag(σn² + noise / sd²); mean(0.3) = ȳ + sd k*ᵀ K⁻¹ (y − ȳ)/sd
+        //   → mean 1.9321034322637338, variance 0.21923484364852897, LML −4.73422576306424
+        let data = vec![obs(0.1, 1.0, 0.1), obs(0.5, 3.0, 0.2), obs(0.9, 2.0, 0.1)];
+        let hyper = Hyperparameters {
+            length_scales: vec![0.3],
+            signal_var: 1.0,
+            noise_var: 0.01,
+            log_marginal_likelihood: 0.0,
+        };
+        let gp = GaussianProcess::with_hyperparameters(&data, &options(1), &hyper).unwrap();
+        let (mean, var) = gp.predict(&[vec![0.3]])[0];
+        assert!((mean - 1.9321034322637338).abs() < 1e-10, "{mean}");
+        assert!((var - 0.21923484364852897).abs() < 1e-10, "{var}");
+        assert!((gp.hyperparameters().log_marginal_likelihood - -4.73422576306424).abs() < 1e-9);
+    }
+
+    #[test]
     fn bounds_hold_every_point() {
         assert_eq!(
             bounds_of(&[vec![1.0, 5.0], vec![3.0, 2.0], vec![2.0, 4.0]]),
