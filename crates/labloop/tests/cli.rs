@@ -148,3 +148,106 @@ fn a_short_campaign_prints_json_and_lands_in_the_store() {
         "{listing}"
     );
 }
+
+#[test]
+fn bench_optimize_replays_against_a_truth_table() {
+    let dir = std::env::temp_dir().join(format!("labloop-cli-bench-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    // A truth table in the documented format: header, cc1..cc3 matched to the space, truth last.
+    let mut table = String::from("rank,cc1,cc2,cc3,cc4,life\n");
+    let workflow = repo("workflows/fast-charge-clo.yaml");
+    let policies = std::fs::read_to_string(
+        std::env::var_os("LABLOOP_SHARED_DATA")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| repo("../shared/data"))
+            .join("clo/policies_all.csv"),
+    )
+    .unwrap();
+    for (i, line) in policies.lines().skip(1).enumerate() {
+        let rates: Vec<f64> = line.split(',').map(|v| v.parse().unwrap()).collect();
+        // A bowl with its top at 5.2-5.2-5.2.
+        let life = 1200.0 - 40.0 * rates[..3].iter().map(|c| (c - 5.2).powi(2)).sum::<f64>();
+        table.push_str(&format!(
+            "{i},{},{},{},{},{life}\n",
+            rates[0], rates[1], rates[2], rates[3]
+        ));
+    }
+    let truth = dir.join("truth.csv");
+    std::fs::write(&truth, &table).unwrap();
+    let out = labloop()
+        .args([
+            "bench",
+            "optimize",
+            "--space",
+            workflow.to_str().unwrap(),
+            "--truth",
+            truth.to_str().unwrap(),
+        ])
+        .args([
+            "--noise-sd",
+            "50",
+            "--batch",
+            "8",
+            "--rounds",
+            "2",
+            "--seeds",
+            "2",
+            "--json",
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let lines: Vec<serde_json::Value> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let names: Vec<&str> = lines
+        .iter()
+        .map(|s| s["strategy"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["labloop", "clo-reference", "random"]);
+    for s in &lines {
+        assert_eq!(s["seeds"], 2);
+        assert_eq!(s["mean_true_value_per_round"].as_array().unwrap().len(), 2);
+    }
+
+    // A bad cell is named with its place: line 4 (the third data row), column 4 (cc3).
+    let bad: Vec<String> = table
+        .lines()
+        .enumerate()
+        .map(|(n, l)| {
+            if n == 3 {
+                let mut f: Vec<&str> = l.split(',').collect();
+                f[3] = "abc";
+                f.join(",")
+            } else {
+                l.to_owned()
+            }
+        })
+        .collect();
+    std::fs::write(&truth, bad.join("\n")).unwrap();
+    let out = labloop()
+        .args([
+            "bench",
+            "optimize",
+            "--space",
+            workflow.to_str().unwrap(),
+            "--truth",
+            truth.to_str().unwrap(),
+            "--seeds",
+            "1",
+        ])
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{stderr}");
+    assert!(
+        stderr.contains("truth.csv:4:4: `abc` is not a number"),
+        "{stderr}"
+    );
+    assert!(!stderr.contains("panicked"));
+}
