@@ -280,7 +280,7 @@ mod tests {
             let mut observe = |i: usize| (truth[i] + noise.sample(&mut rng), 1600.0);
             let r = replay(strategy, &problem, &settings, &mut observe).unwrap();
             assert_eq!(r.true_value.len(), 3);
-            let s = summarize(strategy, &[r.clone()], &truth, 12, 0.05);
+            let s = summarize(strategy, std::slice::from_ref(&r), &truth, 12, 0.05);
             assert!(r.true_value[2] > 900.0, "{strategy:?}: {:?}", r.true_value);
             assert_eq!(s.mean_simple_regret_per_round.len(), 3);
         }
