@@ -34,7 +34,7 @@ enum Truth {
     Table { noise_sd: f64 },
     /// The simulator: each observation is the early prediction of a freshly simulated cell.
     Simulator {
-        model: LinearModel,
+        model: Box<LinearModel>,
         cycles: u32,
         discharge_c_rate: f64,
     },
@@ -138,7 +138,7 @@ pub fn optimize(args: &BenchArgs) -> Result<()> {
         (
             protocols.iter().map(expected_life).collect::<Vec<f64>>(),
             Truth::Simulator {
-                model,
+                model: Box::new(model),
                 cycles: cycle.cycles,
                 discharge_c_rate: cycle.discharge_c_rate,
             },
