@@ -9,6 +9,8 @@
 //!   sampling from the joint posterior (the default) or by GP-UCB with hallucinated observations
 //!   (GP-BUCB, Desautels et al. 2014); pending experiments are hallucinated as observed first. With
 //!   no data yet, a representative (greedy k-medoids) design.
+//! - [`Space`]: continuous, integer and categorical parameters, linear constraints and a mixture
+//!   simplex, searched through seeded sets of feasible points.
 //! - [`rank`]: candidates by posterior mean, for the campaign's recommendation.
 //! - [`bayesgap_batch`]: the published closed-loop algorithm (Attia et al. 2020) as a reference, and
 //!   [`bench`]: replays of campaigns against a ground truth to compare strategies.
@@ -20,11 +22,16 @@ mod bayesgap;
 pub mod bench;
 mod gp;
 mod kernel;
+mod space;
 
 pub use batch::{Acquisition, BatchRequest, Ranked, Suggestion, rank, suggest_batch};
 pub use bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 pub use gp::{FitOptions, GaussianProcess, Hyperparameters, Observation, bounds_of};
 pub use kernel::KernelKind;
+pub use space::{
+    LinearConstraint, Mixture, Parameter, Space, SpaceError, SpaceOptimizeError, SpaceRequest,
+    suggest_in_space,
+};
 
 /// What can go wrong, with what was wrong.
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]
