@@ -70,20 +70,27 @@ pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeE
         });
     }
     let gp = GaussianProcess::fit(request.observations, &request.fit)?;
-    let (means, mut cov) = gp.posterior(candidates);
+    // Joint posteriors cost O(m³) in the candidates: a large set is first cut to a shortlist of the
+    // most promising by a generous upper bound (pending ones kept, to be hallucinated).
+    let shortlist = shortlist(&gp, request);
+    let sub: Vec<Vec<f64>> = shortlist.iter().map(|&i| candidates[i].clone()).collect();
+    let (means, mut cov) = gp.posterior(&sub);
     let noise = hallucination_noise(request.observations, &gp);
-    for &p in request.pending {
-        hallucinate(&mut cov, p, noise);
+    let all_taken = taken_by_pending(request);
+    let mut taken: Vec<bool> = shortlist.iter().map(|&i| all_taken[i]).collect();
+    for (k, _) in taken.iter().enumerate().filter(|(_, t)| **t) {
+        hallucinate(&mut cov, k, noise);
     }
-    let mut taken = taken_by_pending(request);
+    let free = taken.iter().filter(|t| !**t).count();
     let request = &BatchRequest {
-        batch_size: capped_batch(request, &taken),
+        batch_size: request.batch_size.min(free),
         ..request.clone()
     };
     let (picks, method) = match request.acquisition {
         Acquisition::Ucb => (bucb(&means, cov, noise, request, &mut taken), "gp-bucb"),
         Acquisition::Thompson => (thompson(&means, &cov, request, &mut taken)?, "gp-thompson"),
     };
+    let picks = picks.into_iter().map(|k| shortlist[k]).collect();
     Ok(Suggestion {
         picks,
         method: method.into(),
@@ -157,6 +164,45 @@ fn thompson(
             best
         })
         .collect())
+}
+
+/// Candidates whose joint posterior is computed at most.
+pub const SHORTLIST: usize = 512;
+
+/// All candidates when there are at most [`SHORTLIST`], else the pending ones and the best by
+/// `mean + 3σ` (pointwise, which is cheap) up to that many.
+fn shortlist(gp: &GaussianProcess, request: &BatchRequest<'_>) -> Vec<usize> {
+    let n = request.candidates.len();
+    if n <= SHORTLIST {
+        return (0..n).collect();
+    }
+    let mut chosen = vec![false; n];
+    let mut keep: Vec<usize> = Vec::with_capacity(SHORTLIST);
+    for &p in request.pending.iter().filter(|&&p| p < n) {
+        if !chosen[p] {
+            chosen[p] = true;
+            keep.push(p);
+        }
+    }
+    // Room for the whole batch beside the pending ones, however large.
+    let size = SHORTLIST.max(keep.len() + request.batch_size).min(n);
+    let mut scored: Vec<(usize, f64)> = gp
+        .predict(request.candidates)
+        .into_iter()
+        .enumerate()
+        .map(|(i, (m, v))| (i, m + 3.0 * v.sqrt()))
+        .collect();
+    scored.sort_by(|a, b| b.1.total_cmp(&a.1).then(a.0.cmp(&b.0)));
+    for (i, _) in scored {
+        if keep.len() >= size {
+            break;
+        }
+        if !chosen[i] {
+            chosen[i] = true;
+            keep.push(i);
+        }
+    }
+    keep
 }
 
 /// Candidates that may not be picked again: the pending ones.

@@ -77,6 +77,9 @@ pub struct GaussianProcess {
     alpha: DVector<f64>,
 }
 
+/// Distinct inputs the hyperparameters are fitted on at most (see [`GaussianProcess::fit`]).
+pub const MAX_FIT_POINTS: usize = 64;
+
 /// Weak log-normal priors (centre, spread) on the log hyperparameters: they keep the fit sane with few
 /// points without pinning it when data are plentiful.
 const PRIOR_LOG_LENGTH: (f64, f64) = (-0.7, 1.0);
@@ -85,8 +88,14 @@ const PRIOR_LOG_NOISE: (f64, f64) = (-3.0, 2.0);
 
 impl GaussianProcess {
     /// Fits hyperparameters by maximising the log marginal likelihood (plus priors), then conditions.
+    ///
+    /// With more than [`MAX_FIT_POINTS`] distinct inputs, the hyperparameters are fitted on a seeded
+    /// subset of that many (their estimates need far fewer points than the posterior does); the
+    /// posterior is always conditioned on every observation.
     pub fn fit(observations: &[Observation], options: &FitOptions) -> Result<Self, OptimizeError> {
         let data = Data::new(observations, options)?;
+        let subset = (data.n() > MAX_FIT_POINTS).then(|| data.subset(MAX_FIT_POINTS, options.seed));
+        let fit_data = subset.as_ref().unwrap_or(&data);
         let d = options.bounds.len();
         let prior_centre: Vec<f64> = std::iter::repeat_n(PRIOR_LOG_LENGTH.0, d)
             .chain([PRIOR_LOG_SIGNAL.0, PRIOR_LOG_NOISE.0])
@@ -102,8 +111,8 @@ impl GaussianProcess {
                     .map(|c| c + rng.random_range(-1.0..1.0))
                     .collect()
             };
-            let candidate = minimise(&data, init.clone()).unwrap_or(init);
-            if let Some(cost) = data.cost_and_gradient(&candidate).map(|(c, _)| c)
+            let candidate = minimise(fit_data, init.clone()).unwrap_or(init);
+            if let Some(cost) = fit_data.cost_and_gradient(&candidate).map(|(c, _)| c)
                 && best.as_ref().is_none_or(|(b, _)| cost < *b)
             {
                 best = Some((cost, candidate));
@@ -132,12 +141,9 @@ impl GaussianProcess {
 
     fn condition(data: Data, options: &FitOptions, theta: &[f64]) -> Result<Self, OptimizeError> {
         let (ell, sf2, sn2) = split(theta, data.d);
-        let k = data.covariance(&ell, sf2, sn2);
-        let chol = robust_cholesky(k)?;
-        let alpha = chol.solve(&data.y);
-        let lml = -0.5 * data.y.dot(&alpha)
-            - log_det_half(&chol)
-            - 0.5 * data.n() as f64 * (2.0 * std::f64::consts::PI).ln();
+        let (chol, alpha, lml) = data
+            .fit_at(&ell, sf2, sn2)
+            .ok_or(OptimizeError::NotPositiveDefinite)?;
         Ok(Self {
             kernel: options.kernel,
             bounds: options.bounds.clone(),
@@ -160,7 +166,7 @@ impl GaussianProcess {
         &self.hyper
     }
 
-    /// Number of observations conditioned on.
+    /// Number of distinct inputs conditioned on (replicates are pooled).
     pub fn observations(&self) -> usize {
         self.x.len()
     }
@@ -215,15 +221,27 @@ impl GaussianProcess {
     }
 }
 
-/// Observations scaled for fitting.
+/// Observations scaled for fitting, replicates pooled: observations at the same inputs collapse to one
+/// point with their precision-weighted mean and pooled variance. That is exact — the likelihood
+/// factors into the pooled point's and a term of the within-group scatter (`log C_g` below) — and
+/// makes the cost depend on the number of distinct inputs, not of observations.
 struct Data {
     kernel: KernelKind,
     d: usize,
+    /// Distinct inputs, scaled to the unit box.
     x: Vec<Vec<f64>>,
-    y: DVector<f64>,
-    noise: Vec<f64>,
+    /// Per distinct input: (standardised y, standardised known noise variance) of each observation.
+    members: Vec<Vec<(f64, f64)>>,
     y_mean: f64,
     y_std: f64,
+}
+
+/// Replicates pooled for one value of the homoscedastic noise.
+struct Pooled {
+    y: DVector<f64>,
+    var: Vec<f64>,
+    /// Σ_g log C_g: the within-group part of the log likelihood.
+    log_within: f64,
 }
 
 impl Data {
@@ -255,21 +273,24 @@ impl Data {
             .sum::<f64>()
             / n;
         let y_std = if var.sqrt() > 1e-12 { var.sqrt() } else { 1.0 };
+        let mut index: std::collections::HashMap<Vec<u64>, usize> =
+            std::collections::HashMap::new();
+        let mut x = Vec::new();
+        let mut members: Vec<Vec<(f64, f64)>> = Vec::new();
+        for o in observations {
+            let key: Vec<u64> = o.x.iter().map(|v| v.to_bits()).collect();
+            let g = *index.entry(key).or_insert_with(|| {
+                x.push(scale(&o.x, &options.bounds));
+                members.push(Vec::new());
+                x.len() - 1
+            });
+            members[g].push(((o.y - y_mean) / y_std, o.noise_var / (y_std * y_std)));
+        }
         Ok(Self {
             kernel: options.kernel,
             d,
-            x: observations
-                .iter()
-                .map(|o| scale(&o.x, &options.bounds))
-                .collect(),
-            y: DVector::from_iterator(
-                observations.len(),
-                observations.iter().map(|o| (o.y - y_mean) / y_std),
-            ),
-            noise: observations
-                .iter()
-                .map(|o| o.noise_var / (y_std * y_std))
-                .collect(),
+            x,
+            members,
             y_mean,
             y_std,
         })
@@ -279,28 +300,105 @@ impl Data {
         self.x.len()
     }
 
-    fn covariance(&self, ell: &[f64], sf2: f64, sn2: f64) -> DMatrix<f64> {
+    /// A seeded subset of `size` distinct inputs with all their observations.
+    fn subset(&self, size: usize, seed: u64) -> Self {
+        let mut rng = StdRng::seed_from_u64(seed ^ 0x7375_6273_6574);
+        let keep = rand::seq::index::sample(&mut rng, self.n(), size.min(self.n()));
+        Self {
+            kernel: self.kernel,
+            d: self.d,
+            x: keep.iter().map(|i| self.x[i].clone()).collect(),
+            members: keep.iter().map(|i| self.members[i].clone()).collect(),
+            y_mean: self.y_mean,
+            y_std: self.y_std,
+        }
+    }
+
+    fn pooled(&self, sn2: f64) -> Pooled {
+        let two_pi = 2.0 * std::f64::consts::PI;
+        let mut y = Vec::with_capacity(self.n());
+        let mut var = Vec::with_capacity(self.n());
+        let mut log_within = 0.0;
+        for group in &self.members {
+            let weights: Vec<f64> = group.iter().map(|(_, v)| 1.0 / (v + sn2)).collect();
+            let pooled_var = 1.0 / weights.iter().sum::<f64>();
+            let mean = pooled_var
+                * group
+                    .iter()
+                    .zip(&weights)
+                    .map(|((yi, _), w)| w * yi)
+                    .sum::<f64>();
+            if group.len() > 1 {
+                log_within += group
+                    .iter()
+                    .zip(&weights)
+                    .map(|((yi, _), w)| -0.5 * w * (yi - mean).powi(2) - 0.5 * (two_pi / w).ln())
+                    .sum::<f64>()
+                    + 0.5 * (two_pi * pooled_var).ln();
+            }
+            y.push(mean);
+            var.push(pooled_var);
+        }
+        Pooled {
+            y: DVector::from_vec(y),
+            var,
+            log_within,
+        }
+    }
+
+    fn covariance(&self, ell: &[f64], sf2: f64, pooled_var: &[f64]) -> DMatrix<f64> {
         let n = self.n();
         DMatrix::from_fn(n, n, |i, j| {
             let k = sf2
                 * self
                     .kernel
                     .correlation(scaled_distance2(&self.x[i], &self.x[j], ell));
-            if i == j { k + sn2 + self.noise[i] } else { k }
+            if i == j { k + pooled_var[i] } else { k }
         })
     }
 
-    /// Negative log posterior of the log hyperparameters, and its gradient.
+    /// The factorised covariance, α = K⁻¹ȳ and the log marginal likelihood of all observations.
+    fn fit_at(
+        &self,
+        ell: &[f64],
+        sf2: f64,
+        sn2: f64,
+    ) -> Option<(Cholesky<f64, Dyn>, DVector<f64>, f64)> {
+        let pooled = self.pooled(sn2);
+        let chol = robust_cholesky(self.covariance(ell, sf2, &pooled.var)).ok()?;
+        let alpha = chol.solve(&pooled.y);
+        let lml = -0.5 * pooled.y.dot(&alpha)
+            - log_det_half(&chol)
+            - 0.5 * self.n() as f64 * (2.0 * std::f64::consts::PI).ln()
+            + pooled.log_within;
+        Some((chol, alpha, lml))
+    }
+
+    fn log_prior(theta: &[f64], d: usize) -> (f64, Vec<f64>) {
+        let mut value = 0.0;
+        let mut grad = vec![0.0; theta.len()];
+        for (k, t) in theta.iter().enumerate() {
+            let (centre, spread) = if k < d {
+                PRIOR_LOG_LENGTH
+            } else if k == d {
+                PRIOR_LOG_SIGNAL
+            } else {
+                PRIOR_LOG_NOISE
+            };
+            value -= 0.5 * ((t - centre) / spread).powi(2);
+            grad[k] -= (t - centre) / (spread * spread);
+        }
+        (value, grad)
+    }
+
+    /// Negative log posterior of the log hyperparameters, and its gradient: analytic for the kernel's
+    /// parameters, a central difference for the noise (which also moves the pooled data).
     fn cost_and_gradient(&self, theta: &[f64]) -> Option<(f64, Vec<f64>)> {
         let (ell, sf2, sn2) = split(theta, self.d);
         let n = self.n();
-        let chol = robust_cholesky(self.covariance(&ell, sf2, sn2)).ok()?;
-        let alpha = chol.solve(&self.y);
+        let (chol, alpha, lml) = self.fit_at(&ell, sf2, sn2)?;
         let mut w = chol.inverse();
         w -= &alpha * alpha.transpose();
-        let mut cost = 0.5 * self.y.dot(&alpha)
-            + log_det_half(&chol)
-            + 0.5 * n as f64 * (2.0 * std::f64::consts::PI).ln();
         let mut grad = vec![0.0; self.d + 2];
         for i in 0..n {
             for j in 0..n {
@@ -312,19 +410,22 @@ impl Data {
                     *g += factor * ((self.x[i][dim] - self.x[j][dim]) / ell[dim]).powi(2);
                 }
             }
-            grad[self.d + 1] += 0.5 * w[(i, i)] * sn2;
         }
-        for (k, t) in theta.iter().enumerate() {
-            let (centre, spread) = if k < self.d {
-                PRIOR_LOG_LENGTH
-            } else if k == self.d {
-                PRIOR_LOG_SIGNAL
-            } else {
-                PRIOR_LOG_NOISE
-            };
-            cost += 0.5 * ((t - centre) / spread).powi(2);
-            grad[k] += (t - centre) / (spread * spread);
+        if self.members.iter().all(|m| m.len() == 1) {
+            // Nothing pooled: ∂K/∂log σn² = σn² I.
+            grad[self.d + 1] = 0.5 * sn2 * w.diagonal().sum();
+        } else {
+            let h = 1e-5;
+            let noise_lml = |t: f64| self.fit_at(&ell, sf2, split_noise(t)).map(|(_, _, l)| l);
+            grad[self.d + 1] = -(noise_lml(theta[self.d + 1] + h)?
+                - noise_lml(theta[self.d + 1] - h)?)
+                / (2.0 * h);
         }
+        let (prior, prior_grad) = Self::log_prior(theta, self.d);
+        for (g, p) in grad.iter_mut().zip(prior_grad) {
+            *g -= p;
+        }
+        let cost = -lml - prior;
         cost.is_finite().then_some((cost, grad))
     }
 }
@@ -373,6 +474,10 @@ impl Gradient for &Data {
     }
 }
 
+fn split_noise(t: f64) -> f64 {
+    t.clamp(-16.0, 3.0).exp()
+}
+
 /// Log hyperparameters are clamped to a wide box so a wild line-search step cannot overflow.
 fn split(theta: &[f64], d: usize) -> (Vec<f64>, f64, f64) {
     let ell = theta[..d]
@@ -382,7 +487,7 @@ fn split(theta: &[f64], d: usize) -> (Vec<f64>, f64, f64) {
     (
         ell,
         theta[d].clamp(-10.0, 6.0).exp(),
-        theta[d + 1].clamp(-16.0, 3.0).exp(),
+        split_noise(theta[d + 1]),
     )
 }
 
@@ -480,7 +585,20 @@ mod tests {
                 noise_var: 0.01,
             })
             .collect();
-        let d = Data::new(&data, &options(2)).unwrap();
+        // Without replicates (analytic noise gradient) and with (pooled, noise by central difference).
+        let mut replicated = data.clone();
+        replicated.extend(data[..3].iter().map(|o| Observation {
+            y: o.y + 0.3,
+            noise_var: 0.02,
+            ..o.clone()
+        }));
+        for data in [data, replicated] {
+            check_gradient(&data);
+        }
+    }
+
+    fn check_gradient(data: &[Observation]) {
+        let d = Data::new(data, &options(2)).unwrap();
         let theta = vec![-0.5, -1.0, 0.2, -3.0];
         let (_, grad) = d.cost_and_gradient(&theta).unwrap();
         for k in 0..theta.len() {
@@ -541,6 +659,32 @@ mod tests {
         assert!((mean - 1.9321034322637338).abs() < 1e-10, "{mean}");
         assert!((var - 0.21923484364852897).abs() < 1e-10, "{var}");
         assert!((gp.hyperparameters().log_marginal_likelihood - -4.73422576306424).abs() < 1e-9);
+    }
+
+    #[test]
+    fn pooling_replicates_is_exact() {
+        // numpy on all five observations, no pooling (same pipeline as above):
+        //   x = [.1 .1 .5 .9 .9], y = [1 1.4 3 2 2.2], noise = [.1 .3 .2 .1 .1]
+        //   → mean(0.3) 1.9197877771460914, variance 0.16594907363503372, LML −6.658179430028643
+        let data = vec![
+            obs(0.1, 1.0, 0.1),
+            obs(0.1, 1.4, 0.3),
+            obs(0.5, 3.0, 0.2),
+            obs(0.9, 2.0, 0.1),
+            obs(0.9, 2.2, 0.1),
+        ];
+        let hyper = Hyperparameters {
+            length_scales: vec![0.3],
+            signal_var: 1.0,
+            noise_var: 0.01,
+            log_marginal_likelihood: 0.0,
+        };
+        let gp = GaussianProcess::with_hyperparameters(&data, &options(1), &hyper).unwrap();
+        assert_eq!(gp.observations(), 3, "three distinct inputs");
+        let (mean, var) = gp.predict(&[vec![0.3]])[0];
+        assert!((mean - 1.9197877771460914).abs() < 1e-10, "{mean}");
+        assert!((var - 0.16594907363503372).abs() < 1e-10, "{var}");
+        assert!((gp.hyperparameters().log_marginal_likelihood - -6.658179430028643).abs() < 1e-9);
     }
 
     #[test]
