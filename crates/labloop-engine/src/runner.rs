@@ -264,6 +264,7 @@ impl CampaignRunner {
                 acquisition: match wf.optimizer.acquisition {
                     AcquisitionSpec::Thompson => Acquisition::Thompson,
                     AcquisitionSpec::Ucb => Acquisition::Ucb,
+                    AcquisitionSpec::LogEi => Acquisition::LogEi,
                 },
                 exploration: wf.optimizer.exploration,
                 fit: FitOptions {

@@ -2,6 +2,7 @@
 
 use crate::OptimizeError;
 use crate::gp::{FitOptions, GaussianProcess, Hyperparameters, Observation};
+use crate::logei::log_expected_improvement;
 use nalgebra::{DMatrix, DVector};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -38,6 +39,9 @@ pub enum Acquisition {
     Thompson,
     /// GP-UCB with hallucinated observations (GP-BUCB, Desautels et al. 2014).
     Ucb,
+    /// Expected improvement over the best posterior mean at an observed point, in log form (stable
+    /// far from the incumbent), each pick hallucinated before the next (kriging believer).
+    LogEi,
 }
 
 /// A chosen batch and how it was chosen (recorded as provenance).
@@ -87,8 +91,45 @@ pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeE
         ..request.clone()
     };
     let (picks, method) = match request.acquisition {
-        Acquisition::Ucb => (bucb(&means, cov, noise, request, &mut taken), "gp-bucb"),
+        Acquisition::Ucb => {
+            let kappa = request.exploration;
+            (
+                hallucinated_batch(
+                    &means,
+                    cov,
+                    noise,
+                    request.batch_size,
+                    &mut taken,
+                    |m, sd| m + kappa * sd,
+                ),
+                "gp-bucb",
+            )
+        }
         Acquisition::Thompson => (thompson(&means, &cov, request, &mut taken)?, "gp-thompson"),
+        Acquisition::LogEi => {
+            let incumbent = gp
+                .predict(
+                    &request
+                        .observations
+                        .iter()
+                        .map(|o| o.x.clone())
+                        .collect::<Vec<_>>(),
+                )
+                .into_iter()
+                .map(|(m, _)| m)
+                .fold(f64::NEG_INFINITY, f64::max);
+            (
+                hallucinated_batch(
+                    &means,
+                    cov,
+                    noise,
+                    request.batch_size,
+                    &mut taken,
+                    |m, sd| log_expected_improvement(m, sd, incumbent),
+                ),
+                "gp-logei",
+            )
+        }
     };
     let picks = picks.into_iter().map(|k| shortlist[k]).collect();
     Ok(Suggestion {
@@ -110,18 +151,20 @@ fn argmax_free(values: impl Iterator<Item = f64>, taken: &[bool]) -> usize {
         .expect("candidates are not empty")
 }
 
-fn bucb(
+/// Picks one at a time by `score(mean, sd)`, each pick's variance reduction hallucinated before the
+/// next (the mean stays: the pretended value is the posterior mean).
+fn hallucinated_batch(
     means: &[f64],
     mut cov: DMatrix<f64>,
     noise: f64,
-    request: &BatchRequest<'_>,
+    batch: usize,
     taken: &mut [bool],
+    score: impl Fn(f64, f64) -> f64,
 ) -> Vec<usize> {
-    (0..request.batch_size)
+    (0..batch)
         .map(|_| {
             let best = argmax_free(
-                (0..means.len())
-                    .map(|i| means[i] + request.exploration * cov[(i, i)].max(0.0).sqrt()),
+                (0..means.len()).map(|i| score(means[i], cov[(i, i)].max(0.0).sqrt())),
                 taken,
             );
             hallucinate(&mut cov, best, noise);
@@ -415,7 +458,7 @@ mod tests {
 
     #[test]
     fn loop_finds_the_optimum_of_a_noisy_bowl() {
-        for acquisition in [Acquisition::Thompson, Acquisition::Ucb] {
+        for acquisition in [Acquisition::Thompson, Acquisition::Ucb, Acquisition::LogEi] {
             noisy_bowl(acquisition);
         }
     }
@@ -536,7 +579,7 @@ mod tests {
             })
             .collect();
         let pending = [1usize, 2, 4, 8, 16];
-        for acquisition in [Acquisition::Thompson, Acquisition::Ucb] {
+        for acquisition in [Acquisition::Thompson, Acquisition::Ucb, Acquisition::LogEi] {
             for (obs, batch) in [
                 (&observations[..], 10),
                 (&[][..], 10),

@@ -6,8 +6,8 @@
 //!   (an early prediction's σ²) plus a fitted homoscedastic term; hyperparameters maximise the log
 //!   marginal likelihood (with weak log-normal priors) by L-BFGS from several starts (argmin).
 //! - [`suggest_batch`]: a batch for parallel channels from a discrete candidate set, by Thompson
-//!   sampling from the joint posterior (the default) or by GP-UCB with hallucinated observations
-//!   (GP-BUCB, Desautels et al. 2014); pending experiments are hallucinated as observed first. With
+//!   sampling from the joint posterior (the default), GP-UCB with hallucinated observations
+//!   (GP-BUCB, Desautels et al. 2014) or expected improvement in log form (LogEI); pending experiments are hallucinated as observed first. With
 //!   no data yet, a representative (greedy k-medoids) design.
 //! - [`Space`]: continuous, integer and categorical parameters, linear constraints and a mixture
 //!   simplex, searched through seeded sets of feasible points.
@@ -22,12 +22,14 @@ mod bayesgap;
 pub mod bench;
 mod gp;
 mod kernel;
+mod logei;
 mod space;
 
 pub use batch::{Acquisition, BatchRequest, Ranked, Suggestion, rank, suggest_batch};
 pub use bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 pub use gp::{FitOptions, GaussianProcess, Hyperparameters, Observation, bounds_of};
 pub use kernel::KernelKind;
+pub use logei::{log_expected_improvement, log_h};
 pub use space::{
     LinearConstraint, Mixture, Parameter, Space, SpaceError, SpaceOptimizeError, SpaceRequest,
     suggest_in_space,

@@ -170,6 +170,8 @@ pub enum AcquisitionSpec {
     Thompson,
     /// Upper confidence bound with hallucinated observations (GP-BUCB).
     Ucb,
+    /// Expected improvement in log form (LogEI), picks hallucinated one after another.
+    LogEi,
 }
 
 /// GP kernels.
