@@ -530,6 +530,16 @@ mod tests {
         }
     }
 
+    /// One-input hyperparameters, for conditioning without a fit.
+    fn fixed(length_scale: f64, signal_var: f64, noise_var: f64) -> Hyperparameters {
+        Hyperparameters {
+            length_scales: vec![length_scale],
+            signal_var,
+            noise_var,
+            log_marginal_likelihood: 0.0,
+        }
+    }
+
     fn obs(x: f64, y: f64, noise_var: f64) -> Observation {
         Observation {
             x: vec![x],
@@ -565,12 +575,7 @@ mod tests {
             obs(0.0, 800.0, 100.0),
             obs(1.0, 800.0, 100.0),
         ];
-        let hyper = Hyperparameters {
-            length_scales: vec![0.3],
-            signal_var: 1.0,
-            noise_var: 1e-6,
-            log_marginal_likelihood: 0.0,
-        };
+        let hyper = fixed(0.3, 1.0, 1e-6);
         let gp = GaussianProcess::with_hyperparameters(&data, &options(1), &hyper).unwrap();
         let (m, _) = gp.predict(&[vec![0.5]])[0];
         assert!(m > 950.0, "{m}");
@@ -648,12 +653,7 @@ mod tests {
         //   K = k(X, X) + diag(σn² + noise / sd²); mean(0.3) = ȳ + sd k*ᵀ K⁻¹ (y − ȳ)/sd
         //   → mean 1.9321034322637338, variance 0.21923484364852897, LML −4.73422576306424
         let data = vec![obs(0.1, 1.0, 0.1), obs(0.5, 3.0, 0.2), obs(0.9, 2.0, 0.1)];
-        let hyper = Hyperparameters {
-            length_scales: vec![0.3],
-            signal_var: 1.0,
-            noise_var: 0.01,
-            log_marginal_likelihood: 0.0,
-        };
+        let hyper = fixed(0.3, 1.0, 0.01);
         let gp = GaussianProcess::with_hyperparameters(&data, &options(1), &hyper).unwrap();
         let (mean, var) = gp.predict(&[vec![0.3]])[0];
         assert!((mean - 1.9321034322637338).abs() < 1e-10, "{mean}");
@@ -673,12 +673,7 @@ mod tests {
             obs(0.9, 2.0, 0.1),
             obs(0.9, 2.2, 0.1),
         ];
-        let hyper = Hyperparameters {
-            length_scales: vec![0.3],
-            signal_var: 1.0,
-            noise_var: 0.01,
-            log_marginal_likelihood: 0.0,
-        };
+        let hyper = fixed(0.3, 1.0, 0.01);
         let gp = GaussianProcess::with_hyperparameters(&data, &options(1), &hyper).unwrap();
         assert_eq!(gp.observations(), 3, "three distinct inputs");
         let (mean, var) = gp.predict(&[vec![0.3]])[0];

@@ -16,15 +16,34 @@ use rand_distr::{Distribution, Normal};
 use std::path::Path;
 
 /// What the command line asked for.
+#[derive(clap::Args)]
 pub struct BenchArgs {
+    /// Workflow file whose search space is used.
+    #[arg(long)]
     pub space: std::path::PathBuf,
+    /// `sim`, or a CSV truth table.
+    #[arg(long)]
     pub truth: String,
+    /// Column of the truth table holding the true mean (default: the last).
+    #[arg(long)]
     pub truth_column: Option<String>,
+    /// Observation noise σ for a truth table (the CLO campaign used 164 cycles).
+    #[arg(long, default_value_t = 164.0)]
     pub noise_sd: f64,
+    /// Cells per round.
+    #[arg(long, default_value_t = 48)]
     pub batch: usize,
+    /// Rounds per campaign.
+    #[arg(long, default_value_t = 4)]
     pub rounds: u32,
+    /// Seeds (campaigns) per strategy.
+    #[arg(long, default_value_t = 50)]
     pub seeds: u64,
+    /// Strategies to run (labloop, clo-reference, random); default all.
+    #[arg(long = "strategy")]
     pub strategies: Vec<String>,
+    /// One JSON object per strategy instead of the table.
+    #[arg(long)]
     pub json: bool,
 }
 

@@ -89,35 +89,7 @@ enum BenchCommand {
     /// true best, how many seeds got there, the mean true value of the recommendation after each round,
     /// the final simple regret, and the median time to choose a batch. --json prints one object per
     /// strategy.
-    Optimize {
-        /// Workflow file whose search space is used.
-        #[arg(long)]
-        space: PathBuf,
-        /// `sim`, or a CSV truth table.
-        #[arg(long)]
-        truth: String,
-        /// Column of the truth table holding the true mean (default: the last).
-        #[arg(long)]
-        truth_column: Option<String>,
-        /// Observation noise σ for a truth table (the CLO campaign used 164 cycles).
-        #[arg(long, default_value_t = 164.0)]
-        noise_sd: f64,
-        /// Cells per round.
-        #[arg(long, default_value_t = 48)]
-        batch: usize,
-        /// Rounds per campaign.
-        #[arg(long, default_value_t = 4)]
-        rounds: u32,
-        /// Seeds (campaigns) per strategy.
-        #[arg(long, default_value_t = 50)]
-        seeds: u64,
-        /// Strategies to run (labloop, clo-reference, random); default all.
-        #[arg(long = "strategy")]
-        strategies: Vec<String>,
-        /// One JSON object per strategy instead of the table.
-        #[arg(long)]
-        json: bool,
-    },
+    Optimize(bench::BenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -186,28 +158,7 @@ fn main() -> ExitCode {
         Command::Predict(PredictCommand::Train { data, model, out }) => {
             commands::predict_train(&data, &model, &out)
         }
-        Command::Bench(BenchCommand::Optimize {
-            space,
-            truth,
-            truth_column,
-            noise_sd,
-            batch,
-            rounds,
-            seeds,
-            strategies,
-            json,
-        }) => {
-            let args = bench::BenchArgs {
-                space,
-                truth,
-                truth_column,
-                noise_sd,
-                batch,
-                rounds,
-                seeds,
-                strategies,
-                json,
-            };
+        Command::Bench(BenchCommand::Optimize(args)) => {
             bench::optimize(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Predict(PredictCommand::Eval { data, model, split }) => {
