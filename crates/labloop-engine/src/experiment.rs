@@ -124,7 +124,8 @@ impl ExperimentRun {
                 self.cycles
             )));
         }
-        let features = EarlyData::from_records(&records, self.cycles)
+        // Features over the model's own early window, whatever the cycling step ran beyond it.
+        let features = EarlyData::from_records(&records, self.predictor.window())
             .map_err(|e| Failure::Experiment(e.to_string()))?
             .features();
         let prediction = self

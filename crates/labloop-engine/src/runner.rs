@@ -207,6 +207,14 @@ impl CampaignRunner {
                 "this engine needs a `predict` step to turn early cycles into an objective".into(),
             ));
         }
+        if cycle.cycles < self.predictor.window() {
+            return Err(EngineError::Workflow(format!(
+                "the cycle step runs {} cycles but model `{}` predicts from the first {}: cycle at least that many",
+                cycle.cycles,
+                self.predictor.name(),
+                self.predictor.window()
+            )));
+        }
         let space = wf.protocol_space();
         let candidates: Vec<ChargeProtocol> = space.enumerate();
         // The surrogate sees every step's C-rate, the derived last one included: life depends on it

@@ -74,7 +74,9 @@ async fn run(
     let store = Store::connect(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
-    let model = resolve_model("severson-variance").unwrap();
+    // Short tests: read 30 early cycles (the predictions are beside the point here).
+    let mut model = resolve_model("severson-variance").unwrap();
+    model.window = 30;
     let runner = CampaignRunner::new(
         workflow,
         text,
@@ -114,6 +116,38 @@ async fn a_failed_experiment_is_recorded_and_the_campaign_goes_on() {
     assert_eq!(
         store.count_records(&result.campaign).await.unwrap(),
         completed as u64 * 30
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_few_cycles_for_the_model_is_refused_before_anything_runs() {
+    let (workflow, _) =
+        labloop_workflow::parse(&WORKFLOW.replace("cycles: 100", "cycles: 50"), "test.yaml");
+    let db = std::env::temp_dir().join(format!(
+        "labloop-engine-window-{}.sqlite",
+        std::process::id()
+    ));
+    let _ = std::fs::remove_file(&db);
+    let store = Store::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    let sim = SimCycler::new("cycler1", 2, SimClock { acceleration: 1e7 }, 1);
+    let model = resolve_model("severson-variance").unwrap();
+    let runner = CampaignRunner::new(
+        workflow.unwrap(),
+        String::new(),
+        store.clone(),
+        vec![Arc::new(sim) as Arc<dyn Cycler>],
+        Arc::new(model),
+    );
+    let err = runner.run().await.unwrap_err();
+    assert_eq!(
+        err.to_string(),
+        "workflow: the cycle step runs 50 cycles but model `severson-variance` predicts from the first 100: cycle at least that many"
+    );
+    assert!(
+        store.campaigns().await.unwrap().is_empty(),
+        "nothing recorded for a campaign that cannot run"
     );
 }
 

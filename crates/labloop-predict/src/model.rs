@@ -22,6 +22,9 @@ pub trait Predictor {
     /// The model's name, recorded as provenance with every prediction.
     fn name(&self) -> &str;
 
+    /// The early window, in cycles, the model's features must be computed over.
+    fn window(&self) -> u32;
+
     /// One prediction per cell.
     fn predict(&self, cells: &[FeatureSet]) -> Result<Vec<Prediction>, PredictError>;
 }
@@ -114,6 +117,10 @@ impl LinearModel {
 impl Predictor for LinearModel {
     fn name(&self) -> &str {
         &self.name
+    }
+
+    fn window(&self) -> u32 {
+        self.window
     }
 
     fn predict(&self, cells: &[FeatureSet]) -> Result<Vec<Prediction>, PredictError> {

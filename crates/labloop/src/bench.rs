@@ -272,8 +272,9 @@ fn one_replay(
                 discharge_c_rate,
             } => {
                 let cell = SimCell::new(&protocols[i], *discharge_c_rate, &mut rng);
-                let records: Vec<_> = (1..=*cycles).map(|c| cell.record(c, &mut rng)).collect();
-                let prediction = EarlyData::from_records(&records, *cycles)
+                let window = model.window.min(*cycles);
+                let records: Vec<_> = (1..=window).map(|c| cell.record(c, &mut rng)).collect();
+                let prediction = EarlyData::from_records(&records, window)
                     .ok()
                     .and_then(|data| model.predict(&[data.features()]).ok())
                     .map(|p| p[0]);
