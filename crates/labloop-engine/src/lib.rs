@@ -32,6 +32,9 @@ pub enum EngineError {
     /// The predictor failed (its model could not be loaded).
     #[error("predictor: {0}")]
     Predict(#[from] labloop_predict::PredictError),
+    /// A task of the engine itself failed (a bug: please report it with the campaign's store).
+    #[error("internal: {0}")]
+    Internal(String),
     /// Every experiment of a round failed, so the loop has nothing to learn from.
     #[error("round {round}: all {count} experiments failed; first: {first}")]
     RoundFailed {

@@ -131,6 +131,15 @@ impl Default for RunnerOptions {
     }
 }
 
+/// Runs CPU-heavy, pure computation (GP fits) off the async workers, so progress and I/O go on.
+async fn compute<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, EngineError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| EngineError::Internal(format!("an optimizer computation failed: {e}")))
+}
+
 /// Loads the model a workflow names: a built-in one, or a model file.
 pub fn resolve_model(name: &str) -> Result<LinearModel, EngineError> {
     if let Some(model) = builtin_model(name) {
@@ -219,7 +228,8 @@ impl CampaignRunner {
         let candidates: Vec<ChargeProtocol> = space.enumerate();
         // The surrogate sees every step's C-rate, the derived last one included: life depends on it
         // directly (plating at high SOC), and through the free steps only non-linearly.
-        let inputs: Vec<Vec<f64>> = candidates.iter().map(ChargeProtocol::c_rates).collect();
+        let inputs: Arc<Vec<Vec<f64>>> =
+            Arc::new(candidates.iter().map(ChargeProtocol::c_rates).collect());
         let fit = FitOptions {
             kernel: match wf.optimizer.kernel {
                 KernelSpec::Matern52 => KernelKind::Matern52,
@@ -264,29 +274,36 @@ impl CampaignRunner {
                 break;
             }
             let observations = self.observations(&campaign, &inputs, sign).await?;
-            let request = BatchRequest {
-                candidates: &inputs,
-                observations: &observations,
-                pending: &[],
-                batch_size,
-                acquisition: match wf.optimizer.acquisition {
-                    AcquisitionSpec::Thompson => Acquisition::Thompson,
-                    AcquisitionSpec::Ucb => Acquisition::Ucb,
-                    AcquisitionSpec::LogEi => Acquisition::LogEi,
-                },
-                exploration: wf.optimizer.exploration,
-                fit: FitOptions {
-                    seed: fit.seed.wrapping_add(u64::from(round)),
-                    ..fit.clone()
-                },
+            let acquisition = match wf.optimizer.acquisition {
+                AcquisitionSpec::Thompson => Acquisition::Thompson,
+                AcquisitionSpec::Ucb => Acquisition::Ucb,
+                AcquisitionSpec::LogEi => Acquisition::LogEi,
             };
-            let suggestion = tokio::task::block_in_place(|| suggest_batch(&request))?;
+            let exploration = wf.optimizer.exploration;
+            let round_fit = FitOptions {
+                seed: fit.seed.wrapping_add(u64::from(round)),
+                ..fit.clone()
+            };
+            let seed = round_fit.seed;
+            let shared_inputs = Arc::clone(&inputs);
+            let suggestion = compute(move || {
+                suggest_batch(&BatchRequest {
+                    candidates: &shared_inputs,
+                    observations: &observations,
+                    pending: &[],
+                    batch_size,
+                    acquisition,
+                    exploration,
+                    fit: round_fit,
+                })
+            })
+            .await??;
             let provenance = serde_json::json!({
                 "optimizer": format!("labloop-optimize {} {}", env!("CARGO_PKG_VERSION"), suggestion.method),
                 "acquisition": wf.optimizer.acquisition,
                 "exploration": wf.optimizer.exploration,
                 "kernel": wf.optimizer.kernel,
-                "seed": request.fit.seed,
+                "seed": seed,
                 "observations": suggestion.observations,
                 "hyperparameters": suggestion.hyperparameters,
                 "model": self.predictor.name(),
@@ -348,7 +365,7 @@ impl CampaignRunner {
             }
             while let Some(joined) = tasks.join_next().await {
                 joined.map_err(|e| {
-                    EngineError::Workflow(format!("an experiment task panicked: {e}"))
+                    EngineError::Internal(format!("an experiment task failed: {e}"))
                 })??;
             }
             cells += suggestion.picks.len();
@@ -433,7 +450,8 @@ impl CampaignRunner {
     ) -> Result<Vec<RankedProtocol>, EngineError> {
         let rows = self.store.observations(campaign).await?;
         let observations = self.observations(campaign, inputs, sign).await?;
-        let gp = tokio::task::block_in_place(|| GaussianProcess::fit(&observations, fit))?;
+        let fit = fit.clone();
+        let gp = compute(move || GaussianProcess::fit(&observations, &fit)).await??;
         let ranked: Vec<Ranked> = rank(&gp, inputs);
         Ok(ranked
             .into_iter()
