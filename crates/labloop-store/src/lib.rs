@@ -146,6 +146,11 @@ impl Store {
         Ok(Self { pool, backend })
     }
 
+    /// Closes every connection (waits for those in use to come back).
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+
     /// The database behind this store.
     pub fn backend(&self) -> Backend {
         self.backend

@@ -20,8 +20,9 @@ async fn sqlite() -> Store {
         .unwrap()
 }
 
-/// A fresh database on the test PostgreSQL, or `None` when none is configured outside CI.
-async fn postgres() -> Option<Store> {
+/// A fresh database on the test PostgreSQL (its name and the admin pool, to drop it after), or `None`
+/// when none is configured outside CI.
+async fn postgres() -> Option<(Store, String, sqlx::AnyPool)> {
     let Ok(base) = std::env::var("LABLOOP_TEST_PG_URL") else {
         assert_ne!(
             std::env::var("CI").as_deref(),
@@ -42,7 +43,11 @@ async fn postgres() -> Option<Store> {
         .await
         .unwrap();
     let (prefix, _) = base.rsplit_once('/').expect("URL names a database");
-    Some(Store::connect(&format!("{prefix}/{name}")).await.unwrap())
+    Some((
+        Store::connect(&format!("{prefix}/{name}")).await.unwrap(),
+        name,
+        admin,
+    ))
 }
 
 fn record(cycle: u32) -> CycleRecord {
@@ -175,8 +180,13 @@ async fn sqlite_backend() {
 
 #[tokio::test]
 async fn postgres_backend() {
-    if let Some(store) = postgres().await {
-        suite(store).await;
+    if let Some((store, name, admin)) = postgres().await {
+        suite(store.clone()).await;
+        store.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
     }
 }
 
