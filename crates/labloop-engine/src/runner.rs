@@ -244,6 +244,12 @@ impl CampaignRunner {
             Direction::Minimize => -1.0,
         };
 
+        let channels = Arc::new(ChannelPool::new(&self.cyclers));
+        if channels.size() == 0 {
+            return Err(EngineError::Workflow(
+                "the instruments offer no channels".into(),
+            ));
+        }
         let campaign = self
             .store
             .create_campaign(&wf.campaign.name, &self.workflow_yaml)
@@ -254,12 +260,6 @@ impl CampaignRunner {
             candidates: candidates.len(),
             rounds: wf.stopping.max_rounds,
         });
-        let channels = Arc::new(ChannelPool::new(&self.cyclers));
-        if channels.size() == 0 {
-            return Err(EngineError::Workflow(
-                "the instruments offer no channels".into(),
-            ));
-        }
 
         let mut cells = 0usize;
         let mut failed = 0usize;
