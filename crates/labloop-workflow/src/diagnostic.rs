@@ -47,7 +47,7 @@ impl fmt::Display for Diagnostic {
 }
 
 /// Turns the YAML library's error into a diagnostic; adds "did you mean" to unknown fields.
-pub(crate) fn from_yaml_error(error: &yaml_serde::Error, _text: &str, file: &str) -> Diagnostic {
+pub(crate) fn from_yaml_error(error: &yaml_serde::Error, text: &str, file: &str) -> Diagnostic {
     let (line, column) = error.location().map_or((0, 0), |l| (l.line(), l.column()));
     let mut message = error.to_string();
     if let Some(cut) = message.rfind(" at line ") {
@@ -59,6 +59,13 @@ pub(crate) fn from_yaml_error(error: &yaml_serde::Error, _text: &str, file: &str
     };
     if let Some(hint) = did_you_mean(&message) {
         message.push_str(&format!("; did you mean `{hint}`?"));
+    }
+    let at_line = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
+    if line > 0
+        && at_line.trim_end().starts_with(|c: char| c.is_whitespace())
+        && at_line.contains('\t')
+    {
+        message.push_str("; YAML indents with spaces, not tabs");
     }
     Diagnostic {
         file: file.to_owned(),
