@@ -280,8 +280,8 @@ impl Store {
     }
 }
 
-/// A URL without its password, for messages.
-fn redact(url: &str) -> String {
+/// A URL without its password, for messages and output.
+pub fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(s), Some(at)) if at > s => {
             let creds = &url[s + 3..at];

@@ -196,7 +196,7 @@ pub fn run(path: &Path, overrides: Overrides, json: bool, top: usize) -> Result<
     if json {
         let out = RunOutput {
             result: &result,
-            store: &store_url,
+            store: &labloop_store::redact(&store_url),
             simulator_truth: truth,
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -211,7 +211,7 @@ pub fn run(path: &Path, overrides: Overrides, json: bool, top: usize) -> Result<
         result.failed,
         result.records,
         result.wall_time_s,
-        store_url
+        labloop_store::redact(&store_url)
     );
     println!(
         "Lifetime model: {}. Best protocols by the surrogate's mean cycle life:",
@@ -281,7 +281,7 @@ pub fn status(url: &str) -> Result<ExitCode> {
         let store = Store::connect(url).await?;
         let campaigns = store.campaigns().await?;
         if campaigns.is_empty() {
-            println!("no campaigns in {url}");
+            println!("no campaigns in {}", labloop_store::redact(url));
         }
         for c in campaigns {
             let exps = store.experiments(&c.id).await?;
@@ -305,7 +305,11 @@ pub fn serve(url: &str, listen: &str) -> Result<ExitCode> {
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
-        eprintln!("serving {url} on http://{}", listener.local_addr()?);
+        eprintln!(
+            "serving {} on http://{}",
+            labloop_store::redact(url),
+            listener.local_addr()?
+        );
         axum::serve(listener, labloop_server::router(store))
             .with_graceful_shutdown(async {
                 let _ = tokio::signal::ctrl_c().await;
