@@ -1,7 +1,7 @@
 //! Choosing batches of experiments from a discrete candidate set, and ranking candidates.
 
 use crate::OptimizeError;
-use crate::gp::{FitOptions, GaussianProcess, Hyperparameters, Observation};
+use crate::gp::{FitOptions, GaussianProcess, Hyperparameters, Observation, scale};
 use crate::logei::log_expected_improvement;
 use nalgebra::{DMatrix, DVector};
 use rand::rngs::StdRng;
@@ -85,9 +85,8 @@ pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeE
     for (k, _) in taken.iter().enumerate().filter(|(_, t)| **t) {
         hallucinate(&mut cov, k, noise);
     }
-    let free = taken.iter().filter(|t| !**t).count();
     let request = &BatchRequest {
-        batch_size: request.batch_size.min(free),
+        batch_size: capped_batch(request, &taken),
         ..request.clone()
     };
     let (picks, method) = match request.acquisition {
@@ -335,12 +334,7 @@ fn medoid_design(request: &BatchRequest<'_>) -> Vec<usize> {
     let scaled: Vec<Vec<f64>> = request
         .candidates
         .iter()
-        .map(|c| {
-            c.iter()
-                .zip(&request.fit.bounds)
-                .map(|(v, (lo, hi))| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 })
-                .collect()
-        })
+        .map(|c| scale(c, &request.fit.bounds))
         .collect();
     let dist = |a: usize, b: usize| -> f64 {
         scaled[a]

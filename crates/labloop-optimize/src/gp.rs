@@ -491,7 +491,8 @@ fn split(theta: &[f64], d: usize) -> (Vec<f64>, f64, f64) {
     )
 }
 
-fn scale(x: &[f64], bounds: &[(f64, f64)]) -> Vec<f64> {
+/// A point scaled to the unit box of `bounds` (a degenerate bound maps to 0).
+pub(crate) fn scale(x: &[f64], bounds: &[(f64, f64)]) -> Vec<f64> {
     x.iter()
         .zip(bounds)
         .map(|(v, (lo, hi))| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 })
