@@ -6,6 +6,7 @@ fn main() {
     let workflow = labloop_examples::clo_workflow();
     let mut lives: Vec<(f64, String)> = workflow
         .protocol_space()
+        .expect("a charge-protocol campaign")
         .enumerate()
         .iter()
         .map(|p| (expected_life(p), p.to_string()))
@@ -31,7 +32,9 @@ fn main() {
                     .collect()
             })
             .collect();
-        let space = workflow.protocol_space();
+        let space = workflow
+            .protocol_space()
+            .expect("a charge-protocol campaign");
         let pairs: Vec<(f64, f64)> = rows
             .iter()
             .filter_map(|r| space.protocol(&r[1..4]).map(|p| (expected_life(&p), r[5])))

@@ -27,7 +27,10 @@ fn request<'a>(
 
 fn main() {
     let workflow = labloop_examples::clo_workflow();
-    let protocols = workflow.protocol_space().enumerate();
+    let protocols = workflow
+        .protocol_space()
+        .expect("a charge-protocol campaign")
+        .enumerate();
     let inputs: Vec<Vec<f64>> = protocols.iter().map(|p| p.c_rates()).collect();
     let fit = FitOptions {
         kernel: KernelKind::Matern52,

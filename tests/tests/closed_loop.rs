@@ -43,7 +43,10 @@ async fn run_campaign(
         workflow.clone(),
         text,
         store.clone(),
-        vec![Arc::new(sim.clone()) as Arc<dyn Cycler>],
+        labloop_engine::Instruments {
+            cyclers: vec![Arc::new(sim.clone()) as Arc<dyn Cycler>],
+            builders: Vec::new(),
+        },
         Arc::new(model),
     )
     .with_events(tx);
@@ -59,7 +62,10 @@ async fn run_campaign(
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn loop_finds_a_top_protocol_and_stores_every_cycle() {
     let (result, store, sim, workflow) = run_campaign(2020, 4).await;
-    let space = workflow.protocol_space().enumerate();
+    let space = workflow
+        .protocol_space()
+        .expect("a charge-protocol campaign")
+        .enumerate();
 
     // Ground truth: rank of the recommended protocol among all 224 by true mean life.
     let mut lives: Vec<f64> = space.iter().map(expected_life).collect();

@@ -35,6 +35,7 @@ fn clo_workflow_space_is_the_published_224_protocols() {
         labloop_workflow::load(&repo_root().join("workflows/fast-charge-clo.yaml")).unwrap();
     let ours: Vec<Vec<f64>> = workflow
         .protocol_space()
+        .expect("a charge-protocol campaign")
         .enumerate()
         .iter()
         .map(|p| p.c_rates())

@@ -7,13 +7,25 @@
 
 use async_trait::async_trait;
 use labloop_core::{ChannelId, ChargeProtocol, CycleRecord};
+use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 /// What to run on one channel.
-#[derive(Clone, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CyclingTest {
+    /// Idempotency key: starting a test whose key the channel already runs (or ran) does nothing, so
+    /// a command repeated after a crash never starts a second test.
+    pub key: String,
     /// The cell on the channel (a barcode for commercial cells, the builder's id for built ones).
     pub cell_id: String,
+    /// Cycles the cell has had before this test (formation, earlier steps); record `cycle`s count on
+    /// from there.
+    #[serde(default)]
+    pub cycles_before: u32,
+    /// What the cell is made of, by component, as recorded with the test (simulators model its
+    /// chemistry from it; real instruments keep it as metadata).
+    #[serde(default)]
+    pub formulation: Vec<(String, f64)>,
     /// The charging protocol to run every cycle.
     pub protocol: ChargeProtocol,
     /// Discharge current as a C-rate (Severson et al. used 4C to 2.0 V).
@@ -122,4 +134,34 @@ pub trait Cycler: Send + Sync {
     /// so a caller can follow a channel without polling; asking again for an old `from_seq` replays.
     async fn records(&self, channel: &ChannelId, from_seq: u64)
     -> Result<RecordBatch, DriverError>;
+}
+
+/// A cell a builder assembled.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BuiltCell {
+    /// Its id (printed on the can).
+    pub cell_id: String,
+    /// Electrolyte dispensed (µL).
+    pub electrolyte_ul: f64,
+}
+
+/// What to build.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CellOrder {
+    /// Idempotency key: a repeated order with the same key returns the same cell, never a second one.
+    pub key: String,
+    /// Electrolyte composition, by component.
+    pub formulation: Vec<(String, f64)>,
+    /// Electrolyte volume (µL).
+    pub electrolyte_ul: f64,
+}
+
+/// A robot that assembles coin cells.
+#[async_trait]
+pub trait CellBuilder: Send + Sync {
+    /// The instrument's name as the workflow gives it.
+    fn name(&self) -> &str;
+
+    /// Builds one cell; returns when it is sealed.
+    async fn build(&self, order: CellOrder) -> Result<BuiltCell, DriverError>;
 }

@@ -1,10 +1,12 @@
-//! The pool of instrument channels: an experiment holds one channel for as long as it runs, so no two
-//! experiments ever share a channel.
+//! The pool of instrument channels: an experiment holds one channel for as long as its cell is on
+//! it, so no two experiments ever share a channel. After a restart, channels whose tests were in
+//! flight are reserved for the experiments that own them.
 
 use labloop_core::ChannelId;
 use labloop_drivers::Cycler;
-use std::sync::Arc;
-use tokio::sync::{Mutex, mpsc};
+use std::collections::{HashSet, VecDeque};
+use std::sync::{Arc, Mutex};
+use tokio::sync::Notify;
 
 /// A channel of a cycler.
 #[derive(Clone)]
@@ -13,53 +15,84 @@ pub(crate) struct Channel {
     pub id: ChannelId,
 }
 
+struct Free {
+    channels: VecDeque<Channel>,
+    reserved: HashSet<ChannelId>,
+}
+
 /// Free channels; taking one waits until one is free.
 pub(crate) struct ChannelPool {
-    free_tx: mpsc::UnboundedSender<Channel>,
-    free_rx: Mutex<mpsc::UnboundedReceiver<Channel>>,
-    size: usize,
+    free: Mutex<Free>,
+    changed: Notify,
+    all: HashSet<ChannelId>,
 }
 
 impl ChannelPool {
     pub fn new(cyclers: &[Arc<dyn Cycler>]) -> Self {
-        let (free_tx, free_rx) = mpsc::unbounded_channel();
-        let mut size = 0;
-        for cycler in cyclers {
-            for id in cycler.channels() {
-                free_tx
-                    .send(Channel {
-                        cycler: Arc::clone(cycler),
-                        id,
-                    })
-                    .expect("receiver is alive");
-                size += 1;
-            }
-        }
+        let channels: VecDeque<Channel> = cyclers
+            .iter()
+            .flat_map(|cycler| {
+                cycler.channels().into_iter().map(|id| Channel {
+                    cycler: Arc::clone(cycler),
+                    id,
+                })
+            })
+            .collect();
         Self {
-            free_tx,
-            free_rx: Mutex::new(free_rx),
-            size,
+            all: channels.iter().map(|c| c.id.clone()).collect(),
+            free: Mutex::new(Free {
+                channels,
+                reserved: HashSet::new(),
+            }),
+            changed: Notify::new(),
         }
     }
 
-    pub fn size(&self) -> usize {
-        self.size
+    /// Keeps these channels for [`ChannelPool::take_specific`]: [`ChannelPool::take`] skips them.
+    pub fn reserve(&self, ids: impl IntoIterator<Item = ChannelId>) {
+        self.free.lock().expect("pool lock").reserved.extend(ids);
     }
 
-    /// Waits for a free channel.
+    async fn take_where(&self, pick: impl Fn(&Free) -> Option<usize>) -> Channel {
+        loop {
+            let changed = self.changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+            {
+                let mut free = self.free.lock().expect("pool lock");
+                if let Some(i) = pick(&free) {
+                    let channel = free.channels.remove(i).expect("index is in range");
+                    free.reserved.remove(&channel.id);
+                    return channel;
+                }
+            }
+            changed.await;
+        }
+    }
+
+    /// Waits for any free, unreserved channel.
     pub async fn take(&self) -> Channel {
-        self.free_rx
-            .lock()
+        self.take_where(|f| f.channels.iter().position(|c| !f.reserved.contains(&c.id)))
             .await
-            .recv()
+    }
+
+    /// Waits for one channel by id (reserved or not). A channel no cycler offers falls back to any.
+    pub async fn take_specific(&self, id: &ChannelId) -> Channel {
+        if !self.all.contains(id) {
+            self.free.lock().expect("pool lock").reserved.remove(id);
+            return self.take().await;
+        }
+        self.take_where(|f| f.channels.iter().position(|c| &c.id == id))
             .await
-            .expect("the pool owns a sender")
     }
 
     /// Gives a channel back.
     pub fn give_back(&self, channel: Channel) {
-        self.free_tx
-            .send(channel)
-            .expect("the pool owns the receiver");
+        self.free
+            .lock()
+            .expect("pool lock")
+            .channels
+            .push_back(channel);
+        self.changed.notify_waiters();
     }
 }

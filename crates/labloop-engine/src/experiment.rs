@@ -1,178 +1,288 @@
-//! One experiment's life: take a channel, cycle the cell, store every record, predict.
+//! One experiment: its steps in dependency order, each attempt recorded in the store before it acts,
+//! with timeouts, retries with backoff and the step's `on_failure` policy. A restarted engine reads the
+//! step events back and goes on from where they stop: finished steps are not run again, and a step
+//! that was in flight is re-issued with the same idempotency key, so the instrument continues the test
+//! it already runs instead of starting a second one.
 
-use crate::channels::ChannelPool;
+use crate::EngineError;
+use crate::channels::Channel;
+use crate::context::Context;
 use crate::runner::EngineEvent;
+use crate::steps::{StepFailure, StepOutcome};
 use labloop_core::{ChargeProtocol, ExperimentState};
-use labloop_drivers::CyclingTest;
-use labloop_predict::{EarlyData, Predictor};
-use labloop_store::{PredictionRow, Store};
+use labloop_store::StoreError;
+use labloop_workflow::{OnFailure, StepSpec, parse_duration};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::oneshot;
 
-/// What one experiment needs.
+/// What one experiment runs.
 pub(crate) struct ExperimentRun {
     pub id: String,
     pub cell_id: String,
+    pub label: String,
     pub protocol: ChargeProtocol,
-    pub cycles: u32,
-    pub discharge_c_rate: f64,
-    pub store: Store,
-    pub channels: Arc<ChannelPool>,
-    pub predictor: Arc<dyn Predictor + Send + Sync>,
-    pub events: Option<UnboundedSender<EngineEvent>>,
-    pub record_timeout: Duration,
+    pub formulation: Vec<(String, f64)>,
+    pub ctx: Arc<Context>,
+    /// Told once the experiment has its objective (predicted, observed) or has ended.
+    pub observed: Option<oneshot::Sender<()>>,
+    /// The channel it held before a restart, if any.
+    pub channel_hint: Option<String>,
 }
+
+/// How an experiment's run ended in this process.
+pub(crate) enum RunEnd {
+    /// Every step ran (or the experiment failed and that is recorded).
+    Finished,
+    /// The campaign is pausing; the experiment's steps go on after `labloop resume`.
+    Paused,
+}
+
+/// What the steps of the running experiment have produced, by step id.
+pub(crate) type Outputs = BTreeMap<String, serde_json::Value>;
 
 impl ExperimentRun {
-    fn emit(&self, event: EngineEvent) {
-        if let Some(tx) = &self.events {
-            let _ = tx.send(event);
+    fn signal_observed(&mut self) {
+        if let Some(tx) = self.observed.take() {
+            let _ = tx.send(());
         }
     }
 
-    /// Runs to `predicted`, or records `failed` with the reason. Errors only when the store fails.
-    pub async fn run(self) -> Result<(), labloop_store::StoreError> {
-        let channel = self.channels.take().await;
-        let outcome = self.cycle_and_predict(&channel).await;
-        // Whatever happened, the channel stops and goes back to the pool.
-        let _ = channel.cycler.stop(&channel.id).await;
-        self.channels.give_back(channel);
-        match outcome {
-            Ok(()) => Ok(()),
-            Err(Failure::Store(e)) => Err(e),
-            Err(Failure::Experiment(reason)) => {
-                tracing::warn!(experiment = %self.id, %reason, "experiment failed");
-                self.store
-                    .transition(&self.id, ExperimentState::Failed, Some(&reason))
+    /// Runs the remaining steps. Errors only when the store fails; the channel goes back either way.
+    pub async fn run(mut self) -> Result<RunEnd, EngineError> {
+        let mut channel: Option<Channel> = None;
+        let result = self.run_steps(&mut channel).await;
+        if let Some(ch) = channel.take() {
+            self.ctx.channels.give_back(ch);
+        }
+        self.signal_observed();
+        result
+    }
+
+    async fn run_steps(&mut self, channel: &mut Option<Channel>) -> Result<RunEnd, EngineError> {
+        let ctx = Arc::clone(&self.ctx);
+        let store = &ctx.store;
+        let state = store.experiment_state(&self.id).await?;
+        if state.is_none_or(ExperimentState::is_terminal) {
+            self.signal_observed();
+            return Ok(RunEnd::Finished);
+        }
+        if state == Some(ExperimentState::Predicted) {
+            self.signal_observed();
+        }
+        let statuses = store.step_states(&self.id).await?;
+        let mut outputs = Outputs::new();
+        for (step, status) in &statuses {
+            if status.state == "succeeded" || status.state == "skipped" {
+                let value = status
+                    .detail
+                    .as_deref()
+                    .and_then(|d| serde_json::from_str(d).ok())
+                    .unwrap_or(serde_json::Value::Null);
+                outputs.insert(step.clone(), value);
+            }
+        }
+        let last_channel_step = ctx
+            .order
+            .iter()
+            .rev()
+            .find(|&&i| ctx.workflow.experiment.steps[i].action().uses_channel())
+            .copied();
+        let mut end = RunEnd::Finished;
+        for &i in &ctx.order {
+            let step_id = ctx.step_ids[i].clone();
+            if outputs.contains_key(&step_id) {
+                continue;
+            }
+            let spec = &ctx.workflow.experiment.steps[i];
+            if spec.action().uses_channel() && channel.is_none() {
+                let taken = match self.channel_hint.take() {
+                    Some(id) => ctx.channels.take_specific(&id.as_str().into()).await,
+                    None => ctx.channels.take().await,
+                };
+                let id = taken.id.clone();
+                // Held from here on: given back on every way out, errors included.
+                *channel = Some(taken);
+                if store.experiment_state(&self.id).await? == Some(ExperimentState::Queued) {
+                    store
+                        .transition(&self.id, ExperimentState::Claimed, Some(id.as_str()))
+                        .await?;
+                }
+                store.assign_channel(&self.id, id.as_str()).await?;
+            }
+            let resumed = statuses
+                .get(&step_id)
+                .filter(|s| s.state == "started" || s.state == "waiting" || s.state == "failed")
+                .cloned();
+            match self
+                .run_step(spec, &step_id, resumed, channel.as_ref(), &mut outputs)
+                .await?
+            {
+                StepEnd::Done => {
+                    if spec.predict.is_some() {
+                        self.signal_observed();
+                    }
+                }
+                StepEnd::Paused => {
+                    end = RunEnd::Paused;
+                    break;
+                }
+                StepEnd::Aborted(reason) => {
+                    if let Some(ch) = &channel {
+                        let _ = ch.cycler.stop(&ch.id).await;
+                    }
+                    store
+                        .transition(&self.id, ExperimentState::Failed, Some(&reason))
+                        .await?;
+                    tracing::warn!(experiment = %self.id, %reason, "experiment failed");
+                    ctx.emit(EngineEvent::ExperimentFailed {
+                        experiment: self.id.clone(),
+                        reason,
+                    });
+                    break;
+                }
+            }
+            if Some(i) == last_channel_step
+                && let Some(ch) = channel.take()
+            {
+                let _ = ch.cycler.stop(&ch.id).await;
+                ctx.channels.give_back(ch);
+            }
+        }
+        if matches!(end, RunEnd::Finished) {
+            let current = store.experiment_state(&self.id).await?;
+            if current.is_some_and(|s| !s.is_terminal()) {
+                store
+                    .transition(&self.id, ExperimentState::Completed, None)
                     .await?;
-                self.emit(EngineEvent::ExperimentFailed {
-                    experiment: self.id.clone(),
-                    reason,
-                });
-                Ok(())
             }
         }
+        Ok(end)
     }
 
-    async fn cycle_and_predict(&self, channel: &crate::channels::Channel) -> Result<(), Failure> {
-        let store = &self.store;
-        store
-            .transition(
-                &self.id,
-                ExperimentState::Claimed,
-                Some(channel.id.as_str()),
-            )
-            .await?;
-        store.assign_channel(&self.id, channel.id.as_str()).await?;
-        let test = CyclingTest {
-            cell_id: self.cell_id.clone(),
-            protocol: self.protocol.clone(),
-            discharge_c_rate: self.discharge_c_rate,
-            cycles: self.cycles,
+    /// Runs one step to success, skip, abort or pause, by its policy.
+    async fn run_step(
+        &self,
+        spec: &StepSpec,
+        step_id: &str,
+        resumed: Option<labloop_store::StepStatus>,
+        channel: Option<&Channel>,
+        outputs: &mut Outputs,
+    ) -> Result<StepEnd, EngineError> {
+        let ctx = &self.ctx;
+        let store = &ctx.store;
+        let backoff = parse_duration(&spec.backoff).unwrap_or(10.0);
+        let timeout = spec.timeout.as_deref().and_then(|t| parse_duration(t).ok());
+        // An attempt in flight at the crash goes on under its own key; after a failure, the next.
+        let (mut attempt, mut in_flight) = match &resumed {
+            Some(s) if s.state == "failed" => (s.attempt + 1, false),
+            Some(s) => (s.attempt, true),
+            None => (1, false),
         };
-        channel
-            .cycler
-            .start(&channel.id, test)
-            .await
-            .map_err(|e| Failure::Experiment(e.to_string()))?;
-        store
-            .transition(&self.id, ExperimentState::Running, None)
-            .await?;
-        tracing::debug!(experiment = %self.id, channel = %channel.id, "running");
-
-        let mut next_seq = 1;
         loop {
-            let batch = tokio::time::timeout(
-                self.record_timeout,
-                channel.cycler.records(&channel.id, next_seq),
-            )
-            .await
-            .map_err(|_| {
-                Failure::Experiment(format!(
-                    "{}: no cycle record for {:?}",
-                    channel.id, self.record_timeout
-                ))
-            })?
-            .map_err(|e| Failure::Experiment(e.to_string()))?;
-            let fresh: Vec<_> = batch
-                .records
-                .iter()
-                .filter(|t| t.seq >= next_seq)
-                .map(|t| (t.seq, t.record.clone()))
-                .collect();
-            if let Some(&(seq, _)) = fresh.last() {
-                // Stored before the next request acknowledges it.
-                store.append_records(&self.id, &fresh).await?;
-                next_seq = seq + 1;
-                self.emit(EngineEvent::CycleRecorded {
-                    experiment: self.id.clone(),
-                    records: fresh.len(),
-                });
+            if !in_flight {
+                store
+                    .step_event(&self.id, step_id, attempt, "started", None)
+                    .await?;
             }
-            if batch.finished && next_seq > batch.records.last().map_or(0, |t| t.seq) {
-                break;
+            in_flight = false;
+            let action = crate::steps::StepCall {
+                run: self,
+                step_id,
+                attempt,
+                channel,
+                outputs,
+            };
+            let work = action.execute(spec);
+            let limited = async {
+                match timeout {
+                    Some(t) => tokio::time::timeout(ctx.wall(t), work)
+                        .await
+                        .unwrap_or_else(|_| {
+                            Err(StepFailure::Failed(format!(
+                                "timed out after {}",
+                                spec.timeout.as_deref().unwrap_or("")
+                            )))
+                        }),
+                    None => work.await,
+                }
+            };
+            let mut pause = ctx.pause.clone();
+            let result = tokio::select! {
+                r = limited => r,
+                _ = pause.wait_for(|p| *p) => Err(StepFailure::Paused),
+            };
+            match result {
+                Ok(StepOutcome(value)) => {
+                    store
+                        .step_event(
+                            &self.id,
+                            step_id,
+                            attempt,
+                            "succeeded",
+                            Some(&value.to_string()),
+                        )
+                        .await?;
+                    outputs.insert(step_id.to_owned(), value);
+                    return Ok(StepEnd::Done);
+                }
+                Err(StepFailure::Paused) => return Ok(StepEnd::Paused),
+                Err(StepFailure::Store(e)) => return Err(e.into()),
+                Err(StepFailure::Failed(reason)) => {
+                    let reason = format!("step `{step_id}` attempt {attempt}: {reason}");
+                    store
+                        .step_event(&self.id, step_id, attempt, "failed", Some(&reason))
+                        .await?;
+                    tracing::info!(experiment = %self.id, step = step_id, attempt, %reason, "step failed");
+                    if let Some(ch) = channel {
+                        let _ = ch.cycler.stop(&ch.id).await;
+                    }
+                    let retry = attempt <= spec.retries || spec.on_failure == OnFailure::Retry;
+                    if retry {
+                        let wait = (backoff * 2f64.powi(attempt.min(30) as i32 - 1)).min(3600.0);
+                        let mut pause = ctx.pause.clone();
+                        tokio::select! {
+                            _ = tokio::time::sleep(ctx.wall(wait)) => {}
+                            _ = pause.wait_for(|p| *p) => return Ok(StepEnd::Paused),
+                        }
+                        attempt += 1;
+                        continue;
+                    }
+                    return Ok(match spec.on_failure {
+                        OnFailure::Skip => {
+                            store
+                                .step_event(&self.id, step_id, attempt, "skipped", Some("null"))
+                                .await?;
+                            outputs.insert(step_id.to_owned(), serde_json::Value::Null);
+                            StepEnd::Done
+                        }
+                        OnFailure::PauseCampaign => {
+                            ctx.request_pause(&reason);
+                            StepEnd::Paused
+                        }
+                        OnFailure::AbortExperiment | OnFailure::Retry => StepEnd::Aborted(reason),
+                    });
+                }
             }
         }
-
-        // Predict from what the store holds: the store, not memory, is the truth.
-        let records = store.records(&self.id).await?;
-        if (records.len() as u32) < self.cycles {
-            return Err(Failure::Experiment(format!(
-                "the test ended after {} of {} cycles",
-                records.len(),
-                self.cycles
-            )));
-        }
-        // Features over the model's own early window, whatever the cycling step ran beyond it.
-        let features = EarlyData::from_records(&records, self.predictor.window())
-            .map_err(|e| Failure::Experiment(e.to_string()))?
-            .features();
-        let prediction = self
-            .predictor
-            .predict(std::slice::from_ref(&features))
-            .map_err(|e| Failure::Experiment(e.to_string()))?[0];
-        let features_json = serde_json::to_string(
-            &features
-                .iter()
-                .collect::<std::collections::BTreeMap<_, _>>(),
-        )
-        .unwrap_or_else(|_| "{}".into());
-        store
-            .record_prediction(
-                &self.id,
-                &PredictionRow {
-                    model: self.predictor.name().to_owned(),
-                    cycle_life: prediction.cycle_life,
-                    sigma: prediction.sigma,
-                    log10_life: prediction.log10_life,
-                    sigma_log10: prediction.sigma_log10,
-                    features_json,
-                },
-            )
-            .await?;
-        store
-            .transition(&self.id, ExperimentState::Predicted, None)
-            .await?;
-        self.emit(EngineEvent::ExperimentPredicted {
-            experiment: self.id.clone(),
-            protocol: self.protocol.to_string(),
-            cycle_life: prediction.cycle_life,
-            sigma: prediction.sigma,
-        });
-        Ok(())
     }
 }
 
-enum Failure {
-    /// The store failed: the campaign cannot go on safely.
-    Store(labloop_store::StoreError),
-    /// This experiment failed; the campaign goes on.
-    Experiment(String),
+/// How one step ended.
+enum StepEnd {
+    Done,
+    Paused,
+    Aborted(String),
 }
 
-impl From<labloop_store::StoreError> for Failure {
-    fn from(e: labloop_store::StoreError) -> Self {
+impl From<StoreError> for StepFailure {
+    fn from(e: StoreError) -> Self {
         Self::Store(e)
     }
+}
+
+/// Wall-clock time for `simulated_s` seconds of instrument time.
+pub(crate) fn wall_time(simulated_s: f64, time_scale: f64) -> Duration {
+    Duration::from_secs_f64((simulated_s / time_scale.max(f64::MIN_POSITIVE)).clamp(0.0, 1e9))
 }

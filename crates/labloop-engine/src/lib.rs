@@ -10,11 +10,16 @@
 //! [`labloop_predict::Predictor`], and suggestions only through [`labloop_optimize`].
 
 mod channels;
+mod context;
+mod design;
 mod experiment;
 mod runner;
+mod steps;
 
+pub use design::Candidates;
 pub use runner::{
-    CampaignResult, CampaignRunner, EngineEvent, RankedProtocol, RunnerOptions, resolve_model,
+    CampaignResult, CampaignRunner, EngineEvent, Instruments, RankedProtocol, RunnerOptions,
+    resolve_model,
 };
 
 /// What can stop a campaign, saying where.
@@ -35,6 +40,15 @@ pub enum EngineError {
     /// A task of the engine itself failed (a bug: please report it with the campaign's store).
     #[error("internal: {0}")]
     Internal(String),
+    /// The campaign paused (Ctrl-C, or a step's `on_failure: pause_campaign`); `labloop resume`
+    /// continues it.
+    #[error("campaign {campaign} paused: {reason}; `labloop resume {campaign}` continues it")]
+    Paused {
+        /// The campaign.
+        campaign: String,
+        /// Why.
+        reason: String,
+    },
     /// Every experiment of a round failed, so the loop has nothing to learn from.
     #[error("round {round}: all {count} experiments failed; first: {first}")]
     RoundFailed {

@@ -2,20 +2,29 @@
 
 use crate::EngineError;
 use crate::channels::ChannelPool;
-use crate::experiment::ExperimentRun;
-use labloop_core::{ChargeProtocol, ExperimentId, ExperimentState};
-use labloop_drivers::Cycler;
+use crate::context::Context;
+use crate::design::Candidates;
+use crate::experiment::{ExperimentRun, RunEnd};
+use labloop_core::{ExperimentId, ExperimentState};
+use labloop_drivers::{CellBuilder, Cycler};
 use labloop_optimize::{
     Acquisition, BatchRequest, FitOptions, GaussianProcess, KernelKind, Observation, Ranked,
-    bounds_of, rank, suggest_batch,
+    best_probability, bounds_of, rank, suggest_batch,
 };
 use labloop_predict::{LinearModel, Predictor, builtin_model};
 use labloop_store::{NewExperiment, Store};
-use labloop_workflow::{AcquisitionSpec, Direction, KernelSpec, Workflow};
+use labloop_workflow::{
+    AcquisitionSpec, Direction, InitialDesign, KernelSpec, OptimizerKind, Workflow,
+};
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
 use serde::Serialize;
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::mpsc::UnboundedSender;
+use tokio::sync::{Semaphore, oneshot, watch};
 
 /// What the engine reports as it goes (for progress bars, logs, live dashboards).
 #[derive(Clone, Debug, PartialEq)]
@@ -65,12 +74,23 @@ pub enum EngineEvent {
         /// Why.
         reason: String,
     },
+    /// A step waits for a person (`labloop approve`).
+    ApprovalWaiting {
+        /// The experiment.
+        experiment: String,
+        /// The step.
+        step: String,
+        /// What the person is asked.
+        message: String,
+    },
     /// A round is done.
     RoundFinished {
         /// The round.
         round: u32,
         /// The current recommendation.
         best: RankedProtocol,
+        /// Posterior probability that it is the best.
+        best_probability: f64,
     },
 }
 
@@ -112,8 +132,12 @@ pub struct CampaignResult {
     pub ranking: Vec<RankedProtocol>,
     /// The lifetime model used.
     pub model: String,
-    /// Wall time of the campaign, seconds.
+    /// Wall time of the campaign in this process, seconds.
     pub wall_time_s: f64,
+    /// Why the campaign stopped: `max_rounds`, `max_cells`, `max_days`, `best_probability`.
+    pub stopped_by: String,
+    /// Posterior probability that the recommendation is the best.
+    pub best_probability: f64,
 }
 
 /// Knobs that are not in the workflow.
@@ -154,15 +178,26 @@ pub fn resolve_model(name: &str) -> Result<LinearModel, EngineError> {
     Ok(LinearModel::from_json(&text, name)?)
 }
 
-/// Runs one campaign.
+/// The instruments a campaign runs on.
+#[derive(Clone, Default)]
+pub struct Instruments {
+    /// Battery cyclers.
+    pub cyclers: Vec<Arc<dyn Cycler>>,
+    /// Cell-assembly robots, by name.
+    pub builders: Vec<Arc<dyn CellBuilder>>,
+}
+
+/// Runs one campaign: a new one ([`CampaignRunner::run`]) or one recorded in the store
+/// ([`CampaignRunner::resume`]).
 pub struct CampaignRunner {
     workflow: Workflow,
     workflow_yaml: String,
     store: Store,
-    cyclers: Vec<Arc<dyn Cycler>>,
+    instruments: Instruments,
     predictor: Arc<dyn Predictor + Send + Sync>,
     events: Option<UnboundedSender<EngineEvent>>,
     options: RunnerOptions,
+    pause: Option<watch::Receiver<bool>>,
 }
 
 impl CampaignRunner {
@@ -171,17 +206,18 @@ impl CampaignRunner {
         workflow: Workflow,
         workflow_yaml: String,
         store: Store,
-        cyclers: Vec<Arc<dyn Cycler>>,
+        instruments: Instruments,
         predictor: Arc<dyn Predictor + Send + Sync>,
     ) -> Self {
         Self {
             workflow,
             workflow_yaml,
             store,
-            cyclers,
+            instruments,
             predictor,
             events: None,
             options: RunnerOptions::default(),
+            pause: None,
         }
     }
 
@@ -197,26 +233,19 @@ impl CampaignRunner {
         self
     }
 
-    fn emit(&self, event: EngineEvent) {
-        if let Some(tx) = &self.events {
-            let _ = tx.send(event);
-        }
+    /// Pauses the campaign gracefully when `pause` turns true (e.g. on Ctrl-C): no new step starts,
+    /// tests on instruments go on, and [`CampaignRunner::resume`] continues later.
+    pub fn with_pause(mut self, pause: watch::Receiver<bool>) -> Self {
+        self.pause = Some(pause);
+        self
     }
 
-    /// Runs every round and returns the ranking.
-    pub async fn run(self) -> Result<CampaignResult, EngineError> {
-        let started = Instant::now();
+    fn check(&self) -> Result<(), EngineError> {
         let wf = &self.workflow;
         let cycle = wf
             .cycle_step()
-            .ok_or_else(|| EngineError::Workflow("the experiment has no cycle step".into()))?
-            .clone();
-        if wf.predict_step().is_none() {
-            return Err(EngineError::Workflow(
-                "this engine needs a `predict` step to turn early cycles into an objective".into(),
-            ));
-        }
-        if cycle.cycles < self.predictor.window() {
+            .ok_or_else(|| EngineError::Workflow("the experiment has no cycle step".into()))?;
+        if wf.predict_step().is_some() && cycle.cycles < self.predictor.window() {
             return Err(EngineError::Workflow(format!(
                 "the cycle step runs {} cycles but model `{}` predicts from the first {}: cycle at least that many",
                 cycle.cycles,
@@ -224,12 +253,54 @@ impl CampaignRunner {
                 self.predictor.window()
             )));
         }
-        let space = wf.protocol_space();
-        let candidates: Vec<ChargeProtocol> = space.enumerate();
-        // The surrogate sees every step's C-rate, the derived last one included: life depends on it
-        // directly (plating at high SOC), and through the free steps only non-linearly.
-        let inputs: Arc<Vec<Vec<f64>>> =
-            Arc::new(candidates.iter().map(ChargeProtocol::c_rates).collect());
+        if self
+            .instruments
+            .cyclers
+            .iter()
+            .all(|c| c.channels().is_empty())
+        {
+            return Err(EngineError::Workflow(
+                "the instruments offer no channels".into(),
+            ));
+        }
+        Ok(())
+    }
+
+    /// Records a new campaign and runs it.
+    pub async fn run(self) -> Result<CampaignResult, EngineError> {
+        self.check()?;
+        let campaign = self
+            .store
+            .create_campaign(&self.workflow.campaign.name, &self.workflow_yaml)
+            .await?;
+        self.drive(campaign).await
+    }
+
+    /// Continues a campaign recorded in the store, from where the store says it stands.
+    pub async fn resume(self, campaign: &str) -> Result<CampaignResult, EngineError> {
+        self.check()?;
+        let row = self.store.campaign(campaign).await?.ok_or_else(|| {
+            EngineError::Workflow(format!("no campaign `{campaign}` in the store"))
+        })?;
+        if row.state == "completed" {
+            return Err(EngineError::Workflow(format!(
+                "campaign `{campaign}` is already completed"
+            )));
+        }
+        self.store.set_campaign_state(campaign, "running").await?;
+        self.drive(campaign.to_owned()).await
+    }
+
+    async fn drive(self, campaign: String) -> Result<CampaignResult, EngineError> {
+        let started = Instant::now();
+        let wf = self.workflow.clone();
+        let candidates = Arc::new(Candidates::of(&wf)?);
+        if candidates.is_empty() {
+            return Err(EngineError::Workflow(
+                "the search space has no candidates".into(),
+            ));
+        }
+        let inputs: Arc<Vec<Vec<f64>>> = Arc::new(candidates.inputs.clone());
         let fit = FitOptions {
             kernel: match wf.optimizer.kernel {
                 KernelSpec::Matern52 => KernelKind::Matern52,
@@ -243,37 +314,316 @@ impl CampaignRunner {
             Direction::Maximize => 1.0,
             Direction::Minimize => -1.0,
         };
-
-        let channels = Arc::new(ChannelPool::new(&self.cyclers));
-        if channels.size() == 0 {
-            return Err(EngineError::Workflow(
-                "the instruments offer no channels".into(),
-            ));
+        let (pause_tx, pause_rx) = watch::channel(false);
+        if let Some(mut outer) = self.pause.clone() {
+            let tx = pause_tx.clone();
+            tokio::spawn(async move {
+                if outer.wait_for(|p| *p).await.is_ok() {
+                    let _ = tx.send(true);
+                }
+            });
         }
-        let campaign = self
-            .store
-            .create_campaign(&wf.campaign.name, &self.workflow_yaml)
-            .await?;
+        let time_scale = wf
+            .instruments
+            .iter()
+            .map(|i| i.clock_acceleration)
+            .fold(f64::INFINITY, f64::min)
+            .clamp(1.0, 1e12);
+        let ids = wf.step_ids();
+        let ctx = Arc::new(Context {
+            channels: ChannelPool::new(&self.instruments.cyclers),
+            builders: self
+                .instruments
+                .builders
+                .iter()
+                .map(|b| (b.name().to_owned(), Arc::clone(b)))
+                .collect(),
+            locks: wf
+                .instruments
+                .iter()
+                .map(|i| {
+                    (
+                        i.name.clone(),
+                        Arc::new(Semaphore::new(i.channels as usize)),
+                    )
+                })
+                .collect(),
+            safety: wf
+                .instruments
+                .iter()
+                .map(|i| (i.name.clone(), i.safety))
+                .collect(),
+            predictor: Arc::clone(&self.predictor),
+            events: self.events.clone(),
+            options: self.options.clone(),
+            pause: pause_rx.clone(),
+            pause_tx,
+            pause_reason: Mutex::new(None),
+            time_scale,
+            order: step_order(&ids, &wf.step_needs()),
+            step_ids: ids,
+            store: self.store.clone(),
+            workflow: wf.clone(),
+        });
         tracing::info!(campaign = %campaign, candidates = candidates.len(), "campaign started");
         self.emit(EngineEvent::CampaignStarted {
             campaign: campaign.clone(),
             candidates: candidates.len(),
             rounds: wf.stopping.max_rounds,
         });
+        // Channels whose tests were in flight stay with their experiments.
+        let existing = self.store.experiments(&campaign).await?;
+        ctx.channels.reserve(
+            existing
+                .iter()
+                .filter(|e| !e.state.is_terminal())
+                .filter_map(|e| e.channel_id.as_deref().map(Into::into)),
+        );
+        let recorded_rounds = self.store.rounds(&campaign).await?.len() as u32;
 
-        let mut cells = 0usize;
-        let mut failed = 0usize;
+        let mut tasks = tokio::task::JoinSet::new();
+        let mut stopped_by = "max_rounds".to_owned();
+        let mut confidence = 0.0;
         let mut rounds = 0;
+        let mut paused = false;
         for round in 0..wf.stopping.max_rounds {
-            let budget_left = wf
-                .stopping
-                .max_cells
-                .map_or(usize::MAX, |m| (m as usize).saturating_sub(cells));
-            let batch_size = (wf.optimizer.batch_size as usize).min(budget_left);
-            if batch_size == 0 {
+            if round >= recorded_rounds {
+                if let Some(reason) = self.stop_reason(&campaign, time_scale, confidence).await? {
+                    stopped_by = reason;
+                    break;
+                }
+                let cells = self.store.experiments(&campaign).await?.len();
+                let budget_left = wf
+                    .stopping
+                    .max_cells
+                    .map_or(usize::MAX, |m| (m as usize).saturating_sub(cells));
+                let batch_size = (wf.optimizer.batch_size as usize).min(budget_left);
+                if batch_size == 0 {
+                    stopped_by = "max_cells".into();
+                    break;
+                }
+                self.plan_round(
+                    &campaign,
+                    round,
+                    batch_size,
+                    &candidates,
+                    &inputs,
+                    &fit,
+                    sign,
+                )
+                .await?;
+            }
+            let planned: Vec<_> = self
+                .store
+                .experiments(&campaign)
+                .await?
+                .into_iter()
+                .filter(|e| e.round == round)
+                .collect();
+            self.emit(EngineEvent::RoundStarted {
+                round,
+                experiments: planned.len(),
+                cycles_per_experiment: wf.cycle_step().map_or(0, |c| c.cycles),
+                method: self
+                    .store
+                    .rounds(&campaign)
+                    .await?
+                    .into_iter()
+                    .find(|r| r.0 == round)
+                    .map(|r| r.1)
+                    .unwrap_or_default(),
+            });
+            let mut waits = Vec::new();
+            for exp in &planned {
+                if exp.state.is_terminal() {
+                    continue;
+                }
+                let (tx, rx) = oneshot::channel();
+                waits.push(rx);
+                let i = exp.candidate_index;
+                tasks.spawn(
+                    ExperimentRun {
+                        id: exp.id.clone(),
+                        cell_id: exp.cell_id.clone(),
+                        label: candidates.labels[i].clone(),
+                        protocol: candidates.protocols[i].clone(),
+                        formulation: candidates.formulations[i].clone(),
+                        ctx: Arc::clone(&ctx),
+                        observed: Some(tx),
+                        channel_hint: exp.channel_id.clone(),
+                    }
+                    .run(),
+                );
+            }
+            // The next round starts when this one's objectives are known (predicted), not when
+            // every cell reached end of life.
+            for rx in waits {
+                let mut pause = pause_rx.clone();
+                tokio::select! {
+                    _ = rx => {}
+                    _ = pause.wait_for(|p| *p) => { paused = true; break; }
+                }
+            }
+            // An experiment that stopped on a store error ends the campaign here, not later.
+            while let Some(joined) = tasks.try_join_next() {
+                if let RunEnd::Paused = joined.map_err(|e| {
+                    EngineError::Internal(format!("an experiment task failed: {e}"))
+                })?? {
+                    paused = true;
+                }
+            }
+            if paused || *pause_rx.borrow() {
+                paused = true;
                 break;
             }
-            let observations = self.observations(&campaign, &inputs, sign).await?;
+            rounds += 1;
+            let exps = self.store.experiments(&campaign).await?;
+            let round_exps: Vec<_> = exps.iter().filter(|e| e.round == round).collect();
+            let round_failed: Vec<_> = round_exps
+                .iter()
+                .filter(|e| e.state == ExperimentState::Failed)
+                .collect();
+            if !round_exps.is_empty() && round_failed.len() == round_exps.len() {
+                self.store.set_campaign_state(&campaign, "failed").await?;
+                return Err(EngineError::RoundFailed {
+                    round,
+                    count: round_failed.len(),
+                    first: round_failed[0].id.clone(),
+                });
+            }
+            let (ranking, p) = self
+                .ranking(&campaign, &candidates, &inputs, &fit, sign)
+                .await?;
+            confidence = p;
+            self.emit(EngineEvent::RoundFinished {
+                round,
+                best: ranking[0].clone(),
+                best_probability: p,
+            });
+        }
+        // Experiments that go on (to end of life) finish before the campaign does.
+        while let Some(joined) = tasks.join_next().await {
+            match joined
+                .map_err(|e| EngineError::Internal(format!("an experiment task failed: {e}")))??
+            {
+                RunEnd::Paused => paused = true,
+                RunEnd::Finished => {}
+            }
+        }
+        if paused || *pause_rx.borrow() {
+            let reason = ctx
+                .pause_reason
+                .lock()
+                .expect("pause lock")
+                .clone()
+                .unwrap_or_else(|| "asked to pause".into());
+            self.store.set_campaign_state(&campaign, "paused").await?;
+            tracing::info!(campaign = %campaign, %reason, "campaign paused");
+            return Err(EngineError::Paused { campaign, reason });
+        }
+        let (ranking, p) = self
+            .ranking(&campaign, &candidates, &inputs, &fit, sign)
+            .await?;
+        self.store
+            .set_campaign_state(&campaign, "completed")
+            .await?;
+        let exps = self.store.experiments(&campaign).await?;
+        let records = self.store.count_records(&campaign).await?;
+        tracing::info!(campaign = %campaign, cells = exps.len(), records, "campaign completed");
+        Ok(CampaignResult {
+            rounds: self.store.rounds(&campaign).await?.len() as u32,
+            cells: exps.len(),
+            failed: exps
+                .iter()
+                .filter(|e| e.state == ExperimentState::Failed)
+                .count(),
+            campaign,
+            records,
+            ranking,
+            model: self.predictor.name().to_owned(),
+            wall_time_s: started.elapsed().as_secs_f64(),
+            stopped_by: if rounds == 0 && stopped_by == "max_rounds" {
+                stopped_by
+            } else {
+                stopped_by
+            },
+            best_probability: p,
+        })
+    }
+
+    fn emit(&self, event: EngineEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// Why no further round should start, if a stopping rule says so.
+    async fn stop_reason(
+        &self,
+        campaign: &str,
+        time_scale: f64,
+        confidence: f64,
+    ) -> Result<Option<String>, EngineError> {
+        let stop = &self.workflow.stopping;
+        if let Some(p) = stop.best_probability
+            && confidence >= p
+        {
+            return Ok(Some("best_probability".into()));
+        }
+        if let Some(days) = stop.max_days
+            && let Some(row) = self.store.campaign(campaign).await?
+            && let Ok(created) = time::OffsetDateTime::parse(
+                &row.created_at,
+                &time::format_description::well_known::Rfc3339,
+            )
+        {
+            let elapsed_s = (time::OffsetDateTime::now_utc() - created).as_seconds_f64();
+            if elapsed_s * time_scale >= days * 86_400.0 {
+                return Ok(Some("max_days".into()));
+            }
+        }
+        Ok(None)
+    }
+
+    /// Chooses a round's batch and records it with its experiments, in one transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn plan_round(
+        &self,
+        campaign: &str,
+        round: u32,
+        batch_size: usize,
+        candidates: &Candidates,
+        inputs: &Arc<Vec<Vec<f64>>>,
+        fit: &FitOptions,
+        sign: f64,
+    ) -> Result<(), EngineError> {
+        let wf = &self.workflow;
+        let observations = self.observations(campaign, inputs, sign).await?;
+        let seed = fit.seed.wrapping_add(u64::from(round));
+        let random = wf.optimizer.kind == OptimizerKind::Random
+            || (observations.is_empty() && wf.optimizer.initial_design == InitialDesign::Random);
+        let (picks, method, provenance) = if random {
+            let tested: std::collections::HashSet<usize> = self
+                .store
+                .experiments(campaign)
+                .await?
+                .iter()
+                .map(|e| e.candidate_index)
+                .collect();
+            let mut order: Vec<usize> = (0..candidates.len())
+                .filter(|i| !tested.contains(i))
+                .collect();
+            if order.len() < batch_size {
+                order = (0..candidates.len()).collect();
+            }
+            order.shuffle(&mut StdRng::seed_from_u64(seed));
+            order.truncate(batch_size);
+            (
+                order,
+                "random".to_owned(),
+                serde_json::json!({"seed": seed}),
+            )
+        } else {
             let acquisition = match wf.optimizer.acquisition {
                 AcquisitionSpec::Thompson => Acquisition::Thompson,
                 AcquisitionSpec::Ucb => Acquisition::Ucb,
@@ -281,14 +631,14 @@ impl CampaignRunner {
             };
             let exploration = wf.optimizer.exploration;
             let round_fit = FitOptions {
-                seed: fit.seed.wrapping_add(u64::from(round)),
+                seed,
                 ..fit.clone()
             };
-            let seed = round_fit.seed;
-            let shared_inputs = Arc::clone(&inputs);
+            let shared = Arc::clone(inputs);
+            let n_obs = observations.len();
             let suggestion = compute(move || {
                 suggest_batch(&BatchRequest {
-                    candidates: &shared_inputs,
+                    candidates: &shared,
                     observations: &observations,
                     pending: &[],
                     batch_size,
@@ -299,128 +649,52 @@ impl CampaignRunner {
             })
             .await??;
             let provenance = serde_json::json!({
-                "optimizer": format!("labloop-optimize {} {}", env!("CARGO_PKG_VERSION"), suggestion.method),
                 "acquisition": wf.optimizer.acquisition,
                 "exploration": wf.optimizer.exploration,
                 "kernel": wf.optimizer.kernel,
                 "seed": seed,
-                "observations": suggestion.observations,
+                "observations": n_obs,
                 "hyperparameters": suggestion.hyperparameters,
-                "model": self.predictor.name(),
-                "picks": suggestion.picks,
             });
-            self.store
-                .record_round(
-                    &campaign,
-                    round,
-                    &suggestion.method,
-                    &provenance.to_string(),
-                )
-                .await?;
-            self.emit(EngineEvent::RoundStarted {
+            (suggestion.picks, suggestion.method, provenance)
+        };
+        let mut provenance = provenance;
+        provenance["optimizer"] = serde_json::json!(format!(
+            "labloop-optimize {} {method}",
+            env!("CARGO_PKG_VERSION")
+        ));
+        provenance["model"] = serde_json::json!(self.predictor.name());
+        provenance["picks"] = serde_json::json!(picks);
+        let experiments: Vec<NewExperiment> = picks
+            .iter()
+            .enumerate()
+            .map(|(slot, &pick)| NewExperiment {
+                id: ExperimentId::for_slot(&campaign.into(), round, slot as u32).0,
+                campaign_id: campaign.to_owned(),
                 round,
-                experiments: suggestion.picks.len(),
-                cycles_per_experiment: cycle.cycles,
-                method: suggestion.method.clone(),
-            });
-
-            let mut tasks = tokio::task::JoinSet::new();
-            for (slot, &pick) in suggestion.picks.iter().enumerate() {
-                let id = ExperimentId::for_slot(&campaign.as_str().into(), round, slot as u32).0;
-                let protocol = candidates[pick].clone();
-                let cell_id = format!("{}-r{round}-s{slot:03}", wf.campaign.name);
-                self.store
-                    .add_experiment(&NewExperiment {
-                        id: id.clone(),
-                        campaign_id: campaign.clone(),
-                        round,
-                        slot: slot as u32,
-                        candidate_index: pick,
-                        parameters_json: serde_json::to_string(&inputs[pick])
-                            .expect("numbers serialise"),
-                        protocol_json: serde_json::to_string(&protocol)
-                            .expect("protocols serialise"),
-                        protocol_label: protocol.to_string(),
-                        cell_id: cell_id.clone(),
-                    })
-                    .await?;
-                self.store
-                    .transition(&id, ExperimentState::Queued, None)
-                    .await?;
-                tasks.spawn(
-                    ExperimentRun {
-                        id,
-                        cell_id,
-                        protocol,
-                        cycles: cycle.cycles,
-                        discharge_c_rate: cycle.discharge_c_rate,
-                        store: self.store.clone(),
-                        channels: Arc::clone(&channels),
-                        predictor: Arc::clone(&self.predictor),
-                        events: self.events.clone(),
-                        record_timeout: self.options.record_timeout,
-                    }
-                    .run(),
-                );
-            }
-            while let Some(joined) = tasks.join_next().await {
-                joined.map_err(|e| {
-                    EngineError::Internal(format!("an experiment task failed: {e}"))
-                })??;
-            }
-            cells += suggestion.picks.len();
-            rounds += 1;
-            let exps = self.store.experiments(&campaign).await?;
-            let round_failed: Vec<_> = exps
-                .iter()
-                .filter(|e| e.round == round && e.state == ExperimentState::Failed)
-                .collect();
-            failed += round_failed.len();
-            if round_failed.len() == suggestion.picks.len() {
-                self.store.set_campaign_state(&campaign, "failed").await?;
-                return Err(EngineError::RoundFailed {
-                    round,
-                    count: round_failed.len(),
-                    first: round_failed[0].id.clone(),
-                });
-            }
-            let ranking = self
-                .ranking(&campaign, &candidates, &inputs, &fit, sign)
-                .await?;
-            self.emit(EngineEvent::RoundFinished {
-                round,
-                best: ranking[0].clone(),
-            });
-        }
-
-        let ranking = self
-            .ranking(&campaign, &candidates, &inputs, &fit, sign)
-            .await?;
-        for exp in self.store.experiments(&campaign).await? {
-            if exp.state == ExperimentState::Predicted {
-                self.store
-                    .transition(&exp.id, ExperimentState::Completed, None)
-                    .await?;
-            }
-        }
+                slot: slot as u32,
+                candidate_index: pick,
+                parameters_json: candidates.values[pick].to_string(),
+                protocol_json: serde_json::to_string(&candidates.protocols[pick])
+                    .expect("protocols serialise"),
+                protocol_label: candidates.labels[pick].clone(),
+                cell_id: format!("{}-r{round}-s{slot:03}", wf.campaign.name),
+            })
+            .collect();
         self.store
-            .set_campaign_state(&campaign, "completed")
+            .record_round_with_experiments(
+                campaign,
+                round,
+                &method,
+                &provenance.to_string(),
+                &experiments,
+            )
             .await?;
-        let records = self.store.count_records(&campaign).await?;
-        tracing::info!(campaign = %campaign, cells, records, "campaign completed");
-        Ok(CampaignResult {
-            campaign,
-            rounds,
-            cells,
-            failed,
-            records,
-            ranking,
-            model: self.predictor.name().to_owned(),
-            wall_time_s: started.elapsed().as_secs_f64(),
-        })
+        Ok(())
     }
 
-    /// The optimizer's observations, read back from the store.
+    /// The optimizer's observations, read back from the store: an observed life where an experiment
+    /// was cycled to its end, its early prediction otherwise.
     async fn observations(
         &self,
         campaign: &str,
@@ -432,10 +706,18 @@ impl CampaignRunner {
             .observations(campaign)
             .await?
             .into_iter()
-            .map(|o| Observation {
-                x: inputs[o.candidate_index].clone(),
-                y: sign * o.prediction.cycle_life,
-                noise_var: o.prediction.sigma.powi(2),
+            .map(|o| {
+                let (y, sd) = match o.observed {
+                    // Measured, not predicted: only the cell-to-cell spread remains (≈2 % of life
+                    // as measurement error; a censored life is a lower bound, kept less certain).
+                    Some((life, censored)) => (life, life * if censored { 0.15 } else { 0.02 }),
+                    None => (o.prediction.cycle_life, o.prediction.sigma),
+                };
+                Observation {
+                    x: inputs[o.candidate_index].clone(),
+                    y: sign * y,
+                    noise_var: sd.powi(2),
+                }
             })
             .collect())
     }
@@ -443,30 +725,40 @@ impl CampaignRunner {
     async fn ranking(
         &self,
         campaign: &str,
-        candidates: &[ChargeProtocol],
-        inputs: &[Vec<f64>],
+        candidates: &Candidates,
+        inputs: &Arc<Vec<Vec<f64>>>,
         fit: &FitOptions,
         sign: f64,
-    ) -> Result<Vec<RankedProtocol>, EngineError> {
-        let rows = self.store.observations(campaign).await?;
+    ) -> Result<(Vec<RankedProtocol>, f64), EngineError> {
         let observations = self.observations(campaign, inputs, sign).await?;
+        let by_candidate: HashMap<usize, Vec<f64>> =
+            self.store.observations(campaign).await?.into_iter().fold(
+                HashMap::new(),
+                |mut m, o| {
+                    m.entry(o.candidate_index)
+                        .or_default()
+                        .push(o.observed.map_or(o.prediction.cycle_life, |(l, _)| l));
+                    m
+                },
+            );
         let fit = fit.clone();
-        let gp = compute(move || GaussianProcess::fit(&observations, &fit)).await??;
-        let ranked: Vec<Ranked> = rank(&gp, inputs);
-        Ok(ranked
+        let shared = Arc::clone(inputs);
+        let (ranked, p): (Vec<Ranked>, f64) = compute(move || {
+            let gp = GaussianProcess::fit(&observations, &fit)?;
+            let (_, p) = best_probability(&gp, &shared, 1000, fit.seed);
+            Ok::<_, labloop_optimize::OptimizeError>((rank(&gp, &shared), p))
+        })
+        .await??;
+        let ranking = ranked
             .into_iter()
             .enumerate()
             .map(|(i, r)| {
-                let tested: Vec<f64> = rows
-                    .iter()
-                    .filter(|o| o.candidate_index == r.index)
-                    .map(|o| o.prediction.cycle_life)
-                    .collect();
+                let tested = by_candidate.get(&r.index).cloned().unwrap_or_default();
                 RankedProtocol {
                     rank: i + 1,
                     candidate_index: r.index,
-                    protocol: candidates[r.index].to_string(),
-                    c_rates: candidates[r.index].c_rates(),
+                    protocol: candidates.labels[r.index].clone(),
+                    c_rates: candidates.protocols[r.index].c_rates(),
                     predicted_life: sign * r.mean,
                     sigma: r.sd,
                     cells: tested.len(),
@@ -474,6 +766,33 @@ impl CampaignRunner {
                         .then(|| tested.iter().sum::<f64>() / tested.len() as f64),
                 }
             })
-            .collect())
+            .collect();
+        Ok((ranking, p))
     }
+}
+
+/// The order steps run in: dependencies first, and otherwise as written.
+fn step_order(ids: &[String], needs: &[Vec<String>]) -> Vec<usize> {
+    let mut done = vec![false; ids.len()];
+    let mut order = Vec::new();
+    while order.len() < ids.len() {
+        let next = (0..ids.len()).find(|&i| {
+            !done[i]
+                && needs[i]
+                    .iter()
+                    .all(|n| ids.iter().position(|id| id == n).is_none_or(|j| done[j]))
+        });
+        match next {
+            Some(i) => {
+                done[i] = true;
+                order.push(i);
+            }
+            // Validation rejects cycles; run what is left as written rather than loop.
+            None => {
+                order.extend((0..ids.len()).filter(|&i| !done[i]));
+                break;
+            }
+        }
+    }
+    order
 }

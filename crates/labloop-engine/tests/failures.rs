@@ -81,7 +81,10 @@ async fn run(
         workflow,
         text,
         store.clone(),
-        vec![Arc::new(cycler) as Arc<dyn Cycler>],
+        labloop_engine::Instruments {
+            cyclers: vec![Arc::new(cycler) as Arc<dyn Cycler>],
+            builders: Vec::new(),
+        },
         Arc::new(model),
     );
     (runner.run().await, store)
@@ -137,7 +140,10 @@ async fn too_few_cycles_for_the_model_is_refused_before_anything_runs() {
         workflow.unwrap(),
         String::new(),
         store.clone(),
-        vec![Arc::new(sim) as Arc<dyn Cycler>],
+        labloop_engine::Instruments {
+            cyclers: vec![Arc::new(sim) as Arc<dyn Cycler>],
+            builders: Vec::new(),
+        },
         Arc::new(model),
     );
     let err = runner.run().await.unwrap_err();

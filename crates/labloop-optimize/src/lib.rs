@@ -20,6 +20,7 @@
 mod batch;
 mod bayesgap;
 pub mod bench;
+mod confidence;
 mod gp;
 mod kernel;
 mod logei;
@@ -27,6 +28,7 @@ mod space;
 
 pub use batch::{Acquisition, BatchRequest, Ranked, Suggestion, rank, suggest_batch};
 pub use bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
+pub use confidence::best_probability;
 pub use gp::{FitOptions, GaussianProcess, Hyperparameters, Observation, bounds_of};
 pub use kernel::KernelKind;
 pub use logei::{log_expected_improvement, log_h};

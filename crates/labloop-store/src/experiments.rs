@@ -78,6 +78,9 @@ pub struct ObservationRow {
     pub protocol_label: String,
     /// The prediction.
     pub prediction: PredictionRow,
+    /// The life observed by cycling to end of life, and whether it was censored (cycling stopped
+    /// before the end), when the experiment went that far.
+    pub observed: Option<(f64, bool)>,
 }
 
 fn parse_state(name: &str, table: &'static str) -> Result<ExperimentState, StoreError> {
@@ -346,8 +349,8 @@ impl Store {
     pub async fn observations(&self, campaign: &str) -> Result<Vec<ObservationRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT e.id, e.round, e.candidate_index, e.protocol_label, p.model, p.cycle_life, p.sigma, p.log10_life, \
-             p.sigma_log10, p.features FROM experiments e JOIN predictions p ON p.experiment_id = e.id \
-             WHERE e.campaign_id = $1 ORDER BY e.id",
+             p.sigma_log10, p.features, o.cycle_life, o.censored FROM experiments e JOIN predictions p ON p.experiment_id = e.id \
+             LEFT JOIN observed_lives o ON o.experiment_id = e.id WHERE e.campaign_id = $1 ORDER BY e.id",
         )
         .bind(campaign)
         .fetch_all(self.pool())
@@ -369,8 +372,26 @@ impl Store {
                         sigma_log10: get(r, 8, t)?,
                         features_json: get(r, 9, t)?,
                     },
+                    observed: match get::<Option<f64>>(r, 10, t)? {
+                        Some(life) => Some((life, get::<Option<i64>>(r, 11, t)?.unwrap_or(0) != 0)),
+                        None => None,
+                    },
                 })
             })
             .collect()
+    }
+}
+
+impl Store {
+    /// The highest cycle stored for an experiment (0 when none).
+    pub async fn last_cycle(&self, experiment: &str) -> Result<u32, StoreError> {
+        let row = sqlx::query(
+            "SELECT COALESCE(MAX(cycle), 0) FROM cycle_records WHERE experiment_id = $1",
+        )
+        .bind(experiment)
+        .fetch_one(self.pool())
+        .await
+        .map_err(db(format!("reading the last cycle of {experiment}")))?;
+        Ok(get::<i64>(&row, 0, "cycle_records")? as u32)
     }
 }

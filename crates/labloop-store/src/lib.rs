@@ -8,8 +8,10 @@
 
 mod codec;
 mod experiments;
+mod steps;
 
 pub use experiments::{ExperimentRow, NewExperiment, ObservationRow, PredictionRow};
+pub use steps::{PendingApproval, StepStatus};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
@@ -233,6 +235,11 @@ impl Store {
                 })
             })
             .collect()
+    }
+
+    /// One campaign by id.
+    pub async fn campaign(&self, id: &str) -> Result<Option<CampaignRow>, StoreError> {
+        Ok(self.campaigns().await?.into_iter().find(|c| c.id == id))
     }
 
     /// Records a round's suggestion and its provenance (JSON). Idempotent.

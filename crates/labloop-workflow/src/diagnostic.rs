@@ -46,7 +46,7 @@ impl fmt::Display for Diagnostic {
     }
 }
 
-/// Turns the YAML library's error into a diagnostic; adds "did you mean" to unknown fields.
+/// Turns the YAML library's (syntax) error into a diagnostic.
 pub(crate) fn from_yaml_error(error: &yaml_serde::Error, text: &str, file: &str) -> Diagnostic {
     let (line, column) = error.location().map_or((0, 0), |l| (l.line(), l.column()));
     let mut message = error.to_string();
@@ -57,9 +57,6 @@ pub(crate) fn from_yaml_error(error: &yaml_serde::Error, text: &str, file: &str)
         Some((path, rest)) if !path.contains(' ') => (path.to_owned(), rest.to_owned()),
         _ => (String::new(), message),
     };
-    if let Some(hint) = did_you_mean(&message) {
-        message.push_str(&format!("; did you mean `{hint}`?"));
-    }
     let at_line = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
     if line > 0
         && at_line.trim_end().starts_with(|c: char| c.is_whitespace())
@@ -76,19 +73,20 @@ pub(crate) fn from_yaml_error(error: &yaml_serde::Error, text: &str, file: &str)
     }
 }
 
-/// For "unknown field `x`, expected one of `a`, `b`" (or "unknown variant"), the closest expected name.
-fn did_you_mean(message: &str) -> Option<String> {
-    let rest = message
-        .strip_prefix("unknown field `")
-        .or_else(|| message.strip_prefix("unknown variant `"))?;
-    let (given, expected) = rest.split_once('`')?;
-    let names: Vec<&str> = expected.split('`').skip(1).step_by(2).collect();
+/// The name in `names` closest to `given`, if one is close enough to be a likely typo.
+pub(crate) fn did_you_mean<S: AsRef<str>>(
+    given: &str,
+    names: impl IntoIterator<Item = S>,
+) -> Option<String> {
     names
         .into_iter()
-        .map(|n| (edit_distance(given, n), n))
+        .map(|n| {
+            let n = n.as_ref().to_owned();
+            (edit_distance(given, &n), n)
+        })
         .filter(|(d, n)| *d <= (n.len().max(given.len()) / 2).max(1))
         .min()
-        .map(|(_, n)| n.to_owned())
+        .map(|(_, n)| n)
 }
 
 fn edit_distance(a: &str, b: &str) -> usize {
@@ -112,13 +110,12 @@ mod tests {
 
     #[test]
     fn suggests_the_nearest_name() {
-        let m = "unknown field `batchsize`, expected one of `kind`, `batch_size`, `exploration`";
-        assert_eq!(did_you_mean(m).as_deref(), Some("batch_size"));
+        let names = ["kind", "batch_size", "exploration"];
         assert_eq!(
-            did_you_mean("unknown field `zzzzzzzz`, expected `kind`"),
-            None
+            did_you_mean("batchsize", names).as_deref(),
+            Some("batch_size")
         );
-        assert_eq!(did_you_mean("invalid type: string"), None);
+        assert_eq!(did_you_mean("zzzzzzzz", names), None);
     }
 
     #[test]

@@ -1,13 +1,22 @@
-//! The typed workflow. Field names are the YAML keys; every struct rejects unknown keys.
+//! The typed workflow. Field names are the YAML keys; every struct rejects unknown keys. Enums with
+//! data are written as a one-key map (`charge_protocol: {...}`); unit enums as a plain word.
 
-use labloop_core::{CcCvFinish, StepProtocolSpace};
+use labloop_core::{CcCvFinish, ChargeProtocol, StepProtocolSpace};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 /// A whole workflow file.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct Workflow {
+    /// Files of shared instruments (relative to this file), each holding an `instruments:` list that
+    /// is added to this file's.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include: Vec<String>,
+    /// Values referred to elsewhere as `${{ variables.<name> }}`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub variables: BTreeMap<String, serde_json::Value>,
     /// What is optimised, over what.
     pub campaign: CampaignSpec,
     /// How suggestions are made.
@@ -15,6 +24,7 @@ pub struct Workflow {
     /// When the campaign ends.
     pub stopping: StoppingSpec,
     /// The instruments that run experiments.
+    #[serde(default)]
     pub instruments: Vec<InstrumentSpec>,
     /// What one experiment does.
     pub experiment: ExperimentSpec,
@@ -38,8 +48,6 @@ pub struct CampaignSpec {
     /// What is optimised.
     pub objective: ObjectiveSpec,
     /// Where suggestions come from.
-    #[serde(with = "yaml_serde::with::singleton_map")]
-    #[schemars(with = "SearchSpaceSpec")]
     pub search_space: SearchSpaceSpec,
 }
 
@@ -61,7 +69,7 @@ pub struct ObjectiveSpec {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Objective {
-    /// Cycles to 80 % of nominal capacity (predicted early, observed later).
+    /// Cycles to 80 % of nominal capacity (predicted early, observed when cycled to end of life).
     CycleLife,
 }
 
@@ -81,6 +89,9 @@ pub enum Direction {
 pub enum SearchSpaceSpec {
     /// Multi-step constant-current fast-charging protocols (Attia et al. 2020).
     ChargeProtocol(ChargeProtocolSpec),
+    /// Electrolyte (or electrode) formulations: a mixture whose fractions sum to a total, plus any
+    /// other parameters (continuous, integer, categorical).
+    Formulation(FormulationSpec),
 }
 
 /// Constant-current steps over SOC windows in a fixed time: each step but the last from a grid, the
@@ -123,6 +134,81 @@ pub struct FinishSpec {
     pub cv_voltage_v: f64,
 }
 
+/// A mixture and other parameters.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FormulationSpec {
+    /// The mixture's components, each with bounds on its fraction.
+    pub components: Vec<ComponentSpec>,
+    /// What the fractions sum to (1 for fractions, 100 for percent).
+    #[serde(default = "default_total")]
+    pub total: f64,
+    /// Other parameters, e.g. salt molarity or an additive.
+    #[serde(default)]
+    pub parameters: Vec<ParameterSpec>,
+    /// Candidate formulations the optimizer scores per round (drawn once, seeded).
+    #[serde(default = "default_candidates")]
+    pub candidates: u32,
+}
+
+fn default_total() -> f64 {
+    1.0
+}
+
+fn default_candidates() -> u32 {
+    2000
+}
+
+/// One component of a mixture.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ComponentSpec {
+    /// Its name, e.g. `EC`.
+    pub name: String,
+    /// Smallest fraction.
+    #[serde(default)]
+    pub min: f64,
+    /// Largest fraction.
+    pub max: f64,
+}
+
+/// A named parameter: exactly one of `continuous`, `integer`, `categorical`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ParameterSpec {
+    /// Its name.
+    pub name: String,
+    /// A real number in `[min, max]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub continuous: Option<RangeSpec>,
+    /// A whole number in `[min, max]`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub integer: Option<IntRangeSpec>,
+    /// One of named choices.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub categorical: Option<Vec<String>>,
+}
+
+/// Real bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RangeSpec {
+    /// Lower bound.
+    pub min: f64,
+    /// Upper bound.
+    pub max: f64,
+}
+
+/// Whole-number bounds.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct IntRangeSpec {
+    /// Lower bound.
+    pub min: i64,
+    /// Upper bound.
+    pub max: i64,
+}
+
 /// How suggestions are made.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -138,8 +224,11 @@ pub struct OptimizerSpec {
     /// UCB weight on the posterior standard deviation (`acquisition: ucb` only).
     #[serde(default = "default_exploration")]
     pub exploration: f64,
-    /// Experiments per round (one per channel in parallel).
+    /// Experiments per round (they run in parallel, one per channel).
     pub batch_size: u32,
+    /// How the first round, with no data yet, is chosen.
+    #[serde(default)]
+    pub initial_design: InitialDesign,
     /// Starts of the hyperparameter fit.
     #[serde(default = "default_restarts")]
     pub restarts: u32,
@@ -159,6 +248,19 @@ fn default_restarts() -> u32 {
 pub enum OptimizerKind {
     /// Bayesian optimization over a Gaussian-process surrogate with fitted hyperparameters.
     GaussianProcess,
+    /// Uniform random picks without repeats (a baseline).
+    Random,
+}
+
+/// First-round designs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InitialDesign {
+    /// Points spread over the space (k-medoids of the candidates).
+    #[default]
+    Spread,
+    /// Uniform random picks.
+    Random,
 }
 
 /// Batch acquisitions.
@@ -185,7 +287,7 @@ pub enum KernelSpec {
     Rbf,
 }
 
-/// When to stop.
+/// When to stop: the first rule met ends the campaign.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StoppingSpec {
@@ -194,6 +296,13 @@ pub struct StoppingSpec {
     /// Cells in all (the last round is cut short to fit).
     #[serde(default)]
     pub max_cells: Option<u32>,
+    /// Days of campaign time (no new round starts after this).
+    #[serde(default)]
+    pub max_days: Option<f64>,
+    /// Stop once the recommended candidate is the best with at least this posterior probability
+    /// (0–1), estimated from joint posterior samples.
+    #[serde(default)]
+    pub best_probability: Option<f64>,
 }
 
 /// One instrument.
@@ -202,45 +311,229 @@ pub struct StoppingSpec {
 pub struct InstrumentSpec {
     /// Its name (channel ids are `<name>/chNN`).
     pub name: String,
+    /// What it does.
+    #[serde(default)]
+    pub kind: InstrumentKind,
     /// Which driver talks to it.
     pub driver: DriverKind,
-    /// Channels it offers.
+    /// How to reach it (not for `sim`).
+    #[serde(default)]
+    pub transport: Option<TransportSpec>,
+    /// Channels it offers (cyclers) or cells it holds at once (builders).
+    #[serde(default = "default_channels")]
     pub channels: u32,
     /// Simulated seconds per real second (simulated instruments only).
     #[serde(default = "default_acceleration")]
     pub clock_acceleration: f64,
+    /// Limits no test may exceed; the engine refuses protocols beyond them and stops a channel that
+    /// reports a reading beyond them.
+    #[serde(default)]
+    pub safety: SafetyLimits,
+}
+
+fn default_channels() -> u32 {
+    1
 }
 
 fn default_acceleration() -> f64 {
     1.0
 }
 
+/// Kinds of instrument.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum InstrumentKind {
+    /// A battery cycler with channels.
+    #[default]
+    Cycler,
+    /// A robot that assembles coin cells.
+    CellBuilder,
+}
+
 /// Instrument drivers.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DriverKind {
-    /// The in-process simulated cycler (`drivers/sim`).
+    /// The in-process simulator (`drivers/sim`).
     Sim,
+    /// SCPI-style ASCII over a serial line.
+    Serial,
+    /// JSON over an MQTT broker.
+    Mqtt,
 }
 
-/// What one experiment does, in order.
+/// How a driver reaches its instrument.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case", deny_unknown_fields)]
+pub enum TransportSpec {
+    /// A serial port.
+    Serial {
+        /// Device path, e.g. `/dev/ttyUSB0`.
+        port: String,
+        /// Baud rate.
+        #[serde(default = "default_baud")]
+        baud: u32,
+    },
+    /// An MQTT broker.
+    Mqtt {
+        /// `mqtt://host:port`.
+        broker: String,
+        /// Topics are `<topic_prefix>/cmd`, `.../ack`, `.../status`, `.../telemetry/<channel>`.
+        topic_prefix: String,
+    },
+}
+
+fn default_baud() -> u32 {
+    115_200
+}
+
+/// Safety limits of an instrument.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct SafetyLimits {
+    /// Highest charge C-rate a protocol may ask for.
+    #[serde(default = "default_max_c_rate")]
+    pub max_c_rate: f64,
+    /// Highest voltage (V).
+    #[serde(default = "default_max_voltage")]
+    pub max_voltage_v: f64,
+    /// Highest cell temperature (°C); a record above it fails the experiment and stops its channel.
+    #[serde(default = "default_max_temperature")]
+    pub max_temperature_c: f64,
+}
+
+impl Default for SafetyLimits {
+    fn default() -> Self {
+        Self {
+            max_c_rate: default_max_c_rate(),
+            max_voltage_v: default_max_voltage(),
+            max_temperature_c: default_max_temperature(),
+        }
+    }
+}
+
+fn default_max_c_rate() -> f64 {
+    10.0
+}
+
+fn default_max_voltage() -> f64 {
+    4.5
+}
+
+fn default_max_temperature() -> f64 {
+    75.0
+}
+
+/// What one experiment does: steps forming a small DAG.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ExperimentSpec {
-    /// The steps.
-    #[serde(with = "yaml_serde::with::singleton_map_recursive")]
-    #[schemars(with = "Vec<StepSpec>")]
+    /// The steps. A step without `needs` follows the one above it.
     pub steps: Vec<StepSpec>,
 }
 
-/// One step of an experiment.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case", deny_unknown_fields)]
-pub enum StepSpec {
-    /// Cycle the cell under the suggested protocol.
-    Cycle(CycleStep),
+/// One step: exactly one action key (`build_cell`, `rest`, `formation`, `cycle`, `predict`,
+/// `cycle_to_eol`, `approve`) and how it runs.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StepSpec {
+    /// The step's id (letters, digits, `_`, `-`); default: its action's name.
+    #[serde(default)]
+    pub id: Option<String>,
+    /// Steps that must finish first; default: the step above (none for the first); `[]` for none.
+    #[serde(default)]
+    pub needs: Option<Vec<String>>,
+    /// Longest one attempt may take, e.g. `90s`, `30m`, `36h`, `2d` (simulated time on simulators).
+    #[serde(default)]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$"))]
+    pub timeout: Option<String>,
+    /// Further attempts after a failure.
+    #[serde(default)]
+    pub retries: u32,
+    /// Wait before the first retry, doubled for each later one.
+    #[serde(default = "default_backoff")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$"))]
+    pub backoff: String,
+    /// What happens when every attempt failed.
+    #[serde(default)]
+    pub on_failure: OnFailure,
+    /// Named locks held while the step runs (instrument names, e.g. a shared robot or oven).
+    #[serde(default)]
+    pub resources: Vec<String>,
+    /// Assemble a coin cell (robot).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub build_cell: Option<BuildCellStep>,
+    /// Wait at open circuit (wetting, thermal equilibrium).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rest: Option<RestStep>,
+    /// Slow first cycles that form the SEI.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub formation: Option<FormationStep>,
+    /// Cycle the cell (the early cycles the predictor reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle: Option<CycleStep>,
     /// Predict cycle life from the early cycles.
-    Predict(PredictStep),
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub predict: Option<PredictStep>,
+    /// Go on cycling to end of life; the observed life replaces the prediction.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cycle_to_eol: Option<CycleToEolStep>,
+    /// Wait for a person to approve (`labloop approve`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub approve: Option<ApproveStep>,
+}
+
+fn default_backoff() -> String {
+    "10s".into()
+}
+
+/// What a failed step does.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum OnFailure {
+    /// The experiment fails; the campaign goes on.
+    #[default]
+    AbortExperiment,
+    /// The step is marked skipped and the steps after it run.
+    Skip,
+    /// The campaign pauses until `labloop resume`.
+    PauseCampaign,
+    /// Retry without end (backoff capped at 1 h).
+    Retry,
+}
+
+/// Coin-cell assembly.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BuildCellStep {
+    /// The cell-builder instrument.
+    pub robot: String,
+    /// Electrolyte volume (µL).
+    #[serde(default = "default_electrolyte")]
+    pub electrolyte_ul: f64,
+}
+
+fn default_electrolyte() -> f64 {
+    70.0
+}
+
+/// A rest.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RestStep {
+    /// How long, e.g. `6h`.
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$"))]
+    pub duration: String,
+}
+
+/// Formation cycling.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FormationStep {
+    /// Cycles.
+    pub cycles: u32,
+    /// Charge and discharge C-rate.
+    pub c_rate: f64,
 }
 
 /// Cycling.
@@ -251,6 +544,26 @@ pub struct CycleStep {
     pub cycles: u32,
     /// Discharge current as a C-rate.
     pub discharge_c_rate: f64,
+    /// The charge protocol when the search space does not set one (formulation campaigns).
+    #[serde(default)]
+    pub protocol: Option<FixedProtocolSpec>,
+}
+
+/// A fixed charge protocol: equal SOC steps to `soc_end`, then CC-CV.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FixedProtocolSpec {
+    /// Each step's C-rate.
+    pub c_rates: Vec<f64>,
+    /// SOC where the CC steps end.
+    #[serde(default = "default_soc_end")]
+    pub soc_end: f64,
+    /// The phase after the fast steps.
+    pub finish: FinishSpec,
+}
+
+fn default_soc_end() -> f64 {
+    0.8
 }
 
 /// Early prediction.
@@ -261,6 +574,32 @@ pub struct PredictStep {
     pub model: String,
 }
 
+/// Cycling to end of life.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct CycleToEolStep {
+    /// End of life: discharge capacity below this fraction of the nominal (0–1).
+    #[serde(default = "default_eol")]
+    pub end_fraction: f64,
+    /// Give up (and record a censored life) after this many cycles in all.
+    pub max_cycles: u32,
+    /// Nominal capacity (Ah) the end fraction is of; default: the first early cycle's capacity.
+    #[serde(default)]
+    pub nominal_capacity_ah: Option<f64>,
+}
+
+fn default_eol() -> f64 {
+    0.8
+}
+
+/// Waiting for a person.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct ApproveStep {
+    /// What the person is asked; may use `${{ ... }}` references.
+    pub message: String,
+}
+
 /// Where the campaign is recorded.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
@@ -268,6 +607,119 @@ pub struct StoreSpec {
     /// `sqlite://path` or `postgres://...`; default: `sqlite://labloop-data/<campaign>.sqlite`.
     #[serde(default)]
     pub url: Option<String>,
+}
+
+/// The action of a step, by reference.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum StepAction<'a> {
+    /// See [`BuildCellStep`].
+    BuildCell(&'a BuildCellStep),
+    /// See [`RestStep`].
+    Rest(&'a RestStep),
+    /// See [`FormationStep`].
+    Formation(&'a FormationStep),
+    /// See [`CycleStep`].
+    Cycle(&'a CycleStep),
+    /// See [`PredictStep`].
+    Predict(&'a PredictStep),
+    /// See [`CycleToEolStep`].
+    CycleToEol(&'a CycleToEolStep),
+    /// See [`ApproveStep`].
+    Approve(&'a ApproveStep),
+}
+
+impl StepAction<'_> {
+    /// The action's key in YAML.
+    pub fn key(&self) -> &'static str {
+        match self {
+            Self::BuildCell(_) => "build_cell",
+            Self::Rest(_) => "rest",
+            Self::Formation(_) => "formation",
+            Self::Cycle(_) => "cycle",
+            Self::Predict(_) => "predict",
+            Self::CycleToEol(_) => "cycle_to_eol",
+            Self::Approve(_) => "approve",
+        }
+    }
+
+    /// Whether the step runs on the experiment's cycler channel.
+    pub fn uses_channel(&self) -> bool {
+        matches!(
+            self,
+            Self::Formation(_) | Self::Cycle(_) | Self::CycleToEol(_)
+        )
+    }
+
+    /// The outputs the step offers to `${{ steps.<id>.outputs.<name> }}`.
+    pub fn outputs(&self) -> &'static [&'static str] {
+        match self {
+            Self::BuildCell(_) => &["cell_id"],
+            Self::Rest(_) | Self::Approve(_) => &[],
+            Self::Formation(_) => &["capacity_ah", "coulombic_efficiency"],
+            Self::Cycle(_) => &["cycles", "last_capacity_ah"],
+            Self::Predict(_) => &["cycle_life", "sigma"],
+            Self::CycleToEol(_) => &["cycle_life", "censored"],
+        }
+    }
+}
+
+impl StepSpec {
+    /// Every action key the step sets (valid steps set exactly one).
+    pub fn actions(&self) -> Vec<StepAction<'_>> {
+        let mut out = Vec::new();
+        if let Some(a) = &self.build_cell {
+            out.push(StepAction::BuildCell(a));
+        }
+        if let Some(a) = &self.rest {
+            out.push(StepAction::Rest(a));
+        }
+        if let Some(a) = &self.formation {
+            out.push(StepAction::Formation(a));
+        }
+        if let Some(a) = &self.cycle {
+            out.push(StepAction::Cycle(a));
+        }
+        if let Some(a) = &self.predict {
+            out.push(StepAction::Predict(a));
+        }
+        if let Some(a) = &self.cycle_to_eol {
+            out.push(StepAction::CycleToEol(a));
+        }
+        if let Some(a) = &self.approve {
+            out.push(StepAction::Approve(a));
+        }
+        out
+    }
+
+    /// The step's one action (validation guarantees there is exactly one).
+    pub fn action(&self) -> StepAction<'_> {
+        self.actions()[0]
+    }
+}
+
+/// A duration written as `<number><unit>` with unit `ms`, `s`, `m`, `h` or `d`, in seconds.
+pub fn parse_duration(text: &str) -> Result<f64, String> {
+    let text = text.trim();
+    let split = text
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(text.len());
+    let (number, unit) = text.split_at(split);
+    let value: f64 = number.parse().map_err(|_| {
+        format!("`{text}` is not a duration: expected e.g. `90s`, `30m`, `6h`, `2d`")
+    })?;
+    let scale = match unit {
+        "ms" => 0.001,
+        "s" => 1.0,
+        "m" => 60.0,
+        "h" => 3600.0,
+        "d" => 86_400.0,
+        _ => {
+            return Err(format!(
+                "`{text}` has no known unit: expected `ms`, `s`, `m`, `h` or `d`, e.g. `30m`"
+            ));
+        }
+    };
+    Ok(value * scale)
 }
 
 impl ChargeProtocolSpec {
@@ -287,32 +739,75 @@ impl ChargeProtocolSpec {
     }
 }
 
+impl FixedProtocolSpec {
+    /// The protocol in core terms.
+    pub fn to_protocol(&self) -> ChargeProtocol {
+        ChargeProtocol::equal_steps(
+            &self.c_rates,
+            self.soc_end,
+            CcCvFinish {
+                c_rate: self.finish.c_rate,
+                cv_voltage_v: self.finish.cv_voltage_v,
+            },
+        )
+    }
+}
+
 impl Workflow {
-    /// The charge-protocol space of the campaign.
-    pub fn protocol_space(&self) -> StepProtocolSpace {
+    /// The charge-protocol space of the campaign, if it searches protocols.
+    pub fn protocol_space(&self) -> Option<StepProtocolSpace> {
         match &self.campaign.search_space {
-            SearchSpaceSpec::ChargeProtocol(spec) => spec.to_space(),
+            SearchSpaceSpec::ChargeProtocol(spec) => Some(spec.to_space()),
+            SearchSpaceSpec::Formulation(_) => None,
         }
     }
 
-    /// Total channels over all instruments.
+    /// Total cycler channels over all instruments.
     pub fn total_channels(&self) -> u32 {
-        self.instruments.iter().map(|i| i.channels).sum()
+        self.instruments
+            .iter()
+            .filter(|i| i.kind == InstrumentKind::Cycler)
+            .map(|i| i.channels)
+            .sum()
     }
 
-    /// The cycling step (validation guarantees there is one).
+    /// The first cycling step (validation guarantees there is one).
     pub fn cycle_step(&self) -> Option<&CycleStep> {
-        self.experiment.steps.iter().find_map(|s| match s {
-            StepSpec::Cycle(c) => Some(c),
-            StepSpec::Predict(_) => None,
-        })
+        self.experiment.steps.iter().find_map(|s| s.cycle.as_ref())
     }
 
     /// The prediction step, if any.
     pub fn predict_step(&self) -> Option<&PredictStep> {
-        self.experiment.steps.iter().find_map(|s| match s {
-            StepSpec::Predict(p) => Some(p),
-            StepSpec::Cycle(_) => None,
-        })
+        self.experiment
+            .steps
+            .iter()
+            .find_map(|s| s.predict.as_ref())
+    }
+
+    /// Each step's id, in order.
+    pub fn step_ids(&self) -> Vec<String> {
+        self.experiment
+            .steps
+            .iter()
+            .map(|s| {
+                s.id.clone()
+                    .unwrap_or_else(|| s.actions().first().map_or("step", |a| a.key()).to_owned())
+            })
+            .collect()
+    }
+
+    /// Each step's needs by index, with the default (the step above) filled in.
+    pub fn step_needs(&self) -> Vec<Vec<String>> {
+        let ids = self.step_ids();
+        self.experiment
+            .steps
+            .iter()
+            .enumerate()
+            .map(|(i, s)| match &s.needs {
+                Some(needs) => needs.clone(),
+                None if i == 0 => Vec::new(),
+                None => vec![ids[i - 1].clone()],
+            })
+            .collect()
     }
 }

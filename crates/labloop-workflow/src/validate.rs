@@ -1,22 +1,46 @@
-//! Checks on a workflow that parsed: values in range, references that resolve, a search space that
-//! admits protocols, steps in a runnable order. Every problem is reported, not just the first.
+//! Checks on a workflow whose shape is right: values in range, names unique, references that
+//! resolve, a step graph without cycles, a search space that admits candidates, protocols within the
+//! instruments' safety limits. Every problem is reported, not just the first.
 
-use crate::diagnostic::Diagnostic;
+use crate::Source;
+use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::locate::locate;
-use crate::spec::{SearchSpaceSpec, StepSpec, Workflow};
-use std::collections::HashSet;
+use crate::refs::references;
+use crate::spec::{
+    DriverKind, InstrumentKind, SearchSpaceSpec, StepAction, TransportSpec, Workflow,
+    parse_duration,
+};
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+/// Fewest early cycles any prediction step accepts.
+pub const MIN_PREDICT_CYCLES: u32 = 20;
 
 struct Checker<'a> {
-    text: &'a str,
-    file: &'a str,
+    sources: &'a [Source],
     problems: Vec<Diagnostic>,
 }
 
 impl Checker<'_> {
     fn report(&mut self, path: &str, message: impl Into<String>) {
-        let (line, column) = locate(self.text, path);
+        let main = &self.sources[0];
+        let (line, column) = locate(&main.text, path);
         self.problems
-            .push(Diagnostic::new(self.file, line, column, path, message));
+            .push(Diagnostic::new(&main.file, line, column, path, message));
+    }
+
+    /// Reports on `instruments[i]...`, in the file that declared that instrument.
+    fn report_instrument(&mut self, i: usize, rest: &str, message: impl Into<String>) {
+        let source = self
+            .sources
+            .iter()
+            .rev()
+            .find(|s| i >= s.first_instrument)
+            .unwrap_or(&self.sources[0]);
+        let local = i - source.first_instrument;
+        let path = format!("instruments[{local}]{rest}");
+        let (line, column) = locate(&source.text, &path);
+        self.problems
+            .push(Diagnostic::new(&source.file, line, column, &path, message));
     }
 
     fn positive(&mut self, path: &str, value: f64) {
@@ -24,25 +48,45 @@ impl Checker<'_> {
             self.report(path, format!("expected a positive number, got {value}"));
         }
     }
+
+    fn duration(&mut self, path: &str, text: &str) -> Option<f64> {
+        match parse_duration(text) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                self.report(path, e);
+                None
+            }
+        }
+    }
 }
 
-pub(crate) fn validate(workflow: &Workflow, text: &str, file: &str) -> Vec<Diagnostic> {
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .chars()
+            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
+}
+
+pub(crate) fn validate(workflow: &Workflow, sources: &[Source]) -> Vec<Diagnostic> {
     let mut c = Checker {
-        text,
-        file,
+        sources,
         problems: Vec::new(),
     };
     let name = &workflow.campaign.name;
-    if name.is_empty()
-        || !name
-            .chars()
-            .all(|ch| ch.is_ascii_alphanumeric() || ch == '-' || ch == '_')
-    {
+    if !valid_name(name) {
         c.report(
             "campaign.name",
             format!("`{name}` is not a valid name: use letters, digits, `-` and `_`"),
         );
     }
+    check_space(&mut c, workflow);
+    check_optimizer_and_stopping(&mut c, workflow);
+    check_instruments(&mut c, workflow);
+    check_steps(&mut c, workflow);
+    c.problems
+}
+
+fn check_space(c: &mut Checker<'_>, workflow: &Workflow) {
     match &workflow.campaign.search_space {
         SearchSpaceSpec::ChargeProtocol(spec) => {
             let base = "campaign.search_space.charge_protocol";
@@ -61,7 +105,7 @@ pub(crate) fn validate(workflow: &Workflow, text: &str, file: &str) -> Vec<Diagn
                     base,
                     "this template admits no valid protocol: no combination of the free steps leaves a last step within last_step's bounds in the charge time",
                 ),
-                Ok(()) => {}
+                Ok(()) => check_protocol_safety(c, workflow, &space),
             }
             let bounds = spec.last_step;
             if bounds.min_c_rate > bounds.max_c_rate {
@@ -73,22 +117,156 @@ pub(crate) fn validate(workflow: &Workflow, text: &str, file: &str) -> Vec<Diagn
                     ),
                 );
             }
+            let steps = spec.soc_breakpoints.len().saturating_sub(1);
             for (i, ex) in spec.exclude.iter().enumerate() {
-                if ex.len() != spec.soc_breakpoints.len().saturating_sub(1) {
+                if ex.len() != steps {
                     c.report(
                         &format!("{base}.exclude[{i}]"),
-                        format!(
-                            "expected one C-rate per step ({}), got {}",
-                            spec.soc_breakpoints.len().saturating_sub(1),
-                            ex.len()
-                        ),
+                        format!("expected one C-rate per step ({steps}), got {}", ex.len()),
                     );
                 }
             }
             c.positive(&format!("{base}.finish.c_rate"), spec.finish.c_rate);
         }
+        SearchSpaceSpec::Formulation(spec) => {
+            let base = "campaign.search_space.formulation";
+            c.positive(&format!("{base}.total"), spec.total);
+            if spec.components.len() < 2 {
+                c.report(
+                    &format!("{base}.components"),
+                    format!(
+                        "a mixture needs at least 2 components, got {}",
+                        spec.components.len()
+                    ),
+                );
+            }
+            let mut names = HashSet::new();
+            for (i, comp) in spec.components.iter().enumerate() {
+                let path = format!("{base}.components[{i}]");
+                if !names.insert(comp.name.as_str()) {
+                    c.report(
+                        &format!("{path}.name"),
+                        format!("component `{}` is listed twice", comp.name),
+                    );
+                }
+                if !(comp.min >= 0.0 && comp.min <= comp.max && comp.max <= spec.total) {
+                    c.report(
+                        &path,
+                        format!(
+                            "expected 0 ≤ min ≤ max ≤ total ({}), got min {} and max {}",
+                            spec.total, comp.min, comp.max
+                        ),
+                    );
+                }
+            }
+            let low: f64 = spec.components.iter().map(|x| x.min).sum();
+            let high: f64 = spec.components.iter().map(|x| x.max).sum();
+            if spec.components.len() >= 2 && (low > spec.total + 1e-9 || high < spec.total - 1e-9) {
+                c.report(
+                    &format!("{base}.components"),
+                    format!(
+                        "no mixture fits: the minimums sum to {low} and the maximums to {high}, but the fractions must sum to {}",
+                        spec.total
+                    ),
+                );
+            }
+            for (i, p) in spec.parameters.iter().enumerate() {
+                let path = format!("{base}.parameters[{i}]");
+                if !names.insert(p.name.as_str()) {
+                    c.report(
+                        &format!("{path}.name"),
+                        format!("`{}` is named twice", p.name),
+                    );
+                }
+                let kinds = usize::from(p.continuous.is_some())
+                    + usize::from(p.integer.is_some())
+                    + usize::from(p.categorical.is_some());
+                if kinds != 1 {
+                    c.report(
+                        &path,
+                        format!("expected exactly one of `continuous`, `integer`, `categorical`, got {kinds}"),
+                    );
+                }
+                if let Some(r) = p.continuous
+                    && !(r.min.is_finite() && r.max.is_finite() && r.min < r.max)
+                {
+                    c.report(
+                        &format!("{path}.continuous"),
+                        format!("expected min < max, got {} and {}", r.min, r.max),
+                    );
+                }
+                if let Some(r) = p.integer
+                    && r.min > r.max
+                {
+                    c.report(
+                        &format!("{path}.integer"),
+                        format!("expected min ≤ max, got {} and {}", r.min, r.max),
+                    );
+                }
+                if let Some(choices) = &p.categorical {
+                    let unique: HashSet<_> = choices.iter().collect();
+                    if choices.is_empty() || unique.len() != choices.len() {
+                        c.report(
+                            &format!("{path}.categorical"),
+                            "expected a list of distinct choices",
+                        );
+                    }
+                }
+            }
+            if spec.candidates == 0 {
+                c.report(
+                    &format!("{base}.candidates"),
+                    "expected at least 1 candidate",
+                );
+            }
+        }
     }
+}
 
+/// Every protocol the campaign may run must stay within every cycler's limits.
+fn check_protocol_safety(
+    c: &mut Checker<'_>,
+    workflow: &Workflow,
+    space: &labloop_core::StepProtocolSpace,
+) {
+    let protocols = space.enumerate();
+    let highest = protocols
+        .iter()
+        .flat_map(|p| p.c_rates())
+        .fold(0.0_f64, f64::max);
+    for (i, inst) in workflow.instruments.iter().enumerate() {
+        if inst.kind != InstrumentKind::Cycler {
+            continue;
+        }
+        if highest > inst.safety.max_c_rate {
+            let over = protocols
+                .iter()
+                .filter(|p| p.c_rates().iter().any(|r| *r > inst.safety.max_c_rate))
+                .count();
+            c.report_instrument(
+                i,
+                ".safety.max_c_rate",
+                format!(
+                    "{over} of {} protocols in the search space charge faster than this limit ({} C; the fastest asks {highest} C): raise the limit or narrow free_steps",
+                    protocols.len(),
+                    inst.safety.max_c_rate
+                ),
+            );
+        }
+        if space.finish.cv_voltage_v > inst.safety.max_voltage_v {
+            c.report_instrument(
+                i,
+                ".safety.max_voltage_v",
+                format!(
+                    "the protocols hold {} V, above this limit ({} V)",
+                    space.finish.cv_voltage_v, inst.safety.max_voltage_v
+                ),
+            );
+        }
+    }
+}
+
+fn check_optimizer_and_stopping(c: &mut Checker<'_>, workflow: &Workflow) {
     let opt = &workflow.optimizer;
     if opt.batch_size == 0 {
         c.report(
@@ -105,59 +283,512 @@ pub(crate) fn validate(workflow: &Workflow, text: &str, file: &str) -> Vec<Diagn
     if opt.restarts == 0 {
         c.report("optimizer.restarts", "expected at least 1 start");
     }
-    if workflow.stopping.max_rounds == 0 {
+    let stop = &workflow.stopping;
+    if stop.max_rounds == 0 {
         c.report("stopping.max_rounds", "expected at least 1 round");
     }
-    if workflow.stopping.max_cells == Some(0) {
+    if stop.max_cells == Some(0) {
         c.report("stopping.max_cells", "expected at least 1 cell");
     }
+    if let Some(days) = stop.max_days {
+        c.positive("stopping.max_days", days);
+    }
+    if let Some(p) = stop.best_probability
+        && !(p > 0.0 && p < 1.0)
+    {
+        c.report(
+            "stopping.best_probability",
+            format!("expected a probability between 0 and 1 (exclusive), got {p}"),
+        );
+    }
+}
 
+fn check_instruments(c: &mut Checker<'_>, workflow: &Workflow) {
+    if !workflow.instruments.is_empty()
+        && workflow
+            .instruments
+            .iter()
+            .all(|i| i.kind != InstrumentKind::Cycler)
+    {
+        c.report(
+            "instruments",
+            "expected at least one cycler (`kind: cycler`, the default)",
+        );
+    }
     if workflow.instruments.is_empty() {
         c.report("instruments", "expected at least one instrument");
     }
     let mut names = HashSet::new();
     for (i, inst) in workflow.instruments.iter().enumerate() {
+        if !valid_name(&inst.name) {
+            c.report_instrument(
+                i,
+                ".name",
+                format!(
+                    "`{}` is not a valid name: use letters, digits, `-` and `_`",
+                    inst.name
+                ),
+            );
+        }
         if !names.insert(inst.name.as_str()) {
-            c.report(
-                &format!("instruments[{i}].name"),
+            c.report_instrument(
+                i,
+                ".name",
                 format!("instrument `{}` is declared twice", inst.name),
             );
         }
         if inst.channels == 0 {
-            c.report(
-                &format!("instruments[{i}].channels"),
-                "expected at least 1 channel",
+            c.report_instrument(i, ".channels", "expected at least 1 channel");
+        }
+        if !(inst.clock_acceleration.is_finite() && inst.clock_acceleration > 0.0) {
+            c.report_instrument(
+                i,
+                ".clock_acceleration",
+                format!(
+                    "expected a positive number, got {}",
+                    inst.clock_acceleration
+                ),
             );
         }
-        c.positive(
-            &format!("instruments[{i}].clock_acceleration"),
-            inst.clock_acceleration,
-        );
-    }
-
-    let steps = &workflow.experiment.steps;
-    let mut cycles_before: Option<u32> = None;
-    for (i, step) in steps.iter().enumerate() {
-        match step {
-            StepSpec::Cycle(cycle) => {
-                if cycle.cycles == 0 {
-                    c.report(&format!("experiment.steps[{i}].cycle.cycles"), "expected at least 1 cycle");
-                }
-                c.positive(&format!("experiment.steps[{i}].cycle.discharge_c_rate"), cycle.discharge_c_rate);
-                cycles_before = Some(cycles_before.unwrap_or(0) + cycle.cycles);
+        match (inst.driver, &inst.transport) {
+            (DriverKind::Sim, Some(_)) => c.report_instrument(
+                i,
+                ".transport",
+                "the `sim` driver runs in-process and takes no transport",
+            ),
+            (DriverKind::Serial, Some(TransportSpec::Serial { .. }))
+            | (DriverKind::Mqtt, Some(TransportSpec::Mqtt { .. }))
+            | (DriverKind::Sim, None) => {}
+            (driver, _) => {
+                let wanted = if driver == DriverKind::Serial {
+                    "`transport: {serial: {port: /dev/ttyUSB0, baud: 115200}}`"
+                } else {
+                    "`transport: {mqtt: {broker: mqtt://host:1883, topic_prefix: labloop/lab/name}}`"
+                };
+                c.report_instrument(i, ".transport", format!("this driver needs {wanted}"));
             }
-            StepSpec::Predict(_) => match cycles_before {
-                None => c.report(&format!("experiment.steps[{i}]"), "`predict` needs a `cycle` step before it"),
-                Some(n) if n < 20 => c.report(&format!("experiment.steps[{i}]"), format!("`predict` needs at least 20 early cycles before it, the steps before run {n}")),
-                Some(_) => {}
-            },
+        }
+        if let Some(TransportSpec::Mqtt { broker, .. }) = &inst.transport
+            && !(broker.starts_with("mqtt://") || broker.starts_with("mqtts://"))
+        {
+            c.report_instrument(
+                i,
+                ".transport.mqtt.broker",
+                format!("expected `mqtt://host:port`, got `{broker}`"),
+            );
+        }
+        let s = inst.safety;
+        for (field, value) in [
+            ("max_c_rate", s.max_c_rate),
+            ("max_voltage_v", s.max_voltage_v),
+            ("max_temperature_c", s.max_temperature_c),
+        ] {
+            if !(value.is_finite() && value > 0.0) {
+                c.report_instrument(
+                    i,
+                    &format!(".safety.{field}"),
+                    format!("expected a positive number, got {value}"),
+                );
+            }
         }
     }
-    if cycles_before.is_none() {
+}
+
+fn check_steps(c: &mut Checker<'_>, workflow: &Workflow) {
+    let steps = &workflow.experiment.steps;
+    if steps.is_empty() {
+        c.report("experiment.steps", "expected at least one step");
+        return;
+    }
+    let ids = workflow.step_ids();
+    let needs = workflow.step_needs();
+    let index: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let instruments: HashMap<&str, InstrumentKind> = workflow
+        .instruments
+        .iter()
+        .map(|i| (i.name.as_str(), i.kind))
+        .collect();
+    let mut seen = HashSet::new();
+    for (i, step) in steps.iter().enumerate() {
+        let path = format!("experiment.steps[{i}]");
+        let actions = step.actions();
+        if actions.len() != 1 {
+            let keys: Vec<&str> = actions.iter().map(StepAction::key).collect();
+            c.report(
+                &path,
+                format!(
+                    "a step needs exactly one action (`build_cell`, `rest`, `formation`, `cycle`, `predict`, `cycle_to_eol`, `approve`), got {}",
+                    if keys.is_empty() { "none".to_owned() } else { keys.join(", ") }
+                ),
+            );
+            continue;
+        }
+        if !valid_name(&ids[i]) {
+            c.report(
+                &format!("{path}.id"),
+                format!(
+                    "`{}` is not a valid step id: use letters, digits, `-` and `_`",
+                    ids[i]
+                ),
+            );
+        }
+        if !seen.insert(ids[i].as_str()) {
+            let place = if step.id.is_some() {
+                format!("{path}.id")
+            } else {
+                path.clone()
+            };
+            c.report(
+                &place,
+                format!("step id `{}` is used twice; give the step an `id:`", ids[i]),
+            );
+        }
+        for (j, need) in needs[i].iter().enumerate() {
+            if !index.contains_key(need.as_str()) {
+                let mut message = format!("`{need}` is not a step");
+                if let Some(hint) = did_you_mean(need, ids.iter()) {
+                    message.push_str(&format!("; did you mean `{hint}`?"));
+                }
+                c.report(&format!("{path}.needs[{j}]"), message);
+            } else if need == &ids[i] {
+                c.report(&format!("{path}.needs[{j}]"), "a step cannot need itself");
+            }
+        }
+        if let Some(t) = &step.timeout
+            && let Some(s) = c.duration(&format!("{path}.timeout"), t)
+            && s <= 0.0
+        {
+            c.report(&format!("{path}.timeout"), "expected a timeout above zero");
+        }
+        c.duration(&format!("{path}.backoff"), &step.backoff);
+        for (j, r) in step.resources.iter().enumerate() {
+            if !instruments.contains_key(r.as_str()) {
+                let mut message = format!("`{r}` is not an instrument; resources name instruments");
+                if let Some(hint) = did_you_mean(r, instruments.keys()) {
+                    message.push_str(&format!("; did you mean `{hint}`?"));
+                }
+                c.report(&format!("{path}.resources[{j}]"), message);
+            }
+        }
+        check_action(c, workflow, &path, actions[0], &instruments);
+    }
+    if !c.problems.is_empty() {
+        return;
+    }
+    let order = match topological_order(&ids, &needs) {
+        Ok(order) => order,
+        Err(cycle) => {
+            let first = index[cycle[0].as_str()];
+            c.report(
+                &format!("experiment.steps[{first}].needs"),
+                format!("the steps form a cycle: {}", cycle.join(" → ")),
+            );
+            return;
+        }
+    };
+    check_flow(c, workflow, &ids, &needs, &order);
+}
+
+fn check_action(
+    c: &mut Checker<'_>,
+    workflow: &Workflow,
+    path: &str,
+    action: StepAction<'_>,
+    instruments: &HashMap<&str, InstrumentKind>,
+) {
+    let key = action.key();
+    let here = format!("{path}.{key}");
+    match action {
+        StepAction::BuildCell(b) => {
+            match instruments.get(b.robot.as_str()) {
+                Some(InstrumentKind::CellBuilder) => {}
+                Some(_) => c.report(
+                    &format!("{here}.robot"),
+                    format!("`{}` is a cycler, not a cell builder", b.robot),
+                ),
+                None => {
+                    let mut message = format!("`{}` is not an instrument", b.robot);
+                    if let Some(hint) = did_you_mean(&b.robot, instruments.keys()) {
+                        message.push_str(&format!("; did you mean `{hint}`?"));
+                    }
+                    c.report(&format!("{here}.robot"), message);
+                }
+            }
+            c.positive(&format!("{here}.electrolyte_ul"), b.electrolyte_ul);
+        }
+        StepAction::Rest(r) => {
+            c.duration(&format!("{here}.duration"), &r.duration);
+        }
+        StepAction::Formation(f) => {
+            if f.cycles == 0 {
+                c.report(&format!("{here}.cycles"), "expected at least 1 cycle");
+            }
+            c.positive(&format!("{here}.c_rate"), f.c_rate);
+        }
+        StepAction::Cycle(cycle) => {
+            if cycle.cycles == 0 {
+                c.report(&format!("{here}.cycles"), "expected at least 1 cycle");
+            }
+            c.positive(&format!("{here}.discharge_c_rate"), cycle.discharge_c_rate);
+            match (&workflow.campaign.search_space, &cycle.protocol) {
+                (SearchSpaceSpec::ChargeProtocol(_), Some(_)) => c.report(
+                    &format!("{here}.protocol"),
+                    "the search space chooses the charge protocol; remove `protocol` here",
+                ),
+                (SearchSpaceSpec::Formulation(_), None) => c.report(
+                    &here,
+                    "a formulation campaign cycles with a fixed protocol: add `protocol: {c_rates: [...], finish: {c_rate: 1, cv_voltage_v: 3.6}}`",
+                ),
+                (_, Some(p)) => {
+                    if p.c_rates.is_empty() || p.c_rates.iter().any(|r| !(r.is_finite() && *r > 0.0)) {
+                        c.report(&format!("{here}.protocol.c_rates"), "expected one or more positive C-rates");
+                    }
+                    if !(p.soc_end > 0.0 && p.soc_end <= 1.0) {
+                        c.report(&format!("{here}.protocol.soc_end"), format!("expected a SOC in (0, 1], got {}", p.soc_end));
+                    }
+                }
+                _ => {}
+            }
+        }
+        StepAction::Predict(p) => {
+            if p.model.trim().is_empty() {
+                c.report(&format!("{here}.model"), "expected a model name or file");
+            }
+        }
+        StepAction::CycleToEol(e) => {
+            if !(e.end_fraction > 0.0 && e.end_fraction < 1.0) {
+                c.report(
+                    &format!("{here}.end_fraction"),
+                    format!(
+                        "expected a fraction between 0 and 1, got {}",
+                        e.end_fraction
+                    ),
+                );
+            }
+        }
+        StepAction::Approve(a) => {
+            if let Err(e) = references(&a.message) {
+                c.report(&format!("{here}.message"), e);
+            }
+        }
+    }
+}
+
+/// Kahn's order of the steps; `Err` holds one cycle of ids.
+fn topological_order(ids: &[String], needs: &[Vec<String>]) -> Result<Vec<usize>, Vec<String>> {
+    let index: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    let mut remaining: Vec<usize> = needs.iter().map(Vec::len).collect();
+    let mut order = Vec::new();
+    let mut ready: Vec<usize> = (0..ids.len()).filter(|&i| remaining[i] == 0).collect();
+    while let Some(i) = ready.pop() {
+        order.push(i);
+        for (j, n) in needs.iter().enumerate() {
+            for need in n {
+                if need == &ids[i] {
+                    remaining[j] -= 1;
+                    if remaining[j] == 0 {
+                        ready.push(j);
+                    }
+                }
+            }
+        }
+    }
+    if order.len() == ids.len() {
+        return Ok(order);
+    }
+    // Walk needs from a step left over until one repeats: that is a cycle.
+    let mut at = (0..ids.len())
+        .find(|&i| remaining[i] > 0)
+        .expect("a step is left");
+    let mut path: Vec<usize> = Vec::new();
+    while !path.contains(&at) {
+        path.push(at);
+        at = needs[at]
+            .iter()
+            .filter_map(|n| index.get(n.as_str()).copied())
+            .find(|&j| remaining[j] > 0)
+            .expect("a step in a cycle needs another");
+    }
+    let from = path.iter().position(|&p| p == at).expect("repeats");
+    let mut cycle: Vec<String> = path[from..].iter().map(|&i| ids[i].clone()).collect();
+    cycle.reverse();
+    cycle.push(cycle[0].clone());
+    Err(cycle)
+}
+
+/// What each step can rely on from the steps before it.
+fn check_flow(
+    c: &mut Checker<'_>,
+    workflow: &Workflow,
+    ids: &[String],
+    needs: &[Vec<String>],
+    order: &[usize],
+) {
+    let steps = &workflow.experiment.steps;
+    let index: HashMap<&str, usize> = ids
+        .iter()
+        .enumerate()
+        .map(|(i, id)| (id.as_str(), i))
+        .collect();
+    // Ancestors of each step, in topological order.
+    let mut ancestors: Vec<HashSet<usize>> = vec![HashSet::new(); steps.len()];
+    for &i in order {
+        let mut set = HashSet::new();
+        for need in &needs[i] {
+            let j = index[need.as_str()];
+            set.insert(j);
+            set.extend(ancestors[j].iter().copied());
+        }
+        ancestors[i] = set;
+    }
+    let builds: Vec<usize> = (0..steps.len())
+        .filter(|&i| matches!(steps[i].action(), StepAction::BuildCell(_)))
+        .collect();
+    let mut cycles = 0;
+    let mut objective = 0;
+    let mut channel_steps: Vec<usize> = Vec::new();
+    for (i, step) in steps.iter().enumerate() {
+        let path = format!("experiment.steps[{i}]");
+        let action = step.action();
+        let early: u32 = ancestors[i]
+            .iter()
+            .filter_map(|&j| steps[j].cycle.as_ref().map(|c| c.cycles))
+            .sum();
+        if action.uses_channel() {
+            channel_steps.push(i);
+            if let Some(&b) = builds.first()
+                && !ancestors[i].contains(&b)
+            {
+                c.report(
+                    &path,
+                    format!(
+                        "`{}` runs on a cell that step `{}` builds: add it to `needs`",
+                        ids[i], ids[b]
+                    ),
+                );
+            }
+        }
+        match action {
+            StepAction::Cycle(_) => cycles += 1,
+            StepAction::Predict(_) => {
+                objective += 1;
+                if early == 0 {
+                    c.report(&path, "`predict` needs a `cycle` step before it");
+                } else if early < MIN_PREDICT_CYCLES {
+                    c.report(
+                        &path,
+                        format!("`predict` needs at least {MIN_PREDICT_CYCLES} early cycles before it, the steps before run {early}"),
+                    );
+                }
+            }
+            StepAction::CycleToEol(e) => {
+                objective += 1;
+                if early == 0 {
+                    c.report(
+                        &path,
+                        "`cycle_to_eol` goes on from a `cycle` step: add one to `needs`",
+                    );
+                } else if e.max_cycles <= early {
+                    c.report(
+                        &format!("{path}.cycle_to_eol.max_cycles"),
+                        format!(
+                            "expected more than the {early} cycles run before it, got {}",
+                            e.max_cycles
+                        ),
+                    );
+                }
+            }
+            StepAction::BuildCell(_) if builds.len() > 1 => {
+                c.report(
+                    &path,
+                    "an experiment builds one cell: only one `build_cell` step",
+                );
+            }
+            _ => {}
+        }
+        // Runtime references must name an earlier step and one of its outputs.
+        if let StepAction::Approve(a) = action {
+            for r in references(&a.message).unwrap_or_default() {
+                let parts: Vec<&str> = r.expr.split('.').collect();
+                let ok = match parts.as_slice() {
+                    ["steps", id, "outputs", output] => match index.get(id) {
+                        Some(&j) if ancestors[i].contains(&j) => {
+                            if steps[j].action().outputs().contains(output) {
+                                true
+                            } else {
+                                c.report(
+                                    &format!("{path}.approve.message"),
+                                    format!(
+                                        "step `{id}` has no output `{output}`; it offers: {}",
+                                        steps[j].action().outputs().join(", ")
+                                    ),
+                                );
+                                continue;
+                            }
+                        }
+                        Some(_) => {
+                            c.report(
+                                &format!("{path}.approve.message"),
+                                format!("`{}` refers to step `{id}`, which does not run before this one: add it to `needs`", r.expr),
+                            );
+                            continue;
+                        }
+                        None => false,
+                    },
+                    _ => false,
+                };
+                if !ok {
+                    c.report(
+                        &format!("{path}.approve.message"),
+                        format!("unknown reference `{}`; expected `steps.<id>.outputs.<name>` of an earlier step", r.expr),
+                    );
+                }
+            }
+        }
+    }
+    // Steps on the channel hold it one after another, never two at once.
+    for (a, &i) in channel_steps.iter().enumerate() {
+        for &j in &channel_steps[a + 1..] {
+            if !ancestors[j].contains(&i) && !ancestors[i].contains(&j) {
+                c.report(
+                    &format!("experiment.steps[{j}]"),
+                    format!(
+                        "`{}` and `{}` both use the cell's channel: one must `need` the other",
+                        ids[i], ids[j]
+                    ),
+                );
+            }
+        }
+    }
+    if cycles == 0 {
         c.report(
             "experiment.steps",
             "expected a `cycle` step: an experiment must cycle its cell",
         );
     }
-    c.problems
+    if objective == 0 {
+        c.report(
+            "experiment.steps",
+            "expected a `predict` or `cycle_to_eol` step: something must yield the objective",
+        );
+    }
+    let predicts = steps.iter().filter(|s| s.predict.is_some()).count();
+    let eols = steps.iter().filter(|s| s.cycle_to_eol.is_some()).count();
+    if predicts > 1 || eols > 1 {
+        let mut counts = BTreeMap::new();
+        counts.insert("predict", predicts);
+        counts.insert("cycle_to_eol", eols);
+        c.report(
+            "experiment.steps",
+            format!("expected at most one `predict` and one `cycle_to_eol` step, got {counts:?}"),
+        );
+    }
 }

@@ -135,7 +135,9 @@ pub fn optimize(args: &BenchArgs) -> Result<()> {
                 .join("\n")
         )
     })?;
-    let space = workflow.protocol_space();
+    let space = workflow
+        .protocol_space()
+        .ok_or_else(|| anyhow::anyhow!("bench optimize replays charge-protocol campaigns only"))?;
     let protocols: Vec<ChargeProtocol> = space.enumerate();
     let inputs: Vec<Vec<f64>> = protocols.iter().map(ChargeProtocol::c_rates).collect();
     let free: Vec<Vec<f64>> = inputs

@@ -1,15 +1,14 @@
 //! The subcommands: each wires library crates together and prints.
 
 use anyhow::{Context, Result, bail};
-use labloop_drivers::Cycler;
-use labloop_engine::{CampaignResult, CampaignRunner, resolve_model};
+use labloop_engine::{CampaignResult, CampaignRunner, Instruments, resolve_model};
 use labloop_predict::Predictor;
 use labloop_predict::train::{
     DISCHARGE_FEATURES, TrainOptions, VARIANCE_FEATURES, evaluate, fit_elastic_net,
 };
-use labloop_sim::{SimClock, SimCycler, expected_life};
+use labloop_sim::{SimCellBuilder, SimClock, SimCycler, expected_life};
 use labloop_store::Store;
-use labloop_workflow::{Diagnostic, DriverKind, Workflow};
+use labloop_workflow::{Diagnostic, DriverKind, InstrumentKind, Workflow};
 use serde::Serialize;
 use std::path::Path;
 use std::process::ExitCode;
@@ -95,48 +94,143 @@ pub fn run(path: &Path, overrides: Overrides, json: bool, top: usize) -> Result<
     let store_url = store
         .or_else(|| workflow.store.url.clone())
         .unwrap_or_else(|| format!("sqlite://labloop-data/{}.sqlite", workflow.campaign.name));
-    let model_name = workflow
-        .predict_step()
-        .map(|p| p.model.clone())
-        .unwrap_or_default();
-    let model = resolve_model(&model_name)?;
+    // The workflow as run (overrides applied) is what the store keeps, so a resume runs the same.
+    let recorded = if rounds.is_some() || seed.is_some() {
+        // Through JSON, so enums stay one-key maps (the file's own form), not YAML tags.
+        yaml_serde::to_string(&serde_json::to_value(&workflow)?)
+            .context("recording the workflow")?
+    } else {
+        text.clone()
+    };
+    execute(workflow, recorded, &store_url, None, json, top)
+}
 
+/// Continues a campaign recorded in a store.
+pub fn resume(campaign: &str, store_url: &str, json: bool, top: usize) -> Result<ExitCode> {
+    let rt = runtime()?;
+    let row = rt.block_on(async {
+        let store = Store::connect(store_url).await?;
+        let row = store.campaign(campaign).await?;
+        store.close().await;
+        anyhow::Ok(row)
+    })?;
+    drop(rt);
+    let Some(row) = row else {
+        bail!(
+            "no campaign `{campaign}` in {}; `labloop status --store ...` lists them",
+            labloop_store::redact(store_url)
+        );
+    };
+    let (workflow, problems) =
+        labloop_workflow::parse(&row.workflow_yaml, &format!("{campaign} (stored workflow)"));
+    let workflow = match workflow {
+        Some(w) if problems.is_empty() => w,
+        _ => {
+            print_diagnostics(&problems);
+            return Ok(ExitCode::from(2));
+        }
+    };
+    execute(
+        workflow,
+        row.workflow_yaml,
+        store_url,
+        Some(campaign.to_owned()),
+        json,
+        top,
+    )
+}
+
+/// The journal a simulated instrument keeps beside the store, so it outlives this process.
+fn sim_journal(store_url: &str, campaign: &str, instrument: &str) -> std::path::PathBuf {
+    let base = store_url
+        .strip_prefix("sqlite://")
+        .map(|p| p.split('?').next().unwrap_or(p).to_owned())
+        .unwrap_or_else(|| "labloop-data/sim".to_owned());
+    std::path::PathBuf::from(format!("{base}.{campaign}.{instrument}.sim.jsonl"))
+}
+
+fn instruments(workflow: &Workflow, store_url: &str) -> Result<(Instruments, Vec<SimCycler>)> {
     let mut sims = Vec::new();
-    let cyclers: Vec<Arc<dyn Cycler>> = workflow
-        .instruments
-        .iter()
-        .map(|inst| match inst.driver {
-            DriverKind::Sim => {
-                let sim = SimCycler::new(
+    let mut out = Instruments::default();
+    for inst in &workflow.instruments {
+        let clock = SimClock {
+            acceleration: inst.clock_acceleration,
+        };
+        match (inst.driver, inst.kind) {
+            (DriverKind::Sim, InstrumentKind::Cycler) => {
+                let journal = sim_journal(store_url, &workflow.campaign.name, &inst.name);
+                let sim = SimCycler::with_journal(
                     &inst.name,
                     inst.channels,
-                    SimClock {
-                        acceleration: inst.clock_acceleration,
-                    },
+                    clock,
                     workflow.campaign.seed,
-                );
+                    &journal,
+                )
+                .with_context(|| format!("opening {}", journal.display()))?;
                 sims.push(sim.clone());
-                Arc::new(sim) as Arc<dyn Cycler>
+                out.cyclers.push(Arc::new(sim));
             }
-        })
-        .collect();
+            (DriverKind::Sim, InstrumentKind::CellBuilder) => out.builders.push(Arc::new(
+                SimCellBuilder::new(&inst.name, inst.channels, clock),
+            )),
+            (driver, _) => bail!(
+                "instrument `{}`: the {driver:?} driver is not in this build yet; only `sim` instruments run",
+                inst.name
+            ),
+        }
+    }
+    Ok((out, sims))
+}
 
+fn execute(
+    workflow: Workflow,
+    text: String,
+    store_url: &str,
+    resume: Option<String>,
+    json: bool,
+    top: usize,
+) -> Result<ExitCode> {
+    let model_name = workflow
+        .predict_step()
+        .map_or("severson-variance".to_owned(), |p| p.model.clone());
+    let model = resolve_model(&model_name)?;
     let rt = runtime()?;
-    let (result, predictions) = rt.block_on(async {
-        let store = Store::connect(&store_url).await?;
+    // Simulated instruments resume their journals' tests, so they start inside the runtime.
+    let (instruments, sims) = rt.block_on(async { instruments(&workflow, store_url) })?;
+    let outcome = rt.block_on(async {
+        let store = Store::connect(store_url).await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let progress = tokio::spawn(crate::progress::show(rx, !json));
+        let (pause_tx, pause_rx) = tokio::sync::watch::channel(false);
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                eprintln!("\npausing: running tests go on; Ctrl-C again to quit at once");
+                let _ = pause_tx.send(true);
+                if tokio::signal::ctrl_c().await.is_ok() {
+                    std::process::exit(130);
+                }
+            }
+        });
         let runner = CampaignRunner::new(
             workflow.clone(),
             text.clone(),
             store.clone(),
-            cyclers,
+            instruments,
             Arc::new(model),
         )
-        .with_events(tx);
-        let result = runner.run().await;
+        .with_events(tx)
+        .with_pause(pause_rx);
+        let result = match &resume {
+            Some(campaign) => runner.resume(campaign).await,
+            None => runner.run().await,
+        };
         let _ = progress.await;
-        let result = result?;
+        let result = match result {
+            Err(labloop_engine::EngineError::Paused { campaign, reason }) => {
+                return anyhow::Ok(Err((campaign, reason)));
+            }
+            other => other?,
+        };
         // (cell id, predicted life) of every predicted experiment, to score against the simulator.
         let cells: std::collections::HashMap<String, String> = store
             .experiments(&result.campaign)
@@ -154,44 +248,59 @@ pub fn run(path: &Path, overrides: Overrides, json: bool, top: usize) -> Result<
                     .map(|c| (c.clone(), o.prediction.cycle_life))
             })
             .collect();
-        anyhow::Ok((result, predictions))
+        anyhow::Ok(Ok((result, predictions)))
     })?;
-
-    let truth = (!sims.is_empty() && sims.len() == workflow.instruments.len()).then(|| {
-        let space = workflow.protocol_space().enumerate();
-        let recommended = &result.ranking[0];
-        let recommended_true_life = expected_life(&space[recommended.candidate_index]);
-        let cell_lives: std::collections::HashMap<String, f64> = sims
-            .iter()
-            .flat_map(SimCycler::cells)
-            .map(|c| (c.cell_id, c.life))
-            .collect();
-        let errors: Vec<(f64, f64)> = predictions
-            .iter()
-            .filter_map(|(cell, p)| cell_lives.get(cell).map(|life| (p - life, *life)))
-            .collect();
-        let n = errors.len().max(1) as f64;
-        let prediction_rmse_cycles = (errors.iter().map(|(e, _)| e * e).sum::<f64>() / n).sqrt();
-        let prediction_mape_percent =
-            100.0 * errors.iter().map(|(e, l)| (e / l).abs()).sum::<f64>() / n;
-        let mut lives: Vec<(f64, String)> = space
-            .iter()
-            .map(|p| (expected_life(p), p.to_string()))
-            .collect();
-        lives.sort_by(|a, b| b.0.total_cmp(&a.0));
-        SimulatorTruth {
-            recommended_true_life,
-            recommended_true_rank: 1 + lives
-                .iter()
-                .filter(|(l, _)| *l > recommended_true_life)
-                .count(),
-            best_protocol: lives[0].1.clone(),
-            best_true_life: lives[0].0,
-            candidates: lives.len(),
-            prediction_rmse_cycles,
-            prediction_mape_percent,
+    let (result, predictions) = match outcome {
+        Ok(done) => done,
+        Err((campaign, reason)) => {
+            eprintln!(
+                "campaign {campaign} paused ({reason}); `labloop resume {campaign} --store {}` continues it",
+                labloop_store::redact(store_url)
+            );
+            return Ok(ExitCode::from(3));
         }
-    });
+    };
+    let store_url = store_url.to_owned();
+
+    let space = workflow.protocol_space().map(|s| s.enumerate());
+    let truth = (!sims.is_empty() && sims.len() == workflow.instruments.len())
+        .then_some(())
+        .and(space)
+        .map(|space| {
+            let recommended = &result.ranking[0];
+            let recommended_true_life = expected_life(&space[recommended.candidate_index]);
+            let cell_lives: std::collections::HashMap<String, f64> = sims
+                .iter()
+                .flat_map(SimCycler::cells)
+                .map(|c| (c.cell_id, c.life))
+                .collect();
+            let errors: Vec<(f64, f64)> = predictions
+                .iter()
+                .filter_map(|(cell, p)| cell_lives.get(cell).map(|life| (p - life, *life)))
+                .collect();
+            let n = errors.len().max(1) as f64;
+            let prediction_rmse_cycles =
+                (errors.iter().map(|(e, _)| e * e).sum::<f64>() / n).sqrt();
+            let prediction_mape_percent =
+                100.0 * errors.iter().map(|(e, l)| (e / l).abs()).sum::<f64>() / n;
+            let mut lives: Vec<(f64, String)> = space
+                .iter()
+                .map(|p| (expected_life(p), p.to_string()))
+                .collect();
+            lives.sort_by(|a, b| b.0.total_cmp(&a.0));
+            SimulatorTruth {
+                recommended_true_life,
+                recommended_true_rank: 1 + lives
+                    .iter()
+                    .filter(|(l, _)| *l > recommended_true_life)
+                    .count(),
+                best_protocol: lives[0].1.clone(),
+                best_true_life: lives[0].0,
+                candidates: lives.len(),
+                prediction_rmse_cycles,
+                prediction_mape_percent,
+            }
+        });
 
     if json {
         let out = RunOutput {
@@ -257,9 +366,10 @@ pub fn validate(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
     for path in paths {
         match labloop_workflow::load(path) {
             Ok(w) => println!(
-                "{}: ok ({} protocols, {} rounds of {})",
+                "{}: ok ({} candidates, {} steps, up to {} rounds of {})",
                 path.display(),
-                w.protocol_space().enumerate().len(),
+                labloop_engine::Candidates::of(&w).map_or(0, |c| c.len()),
+                w.experiment.steps.len(),
                 w.stopping.max_rounds,
                 w.optimizer.batch_size
             ),
@@ -365,4 +475,36 @@ pub fn predict_eval(data: &Path, model: &str, split: &str) -> Result<ExitCode> {
         100.0 * m.within_2_sigma
     );
     Ok(ExitCode::SUCCESS)
+}
+
+/// Approves steps waiting for a person.
+pub fn approve(
+    campaign: &str,
+    store_url: &str,
+    experiment: Option<&str>,
+    step: Option<&str>,
+    by: &str,
+    note: Option<&str>,
+) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = Store::connect(store_url).await?;
+        let pending = store.pending_approvals(campaign).await?;
+        let chosen: Vec<_> = pending
+            .iter()
+            .filter(|p| experiment.is_none_or(|e| p.experiment_id == e))
+            .filter(|p| step.is_none_or(|s| p.step == s))
+            .collect();
+        if chosen.is_empty() {
+            println!(
+                "nothing waits for approval in {campaign} ({} waiting in all)",
+                pending.len()
+            );
+            return Ok(ExitCode::from(1));
+        }
+        for p in chosen {
+            store.approve(&p.experiment_id, &p.step, by, note).await?;
+            println!("approved {} / {}: {}", p.experiment_id, p.step, p.message);
+        }
+        Ok(ExitCode::SUCCESS)
+    })
 }

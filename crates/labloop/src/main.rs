@@ -42,6 +42,40 @@ enum Command {
         #[arg(long, default_value_t = 10)]
         top: usize,
     },
+    /// Continue a campaign from the store (after a crash, a reboot or Ctrl-C).
+    Resume {
+        /// The campaign's id (`labloop status` lists them).
+        campaign: String,
+        /// Store URL.
+        #[arg(long)]
+        store: String,
+        /// Print the result as JSON on stdout (no table).
+        #[arg(long)]
+        json: bool,
+        /// Protocols shown in the ranking table.
+        #[arg(long, default_value_t = 10)]
+        top: usize,
+    },
+    /// Approve steps that wait for a person (`approve:` steps).
+    Approve {
+        /// The campaign's id.
+        campaign: String,
+        /// Store URL.
+        #[arg(long)]
+        store: String,
+        /// Only this experiment (default: every waiting one).
+        #[arg(long)]
+        experiment: Option<String>,
+        /// Only this step.
+        #[arg(long)]
+        step: Option<String>,
+        /// Who approves (recorded).
+        #[arg(long, default_value = "cli")]
+        by: String,
+        /// A note recorded with the approval.
+        #[arg(long)]
+        note: Option<String>,
+    },
     /// Check workflow files and print every problem with file:line:col.
     Validate {
         /// The workflow files.
@@ -131,6 +165,27 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
+        Command::Resume {
+            campaign,
+            store,
+            json,
+            top,
+        } => commands::resume(&campaign, &store, json, top),
+        Command::Approve {
+            campaign,
+            store,
+            experiment,
+            step,
+            by,
+            note,
+        } => commands::approve(
+            &campaign,
+            &store,
+            experiment.as_deref(),
+            step.as_deref(),
+            &by,
+            note.as_deref(),
+        ),
         Command::Run {
             workflow,
             store,

@@ -15,6 +15,19 @@ pub async fn show(mut events: UnboundedReceiver<EngineEvent>, enabled: bool) {
     let mut failures = 0;
     while let Some(event) = events.recv().await {
         match event {
+            EngineEvent::ApprovalWaiting {
+                experiment,
+                step,
+                message,
+            } => {
+                let line = format!(
+                    "{experiment} / {step} waits for approval: {message} (labloop approve)"
+                );
+                match &bar {
+                    Some(b) => b.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
             EngineEvent::RoundStarted {
                 round,
                 experiments,

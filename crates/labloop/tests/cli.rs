@@ -24,7 +24,7 @@ fn unknown_key_is_rejected_with_its_place() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
     assert!(
-        stderr.contains("unknown-key.yaml:32:3: optimizer: unknown field `batchsize`"),
+        stderr.contains("unknown-key.yaml:32:3: optimizer.batchsize: unknown key `batchsize`"),
         "{stderr}"
     );
     assert!(stderr.contains("did you mean `batch_size`?"), "{stderr}");
@@ -47,7 +47,12 @@ fn wrong_type_stops_run_before_anything_starts() {
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(2), "{stderr}");
-    assert!(stderr.contains("wrong-type.yaml:36:15: stopping.max_rounds: invalid type: string \"four\", expected u32"), "{stderr}");
+    assert!(
+        stderr.contains(
+            "wrong-type.yaml:36:3: stopping.max_rounds: expected integer, got a string `four`"
+        ),
+        "{stderr}"
+    );
     assert!(
         !dir.join("labloop-data").exists(),
         "a rejected workflow must not create a store"
@@ -91,7 +96,7 @@ fn example_workflows_validate() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(
-        stdout.contains("ok (224 protocols, 4 rounds of 48)"),
+        stdout.contains("ok (224 candidates, 2 steps, up to 4 rounds of 48)"),
         "{stdout}"
     );
 }

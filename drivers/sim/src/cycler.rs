@@ -1,6 +1,8 @@
 //! The virtual cycler: channels that run tests on simulated cells and stream their cycle records.
 
 use crate::degradation::SimCell;
+use crate::formulation::formulation_factor;
+use crate::journal::{Journal, JournalEntry, now_ms};
 use async_trait::async_trait;
 use labloop_core::{ChannelId, ChargeProtocol};
 use labloop_drivers::{ChannelStatus, Cycler, CyclingTest, DriverError, RecordBatch, Telemetry};
@@ -8,6 +10,7 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::collections::HashMap;
 use std::hash::{DefaultHasher, Hash, Hasher};
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::sync::watch;
@@ -45,6 +48,8 @@ pub struct SimulatedCell {
 
 #[derive(Default)]
 struct Channel {
+    /// Idempotency key of the loaded test.
+    key: Option<String>,
     records: Vec<Telemetry>,
     finished: bool,
     started: bool,
@@ -55,6 +60,7 @@ struct Channel {
 struct Shared {
     channels: HashMap<ChannelId, (Mutex<Channel>, watch::Sender<u64>)>,
     cells: Mutex<Vec<SimulatedCell>>,
+    journal: Option<Journal>,
 }
 
 /// A virtual multi-channel cycler. Cheap to clone (clones share the instrument).
@@ -89,6 +95,7 @@ impl SimCycler {
         let shared = Arc::new(Shared {
             channels: map,
             cells: Mutex::new(Vec::new()),
+            journal: None,
         });
         Self {
             name: name.to_owned(),
@@ -97,6 +104,31 @@ impl SimCycler {
             seed,
             shared,
         }
+    }
+
+    /// Like [`SimCycler::new`], but the instrument outlives the process: every start and stop is
+    /// appended to the journal file at `path`, and tests found running there are resumed as if the
+    /// instrument had kept cycling while this process was away (their records wait to be fetched).
+    pub fn with_journal(
+        name: &str,
+        channels: u32,
+        clock: SimClock,
+        seed: u64,
+        path: &Path,
+    ) -> std::io::Result<Self> {
+        let mut cycler = Self::new(name, channels, clock, seed);
+        let journal = Journal::open(path)?;
+        let running = journal.running()?;
+        Arc::get_mut(&mut cycler.shared)
+            .expect("not shared yet")
+            .journal = Some(journal);
+        for entry in running {
+            if cycler.shared.channels.contains_key(&entry.channel) {
+                let elapsed = Duration::from_millis(now_ms().saturating_sub(entry.started_ms));
+                cycler.launch(&entry.channel, entry.test, elapsed);
+            }
+        }
+        Ok(cycler)
     }
 
     /// Every cell this cycler has run, with its ground truth.
@@ -122,6 +154,59 @@ impl SimCycler {
         (self.seed, cell_id).hash(&mut h);
         h.finish()
     }
+    /// Loads `test` on `channel` and cycles it, `elapsed` of wall time after it started.
+    fn launch(&self, channel: &ChannelId, test: CyclingTest, elapsed: Duration) {
+        let (slot, notify) = &self.shared.channels[channel];
+        let mut state = slot.lock().expect("channel lock");
+        if let Some(task) = state.task.take() {
+            task.abort();
+        }
+        let mut rng = StdRng::seed_from_u64(self.cell_seed(&test.cell_id));
+        let mut cell = SimCell::new(&test.protocol, test.discharge_c_rate, &mut rng);
+        cell.life *= formulation_factor(&test.formulation);
+        // The cell's earlier cycles happened (on this or another test): draw past them.
+        for cycle in 1..=test.cycles_before {
+            let _ = cell.record(cycle, &mut rng);
+        }
+        self.shared
+            .cells
+            .lock()
+            .expect("cells lock")
+            .push(SimulatedCell {
+                cell_id: test.cell_id.clone(),
+                channel: channel.clone(),
+                protocol: test.protocol.clone(),
+                expected_life: cell.stress.expected_life * formulation_factor(&test.formulation),
+                life: cell.life,
+            });
+        *state = Channel {
+            key: Some(test.key.clone()),
+            started: true,
+            ..Channel::default()
+        };
+        notify.send_modify(|v| *v += 1);
+        let cycle_s = cell.stress.charge_time_s + 3600.0 / test.discharge_c_rate + RESTS_S;
+        let step = self.clock.wall(cycle_s);
+        let shared = Arc::clone(&self.shared);
+        let id = channel.clone();
+        let now = Instant::now();
+        let begun = now.checked_sub(elapsed).unwrap_or(now);
+        state.task = Some(tokio::spawn(async move {
+            for n in 1..=test.cycles {
+                tokio::time::sleep_until(begun + step * n).await;
+                let record = cell.record(test.cycles_before + n, &mut rng);
+                let (slot, notify) = &shared.channels[&id];
+                slot.lock().expect("channel lock").records.push(Telemetry {
+                    seq: u64::from(n),
+                    record,
+                });
+                notify.send_modify(|v| *v += 1);
+            }
+            let (slot, notify) = &shared.channels[&id];
+            slot.lock().expect("channel lock").finished = true;
+            notify.send_modify(|v| *v += 1);
+        }));
+    }
 }
 
 #[async_trait]
@@ -135,57 +220,48 @@ impl Cycler for SimCycler {
     }
 
     async fn start(&self, channel: &ChannelId, test: CyclingTest) -> Result<(), DriverError> {
-        let (slot, notify) = self.channel(channel)?;
-        let mut state = slot.lock().expect("channel lock");
-        if state.started && !state.finished {
-            return Err(DriverError::Busy {
-                instrument: self.name.clone(),
-                channel: channel.clone(),
-            });
-        }
-        let mut rng = StdRng::seed_from_u64(self.cell_seed(&test.cell_id));
-        let cell = SimCell::new(&test.protocol, test.discharge_c_rate, &mut rng);
-        self.shared
-            .cells
-            .lock()
-            .expect("cells lock")
-            .push(SimulatedCell {
-                cell_id: test.cell_id.clone(),
-                channel: channel.clone(),
-                protocol: test.protocol.clone(),
-                expected_life: cell.stress.expected_life,
-                life: cell.life,
-            });
-        *state = Channel {
-            started: true,
-            ..Channel::default()
-        };
-        notify.send_modify(|v| *v += 1);
-        let cycle_s = cell.stress.charge_time_s + 3600.0 / test.discharge_c_rate + RESTS_S;
-        let step = self.clock.wall(cycle_s);
-        let shared = Arc::clone(&self.shared);
-        let id = channel.clone();
-        state.task = Some(tokio::spawn(async move {
-            let begun = Instant::now();
-            for cycle in 1..=test.cycles {
-                tokio::time::sleep_until(begun + step * cycle).await;
-                let record = cell.record(cycle, &mut rng);
-                let (slot, notify) = &shared.channels[&id];
-                slot.lock().expect("channel lock").records.push(Telemetry {
-                    seq: u64::from(cycle),
-                    record,
-                });
-                notify.send_modify(|v| *v += 1);
+        let (slot, _) = self.channel(channel)?;
+        {
+            let state = slot.lock().expect("channel lock");
+            if state.key.as_deref() == Some(test.key.as_str()) {
+                // The same command again (a retry after a crash or a lost reply): nothing new starts.
+                return Ok(());
             }
-            let (slot, notify) = &shared.channels[&id];
-            slot.lock().expect("channel lock").finished = true;
-            notify.send_modify(|v| *v += 1);
-        }));
+            if state.started && !state.finished {
+                return Err(DriverError::Busy {
+                    instrument: self.name.clone(),
+                    channel: channel.clone(),
+                });
+            }
+        }
+        if let Some(journal) = &self.shared.journal {
+            journal
+                .append(&JournalEntry::Start {
+                    channel: channel.clone(),
+                    started_ms: now_ms(),
+                    test: test.clone(),
+                })
+                .map_err(|e| DriverError::Instrument {
+                    instrument: self.name.clone(),
+                    message: format!("cannot write the journal: {e}"),
+                })?;
+        }
+        self.launch(channel, test, Duration::ZERO);
         Ok(())
     }
 
     async fn stop(&self, channel: &ChannelId) -> Result<(), DriverError> {
         let (slot, notify) = self.channel(channel)?;
+        if let Some(journal) = &self.shared.journal {
+            journal
+                .append(&JournalEntry::Stop {
+                    channel: channel.clone(),
+                })
+                .map_err(|e| DriverError::Instrument {
+                    instrument: self.name.clone(),
+                    message: format!("cannot write the journal: {e}"),
+                })?;
+        }
         let mut state = slot.lock().expect("channel lock");
         if let Some(task) = state.task.take() {
             task.abort();
@@ -254,7 +330,10 @@ mod tests {
             c_rate: 4.8,
         }];
         CyclingTest {
+            key: format!("key-{cell}"),
             cell_id: cell.into(),
+            cycles_before: 0,
+            formulation: Vec::new(),
             protocol: ChargeProtocol {
                 steps,
                 finish: CcCvFinish {

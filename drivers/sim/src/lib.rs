@@ -5,9 +5,13 @@
 //! vendor adapter would, and it knows its own ground truth ([`expected_life`], [`SimCycler::cells`]) so
 //! tests and benchmarks can score the closed loop.
 
+mod builder;
 mod cycler;
 pub mod degradation;
+pub mod formulation;
+mod journal;
 
+pub use builder::SimCellBuilder;
 pub use cycler::{SimClock, SimCycler, SimulatedCell};
 pub use degradation::{
     ProtocolStress, STANDARD_FINISH, SimCell, expected_life, fast_charge_to_80, stress,

@@ -1,0 +1,58 @@
+//! What every experiment of a campaign shares: the workflow, the store, the instruments and their
+//! locks, the predictor, the clock, and the pause signal.
+
+use crate::channels::ChannelPool;
+use crate::experiment::wall_time;
+use crate::runner::{EngineEvent, RunnerOptions};
+use labloop_drivers::CellBuilder;
+use labloop_predict::Predictor;
+use labloop_store::Store;
+use labloop_workflow::{SafetyLimits, Workflow};
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::sync::{Semaphore, mpsc::UnboundedSender, watch};
+
+pub(crate) struct Context {
+    pub workflow: Workflow,
+    pub store: Store,
+    pub channels: ChannelPool,
+    pub builders: HashMap<String, Arc<dyn CellBuilder>>,
+    /// Named locks (`resources:`), one permit per channel of the instrument they name.
+    pub locks: HashMap<String, Arc<Semaphore>>,
+    pub safety: HashMap<String, SafetyLimits>,
+    pub predictor: Arc<dyn Predictor + Send + Sync>,
+    pub events: Option<UnboundedSender<EngineEvent>>,
+    pub options: RunnerOptions,
+    /// True once the campaign is pausing.
+    pub pause: watch::Receiver<bool>,
+    pub pause_tx: watch::Sender<bool>,
+    pub pause_reason: Mutex<Option<String>>,
+    /// Instrument seconds per wall-clock second (simulated instruments run fast).
+    pub time_scale: f64,
+    /// Each step's id, and the order steps run in.
+    pub step_ids: Vec<String>,
+    pub order: Vec<usize>,
+}
+
+impl Context {
+    pub fn emit(&self, event: EngineEvent) {
+        if let Some(tx) = &self.events {
+            let _ = tx.send(event);
+        }
+    }
+
+    /// Wall-clock time for `seconds` of instrument time.
+    pub fn wall(&self, seconds: f64) -> Duration {
+        wall_time(seconds, self.time_scale)
+    }
+
+    /// Pauses the whole campaign (a step's `on_failure: pause_campaign`).
+    pub fn request_pause(&self, reason: &str) {
+        self.pause_reason
+            .lock()
+            .expect("pause lock")
+            .get_or_insert_with(|| reason.to_owned());
+        let _ = self.pause_tx.send(true);
+    }
+}

@@ -1,0 +1,432 @@
+//! What each kind of step does. Every instrument command carries an idempotency key
+//! (`<experiment>/<step>/<attempt>`), and every measurement is stored before the next is asked for.
+
+use crate::channels::Channel;
+use crate::experiment::{ExperimentRun, Outputs};
+use crate::runner::EngineEvent;
+use labloop_core::{CcCvFinish, ChargeProtocol, CycleRecord, ExperimentState};
+use labloop_drivers::{CellOrder, CyclingTest, DriverError};
+use labloop_predict::EarlyData;
+use labloop_store::{PredictionRow, StoreError};
+use labloop_workflow::{StepAction, StepSpec, interpolate, parse_duration};
+use serde_json::{Value, json};
+use std::time::Duration;
+
+/// A step's outputs (JSON object), offered to later steps as `steps.<id>.outputs.<name>`.
+pub(crate) struct StepOutcome(pub Value);
+
+/// Why a step attempt did not succeed.
+pub(crate) enum StepFailure {
+    /// The attempt failed; the step's policy decides what follows.
+    Failed(String),
+    /// The campaign is pausing.
+    Paused,
+    /// The store failed: the engine cannot go on safely.
+    Store(StoreError),
+}
+
+impl From<DriverError> for StepFailure {
+    fn from(e: DriverError) -> Self {
+        Self::Failed(e.to_string())
+    }
+}
+
+/// One attempt of one step.
+pub(crate) struct StepCall<'a> {
+    pub run: &'a ExperimentRun,
+    pub step_id: &'a str,
+    pub attempt: u32,
+    pub channel: Option<&'a Channel>,
+    pub outputs: &'a Outputs,
+}
+
+impl StepCall<'_> {
+    fn key(&self) -> String {
+        format!("{}/{}/{}", self.run.id, self.step_id, self.attempt)
+    }
+
+    /// The cell: built by a `build_cell` step, or the experiment's own.
+    fn cell_id(&self) -> String {
+        self.outputs
+            .values()
+            .find_map(|v| v.get("cell_id").and_then(Value::as_str).map(str::to_owned))
+            .unwrap_or_else(|| self.run.cell_id.clone())
+    }
+
+    /// Cycles the cell had in earlier channel steps.
+    fn cycles_before(&self) -> u32 {
+        self.outputs
+            .values()
+            .filter_map(|v| v.get("cycles_run").and_then(Value::as_u64))
+            .sum::<u64>() as u32
+    }
+
+    /// Runs the step's action, holding its resources.
+    pub async fn execute(self, spec: &StepSpec) -> Result<StepOutcome, StepFailure> {
+        let ctx = &self.run.ctx;
+        let mut names: Vec<&String> = spec.resources.iter().collect();
+        names.sort();
+        names.dedup();
+        let mut guards = Vec::new();
+        for name in names {
+            if let Some(lock) = ctx.locks.get(name.as_str()) {
+                guards.push(
+                    lock.clone()
+                        .acquire_owned()
+                        .await
+                        .map_err(|_| StepFailure::Failed("lock closed".into()))?,
+                );
+            }
+        }
+        match spec.action() {
+            StepAction::BuildCell(build) => {
+                let builder = ctx.builders.get(&build.robot).ok_or_else(|| {
+                    StepFailure::Failed(format!("no cell builder `{}`", build.robot))
+                })?;
+                let cell = builder
+                    .build(CellOrder {
+                        key: self.key(),
+                        formulation: self.run.formulation.clone(),
+                        electrolyte_ul: build.electrolyte_ul,
+                    })
+                    .await?;
+                ctx.store.set_cell(&self.run.id, &cell.cell_id).await?;
+                Ok(StepOutcome(json!({"cell_id": cell.cell_id})))
+            }
+            StepAction::Rest(rest) => {
+                let s = parse_duration(&rest.duration).map_err(StepFailure::Failed)?;
+                tokio::time::sleep(ctx.wall(s)).await;
+                Ok(StepOutcome(json!({})))
+            }
+            StepAction::Formation(f) => {
+                let protocol = ChargeProtocol::equal_steps(
+                    &[f.c_rate],
+                    0.8,
+                    CcCvFinish {
+                        c_rate: f.c_rate,
+                        cv_voltage_v: self.run.protocol.finish.cv_voltage_v,
+                    },
+                );
+                let records = self.cycle(protocol, f.c_rate, f.cycles, None).await?;
+                let last = records.last();
+                Ok(StepOutcome(json!({
+                    "cycles_run": records.len(),
+                    "capacity_ah": last.map(|r| r.discharge_capacity_ah),
+                    "coulombic_efficiency": last.map(|r| r.discharge_capacity_ah / r.charge_capacity_ah.max(1e-12)),
+                })))
+            }
+            StepAction::Cycle(c) => {
+                let first = self.cycles_before() + 1;
+                let records = self
+                    .cycle(
+                        self.run.protocol.clone(),
+                        c.discharge_c_rate,
+                        c.cycles,
+                        None,
+                    )
+                    .await?;
+                if (records.len() as u32) < c.cycles {
+                    return Err(StepFailure::Failed(format!(
+                        "the test ended after {} of {} cycles",
+                        records.len(),
+                        c.cycles
+                    )));
+                }
+                Ok(StepOutcome(json!({
+                    "cycles_run": records.len(),
+                    "cycles": records.len(),
+                    "first_cycle": first,
+                    "last_capacity_ah": records.last().map(|r| r.discharge_capacity_ah),
+                })))
+            }
+            StepAction::Predict(_) => self.predict().await,
+            StepAction::CycleToEol(eol) => self.cycle_to_eol(eol).await,
+            StepAction::Approve(a) => self.approve(&a.message).await,
+        }
+    }
+
+    /// Runs a cycling test on the experiment's channel and stores every record; returns the records
+    /// of this test (those stored before a restart included). `end_of_life` may end it early.
+    async fn cycle(
+        &self,
+        protocol: ChargeProtocol,
+        discharge_c_rate: f64,
+        cycles: u32,
+        end_of_life: Option<&(dyn Fn(&CycleRecord) -> bool + Sync)>,
+    ) -> Result<Vec<CycleRecord>, StepFailure> {
+        let ctx = &self.run.ctx;
+        let store = &ctx.store;
+        let channel = self
+            .channel
+            .ok_or_else(|| StepFailure::Failed("no channel held".into()))?;
+        let before = self.cycles_before();
+        let limits = ctx
+            .safety
+            .get(channel.cycler.name())
+            .copied()
+            .unwrap_or_default();
+        if let Some(rate) = protocol
+            .c_rates()
+            .into_iter()
+            .find(|r| *r > limits.max_c_rate)
+        {
+            return Err(StepFailure::Failed(format!(
+                "safety: {rate} C exceeds {}'s limit of {} C",
+                channel.cycler.name(),
+                limits.max_c_rate
+            )));
+        }
+        let test = CyclingTest {
+            key: self.key(),
+            cell_id: self.cell_id(),
+            cycles_before: before,
+            formulation: self.run.formulation.clone(),
+            protocol,
+            discharge_c_rate,
+            cycles,
+        };
+        match channel.cycler.start(&channel.id, test.clone()).await {
+            Err(DriverError::Busy { .. }) => {
+                // We hold the channel alone, so a test with another key is left from before a crash.
+                channel.cycler.stop(&channel.id).await?;
+                channel.cycler.start(&channel.id, test).await?;
+            }
+            other => other?,
+        }
+        store
+            .transition(&self.run.id, ExperimentState::Running, None)
+            .await
+            .or_else(|e| match e {
+                // A predicted experiment cycling on to end of life stays `predicted`.
+                StoreError::Transition { .. } => Ok(ExperimentState::Predicted),
+                other => Err(other),
+            })?;
+        let stored = store.last_cycle(&self.run.id).await?;
+        let mut next_seq = u64::from(stored.saturating_sub(before)) + 1;
+        let mut records: Vec<CycleRecord> = store
+            .records(&self.run.id)
+            .await?
+            .into_iter()
+            .filter(|r| r.cycle > before && r.cycle <= before + cycles)
+            .collect();
+        if records.iter().any(|r| end_of_life.is_some_and(|f| f(r)))
+            || records.len() as u32 >= cycles
+        {
+            return Ok(records);
+        }
+        loop {
+            let batch = tokio::time::timeout(
+                ctx.options.record_timeout,
+                channel.cycler.records(&channel.id, next_seq),
+            )
+            .await
+            .map_err(|_| {
+                StepFailure::Failed(format!(
+                    "{}: no cycle record for {:?}",
+                    channel.id, ctx.options.record_timeout
+                ))
+            })??;
+            let fresh: Vec<(u64, CycleRecord)> = batch
+                .records
+                .iter()
+                .filter(|t| t.seq >= next_seq && t.seq <= u64::from(cycles))
+                .map(|t| {
+                    let mut r = t.record.clone();
+                    r.cycle = before + t.seq as u32;
+                    (t.seq, r)
+                })
+                .collect();
+            if let Some(&(seq, _)) = fresh.last() {
+                // Stored before the next request acknowledges it.
+                store.append_records(&self.run.id, &fresh).await?;
+                next_seq = seq + 1;
+                ctx.emit(EngineEvent::CycleRecorded {
+                    experiment: self.run.id.clone(),
+                    records: fresh.len(),
+                });
+                for (_, r) in fresh {
+                    if r.temperature_max_c > limits.max_temperature_c {
+                        let _ = channel.cycler.stop(&channel.id).await;
+                        return Err(StepFailure::Failed(format!(
+                            "safety: cycle {} reached {:.1} °C, above {}'s limit of {} °C; channel stopped",
+                            r.cycle,
+                            r.temperature_max_c,
+                            channel.cycler.name(),
+                            limits.max_temperature_c
+                        )));
+                    }
+                    let ended = end_of_life.is_some_and(|f| f(&r));
+                    records.push(r);
+                    if ended {
+                        return Ok(records);
+                    }
+                }
+            }
+            let done = next_seq > u64::from(cycles)
+                || (batch.finished && next_seq > batch.records.last().map_or(0, |t| t.seq));
+            if done {
+                return Ok(records);
+            }
+        }
+    }
+
+    async fn predict(&self) -> Result<StepOutcome, StepFailure> {
+        let ctx = &self.run.ctx;
+        let store = &ctx.store;
+        // The early cycles: those of the `cycle` step, counted from its first.
+        let (first, count) = self
+            .outputs
+            .values()
+            .find_map(|v| Some((v.get("first_cycle")?.as_u64()?, v.get("cycles")?.as_u64()?)))
+            .ok_or_else(|| StepFailure::Failed("no `cycle` step ran before `predict`".into()))?;
+        let records: Vec<CycleRecord> = store
+            .records(&self.run.id)
+            .await?
+            .into_iter()
+            .filter(|r| u64::from(r.cycle) >= first && u64::from(r.cycle) < first + count)
+            .map(|mut r| {
+                r.cycle = r.cycle + 1 - first as u32;
+                r
+            })
+            .collect();
+        let predictor = &ctx.predictor;
+        let features = EarlyData::from_records(&records, predictor.window())
+            .map_err(|e| StepFailure::Failed(e.to_string()))?
+            .features();
+        let prediction = predictor
+            .predict(std::slice::from_ref(&features))
+            .map_err(|e| StepFailure::Failed(e.to_string()))?[0];
+        let features_json = serde_json::to_string(
+            &features
+                .iter()
+                .collect::<std::collections::BTreeMap<_, _>>(),
+        )
+        .unwrap_or_else(|_| "{}".into());
+        store
+            .record_prediction(
+                &self.run.id,
+                &PredictionRow {
+                    model: predictor.name().to_owned(),
+                    cycle_life: prediction.cycle_life,
+                    sigma: prediction.sigma,
+                    log10_life: prediction.log10_life,
+                    sigma_log10: prediction.sigma_log10,
+                    features_json,
+                },
+            )
+            .await?;
+        store
+            .transition(&self.run.id, ExperimentState::Predicted, None)
+            .await?;
+        ctx.emit(EngineEvent::ExperimentPredicted {
+            experiment: self.run.id.clone(),
+            protocol: self.run.label.clone(),
+            cycle_life: prediction.cycle_life,
+            sigma: prediction.sigma,
+        });
+        Ok(StepOutcome(
+            json!({"cycle_life": prediction.cycle_life, "sigma": prediction.sigma}),
+        ))
+    }
+
+    async fn cycle_to_eol(
+        &self,
+        eol: &labloop_workflow::CycleToEolStep,
+    ) -> Result<StepOutcome, StepFailure> {
+        let ctx = &self.run.ctx;
+        let (first, early) = self
+            .outputs
+            .values()
+            .find_map(|v| Some((v.get("first_cycle")?.as_u64()?, v.get("cycles")?.as_u64()?)))
+            .ok_or_else(|| {
+                StepFailure::Failed("no `cycle` step ran before `cycle_to_eol`".into())
+            })?;
+        let early_records: Vec<CycleRecord> = ctx
+            .store
+            .records(&self.run.id)
+            .await?
+            .into_iter()
+            .filter(|r| u64::from(r.cycle) >= first && u64::from(r.cycle) < first + early)
+            .collect();
+        let nominal = eol.nominal_capacity_ah.unwrap_or_else(|| {
+            early_records
+                .first()
+                .map_or(1.0, |r| r.discharge_capacity_ah)
+        });
+        let threshold = eol.end_fraction * nominal;
+        let remaining = (eol.max_cycles as u64).saturating_sub(early) as u32;
+        let discharge = ctx
+            .workflow
+            .cycle_step()
+            .map_or(1.0, |c| c.discharge_c_rate);
+        let crossed = |r: &CycleRecord| r.discharge_capacity_ah < threshold;
+        // An early cycle may already be below the line.
+        let life_of = |r: &CycleRecord| f64::from(r.cycle) - first as f64 + 1.0;
+        if let Some(r) = early_records.iter().find(|r| crossed(r)) {
+            let life = life_of(r);
+            ctx.store
+                .record_observed_life(&self.run.id, life, false)
+                .await?;
+            return Ok(StepOutcome(
+                json!({"cycles_run": 0, "cycle_life": life, "censored": false}),
+            ));
+        }
+        let records = self
+            .cycle(
+                self.run.protocol.clone(),
+                discharge,
+                remaining,
+                Some(&crossed),
+            )
+            .await?;
+        let (life, censored) = match records.iter().find(|r| crossed(r)) {
+            Some(r) => (life_of(r), false),
+            None => (f64::from(eol.max_cycles), true),
+        };
+        ctx.store
+            .record_observed_life(&self.run.id, life, censored)
+            .await?;
+        Ok(StepOutcome(json!({
+            "cycles_run": records.len(),
+            "cycle_life": life,
+            "censored": censored,
+        })))
+    }
+
+    async fn approve(&self, message: &str) -> Result<StepOutcome, StepFailure> {
+        let ctx = &self.run.ctx;
+        let text = interpolate(message, |expr| {
+            let parts: Vec<&str> = expr.split('.').collect();
+            match parts.as_slice() {
+                ["steps", id, "outputs", name] => {
+                    self.outputs.get(*id)?.get(*name).map(|v| match v {
+                        Value::String(s) => s.clone(),
+                        other => other.to_string(),
+                    })
+                }
+                _ => None,
+            }
+        });
+        ctx.store
+            .step_event(
+                &self.run.id,
+                self.step_id,
+                self.attempt,
+                "waiting",
+                Some(&text),
+            )
+            .await?;
+        tracing::info!(experiment = %self.run.id, step = self.step_id, message = %text, "waiting for approval");
+        ctx.emit(EngineEvent::ApprovalWaiting {
+            experiment: self.run.id.clone(),
+            step: self.step_id.to_owned(),
+            message: text,
+        });
+        loop {
+            if let Some(by) = ctx.store.approval(&self.run.id, self.step_id).await? {
+                return Ok(StepOutcome(json!({"approved_by": by})));
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    }
+}
