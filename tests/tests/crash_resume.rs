@@ -13,7 +13,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KILLS: usize = 10;
-const ROUNDS: &str = "2";
+const ROUNDS: &str = "3";
 
 fn labloop_bin() -> PathBuf {
     let exe = std::env::current_exe().expect("test binary path");
@@ -132,7 +132,7 @@ fn killed_campaigns_resume_to_the_uninterrupted_result() {
     let mut attempts = 0;
     while kills < KILLS && attempts < 4 * KILLS {
         attempts += 1;
-        let after = uninterrupted.mul_f64(rng.random_range(0.03..0.35));
+        let after = uninterrupted.mul_f64(rng.random_range(0.02..0.09));
         let args: Vec<&str> = if first {
             vec![
                 "run",
