@@ -384,7 +384,6 @@ impl CampaignRunner {
         let mut tasks = tokio::task::JoinSet::new();
         let mut stopped_by = "max_rounds".to_owned();
         let mut confidence = 0.0;
-        let mut rounds = 0;
         let mut paused = false;
         for round in 0..wf.stopping.max_rounds {
             if round >= recorded_rounds {
@@ -476,7 +475,6 @@ impl CampaignRunner {
                 paused = true;
                 break;
             }
-            rounds += 1;
             let exps = self.store.experiments(&campaign).await?;
             let round_exps: Vec<_> = exps.iter().filter(|e| e.round == round).collect();
             let round_failed: Vec<_> = round_exps
@@ -542,11 +540,7 @@ impl CampaignRunner {
             ranking,
             model: self.predictor.name().to_owned(),
             wall_time_s: started.elapsed().as_secs_f64(),
-            stopped_by: if rounds == 0 && stopped_by == "max_rounds" {
-                stopped_by
-            } else {
-                stopped_by
-            },
+            stopped_by,
             best_probability: p,
         })
     }
