@@ -12,7 +12,7 @@ use labloop_optimize::{
     best_probability, bounds_of, rank, suggest_batch,
 };
 use labloop_predict::{LinearModel, Predictor, builtin_model};
-use labloop_store::{NewExperiment, Store};
+use labloop_store::{NewExperiment, ObservationRow, Store};
 use labloop_workflow::{
     AcquisitionSpec, Direction, InitialDesign, KernelSpec, OptimizerKind, Workflow,
 };
@@ -687,32 +687,17 @@ impl CampaignRunner {
         Ok(())
     }
 
-    /// The optimizer's observations, read back from the store: an observed life where an experiment
-    /// was cycled to its end, its early prediction otherwise.
+    /// The optimizer's observations, read back from the store.
     async fn observations(
         &self,
         campaign: &str,
         inputs: &[Vec<f64>],
         sign: f64,
     ) -> Result<Vec<Observation>, EngineError> {
-        Ok(self
-            .store
-            .observations(campaign)
-            .await?
-            .into_iter()
-            .map(|o| {
-                let (y, sd) = match o.observed {
-                    // Measured, not predicted: only the cell-to-cell spread remains (≈2 % of life
-                    // as measurement error; a censored life is a lower bound, kept less certain).
-                    Some((life, censored)) => (life, life * if censored { 0.15 } else { 0.02 }),
-                    None => (o.prediction.cycle_life, o.prediction.sigma),
-                };
-                Observation {
-                    x: inputs[o.candidate_index].clone(),
-                    y: sign * y,
-                    noise_var: sd.powi(2),
-                }
-            })
+        let rows = self.store.observations(campaign).await?;
+        Ok(rows
+            .iter()
+            .map(|o| to_observation(o, inputs, sign))
             .collect())
     }
 
@@ -762,6 +747,25 @@ impl CampaignRunner {
             })
             .collect();
         Ok((ranking, p))
+    }
+}
+
+/// An experiment's objective and its σ: the life observed by cycling to end of life where there is
+/// one (only the measurement error remains, ≈2 % of life; a censored life is a lower bound, kept less
+/// certain), the early prediction otherwise.
+fn objective_of(o: &ObservationRow) -> (f64, f64) {
+    match o.observed {
+        Some((life, censored)) => (life, life * if censored { 0.15 } else { 0.02 }),
+        None => (o.prediction.cycle_life, o.prediction.sigma),
+    }
+}
+
+fn to_observation(o: &ObservationRow, inputs: &[Vec<f64>], sign: f64) -> Observation {
+    let (y, sd) = objective_of(o);
+    Observation {
+        x: inputs[o.candidate_index].clone(),
+        y: sign * y,
+        noise_var: sd.powi(2),
     }
 }
 

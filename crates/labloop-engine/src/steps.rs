@@ -61,6 +61,27 @@ impl StepCall<'_> {
             .sum::<u64>() as u32
     }
 
+    /// The `cycle` step's records, in stored (absolute) cycle numbers, and its first cycle.
+    async fn early_records(&self, needed_by: &str) -> Result<(u32, Vec<CycleRecord>), StepFailure> {
+        let (first, count) = self
+            .outputs
+            .values()
+            .find_map(|v| Some((v.get("first_cycle")?.as_u64()?, v.get("cycles")?.as_u64()?)))
+            .ok_or_else(|| {
+                StepFailure::Failed(format!("no `cycle` step ran before `{needed_by}`"))
+            })?;
+        let records = self
+            .run
+            .ctx
+            .store
+            .records(&self.run.id)
+            .await?
+            .into_iter()
+            .filter(|r| u64::from(r.cycle) >= first && u64::from(r.cycle) < first + count)
+            .collect();
+        Ok((first as u32, records))
+    }
+
     /// Runs the step's action, holding its resources.
     pub async fn execute(self, spec: &StepSpec) -> Result<StepOutcome, StepFailure> {
         let ctx = &self.run.ctx;
@@ -274,18 +295,11 @@ impl StepCall<'_> {
         let ctx = &self.run.ctx;
         let store = &ctx.store;
         // The early cycles: those of the `cycle` step, counted from its first.
-        let (first, count) = self
-            .outputs
-            .values()
-            .find_map(|v| Some((v.get("first_cycle")?.as_u64()?, v.get("cycles")?.as_u64()?)))
-            .ok_or_else(|| StepFailure::Failed("no `cycle` step ran before `predict`".into()))?;
-        let records: Vec<CycleRecord> = store
-            .records(&self.run.id)
-            .await?
+        let (first, early) = self.early_records("predict").await?;
+        let records: Vec<CycleRecord> = early
             .into_iter()
-            .filter(|r| u64::from(r.cycle) >= first && u64::from(r.cycle) < first + count)
             .map(|mut r| {
-                r.cycle = r.cycle + 1 - first as u32;
+                r.cycle = r.cycle + 1 - first;
                 r
             })
             .collect();

@@ -101,26 +101,42 @@ fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
     })
 }
 
+/// Inserts an experiment's row (no state event); a row already there is kept.
+pub(crate) async fn insert_experiment(
+    conn: &mut sqlx::AnyConnection,
+    e: &NewExperiment,
+    at: &str,
+) -> Result<(), StoreError> {
+    sqlx::query(
+        "INSERT INTO experiments (id, campaign_id, round, slot, candidate_index, parameters, protocol, protocol_label, cell_id, created_at) \
+         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
+    )
+    .bind(&e.id)
+    .bind(&e.campaign_id)
+    .bind(i64::from(e.round))
+    .bind(i64::from(e.slot))
+    .bind(e.candidate_index as i64)
+    .bind(&e.parameters_json)
+    .bind(&e.protocol_json)
+    .bind(&e.protocol_label)
+    .bind(&e.cell_id)
+    .bind(at)
+    .execute(conn)
+    .await
+    .map_err(db(format!("recording experiment {}", e.id)))?;
+    Ok(())
+}
+
 impl Store {
     /// Records an experiment in state `proposed`. Idempotent by id.
     pub async fn add_experiment(&self, e: &NewExperiment) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO experiments (id, campaign_id, round, slot, candidate_index, parameters, protocol, protocol_label, cell_id, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (id) DO NOTHING",
-        )
-        .bind(&e.id)
-        .bind(&e.campaign_id)
-        .bind(i64::from(e.round))
-        .bind(i64::from(e.slot))
-        .bind(e.candidate_index as i64)
-        .bind(&e.parameters_json)
-        .bind(&e.protocol_json)
-        .bind(&e.protocol_label)
-        .bind(&e.cell_id)
-        .bind(now())
-        .execute(self.pool())
-        .await
-        .map_err(db(format!("recording experiment {}", e.id)))?;
+        let mut conn = self
+            .pool()
+            .acquire()
+            .await
+            .map_err(db(format!("recording experiment {}", e.id)))?;
+        insert_experiment(&mut conn, e, &now()).await?;
+        drop(conn);
         self.transition(&e.id, ExperimentState::Proposed, None)
             .await
             .map(|_| ())

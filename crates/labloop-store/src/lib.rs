@@ -250,19 +250,8 @@ impl Store {
         method: &str,
         suggestion_json: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO rounds (campaign_id, round, method, suggestion, created_at) VALUES ($1, $2, $3, $4, $5) \
-             ON CONFLICT (campaign_id, round) DO NOTHING",
-        )
-        .bind(campaign)
-        .bind(i64::from(round))
-        .bind(method)
-        .bind(suggestion_json)
-        .bind(now())
-        .execute(&self.pool)
-        .await
-        .map_err(db(format!("recording round {round} of {campaign}")))?;
-        Ok(())
+        self.record_round_with_experiments(campaign, round, method, suggestion_json, &[])
+            .await
     }
 
     /// The rounds of a campaign: (round, method, suggestion JSON).

@@ -1,7 +1,7 @@
 //! Steps of experiments: their append-only events, people's approvals, observed lives, and rounds
 //! written together with their experiments.
 
-use crate::experiments::NewExperiment;
+use crate::experiments::{NewExperiment, insert_experiment};
 use crate::{Store, StoreError, db, now};
 use sqlx::Row;
 use std::collections::BTreeMap;
@@ -232,23 +232,7 @@ impl Store {
             return Ok(());
         }
         for e in experiments {
-            sqlx::query(
-                "INSERT INTO experiments (id, campaign_id, round, slot, candidate_index, parameters, protocol, protocol_label, cell_id, created_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
-            )
-            .bind(&e.id)
-            .bind(&e.campaign_id)
-            .bind(i64::from(e.round))
-            .bind(i64::from(e.slot))
-            .bind(e.candidate_index as i64)
-            .bind(&e.parameters_json)
-            .bind(&e.protocol_json)
-            .bind(&e.protocol_label)
-            .bind(&e.cell_id)
-            .bind(&at)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(format!("recording experiment {}", e.id)))?;
+            insert_experiment(&mut tx, e, &at).await?;
             for (version, state) in [(1_i64, "proposed"), (2, "queued")] {
                 sqlx::query(
                     "INSERT INTO experiment_events (experiment_id, version, state, detail, at) VALUES ($1, $2, $3, NULL, $4)",
