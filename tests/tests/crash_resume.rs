@@ -4,28 +4,15 @@
 //! experiment may have started a second test.
 
 use labloop_store::Store;
-use labloop_tests::repo_root;
+use labloop_tests::{fresh_dir, json_result, labloop_bin, repo_root};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use std::collections::{BTreeMap, HashMap};
-use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 const KILLS: usize = 10;
 const ROUNDS: &str = "3";
-
-fn labloop_bin() -> PathBuf {
-    let exe = std::env::current_exe().expect("test binary path");
-    let dir = exe.parent().and_then(Path::parent).expect("target dir");
-    let bin = dir.join("labloop");
-    assert!(
-        bin.exists(),
-        "{} not built (cargo test --workspace builds it)",
-        bin.display()
-    );
-    bin
-}
 
 fn command(args: &[&str]) -> Command {
     let mut c = Command::new(labloop_bin());
@@ -39,13 +26,7 @@ fn command(args: &[&str]) -> Command {
 
 /// Runs to the end and returns the JSON result.
 fn finish(args: &[&str]) -> serde_json::Value {
-    let out = command(args).output().expect("labloop runs");
-    assert!(
-        out.status.success(),
-        "{args:?}: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    serde_json::from_slice(&out.stdout).expect("JSON result")
+    json_result(&mut command(args))
 }
 
 /// Starts the command and kills it with SIGKILL after `after`; true when it was killed (not done).
@@ -105,9 +86,7 @@ async fn snapshot(url: &str) -> BTreeMap<String, (usize, usize, f64, Option<f64>
 
 #[test]
 fn killed_campaigns_resume_to_the_uninterrupted_result() {
-    let dir = std::env::temp_dir().join(format!("labloop-crash-{}", std::process::id()));
-    let _ = std::fs::remove_dir_all(&dir);
-    std::fs::create_dir_all(&dir).unwrap();
+    let dir = fresh_dir("crash");
     let workflow = repo_root().join("workflows/fast-charge-clo.yaml");
     let workflow = workflow.to_str().unwrap();
     let reference_url = format!("sqlite://{}/reference.sqlite", dir.display());

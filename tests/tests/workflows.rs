@@ -78,7 +78,8 @@ fn bad_workflows_get_the_expected_messages() {
         }
         seen += 1;
         let name = path.file_name().unwrap().to_string_lossy().to_string();
-        let (_, problems) = labloop_workflow::parse(&fs::read_to_string(&path).unwrap(), &name);
+        let (_, problems) =
+            labloop_workflow::parse_in(&fs::read_to_string(&path).unwrap(), &name, &dir);
         assert!(!problems.is_empty(), "{name} was accepted");
         for p in &problems {
             assert!(p.line > 0 && p.column > 0, "{name}: no location in `{p}`");
@@ -91,7 +92,7 @@ fn bad_workflows_get_the_expected_messages() {
             mismatches.push(format!("{name}: got\n{actual}"));
         }
     }
-    assert!(seen >= 5);
+    assert!(seen >= 30, "the corpus holds {seen} files");
     assert!(
         mismatches.is_empty(),
         "run with UPDATE_EXPECT=1 to accept:\n{}",
@@ -117,4 +118,69 @@ fn schema_describes_the_workflow_keys() {
         schema["additionalProperties"],
         serde_json::Value::Bool(false)
     );
+}
+
+/// Every file in `workflows/` (and every shared instruments file in `workflows/instruments/`), as
+/// written, against the schema `labloop schema` prints, by an independent JSON Schema validator:
+/// what editors will check while people type.
+#[test]
+fn example_workflows_satisfy_the_published_schema() {
+    let check = |schema: &str, dir: &std::path::Path| {
+        let schema: serde_json::Value = serde_json::from_str(schema).unwrap();
+        let validator = jsonschema::validator_for(&schema).expect("a valid JSON Schema");
+        let mut seen = 0;
+        for entry in fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.extension().is_none_or(|e| e != "yaml") {
+                continue;
+            }
+            let yaml: yaml_serde::Value =
+                yaml_serde::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+            let document = serde_json::to_value(yaml).unwrap();
+            let errors: Vec<String> = validator
+                .iter_errors(&document)
+                .map(|e| format!("{}: {e}", e.instance_path()))
+                .collect();
+            assert!(
+                errors.is_empty(),
+                "{}:\n{}",
+                path.display(),
+                errors.join("\n")
+            );
+            seen += 1;
+        }
+        seen
+    };
+    let root = repo_root().join("workflows");
+    assert!(check(&labloop_workflow::schema(), &root) >= 3);
+    assert!(
+        check(
+            &labloop_workflow::include_schema(),
+            &root.join("instruments")
+        ) >= 1
+    );
+}
+
+/// The schema is strict, not a rubber stamp: the same validator rejects the broken files whose
+/// mistakes are about shape (unknown keys, wrong types, unknown words).
+#[test]
+fn published_schema_rejects_misshapen_workflows() {
+    let schema: serde_json::Value = serde_json::from_str(&labloop_workflow::schema()).unwrap();
+    let validator = jsonschema::validator_for(&schema).unwrap();
+    for name in [
+        "unknown-key",
+        "wrong-type",
+        "unknown-driver",
+        "direction-spelling",
+        "bad-on-failure",
+        "step-unknown-action",
+        "negative-retries",
+        "missing-section",
+    ] {
+        let path = repo_root().join(format!("tests/data/bad-workflows/{name}.yaml"));
+        let yaml: yaml_serde::Value =
+            yaml_serde::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
+        let document = serde_json::to_value(yaml).unwrap();
+        assert!(!validator.is_valid(&document), "{name} passed the schema");
+    }
 }

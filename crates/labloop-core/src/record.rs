@@ -21,6 +21,15 @@ pub struct CycleRecord {
     pub temperature_max_c: f64,
     /// Time spent charging (s).
     pub charge_time_s: f64,
+    /// Highest terminal voltage during the cycle (V), when the cycler reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voltage_max_v: Option<f64>,
+    /// Lowest terminal voltage during the cycle (V), when the cycler reports it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub voltage_min_v: Option<f64>,
+    /// Largest current magnitude during the cycle, charge or discharge (A), when reported.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub current_max_a: Option<f64>,
     /// The discharge voltage–capacity curve, when the cycler records it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub discharge_curve: Option<DischargeCurve>,

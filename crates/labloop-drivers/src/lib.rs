@@ -2,13 +2,53 @@
 //!
 //! Orchestration never knows hardware: the engine talks to a [`Cycler`] and nothing else. Concrete
 //! instruments live outside this crate (`drivers/sim` is one, and a first-class one: it implements the
-//! same trait a vendor adapter would). Transports (serial, MQTT) and their codecs belong here too as
-//! they arrive; this crate is the only one that knows wire formats.
+//! same trait a vendor adapter would). Transports and their codecs live here too: [`mqtt`] (JSON
+//! messages in [`wire`]) and [`serial`] (SCPI-style lines in [`scpi`]), both carrying the same
+//! operations, so [`remote`] builds instruments on either; this crate is the only one that knows wire
+//! formats.
+
+pub mod broker;
+pub mod mqtt;
+pub mod remote;
+pub mod scpi;
+pub mod serial;
+pub mod wire;
 
 use async_trait::async_trait;
 use labloop_core::{ChannelId, ChargeProtocol, CycleRecord};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
+
+/// The engine's ids of an instrument's channels: `<name>/ch01` .. `<name>/chNN`.
+pub fn channel_ids(name: &str, channels: u32) -> Vec<ChannelId> {
+    (1..=channels)
+        .map(|i| ChannelId::from(format!("{name}/ch{i:02}").as_str()))
+        .collect()
+}
+
+/// A channel's name on the wire: `ch03` of `cycler1/ch03`.
+pub fn wire_name(channel: &ChannelId) -> &str {
+    channel
+        .as_str()
+        .rsplit('/')
+        .next()
+        .unwrap_or(channel.as_str())
+}
+
+/// The wire name of `channel` when it is one of `channels` of `instrument`.
+pub fn wire_name_of<'a>(
+    instrument: &str,
+    channels: &[ChannelId],
+    channel: &'a ChannelId,
+) -> Result<&'a str, DriverError> {
+    if !channels.contains(channel) {
+        return Err(DriverError::UnknownChannel {
+            instrument: instrument.to_owned(),
+            channel: channel.clone(),
+        });
+    }
+    Ok(wire_name(channel))
+}
 
 /// What to run on one channel.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -143,17 +183,56 @@ pub struct BuiltCell {
     pub cell_id: String,
     /// Electrolyte dispensed (µL).
     pub electrolyte_ul: f64,
+    /// What was dispensed from each stock solution (µL), by stock name.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub dispensed_ul: Vec<(String, f64)>,
+    /// The builder's checks of the sealed cell.
+    #[serde(default)]
+    pub qc: CellQc,
 }
 
-/// What to build.
+/// Quality checks a builder makes on a sealed cell.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct CellQc {
+    /// Open-circuit voltage after crimping (V), when measured.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ocv_v: Option<f64>,
+    /// Mass of the sealed cell (g), when weighed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub mass_g: Option<f64>,
+    /// Whether the crimp passed its check (a failed crimp leaks: the cell must not be cycled).
+    pub crimp_ok: bool,
+}
+
+impl Default for CellQc {
+    fn default() -> Self {
+        Self {
+            ocv_v: None,
+            mass_g: None,
+            crimp_ok: true,
+        }
+    }
+}
+
+/// What to build: a recipe.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct CellOrder {
     /// Idempotency key: a repeated order with the same key returns the same cell, never a second one.
     pub key: String,
-    /// Electrolyte composition, by component.
+    /// Electrolyte composition, by component (fractions summing to 1), dispensed from the robot's
+    /// stock solutions.
     pub formulation: Vec<(String, f64)>,
     /// Electrolyte volume (µL).
     pub electrolyte_ul: f64,
+    /// The cathode to pick (a name in the robot's inventory); empty: the robot's default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub cathode: String,
+    /// The anode to pick; empty: the robot's default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub anode: String,
+    /// The separator to pick; empty: the robot's default.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub separator: String,
 }
 
 /// A robot that assembles coin cells.

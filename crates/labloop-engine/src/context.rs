@@ -11,7 +11,10 @@ use labloop_workflow::{SafetyLimits, Workflow};
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
-use tokio::sync::{Semaphore, mpsc::UnboundedSender, watch};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc::UnboundedSender, watch};
+
+/// The shortest real time a timeout on an accelerated clock is given.
+pub const MIN_SIMULATED_TIMEOUT: Duration = Duration::from_secs(2);
 
 pub(crate) struct Context {
     pub workflow: Workflow,
@@ -45,6 +48,35 @@ impl Context {
     /// Wall-clock time for `seconds` of instrument time.
     pub fn wall(&self, seconds: f64) -> Duration {
         wall_time(seconds, self.time_scale)
+    }
+
+    /// How long an attempt may take before it times out, for a `timeout` of `seconds` of instrument
+    /// time. On an accelerated (simulated) clock, never less than [`MIN_SIMULATED_TIMEOUT`] of real
+    /// time: a loaded machine's scheduling delays are not the instrument's.
+    pub fn timeout(&self, seconds: f64) -> Duration {
+        let wall = self.wall(seconds);
+        if self.time_scale > 1.0 {
+            wall.max(MIN_SIMULATED_TIMEOUT)
+        } else {
+            wall
+        }
+    }
+
+    /// Takes the named locks (`resources:`) in a fixed order (no deadlock between steps holding
+    /// several); they are released when the guards drop.
+    pub async fn hold(&self, resources: &[String]) -> Vec<OwnedSemaphorePermit> {
+        let mut names: Vec<&String> = resources.iter().collect();
+        names.sort();
+        names.dedup();
+        let mut guards = Vec::new();
+        for name in names {
+            if let Some(lock) = self.locks.get(name.as_str())
+                && let Ok(guard) = lock.clone().acquire_owned().await
+            {
+                guards.push(guard);
+            }
+        }
+        guards
     }
 
     /// Pauses the whole campaign (a step's `on_failure: pause_campaign`).

@@ -11,7 +11,7 @@ use crate::runner::EngineEvent;
 use crate::steps::{StepFailure, StepOutcome};
 use labloop_core::{ChargeProtocol, ExperimentState};
 use labloop_store::StoreError;
-use labloop_workflow::{OnFailure, StepSpec, parse_duration};
+use labloop_workflow::{OnFailure, StepAction, StepSpec, parse_duration};
 use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
@@ -194,10 +194,18 @@ impl ExperimentRun {
                 channel,
                 outputs,
             };
-            let work = action.execute(spec);
             let limited = async {
+                // Waiting for a shared robot is not part of the attempt: its clock starts once the
+                // step holds its resources.
+                let _held = ctx.hold(&spec.resources).await;
+                let work = action.execute(spec);
+                // People answer in real time; instruments in (possibly simulated) instrument time.
+                let limit = |t: f64| match spec.action() {
+                    StepAction::Approve(_) => Duration::from_secs_f64(t.min(1e9)),
+                    _ => ctx.timeout(t),
+                };
                 match timeout {
-                    Some(t) => tokio::time::timeout(ctx.wall(t), work)
+                    Some(t) => tokio::time::timeout(limit(t), work)
                         .await
                         .unwrap_or_else(|_| {
                             Err(StepFailure::Failed(format!(
@@ -229,7 +237,12 @@ impl ExperimentRun {
                 }
                 Err(StepFailure::Paused) => return Ok(StepEnd::Paused),
                 Err(StepFailure::Store(e)) => return Err(e.into()),
-                Err(StepFailure::Failed(reason)) => {
+                Err(failure @ (StepFailure::Failed(_) | StepFailure::Unsafe(_))) => {
+                    let (reason, unsafe_cell) = match failure {
+                        StepFailure::Unsafe(reason) => (reason, true),
+                        StepFailure::Failed(reason) => (reason, false),
+                        _ => unreachable!("matched above"),
+                    };
                     let reason = format!("step `{step_id}` attempt {attempt}: {reason}");
                     store
                         .step_event(&self.id, step_id, attempt, "failed", Some(&reason))
@@ -238,7 +251,8 @@ impl ExperimentRun {
                     if let Some(ch) = channel {
                         let _ = ch.cycler.stop(&ch.id).await;
                     }
-                    let retry = attempt <= spec.retries || spec.on_failure == OnFailure::Retry;
+                    let retry = !unsafe_cell
+                        && (attempt <= spec.retries || spec.on_failure == OnFailure::Retry);
                     if retry {
                         let wait = (backoff * 2f64.powi(attempt.min(30) as i32 - 1)).min(3600.0);
                         let mut pause = ctx.pause.clone();
@@ -250,6 +264,10 @@ impl ExperimentRun {
                         continue;
                     }
                     return Ok(match spec.on_failure {
+                        // A cell that tripped an interlock goes no further, whatever the policy.
+                        OnFailure::Skip | OnFailure::Retry if unsafe_cell => {
+                            StepEnd::Aborted(reason)
+                        }
                         OnFailure::Skip => {
                             store
                                 .step_event(&self.id, step_id, attempt, "skipped", Some("null"))

@@ -13,10 +13,15 @@ mod channels;
 mod context;
 mod design;
 mod experiment;
+mod ownership;
+mod queue_builder;
 mod runner;
+pub mod safety;
 mod steps;
 
 pub use design::Candidates;
+pub use ownership::{Ownership, this_process};
+pub use queue_builder::QueueCellBuilder;
 pub use runner::{
     CampaignResult, CampaignRunner, EngineEvent, Instruments, RankedProtocol, RunnerOptions,
     resolve_model,
@@ -48,6 +53,24 @@ pub enum EngineError {
         campaign: String,
         /// Why.
         reason: String,
+    },
+    /// Another engine runs the campaign.
+    #[error(
+        "campaign {campaign} is run by engine {owner} (lease until {until_ms} ms after the epoch); wait for it with --wait"
+    )]
+    Owned {
+        /// The campaign.
+        campaign: String,
+        /// The engine holding it.
+        owner: String,
+        /// When its lease runs out unless renewed (Unix ms).
+        until_ms: i64,
+    },
+    /// This engine lost the campaign to another (its lease ran out): it stopped starting steps.
+    #[error("campaign {campaign}: another engine took it over; this one stopped")]
+    OwnershipLost {
+        /// The campaign.
+        campaign: String,
     },
     /// Every experiment of a round failed, so the loop has nothing to learn from.
     #[error("round {round}: all {count} experiments failed; first: {first}")]

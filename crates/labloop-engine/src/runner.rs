@@ -5,6 +5,7 @@ use crate::channels::ChannelPool;
 use crate::context::Context;
 use crate::design::Candidates;
 use crate::experiment::{ExperimentRun, RunEnd};
+use crate::ownership::Ownership;
 use labloop_core::{ExperimentId, ExperimentState};
 use labloop_drivers::{CellBuilder, Cycler};
 use labloop_optimize::{
@@ -198,6 +199,7 @@ pub struct CampaignRunner {
     events: Option<UnboundedSender<EngineEvent>>,
     options: RunnerOptions,
     pause: Option<watch::Receiver<bool>>,
+    ownership: Option<Ownership>,
 }
 
 impl CampaignRunner {
@@ -218,7 +220,15 @@ impl CampaignRunner {
             events: None,
             options: RunnerOptions::default(),
             pause: None,
+            ownership: None,
         }
+    }
+
+    /// Holds the campaign in the store as `ownership` says while it runs, so that engines sharing a
+    /// store never run one campaign twice, and one takes over when another dies.
+    pub fn with_ownership(mut self, ownership: Ownership) -> Self {
+        self.ownership = Some(ownership);
+        self
     }
 
     /// Sends progress events to `tx`.
@@ -273,7 +283,56 @@ impl CampaignRunner {
             .store
             .create_campaign(&self.workflow.campaign.name, &self.workflow_yaml)
             .await?;
-        self.drive(campaign).await
+        self.drive_owned(campaign).await
+    }
+
+    /// Runs the campaign while holding it (when an ownership is set), and lets go at the end.
+    async fn drive_owned(mut self, campaign: String) -> Result<CampaignResult, EngineError> {
+        let Some(me) = self.ownership.clone() else {
+            return self.drive(campaign).await;
+        };
+        crate::ownership::take(&self.store, &campaign, &me).await?;
+        let store = self.store.clone();
+        // Another engine may have finished it while this one waited.
+        if store
+            .campaign(&campaign)
+            .await?
+            .is_some_and(|c| c.state == "completed")
+        {
+            store.release_campaign(&campaign, &me.owner).await?;
+            return Err(EngineError::Workflow(format!(
+                "campaign `{campaign}` is already completed"
+            )));
+        }
+        let (keeper, mut lost) =
+            crate::ownership::keep(store.clone(), campaign.clone(), me.clone());
+        let lost_flag = lost.clone();
+        // Losing the campaign pauses it like Ctrl-C does: no new step starts.
+        let (pause_tx, pause_rx) = watch::channel(false);
+        let mut outer = self.pause.take();
+        tokio::spawn(async move {
+            let outer_paused = async {
+                match outer.as_mut() {
+                    Some(rx) => {
+                        let _ = rx.wait_for(|p| *p).await;
+                    }
+                    None => std::future::pending().await,
+                }
+            };
+            tokio::select! {
+                _ = lost.wait_for(|l| *l) => {}
+                () = outer_paused => {}
+            }
+            let _ = pause_tx.send(true);
+        });
+        self.pause = Some(pause_rx);
+        let result = self.drive(campaign.clone()).await;
+        keeper.abort();
+        if *lost_flag.borrow() {
+            return Err(EngineError::OwnershipLost { campaign });
+        }
+        store.release_campaign(&campaign, &me.owner).await?;
+        result
     }
 
     /// Continues a campaign recorded in the store, from where the store says it stands.
@@ -288,7 +347,7 @@ impl CampaignRunner {
             )));
         }
         self.store.set_campaign_state(campaign, "running").await?;
-        self.drive(campaign.to_owned()).await
+        self.drive_owned(campaign.to_owned()).await
     }
 
     async fn drive(self, campaign: String) -> Result<CampaignResult, EngineError> {

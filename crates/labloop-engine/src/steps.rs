@@ -19,6 +19,8 @@ pub(crate) struct StepOutcome(pub Value);
 pub(crate) enum StepFailure {
     /// The attempt failed; the step's policy decides what follows.
     Failed(String),
+    /// A safety interlock tripped: the cell is suspect, so the step is never retried on it.
+    Unsafe(String),
     /// The campaign is pausing.
     Paused,
     /// The store failed: the engine cannot go on safely.
@@ -82,23 +84,9 @@ impl StepCall<'_> {
         Ok((first as u32, records))
     }
 
-    /// Runs the step's action, holding its resources.
+    /// Runs the step's action (its resources are already held).
     pub async fn execute(self, spec: &StepSpec) -> Result<StepOutcome, StepFailure> {
         let ctx = &self.run.ctx;
-        let mut names: Vec<&String> = spec.resources.iter().collect();
-        names.sort();
-        names.dedup();
-        let mut guards = Vec::new();
-        for name in names {
-            if let Some(lock) = ctx.locks.get(name.as_str()) {
-                guards.push(
-                    lock.clone()
-                        .acquire_owned()
-                        .await
-                        .map_err(|_| StepFailure::Failed("lock closed".into()))?,
-                );
-            }
-        }
         match spec.action() {
             StepAction::BuildCell(build) => {
                 let builder = ctx.builders.get(&build.robot).ok_or_else(|| {
@@ -109,10 +97,25 @@ impl StepCall<'_> {
                         key: self.key(),
                         formulation: self.run.formulation.clone(),
                         electrolyte_ul: build.electrolyte_ul,
+                        cathode: build.cathode.clone().unwrap_or_default(),
+                        anode: build.anode.clone().unwrap_or_default(),
+                        separator: build.separator.clone().unwrap_or_default(),
                     })
                     .await?;
+                if !cell.qc.crimp_ok {
+                    // A leaking cell must not be cycled; a retry builds another (a new key).
+                    return Err(StepFailure::Failed(format!(
+                        "cell {} failed its crimp check on {}",
+                        cell.cell_id, build.robot
+                    )));
+                }
                 ctx.store.set_cell(&self.run.id, &cell.cell_id).await?;
-                Ok(StepOutcome(json!({"cell_id": cell.cell_id})))
+                Ok(StepOutcome(json!({
+                    "cell_id": cell.cell_id,
+                    "ocv_v": cell.qc.ocv_v,
+                    "mass_g": cell.qc.mass_g,
+                    "dispensed_ul": cell.dispensed_ul,
+                })))
             }
             StepAction::Rest(rest) => {
                 let s = parse_duration(&rest.duration).map_err(StepFailure::Failed)?;
@@ -266,15 +269,15 @@ impl StepCall<'_> {
                     records: fresh.len(),
                 });
                 for (_, r) in fresh {
-                    if r.temperature_max_c > limits.max_temperature_c {
-                        let _ = channel.cycler.stop(&channel.id).await;
-                        return Err(StepFailure::Failed(format!(
-                            "safety: cycle {} reached {:.1} °C, above {}'s limit of {} °C; channel stopped",
-                            r.cycle,
-                            r.temperature_max_c,
-                            channel.cycler.name(),
-                            limits.max_temperature_c
-                        )));
+                    if let Some(why) = crate::safety::violation(&limits, channel.cycler.name(), &r)
+                    {
+                        // The record is stored; only this channel's test stops.
+                        let stopped = channel.cycler.stop(&channel.id).await;
+                        let how = match stopped {
+                            Ok(()) => "channel stopped".to_owned(),
+                            Err(e) => format!("stopping the channel failed: {e}"),
+                        };
+                        return Err(StepFailure::Unsafe(format!("{why}; {how}")));
                     }
                     let ended = end_of_life.is_some_and(|f| f(&r));
                     records.push(r);
@@ -412,12 +415,7 @@ impl StepCall<'_> {
         let text = interpolate(message, |expr| {
             let parts: Vec<&str> = expr.split('.').collect();
             match parts.as_slice() {
-                ["steps", id, "outputs", name] => {
-                    self.outputs.get(*id)?.get(*name).map(|v| match v {
-                        Value::String(s) => s.clone(),
-                        other => other.to_string(),
-                    })
-                }
+                ["steps", id, "outputs", name] => self.outputs.get(*id)?.get(*name).map(show),
                 _ => None,
             }
         });
@@ -437,10 +435,32 @@ impl StepCall<'_> {
             message: text,
         });
         loop {
-            if let Some(by) = ctx.store.approval(&self.run.id, self.step_id).await? {
-                return Ok(StepOutcome(json!({"approved_by": by})));
+            match ctx.store.approval(&self.run.id, self.step_id).await? {
+                Some(a) if a.approved => {
+                    return Ok(StepOutcome(json!({"approved_by": a.by, "note": a.note})));
+                }
+                Some(a) => {
+                    return Err(StepFailure::Failed(format!(
+                        "rejected by {}{}",
+                        a.by,
+                        a.note.map(|n| format!(": {n}")).unwrap_or_default()
+                    )));
+                }
+                None => {}
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// An output as people read it in a message: text as is, numbers to four decimals at most.
+fn show(value: &Value) -> String {
+    match value {
+        Value::String(s) => s.clone(),
+        Value::Number(n) if n.is_f64() => {
+            let text = format!("{:.4}", n.as_f64().unwrap_or_default());
+            text.trim_end_matches('0').trim_end_matches('.').to_owned()
+        }
+        other => other.to_string(),
     }
 }

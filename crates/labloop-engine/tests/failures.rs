@@ -1,7 +1,10 @@
 //! How the engine handles instrument faults: a failed experiment is recorded with its reason and the
 //! campaign goes on; a round in which everything fails stops the campaign, marked failed.
 
+mod common;
+
 use async_trait::async_trait;
+use common::run_campaign;
 use labloop_core::{ChannelId, ExperimentState};
 use labloop_drivers::{ChannelStatus, Cycler, CyclingTest, DriverError, RecordBatch};
 use labloop_engine::{CampaignRunner, EngineError, resolve_model};
@@ -58,36 +61,11 @@ async fn run(
         .replace("channels: 48", "channels: 2")
         .replace("max_rounds: 4", "max_rounds: 1")
         .replace("cycles: 100", "cycles: 30");
-    let (workflow, problems) = labloop_workflow::parse(&text, "test.yaml");
-    assert!(problems.is_empty(), "{problems:?}");
-    let workflow = workflow.unwrap();
-    let sim = SimCycler::new("cycler1", 2, SimClock { acceleration: 1e7 }, 1);
     let cycler = FaultyChannels {
-        sim,
+        sim: SimCycler::new("cycler1", 2, SimClock { acceleration: 1e7 }, 1),
         broken: broken.iter().map(|c| ChannelId::from(*c)).collect(),
     };
-    let db = std::env::temp_dir().join(format!(
-        "labloop-engine-{name}-{}.sqlite",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&db);
-    let store = Store::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    // Short tests: read 30 early cycles (the predictions are beside the point here).
-    let mut model = resolve_model("severson-variance").unwrap();
-    model.window = 30;
-    let runner = CampaignRunner::new(
-        workflow,
-        text,
-        store.clone(),
-        labloop_engine::Instruments {
-            cyclers: vec![Arc::new(cycler) as Arc<dyn Cycler>],
-            builders: Vec::new(),
-        },
-        Arc::new(model),
-    );
-    (runner.run().await, store)
+    run_campaign(&text, Arc::new(cycler), name).await
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

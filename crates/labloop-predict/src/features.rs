@@ -256,6 +256,9 @@ mod tests {
             temperature_avg_c: 33.0,
             temperature_max_c: 36.0,
             charge_time_s: 1600.0,
+            voltage_max_v: None,
+            voltage_min_v: None,
+            current_max_a: None,
             discharge_curve: Some(DischargeCurve {
                 voltage_v,
                 capacity_ah,

@@ -1,16 +1,20 @@
 //! labloop's HTTP API: read access to the store for people and programs watching a campaign.
 //!
-//! Small for now: a health check and read-only JSON views of campaigns and experiments. Only this
-//! crate knows HTTP. It has no authentication yet, so `labloop serve` binds to loopback by default;
-//! tokens, actions, live updates and the dashboard come with the monitoring work.
+//! Small for now: a health check, read-only JSON views of campaigns and experiments (`viewer`,
+//! `operator` or `admin` tokens), and the queue API for workers (`worker` or `admin` tokens). Every
+//! route but `/health` needs a bearer token. Only this crate knows HTTP. Actions, live updates and
+//! the dashboard come with the monitoring work.
 
 use axum::extract::{Path, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use labloop_store::Store;
 use serde::Serialize;
+
+mod auth;
+mod queue_api;
 
 /// The API's routes over a store.
 pub fn router(store: Store) -> Router {
@@ -18,6 +22,8 @@ pub fn router(store: Store) -> Router {
         .route("/health", get(health))
         .route("/api/campaigns", get(campaigns))
         .route("/api/campaigns/{id}/experiments", get(experiments))
+        .route("/api/queue/claim", post(queue_api::claim))
+        .route("/api/queue/jobs/{*rest}", post(queue_api::change))
         .with_state(store)
 }
 
@@ -46,26 +52,50 @@ struct ExperimentView {
     sigma: Option<f64>,
 }
 
-struct ApiError(labloop_store::StoreError);
+/// Why a request got no result: the store failed (500), or the request was refused.
+enum ApiError {
+    Store(labloop_store::StoreError),
+    Refused(Box<Response>),
+}
+
+impl ApiError {
+    /// A refusal with `status` and a message.
+    fn refused(status: StatusCode, message: &str) -> Self {
+        Self::Refused(Box::new(error(status, message)))
+    }
+}
+
+/// A JSON error response.
+fn error(status: StatusCode, message: &str) -> Response {
+    (status, Json(serde_json::json!({ "error": message }))).into_response()
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        tracing::error!(error = %self.0, "store error");
-        (
-            StatusCode::INTERNAL_SERVER_ERROR,
-            Json(serde_json::json!({ "error": self.0.to_string() })),
-        )
-            .into_response()
+        match self {
+            ApiError::Store(e) => {
+                tracing::error!(error = %e, "store error");
+                error(StatusCode::INTERNAL_SERVER_ERROR, &e.to_string())
+            }
+            ApiError::Refused(response) => *response,
+        }
     }
 }
 
 impl From<labloop_store::StoreError> for ApiError {
     fn from(e: labloop_store::StoreError) -> Self {
-        Self(e)
+        Self::Store(e)
     }
 }
 
-async fn campaigns(State(store): State<Store>) -> Result<Json<Vec<CampaignView>>, ApiError> {
+/// Roles that may read.
+const READERS: &[&str] = &["viewer", "operator", "admin"];
+
+async fn campaigns(
+    State(store): State<Store>,
+    headers: HeaderMap,
+) -> Result<Json<Vec<CampaignView>>, ApiError> {
+    auth::authorize(&store, &headers, READERS).await?;
     let mut out = Vec::new();
     for c in store.campaigns().await? {
         let records = store.count_records(&c.id).await?;
@@ -82,8 +112,10 @@ async fn campaigns(State(store): State<Store>) -> Result<Json<Vec<CampaignView>>
 
 async fn experiments(
     State(store): State<Store>,
+    headers: HeaderMap,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
+    auth::authorize(&store, &headers, READERS).await?;
     if !store.campaigns().await?.iter().any(|c| c.id == id) {
         return Ok((
             StatusCode::NOT_FOUND,

@@ -235,25 +235,47 @@ impl Store {
         let mut inserted = 0;
         for (seq, r) in records {
             let curve = r.discharge_curve.as_ref().map(encode_curve);
-            let result = sqlx::query(
+            // Absent readings are written as a literal NULL, not a bound one: sqlx's Any driver
+            // declares a NULL f64 as float4 to PostgreSQL, which then refuses a real f64 in the
+            // same cached statement. Each pattern of present readings is its own statement.
+            let extremes = [r.voltage_max_v, r.voltage_min_v, r.current_max_a];
+            let mut next_param = 12;
+            let placeholders: Vec<String> = extremes
+                .iter()
+                .map(|v| match v {
+                    Some(_) => {
+                        next_param += 1;
+                        format!("${}", next_param - 1)
+                    }
+                    None => "NULL".to_owned(),
+                })
+                .collect();
+            let sql = format!(
                 "INSERT INTO cycle_records (experiment_id, cycle, seq, charge_capacity_ah, discharge_capacity_ah, \
-                 internal_resistance_ohm, temperature_min_c, temperature_avg_c, temperature_max_c, charge_time_s, discharge_curve) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) ON CONFLICT (experiment_id, cycle) DO NOTHING",
-            )
-            .bind(experiment)
-            .bind(i64::from(r.cycle))
-            .bind(*seq as i64)
-            .bind(r.charge_capacity_ah)
-            .bind(r.discharge_capacity_ah)
-            .bind(r.internal_resistance_ohm)
-            .bind(r.temperature_min_c)
-            .bind(r.temperature_avg_c)
-            .bind(r.temperature_max_c)
-            .bind(r.charge_time_s)
-            .bind(curve)
-            .execute(&mut *tx)
-            .await
-            .map_err(db(format!("storing cycle {} of {experiment}", r.cycle)))?;
+                 internal_resistance_ohm, temperature_min_c, temperature_avg_c, temperature_max_c, charge_time_s, discharge_curve, \
+                 voltage_max_v, voltage_min_v, current_max_a) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, {}) ON CONFLICT (experiment_id, cycle) DO NOTHING",
+                placeholders.join(", ")
+            );
+            let mut query = sqlx::query(sqlx::AssertSqlSafe(sql))
+                .bind(experiment)
+                .bind(i64::from(r.cycle))
+                .bind(*seq as i64)
+                .bind(r.charge_capacity_ah)
+                .bind(r.discharge_capacity_ah)
+                .bind(r.internal_resistance_ohm)
+                .bind(r.temperature_min_c)
+                .bind(r.temperature_avg_c)
+                .bind(r.temperature_max_c)
+                .bind(r.charge_time_s)
+                .bind(curve);
+            for value in extremes.into_iter().flatten() {
+                query = query.bind(value);
+            }
+            let result = query
+                .execute(&mut *tx)
+                .await
+                .map_err(db(format!("storing cycle {} of {experiment}", r.cycle)))?;
             inserted += result.rows_affected();
         }
         tx.commit()
@@ -266,7 +288,8 @@ impl Store {
     pub async fn records(&self, experiment: &str) -> Result<Vec<CycleRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT cycle, charge_capacity_ah, discharge_capacity_ah, internal_resistance_ohm, temperature_min_c, \
-             temperature_avg_c, temperature_max_c, charge_time_s, discharge_curve FROM cycle_records \
+             temperature_avg_c, temperature_max_c, charge_time_s, discharge_curve, voltage_max_v, voltage_min_v, \
+             current_max_a FROM cycle_records \
              WHERE experiment_id = $1 ORDER BY cycle",
         )
         .bind(experiment)
@@ -286,6 +309,9 @@ impl Store {
                     temperature_avg_c: get(r, 5, t)?,
                     temperature_max_c: get(r, 6, t)?,
                     charge_time_s: get(r, 7, t)?,
+                    voltage_max_v: get(r, 9, t)?,
+                    voltage_min_v: get(r, 10, t)?,
+                    current_max_a: get(r, 11, t)?,
                     discharge_curve: curve
                         .map(|b| {
                             decode_curve(&b)

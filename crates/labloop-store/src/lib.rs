@@ -8,10 +8,16 @@
 
 mod codec;
 mod experiments;
+mod owners;
+mod queue;
 mod steps;
+mod tokens;
 
 pub use experiments::{ExperimentRow, NewExperiment, ObservationRow, PredictionRow};
-pub use steps::{PendingApproval, StepStatus};
+pub use owners::CampaignOwner;
+pub use queue::{ClaimedJob, Completion, JobRow, NewJob, QueueError};
+pub use steps::{Approval, PendingApproval, StepStatus};
+pub use tokens::{ROLES, TokenRow};
 
 use sqlx::any::{AnyPoolOptions, install_default_drivers};
 use sqlx::{AnyPool, Row};
@@ -104,6 +110,23 @@ pub struct Store {
     backend: Backend,
 }
 
+/// Brings the schema up to date. PostgreSQL serialises migrators with an advisory lock; SQLite has
+/// none, so a second process opening a fresh file at the same moment (`labloop approve` while a
+/// campaign starts) may lose the race on a migration the first is applying: it waits and tries again,
+/// and then finds that migration applied.
+async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
+    let mut tries = 0;
+    loop {
+        match sqlx::migrate!("./migrations").run(pool).await {
+            Err(_) if backend == Backend::Sqlite && tries < 20 => {
+                tries += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(50 * tries)).await;
+            }
+            other => return Ok(other?),
+        }
+    }
+}
+
 impl Store {
     /// Connects (creating an SQLite file and its folder when needed) and migrates.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
@@ -144,7 +167,7 @@ impl Store {
                 .await
                 .map_err(db("enabling WAL"))?;
         }
-        sqlx::migrate!("./migrations").run(&pool).await?;
+        migrate(&pool, backend).await?;
         Ok(Self { pool, backend })
     }
 

@@ -17,6 +17,17 @@ pub struct StepStatus {
     pub detail: Option<String>,
 }
 
+/// A person's answer to an `approve` step.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Approval {
+    /// Who answered.
+    pub by: String,
+    /// Approved (the step succeeds) or rejected (it fails).
+    pub approved: bool,
+    /// Why, in their words.
+    pub note: Option<String>,
+}
+
 /// A step waiting for a person.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PendingApproval {
@@ -108,22 +119,23 @@ impl Store {
         Ok(())
     }
 
-    /// Records that a person approved a waiting step. Idempotent: the first approval stands.
+    /// Records a person's answer to a waiting step: approved, or rejected (the step then fails).
+    /// Idempotent: the first answer stands.
     pub async fn approve(
         &self,
         experiment: &str,
         step: &str,
-        by: &str,
-        note: Option<&str>,
+        answer: &Approval,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO approvals (experiment_id, step, approved_by, note, at) VALUES ($1, $2, $3, $4, $5) \
+            "INSERT INTO approvals (experiment_id, step, approved_by, note, approved, at) VALUES ($1, $2, $3, $4, $5, $6) \
              ON CONFLICT (experiment_id, step) DO NOTHING",
         )
         .bind(experiment)
         .bind(step)
-        .bind(by)
-        .bind(note)
+        .bind(&answer.by)
+        .bind(answer.note.as_deref())
+        .bind(i64::from(answer.approved))
         .bind(now())
         .execute(self.pool())
         .await
@@ -131,23 +143,30 @@ impl Store {
         Ok(())
     }
 
-    /// Who approved a step, if anyone has.
+    /// The answer given to a waiting step, if any.
     pub async fn approval(
         &self,
         experiment: &str,
         step: &str,
-    ) -> Result<Option<String>, StoreError> {
-        let row =
-            sqlx::query("SELECT approved_by FROM approvals WHERE experiment_id = $1 AND step = $2")
-                .bind(experiment)
-                .bind(step)
-                .fetch_optional(self.pool())
-                .await
-                .map_err(db(format!(
-                    "reading the approval of {step} of {experiment}"
-                )))?;
-        row.map(|r| r.try_get(0).map_err(db("reading approvals")))
-            .transpose()
+    ) -> Result<Option<Approval>, StoreError> {
+        let row = sqlx::query(
+            "SELECT approved_by, approved, note FROM approvals WHERE experiment_id = $1 AND step = $2",
+        )
+        .bind(experiment)
+        .bind(step)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db(format!(
+            "reading the approval of {step} of {experiment}"
+        )))?;
+        row.map(|r| {
+            Ok(Approval {
+                by: r.try_get(0).map_err(db("reading approvals"))?,
+                approved: r.try_get::<i64, _>(1).map_err(db("reading approvals"))? != 0,
+                note: r.try_get(2).map_err(db("reading approvals"))?,
+            })
+        })
+        .transpose()
     }
 
     /// Steps of a campaign waiting for a person, without an approval yet.

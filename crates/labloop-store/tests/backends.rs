@@ -2,7 +2,7 @@
 //! `LABLOOP_TEST_PG_URL`. Under `CI=true` a missing PostgreSQL fails the test instead of skipping it.
 
 use labloop_core::{CycleRecord, DischargeCurve, ExperimentState};
-use labloop_store::{NewExperiment, PredictionRow, Store, StoreError};
+use labloop_store::{Approval, NewExperiment, PredictionRow, Store, StoreError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
 fn unique(prefix: &str) -> String {
@@ -60,6 +60,9 @@ fn record(cycle: u32) -> CycleRecord {
         temperature_avg_c: 33.5,
         temperature_max_c: 41.2,
         charge_time_s: 1620.0,
+        voltage_max_v: cycle.is_multiple_of(3).then_some(3.6),
+        voltage_min_v: cycle.is_multiple_of(3).then_some(2.0),
+        current_max_a: cycle.is_multiple_of(3).then_some(6.16),
         discharge_curve: cycle.is_multiple_of(2).then(|| DischargeCurve {
             voltage_v: vec![3.4, 3.2, 2.0],
             capacity_ah: vec![0.0, 0.5, 1.06],
@@ -140,6 +143,15 @@ async fn suite(store: Store) {
     );
     assert_eq!(back[3].discharge_curve.as_ref().unwrap().voltage_v.len(), 3);
     assert!(back[2].discharge_curve.is_none());
+    // Every reading comes back exactly, optional ones (present or not) included; curves are stored
+    // as f32 (checked above).
+    for (stored, (_, sent)) in back.iter().zip(&batch) {
+        let without_curve = |r: &CycleRecord| CycleRecord {
+            discharge_curve: None,
+            ..r.clone()
+        };
+        assert_eq!(without_curve(stored), without_curve(sent));
+    }
     assert_eq!(store.count_records(&campaign).await.unwrap(), 10);
 
     let p = PredictionRow {
@@ -161,6 +173,39 @@ async fn suite(store: Store) {
     assert_eq!(obs[0].candidate_index, 3);
     let exps = store.experiments(&campaign).await.unwrap();
     assert_eq!(exps[0].state, ExperimentState::Predicted);
+
+    // Steps waiting for a person: pending until answered; the first answer stands.
+    for (step, question) in [("release", "release cell-0?"), ("check", "looks fine?")] {
+        store
+            .step_event(&e.id, step, 1, "waiting", Some(question))
+            .await
+            .unwrap();
+    }
+    let pending = store.pending_approvals(&campaign).await.unwrap();
+    assert_eq!(pending.len(), 2);
+    assert_eq!(store.approval(&e.id, "release").await.unwrap(), None);
+    let rejection = Approval {
+        by: "ana".into(),
+        approved: false,
+        note: Some("electrolyte leaked".into()),
+    };
+    store.approve(&e.id, "release", &rejection).await.unwrap();
+    let late = Approval {
+        by: "bo".into(),
+        approved: true,
+        note: None,
+    };
+    store.approve(&e.id, "release", &late).await.unwrap();
+    assert_eq!(
+        store.approval(&e.id, "release").await.unwrap(),
+        Some(rejection)
+    );
+    store.approve(&e.id, "check", &late).await.unwrap();
+    assert_eq!(store.approval(&e.id, "check").await.unwrap(), Some(late));
+    assert!(store.pending_approvals(&campaign).await.unwrap().is_empty());
+    let steps = store.step_states(&e.id).await.unwrap();
+    assert_eq!(steps["release"].state, "waiting");
+    assert_eq!(steps["release"].detail.as_deref(), Some("release cell-0?"));
     store
         .set_campaign_state(&campaign, "completed")
         .await
@@ -232,4 +277,243 @@ async fn bad_urls_are_named() {
         err.to_string(),
         "unsupported store URL `mysql://x`: expected sqlite://PATH or postgres://..."
     );
+}
+
+/// The job queue, on either backend.
+async fn queue_suite(store: Store) {
+    use labloop_store::{Completion, NewJob, QueueError};
+    use std::time::Duration;
+    let job = |id: &str, capability: &str, max_attempts: u32| NewJob {
+        id: id.into(),
+        campaign: Some("q".into()),
+        kind: "build_cell".into(),
+        capability: capability.into(),
+        payload: format!(r#"{{"order": "{id}"}}"#),
+        max_attempts,
+    };
+    assert!(store.enqueue(&job("j1", "robot", 3)).await.unwrap());
+    assert!(
+        !store.enqueue(&job("j1", "robot", 3)).await.unwrap(),
+        "idempotent by id"
+    );
+    assert!(store.enqueue(&job("j2", "oven", 1)).await.unwrap());
+    assert!(store.enqueue(&job("j3", "robot", 2)).await.unwrap());
+    assert_eq!(
+        store.queue_depth().await.unwrap(),
+        vec![("oven".to_owned(), 1), ("robot".to_owned(), 2)]
+    );
+    let long = Duration::from_secs(60);
+
+    // Capabilities route jobs; the oldest goes first.
+    assert!(
+        store
+            .claim("w0", &["pipette"], long)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let a = store.claim("w1", &["robot"], long).await.unwrap().unwrap();
+    assert_eq!(
+        (a.id.as_str(), a.attempt, a.kind.as_str()),
+        ("j1", 1, "build_cell")
+    );
+    assert_eq!(a.payload, r#"{"order": "j1"}"#);
+    store.heartbeat(&a.id, &a.lease_token, long).await.unwrap();
+    assert_eq!(
+        store
+            .complete(&a.id, &a.lease_token, r#"{"cell_id": "c1"}"#)
+            .await
+            .unwrap(),
+        Completion::Completed
+    );
+    // A completion repeated by the same claim (its reply was lost) stores nothing new.
+    assert_eq!(
+        store
+            .complete(&a.id, &a.lease_token, r#"{"cell_id": "other"}"#)
+            .await
+            .unwrap(),
+        Completion::AlreadyCompleted
+    );
+    let row = store.job("j1").await.unwrap().unwrap();
+    assert_eq!(row.state, "completed");
+    assert_eq!(row.result.as_deref(), Some(r#"{"cell_id": "c1"}"#));
+    assert!(matches!(
+        store.heartbeat("j1", &a.lease_token, long).await,
+        Err(QueueError::LeaseLost { .. })
+    ));
+    assert!(matches!(
+        store.complete("nope", "t", "{}").await,
+        Err(QueueError::Unknown(_))
+    ));
+
+    // A lease that runs out returns the job; the old claim can no longer touch it.
+    let b = store
+        .claim("w2", &["robot", "oven"], Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(b.id, "j2");
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // j2 allowed one attempt: its lapsed lease fails it. j3 is next.
+    let c = store
+        .claim("w3", &["robot", "oven"], Duration::from_millis(1))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(c.id, "j3");
+    let failed = store.job("j2").await.unwrap().unwrap();
+    assert_eq!(failed.state, "failed");
+    assert!(
+        failed.error.unwrap().contains("lease ran out"),
+        "why it failed"
+    );
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    let d = store.claim("w4", &["robot"], long).await.unwrap().unwrap();
+    assert_eq!(
+        (d.id.as_str(), d.attempt),
+        ("j3", 2),
+        "taken over after the lease ran out"
+    );
+    let refused = store
+        .complete(&c.id, &c.lease_token, "{}")
+        .await
+        .unwrap_err();
+    assert_eq!(
+        refused.to_string(),
+        "job j3: the lease is no longer this claim's (claimed by w4)"
+    );
+    // A failure with retry left: back to the queue; then out of attempts: failed for good.
+    store
+        .fail(&d.id, &d.lease_token, "gripper jammed", true)
+        .await
+        .unwrap();
+    let row = store.job("j3").await.unwrap().unwrap();
+    assert_eq!(
+        (row.state.as_str(), row.error.as_deref()),
+        ("failed", Some("gripper jammed"))
+    );
+    assert!(store.enqueue(&job("j4", "robot", 3)).await.unwrap());
+    let e = store.claim("w5", &["robot"], long).await.unwrap().unwrap();
+    store
+        .fail(&e.id, &e.lease_token, "no cells left", true)
+        .await
+        .unwrap();
+    assert_eq!(store.job("j4").await.unwrap().unwrap().state, "queued");
+    let f = store.claim("w6", &["robot"], long).await.unwrap().unwrap();
+    assert_eq!((f.id.as_str(), f.attempt), ("j4", 2));
+    store
+        .fail(&f.id, &f.lease_token, "broken", false)
+        .await
+        .unwrap();
+    assert_eq!(store.job("j4").await.unwrap().unwrap().state, "failed");
+    assert!(
+        store
+            .claim("w7", &["robot", "oven"], long)
+            .await
+            .unwrap()
+            .is_none()
+    );
+    let states: Vec<(String, String)> = store
+        .jobs("q")
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|j| (j.id, j.state))
+        .collect();
+    assert_eq!(states.len(), 4);
+    assert!(store.queue_depth().await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_queue() {
+    queue_suite(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_queue() {
+    if let Some((store, name, admin)) = postgres().await {
+        queue_suite(store.clone()).await;
+        store.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+}
+
+/// Campaign ownership, on either backend.
+async fn ownership_suite(store: Store) {
+    use std::time::Duration;
+    let long = Duration::from_secs(60);
+    assert!(
+        store
+            .acquire_campaign("c", "engine-a", long, None)
+            .await
+            .unwrap()
+    );
+    assert!(
+        store
+            .acquire_campaign("c", "engine-a", long, None)
+            .await
+            .unwrap(),
+        "re-entrant"
+    );
+    assert!(
+        !store
+            .acquire_campaign("c", "engine-b", long, None)
+            .await
+            .unwrap(),
+        "held"
+    );
+    assert_eq!(
+        store.campaign_owner("c").await.unwrap().unwrap().owner,
+        "engine-a"
+    );
+    assert!(
+        store
+            .renew_campaign("c", "engine-a", Duration::from_millis(1))
+            .await
+            .unwrap()
+    );
+    assert!(!store.renew_campaign("c", "engine-b", long).await.unwrap());
+    tokio::time::sleep(Duration::from_millis(20)).await;
+    // The lease ran out: another engine takes over, and the first can no longer renew.
+    assert!(
+        store
+            .acquire_campaign("c", "engine-b", long, None)
+            .await
+            .unwrap()
+    );
+    assert!(!store.renew_campaign("c", "engine-a", long).await.unwrap());
+    // An engine known to be dead is displaced at once.
+    assert!(
+        store
+            .acquire_campaign("c", "engine-c", long, Some("engine-b"))
+            .await
+            .unwrap()
+    );
+    store.release_campaign("c", "engine-b").await.unwrap();
+    assert_eq!(
+        store.campaign_owner("c").await.unwrap().unwrap().owner,
+        "engine-c"
+    );
+    store.release_campaign("c", "engine-c").await.unwrap();
+    assert!(store.campaign_owner("c").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn sqlite_ownership() {
+    ownership_suite(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_ownership() {
+    if let Some((store, name, admin)) = postgres().await {
+        ownership_suite(store.clone()).await;
+        store.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
 }

@@ -48,15 +48,25 @@ impl fmt::Display for Diagnostic {
 
 /// Turns the YAML library's (syntax) error into a diagnostic.
 pub(crate) fn from_yaml_error(error: &yaml_serde::Error, text: &str, file: &str) -> Diagnostic {
-    let (line, column) = error.location().map_or((0, 0), |l| (l.line(), l.column()));
-    let mut message = error.to_string();
-    if let Some(cut) = message.rfind(" at line ") {
-        message.truncate(cut);
-    }
+    let (mut line, mut column) = error
+        .location()
+        .map(|l| (l.line(), l.column()))
+        .filter(|(line, _)| *line > 0)
+        .unwrap_or_else(|| crate::locate::locate_or_start(text, ""));
+    // The place goes in front, so the message need not repeat it.
+    let message = without_positions(&error.to_string());
     let (path, mut message) = match message.split_once(": ") {
         Some((path, rest)) if !path.contains(' ') => (path.to_owned(), rest.to_owned()),
         _ => (String::new(), message),
     };
+    // The parser points at the map holding a repeated key; point at the repeat instead.
+    if let Some(key) = message
+        .strip_prefix("duplicate entry with key \"")
+        .and_then(|k| k.strip_suffix('"'))
+        && let Some(found) = second_key(text, line, column, key)
+    {
+        (line, column) = found;
+    }
     let at_line = text.lines().nth(line.saturating_sub(1)).unwrap_or("");
     if line > 0
         && at_line.trim_end().starts_with(|c: char| c.is_whitespace())
@@ -71,6 +81,58 @@ pub(crate) fn from_yaml_error(error: &yaml_serde::Error, text: &str, file: &str)
         path,
         message,
     }
+}
+
+/// `message` without the parser's ` at line N column M` notes.
+fn without_positions(message: &str) -> String {
+    let mut out = message.to_owned();
+    while let Some(start) = out.find(" at line ") {
+        let rest = &out[start + " at line ".len()..];
+        let digits = |s: &str| s.find(|c: char| !c.is_ascii_digit()).unwrap_or(s.len());
+        let n = digits(rest);
+        let Some(after) = rest[n..].strip_prefix(" column ") else {
+            break;
+        };
+        let m = digits(after);
+        let end = start + " at line ".len() + n + " column ".len() + m;
+        out.replace_range(start..end, "");
+    }
+    out
+}
+
+/// Where `key` appears a second time in the block map whose first key is at (`line`, `column`).
+fn second_key(text: &str, line: usize, column: usize, key: &str) -> Option<(usize, usize)> {
+    let indent = column.checked_sub(1)?;
+    let mut seen = 0;
+    for (n, l) in text.lines().enumerate().skip(line.checked_sub(1)?) {
+        let body = l.trim_start_matches(' ');
+        let here = l.len() - body.len();
+        if body.is_empty() || body.starts_with('#') || (here > indent) {
+            continue;
+        }
+        let item = body.strip_prefix("- ").filter(|_| here + 2 == column);
+        if here < indent && item.is_none() && n + 1 > line {
+            break;
+        }
+        let body = if here == indent {
+            body
+        } else {
+            item.unwrap_or("")
+        };
+        let name = body
+            .split(':')
+            .next()
+            .unwrap_or("")
+            .trim()
+            .trim_matches(['"', '\'']);
+        if name == key && body.contains(':') {
+            seen += 1;
+            if seen == 2 {
+                return Some((n + 1, indent + 1));
+            }
+        }
+    }
+    None
 }
 
 /// The name in `names` closest to `given`, if one is close enough to be a likely typo.

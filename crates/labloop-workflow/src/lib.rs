@@ -33,6 +33,13 @@ use std::path::Path;
 /// assert!(problems[0].to_string().starts_with("w.yaml:1:"));
 /// ```
 pub fn parse(text: &str, file: &str) -> (Option<Workflow>, Vec<Diagnostic>) {
+    let base = Path::new(file).parent().unwrap_or(Path::new(""));
+    parse_in(text, file, base)
+}
+
+/// Like [`parse`], with `include:` paths read relative to `base` rather than `file`'s folder (for a
+/// workflow that does not come from a file, or is named by a shorter path in diagnostics).
+pub fn parse_in(text: &str, file: &str, base: &Path) -> (Option<Workflow>, Vec<Diagnostic>) {
     let mut root = match yaml_to_json(text, file) {
         Ok(v) => v,
         Err(d) => return (None, vec![d]),
@@ -63,12 +70,17 @@ pub fn parse(text: &str, file: &str) -> (Option<Workflow>, Vec<Diagnostic>) {
             )],
         );
     }
-    include_files(&mut root, &schema, file, &mut sources, &mut problems);
+    include_files(&mut root, &schema, file, base, &mut sources, &mut problems);
+    let mut unresolved = std::collections::HashSet::new();
     for (path, message) in refs::substitute_static(&mut root) {
         problems.push(at(text, file, &path, message));
+        unresolved.insert(path);
     }
+    // A value left as `${{ ... }}` because its reference failed is already reported.
     for m in SchemaChecker::check(&schema, &schema, &root) {
-        problems.push(at(text, file, &m.path, m.message));
+        if !unresolved.contains(&m.path) {
+            problems.push(at(text, file, &m.path, m.message));
+        }
     }
     if !problems.is_empty() {
         return (None, problems);
@@ -79,7 +91,7 @@ pub fn parse(text: &str, file: &str) -> (Option<Workflow>, Vec<Diagnostic>) {
             (Some(workflow), problems)
         }
         // The schema and the types come from the same code, so this is a bug if it ever shows.
-        Err(e) => (None, vec![Diagnostic::new(file, 0, 0, "", e.to_string())]),
+        Err(e) => (None, vec![at(text, file, "", e.to_string())]),
     }
 }
 
@@ -92,15 +104,7 @@ pub(crate) struct Source {
 }
 
 fn at(text: &str, file: &str, path: &str, message: String) -> Diagnostic {
-    let (mut line, mut column) = locate::locate(text, path);
-    if line == 0 {
-        // The whole file, or a place the block-style search cannot find: its first content line.
-        line = text
-            .lines()
-            .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
-            .map_or(1, |n| n + 1);
-        column = 1;
-    }
+    let (line, column) = locate::locate_or_start(text, path);
     Diagnostic::new(file, line, column, path, message)
 }
 
@@ -108,7 +112,7 @@ fn yaml_to_json(text: &str, file: &str) -> Result<Value, Diagnostic> {
     let yaml: yaml_serde::Value =
         yaml_serde::from_str(text).map_err(|e| diagnostic::from_yaml_error(&e, text, file))?;
     serde_json::to_value(&yaml)
-        .map_err(|e| Diagnostic::new(file, 0, 0, "", format!("cannot be read as data: {e}")))
+        .map_err(|e| at(text, file, "", format!("cannot be read as data: {e}")))
 }
 
 /// Reads each `include:` file, checks it against the instruments' schema (problems located in that
@@ -117,23 +121,24 @@ fn include_files(
     root: &mut Value,
     schema: &Value,
     file: &str,
+    base: &Path,
     sources: &mut Vec<Source>,
     problems: &mut Vec<Diagnostic>,
 ) {
     let Some(includes) = root.get("include").and_then(Value::as_array).cloned() else {
         return;
     };
-    let base = Path::new(file).parent().unwrap_or(Path::new(""));
-    let include_schema = serde_json::json!({
-        "type": "object",
-        "properties": {"instruments": schema["properties"]["instruments"]},
-        "required": ["instruments"],
-        "additionalProperties": false,
-    });
+    let include_schema = include_schema_value(schema);
     for (i, name) in includes.iter().enumerate() {
         let Some(name) = name.as_str() else { continue };
         let path = base.join(name);
-        let shown = path.display().to_string();
+        // Named in diagnostics as seen from the including file's name.
+        let shown = Path::new(file)
+            .parent()
+            .unwrap_or(Path::new(""))
+            .join(name)
+            .display()
+            .to_string();
         let text = match std::fs::read_to_string(&path) {
             Ok(t) => t,
             Err(e) => {
@@ -204,7 +209,81 @@ fn schema_value() -> Value {
     serde_json::to_value(schemars::schema_for!(Workflow)).expect("a schema is JSON")
 }
 
-/// The JSON Schema of workflow files, pretty-printed.
+/// An `include:`d file: an `instruments:` list (its `$ref`s resolve in the workflow's schema).
+fn include_schema_value(workflow_schema: &Value) -> Value {
+    serde_json::json!({
+        "type": "object",
+        "properties": {"instruments": workflow_schema["properties"]["instruments"]},
+        "required": ["instruments"],
+        "additionalProperties": false,
+    })
+}
+
+/// The JSON Schema of workflow files, pretty-printed, as editors use it: wherever a number, a
+/// boolean or a list is expected, a `${{ ... }}` reference is accepted too (checked by `labloop
+/// validate` once resolved).
 pub fn schema() -> String {
-    serde_json::to_string_pretty(&schema_value()).expect("a schema always serialises")
+    pretty(for_editors(schema_value()))
+}
+
+/// The JSON Schema of shared instrument files (`include:`), pretty-printed, as editors use it.
+pub fn include_schema() -> String {
+    let workflow = schema_value();
+    let mut schema = include_schema_value(&workflow);
+    schema["$schema"] = workflow["$schema"].clone();
+    schema["title"] = Value::String("Instruments".into());
+    schema["$defs"] = workflow["$defs"].clone();
+    pretty(for_editors(schema))
+}
+
+fn pretty(schema: Value) -> String {
+    serde_json::to_string_pretty(&schema).expect("a schema always serialises")
+}
+
+/// Lets every number, boolean and list in `schema` be a `${{ ... }}` reference instead.
+fn for_editors(mut schema: Value) -> Value {
+    fn allow_references(node: &mut Value) {
+        match node {
+            Value::Object(map) => {
+                let typed = map.get("type").is_some_and(|t| {
+                    let kinds: Vec<&str> = match t {
+                        Value::String(k) => vec![k.as_str()],
+                        Value::Array(ks) => ks.iter().filter_map(Value::as_str).collect(),
+                        _ => Vec::new(),
+                    };
+                    kinds
+                        .iter()
+                        .any(|k| matches!(*k, "integer" | "number" | "boolean" | "array"))
+                });
+                for (key, child) in map.iter_mut() {
+                    if !matches!(key.as_str(), "default" | "examples" | "const" | "enum") {
+                        allow_references(child);
+                    }
+                }
+                if typed {
+                    let mut value = serde_json::Map::new();
+                    for key in ["description", "default"] {
+                        if let Some(v) = map.remove(key) {
+                            value.insert(key.into(), v);
+                        }
+                    }
+                    let plain = Value::Object(std::mem::take(map));
+                    value.insert(
+                        "anyOf".into(),
+                        serde_json::json!([plain, {"$ref": "#/$defs/Reference"}]),
+                    );
+                    *map = value;
+                }
+            }
+            Value::Array(items) => items.iter_mut().for_each(allow_references),
+            _ => {}
+        }
+    }
+    allow_references(&mut schema);
+    schema["$defs"]["Reference"] = serde_json::json!({
+        "description": "A reference resolved when the workflow is read, e.g. `${{ variables.cycles }}`.",
+        "type": "string",
+        "pattern": r"^\s*\$\{\{[^}]*\}\}\s*$",
+    });
+    schema
 }

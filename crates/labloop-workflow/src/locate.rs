@@ -1,6 +1,21 @@
 //! Finds where a dotted field path (`a.b[2].c`) sits in block-style YAML text, so checks made on the
 //! typed workflow can still point at a line and column.
 
+/// Like [`locate`], but never `(0, 0)`: a path not in the text points at the first content line.
+pub(crate) fn locate_or_start(text: &str, path: &str) -> (usize, usize) {
+    match locate(text, path) {
+        (0, _) => {
+            // The whole file, or a key the file does not have: its first content line.
+            let line = text
+                .lines()
+                .position(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'))
+                .map_or(1, |n| n + 1);
+            (line, 1)
+        }
+        found => found,
+    }
+}
+
 /// 1-based (line, column) of the key (or list item) the path names; the deepest part of the path
 /// that can be found when the rest cannot; (0, 0) when nothing matches.
 pub(crate) fn locate(text: &str, path: &str) -> (usize, usize) {

@@ -231,8 +231,12 @@ impl<'a> SchemaChecker<'a> {
         let tags: Vec<(String, &Value)> = resolved
             .iter()
             .filter_map(|a| {
+                // A tagged variant is a map with one property, its tag, which is required.
                 let required = a.get("required")?.as_array()?;
-                (required.len() == 1).then(|| (required[0].as_str().unwrap_or("").to_owned(), a))
+                let properties = a.get("properties")?.as_object()?;
+                let tag = required.first()?.as_str()?;
+                (required.len() == 1 && properties.len() == 1 && properties.contains_key(tag))
+                    .then(|| (tag.to_owned(), a))
             })
             .collect();
         // A word names a unit variant.

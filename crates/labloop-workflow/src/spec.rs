@@ -360,6 +360,9 @@ pub enum DriverKind {
     Serial,
     /// JSON over an MQTT broker.
     Mqtt,
+    /// An external worker: each command is a job on the store's queue, done by whoever claims it
+    /// (`labloop agent`, or a worker of the lab's own); for cell builders.
+    Queue,
 }
 
 /// How a driver reaches its instrument.
@@ -374,12 +377,33 @@ pub enum TransportSpec {
         #[serde(default = "default_baud")]
         baud: u32,
     },
+    /// The store's job queue.
+    Queue {
+        /// The capability a worker needs to take these jobs (its `labloop agent --capability`).
+        capability: String,
+    },
     /// An MQTT broker.
     Mqtt {
-        /// `mqtt://host:port`.
+        /// `mqtt://host:port`, or `mqtts://host:port` for TLS (port 8883 by default).
         broker: String,
         /// Topics are `<topic_prefix>/cmd`, `.../ack`, `.../status`, `.../telemetry/<channel>`.
         topic_prefix: String,
+        /// TLS: PEM file of the CA that signed the broker's certificate (default: the system's).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ca_file: Option<String>,
+        /// TLS: PEM client certificate, for brokers that ask for one (with `client_key`).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_cert: Option<String>,
+        /// TLS: PEM private key of `client_cert`.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        client_key: Option<String>,
+        /// User name to log in with.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        username: Option<String>,
+        /// Name of the environment variable that holds the password (never the password itself:
+        /// workflow files are shared and stored with campaigns).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        password_env: Option<String>,
     },
 }
 
@@ -387,7 +411,9 @@ fn default_baud() -> u32 {
     115_200
 }
 
-/// Safety limits of an instrument.
+/// Safety limits of an instrument, per channel: the engine refuses protocols beyond them before a
+/// test starts, and a cycle record beyond any of them stops that channel's test and fails its
+/// experiment with the reason (other channels go on).
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct SafetyLimits {
@@ -397,9 +423,15 @@ pub struct SafetyLimits {
     /// Highest voltage (V).
     #[serde(default = "default_max_voltage")]
     pub max_voltage_v: f64,
-    /// Highest cell temperature (°C); a record above it fails the experiment and stops its channel.
+    /// Highest cell temperature (°C).
     #[serde(default = "default_max_temperature")]
     pub max_temperature_c: f64,
+    /// Lowest terminal voltage (V), if limited (over-discharge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min_voltage_v: Option<f64>,
+    /// Largest current, charge or discharge (A), if limited.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max_current_a: Option<f64>,
 }
 
 impl Default for SafetyLimits {
@@ -408,6 +440,8 @@ impl Default for SafetyLimits {
             max_c_rate: default_max_c_rate(),
             max_voltage_v: default_max_voltage(),
             max_temperature_c: default_max_temperature(),
+            min_voltage_v: None,
+            max_current_a: None,
         }
     }
 }
@@ -443,7 +477,8 @@ pub struct StepSpec {
     /// Steps that must finish first; default: the step above (none for the first); `[]` for none.
     #[serde(default)]
     pub needs: Option<Vec<String>>,
-    /// Longest one attempt may take, e.g. `90s`, `30m`, `36h`, `2d` (simulated time on simulators).
+    /// Longest one attempt may take, e.g. `90s`, `30m`, `36h`, `2d`: instrument time (simulated time
+    /// on simulators), real time for `approve`.
     #[serde(default)]
     #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$"))]
     pub timeout: Option<String>,
@@ -508,9 +543,19 @@ pub enum OnFailure {
 pub struct BuildCellStep {
     /// The cell-builder instrument.
     pub robot: String,
-    /// Electrolyte volume (µL).
+    /// Electrolyte volume (µL), dispensed from the robot's stock solutions in the experiment's
+    /// formulation.
     #[serde(default = "default_electrolyte")]
     pub electrolyte_ul: f64,
+    /// The cathode the robot picks (its name in the robot's inventory, e.g. `NMC811-18mg`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cathode: Option<String>,
+    /// The anode (e.g. `graphite-10mg`, `Li-chip`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub anode: Option<String>,
+    /// The separator (e.g. `Celgard-2325`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub separator: Option<String>,
 }
 
 fn default_electrolyte() -> f64 {
@@ -653,7 +698,7 @@ impl StepAction<'_> {
     /// The outputs the step offers to `${{ steps.<id>.outputs.<name> }}`.
     pub fn outputs(&self) -> &'static [&'static str] {
         match self {
-            Self::BuildCell(_) => &["cell_id"],
+            Self::BuildCell(_) => &["cell_id", "ocv_v", "mass_g"],
             Self::Rest(_) | Self::Approve(_) => &[],
             Self::Formation(_) => &["capacity_ah", "coulombic_efficiency"],
             Self::Cycle(_) => &["cycles", "last_capacity_ah"],

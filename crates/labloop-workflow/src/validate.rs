@@ -4,7 +4,7 @@
 
 use crate::Source;
 use crate::diagnostic::{Diagnostic, did_you_mean};
-use crate::locate::locate;
+use crate::locate::locate_or_start;
 use crate::refs::references;
 use crate::spec::{
     DriverKind, InstrumentKind, SearchSpaceSpec, StepAction, TransportSpec, Workflow,
@@ -23,7 +23,7 @@ struct Checker<'a> {
 impl Checker<'_> {
     fn report(&mut self, path: &str, message: impl Into<String>) {
         let main = &self.sources[0];
-        let (line, column) = locate(&main.text, path);
+        let (line, column) = locate_or_start(&main.text, path);
         self.problems
             .push(Diagnostic::new(&main.file, line, column, path, message));
     }
@@ -38,7 +38,7 @@ impl Checker<'_> {
             .unwrap_or(&self.sources[0]);
         let local = i - source.first_instrument;
         let path = format!("instruments[{local}]{rest}");
-        let (line, column) = locate(&source.text, &path);
+        let (line, column) = locate_or_start(&source.text, &path);
         self.problems
             .push(Diagnostic::new(&source.file, line, column, &path, message));
     }
@@ -58,6 +58,11 @@ impl Checker<'_> {
             }
         }
     }
+}
+
+/// A sum shown without floating-point noise (`0.3`, not `0.30000000000000004`).
+fn round9(x: f64) -> f64 {
+    (x * 1e9).round() / 1e9
 }
 
 fn valid_name(name: &str) -> bool {
@@ -165,7 +170,9 @@ fn check_space(c: &mut Checker<'_>, workflow: &Workflow) {
                 c.report(
                     &format!("{base}.components"),
                     format!(
-                        "no mixture fits: the minimums sum to {low} and the maximums to {high}, but the fractions must sum to {}",
+                        "no mixture fits: the minimums sum to {} and the maximums to {}, but the fractions must sum to {}",
+                        round9(low),
+                        round9(high),
                         spec.total
                     ),
                 );
@@ -178,13 +185,23 @@ fn check_space(c: &mut Checker<'_>, workflow: &Workflow) {
                         format!("`{}` is named twice", p.name),
                     );
                 }
-                let kinds = usize::from(p.continuous.is_some())
-                    + usize::from(p.integer.is_some())
-                    + usize::from(p.categorical.is_some());
-                if kinds != 1 {
+                let kinds: Vec<&str> = [
+                    ("`continuous`", p.continuous.is_some()),
+                    ("`integer`", p.integer.is_some()),
+                    ("`categorical`", p.categorical.is_some()),
+                ]
+                .into_iter()
+                .filter_map(|(name, set)| set.then_some(name))
+                .collect();
+                if kinds.len() != 1 {
+                    let got = if kinds.is_empty() {
+                        "none".to_owned()
+                    } else {
+                        kinds.join(" and ")
+                    };
                     c.report(
                         &path,
-                        format!("expected exactly one of `continuous`, `integer`, `categorical`, got {kinds}"),
+                        format!("expected exactly one of `continuous`, `integer`, `categorical`, got {got}"),
                     );
                 }
                 if let Some(r) = p.continuous
@@ -358,31 +375,99 @@ fn check_instruments(c: &mut Checker<'_>, workflow: &Workflow) {
             ),
             (DriverKind::Serial, Some(TransportSpec::Serial { .. }))
             | (DriverKind::Mqtt, Some(TransportSpec::Mqtt { .. }))
+            | (DriverKind::Queue, Some(TransportSpec::Queue { .. }))
             | (DriverKind::Sim, None) => {}
             (driver, _) => {
-                let wanted = if driver == DriverKind::Serial {
-                    "`transport: {serial: {port: /dev/ttyUSB0, baud: 115200}}`"
-                } else {
-                    "`transport: {mqtt: {broker: mqtt://host:1883, topic_prefix: labloop/lab/name}}`"
+                let wanted = match driver {
+                    DriverKind::Serial => {
+                        "`transport: {serial: {port: /dev/ttyUSB0, baud: 115200}}`"
+                    }
+                    DriverKind::Queue => "`transport: {queue: {capability: coin-cell-robot}}`",
+                    _ => {
+                        "`transport: {mqtt: {broker: mqtt://host:1883, topic_prefix: labloop/lab/name}}`"
+                    }
                 };
                 c.report_instrument(i, ".transport", format!("this driver needs {wanted}"));
             }
         }
-        if let Some(TransportSpec::Mqtt { broker, .. }) = &inst.transport
-            && !(broker.starts_with("mqtt://") || broker.starts_with("mqtts://"))
+        if inst.driver == DriverKind::Queue && inst.kind != InstrumentKind::CellBuilder {
+            c.report_instrument(
+                i,
+                ".driver",
+                "the queue driver serves cell builders (a cycler streams records: use serial or mqtt)",
+            );
+        }
+        if let Some(TransportSpec::Mqtt {
+            broker,
+            ca_file,
+            client_cert,
+            client_key,
+            username,
+            password_env,
+            ..
+        }) = &inst.transport
+        {
+            let tls = broker.starts_with("mqtts://");
+            if !(broker.starts_with("mqtt://") || tls) {
+                c.report_instrument(
+                    i,
+                    ".transport.mqtt.broker",
+                    format!("expected `mqtt://host:port` or `mqtts://host:port`, got `{broker}`"),
+                );
+            }
+            for (field, set) in [
+                ("ca_file", ca_file.is_some()),
+                ("client_cert", client_cert.is_some()),
+                ("client_key", client_key.is_some()),
+            ] {
+                if set && !tls {
+                    c.report_instrument(
+                        i,
+                        &format!(".transport.mqtt.{field}"),
+                        format!("a TLS setting, but the broker `{broker}` is not mqtts://"),
+                    );
+                }
+            }
+            if client_cert.is_some() != client_key.is_some() {
+                let missing = if client_cert.is_some() {
+                    "client_key"
+                } else {
+                    "client_cert"
+                };
+                c.report_instrument(
+                    i,
+                    ".transport.mqtt",
+                    format!("a client certificate needs both client_cert and client_key; `{missing}` is missing"),
+                );
+            }
+            if password_env.is_some() && username.is_none() {
+                c.report_instrument(
+                    i,
+                    ".transport.mqtt.password_env",
+                    "a password needs a `username`".to_owned(),
+                );
+            }
+        }
+        let s = inst.safety;
+        if let Some(min) = s.min_voltage_v
+            && min >= s.max_voltage_v
         {
             c.report_instrument(
                 i,
-                ".transport.mqtt.broker",
-                format!("expected `mqtt://host:port`, got `{broker}`"),
+                ".safety.min_voltage_v",
+                format!("{min} V is not below max_voltage_v ({} V)", s.max_voltage_v),
             );
         }
-        let s = inst.safety;
         for (field, value) in [
-            ("max_c_rate", s.max_c_rate),
-            ("max_voltage_v", s.max_voltage_v),
-            ("max_temperature_c", s.max_temperature_c),
-        ] {
+            ("max_c_rate", Some(s.max_c_rate)),
+            ("max_voltage_v", Some(s.max_voltage_v)),
+            ("max_temperature_c", Some(s.max_temperature_c)),
+            ("min_voltage_v", s.min_voltage_v),
+            ("max_current_a", s.max_current_a),
+        ]
+        .into_iter()
+        .filter_map(|(field, value)| Some((field, value?)))
+        {
             if !(value.is_finite() && value > 0.0) {
                 c.report_instrument(
                     i,
@@ -454,7 +539,7 @@ fn check_steps(c: &mut Checker<'_>, workflow: &Workflow) {
                     message.push_str(&format!("; did you mean `{hint}`?"));
                 }
                 c.report(&format!("{path}.needs[{j}]"), message);
-            } else if need == &ids[i] {
+            } else if need == &ids[i] && step.needs.is_some() {
                 c.report(&format!("{path}.needs[{j}]"), "a step cannot need itself");
             }
         }

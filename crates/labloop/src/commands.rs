@@ -1,14 +1,20 @@
 //! The subcommands: each wires library crates together and prints.
 
 use anyhow::{Context, Result, bail};
-use labloop_engine::{CampaignResult, CampaignRunner, Instruments, resolve_model};
+use labloop_drivers::broker::{BrokerAddress, TlsFiles};
+use labloop_drivers::mqtt::{MqttCycler, MqttOptionsExt};
+use labloop_drivers::remote::RemoteCellBuilder;
+use labloop_drivers::serial::{SerialCycler, SerialLink, SerialOptions};
+use labloop_engine::{
+    CampaignResult, CampaignRunner, Instruments, Ownership, QueueCellBuilder, resolve_model,
+};
 use labloop_predict::Predictor;
 use labloop_predict::train::{
     DISCHARGE_FEATURES, TrainOptions, VARIANCE_FEATURES, evaluate, fit_elastic_net,
 };
 use labloop_sim::{SimCellBuilder, SimClock, SimCycler, expected_life};
 use labloop_store::Store;
-use labloop_workflow::{Diagnostic, DriverKind, InstrumentKind, Workflow};
+use labloop_workflow::{Diagnostic, DriverKind, InstrumentKind, TransportSpec, Workflow};
 use serde::Serialize;
 use std::path::Path;
 use std::process::ExitCode;
@@ -66,7 +72,13 @@ pub struct Overrides {
     pub seed: Option<u64>,
 }
 
-pub fn run(path: &Path, overrides: Overrides, json: bool, top: usize) -> Result<ExitCode> {
+pub fn run(
+    path: &Path,
+    overrides: Overrides,
+    json: bool,
+    top: usize,
+    ownership: Ownership,
+) -> Result<ExitCode> {
     let Overrides {
         store,
         rounds,
@@ -102,11 +114,17 @@ pub fn run(path: &Path, overrides: Overrides, json: bool, top: usize) -> Result<
     } else {
         text.clone()
     };
-    execute(workflow, recorded, &store_url, None, json, top)
+    execute(workflow, recorded, &store_url, None, json, top, ownership)
 }
 
 /// Continues a campaign recorded in a store.
-pub fn resume(campaign: &str, store_url: &str, json: bool, top: usize) -> Result<ExitCode> {
+pub fn resume(
+    campaign: &str,
+    store_url: &str,
+    json: bool,
+    top: usize,
+    ownership: Ownership,
+) -> Result<ExitCode> {
     let rt = runtime()?;
     let row = rt.block_on(async {
         let store = Store::connect(store_url).await?;
@@ -137,6 +155,7 @@ pub fn resume(campaign: &str, store_url: &str, json: bool, top: usize) -> Result
         Some(campaign.to_owned()),
         json,
         top,
+        ownership,
     )
 }
 
@@ -149,7 +168,64 @@ fn sim_journal(store_url: &str, campaign: &str, instrument: &str) -> std::path::
     std::path::PathBuf::from(format!("{base}.{campaign}.{instrument}.sim.jsonl"))
 }
 
-fn instruments(workflow: &Workflow, store_url: &str) -> Result<(Instruments, Vec<SimCycler>)> {
+/// The broker of an MQTT instrument, with its TLS files and credentials (the password read from the
+/// environment variable the workflow names).
+fn broker_address(inst: &labloop_workflow::InstrumentSpec) -> Result<BrokerAddress> {
+    let Some(TransportSpec::Mqtt {
+        broker,
+        ca_file,
+        client_cert,
+        client_key,
+        username,
+        password_env,
+        ..
+    }) = &inst.transport
+    else {
+        bail!("instrument `{}`: no MQTT transport", inst.name);
+    };
+    let context = || format!("instrument `{}`", inst.name);
+    let mut address = BrokerAddress::parse(broker)
+        .map_err(anyhow::Error::msg)
+        .with_context(context)?;
+    if broker.starts_with("mqtts://") {
+        address = address
+            .with_tls(TlsFiles {
+                ca_file: ca_file.as_ref().map(Into::into),
+                client: client_cert
+                    .as_ref()
+                    .zip(client_key.as_ref())
+                    .map(|(c, k)| (c.into(), k.into())),
+            })
+            .map_err(anyhow::Error::msg)
+            .with_context(context)?;
+    }
+    if let Some(user) = username {
+        let password = match password_env {
+            Some(var) => std::env::var(var).with_context(|| {
+                format!(
+                    "instrument `{}`: the password variable `{var}` is not set",
+                    inst.name
+                )
+            })?,
+            None => String::new(),
+        };
+        address = address.with_credentials(user, &password);
+    }
+    Ok(address)
+}
+
+/// How long to wait for a remote builder's reply to one `build` (a real robot takes ~10 minutes per
+/// coin cell; a simulated one runs on its accelerated clock), before asking again.
+fn build_patience(inst: &labloop_workflow::InstrumentSpec) -> std::time::Duration {
+    std::time::Duration::from_secs_f64((1800.0 / inst.clock_acceleration.max(1.0)).max(2.0))
+}
+
+/// The workflow's instruments (simulated ones keep their journal beside the store), and the
+/// simulated cyclers among them.
+pub(crate) fn instruments(
+    workflow: &Workflow,
+    store_url: &str,
+) -> Result<(Instruments, Vec<SimCycler>)> {
     let mut sims = Vec::new();
     let mut out = Instruments::default();
     for inst in &workflow.instruments {
@@ -173,10 +249,77 @@ fn instruments(workflow: &Workflow, store_url: &str) -> Result<(Instruments, Vec
             (DriverKind::Sim, InstrumentKind::CellBuilder) => out.builders.push(Arc::new(
                 SimCellBuilder::new(&inst.name, inst.channels, clock),
             )),
-            (driver, _) => bail!(
-                "instrument `{}`: the {driver:?} driver is not in this build yet; only `sim` instruments run",
-                inst.name
-            ),
+            (DriverKind::Mqtt, kind) => {
+                let Some(TransportSpec::Mqtt { topic_prefix, .. }) = &inst.transport else {
+                    bail!(
+                        "instrument `{}`: the mqtt driver needs `transport: {{mqtt: ...}}`",
+                        inst.name
+                    );
+                };
+                let address = broker_address(inst)?;
+                let channels = if kind == InstrumentKind::Cycler {
+                    inst.channels
+                } else {
+                    0
+                };
+                let link = MqttCycler::connect_to(
+                    &inst.name,
+                    channels,
+                    &address,
+                    topic_prefix,
+                    MqttOptionsExt::default(),
+                )?;
+                match kind {
+                    InstrumentKind::Cycler => out.cyclers.push(Arc::new(link)),
+                    InstrumentKind::CellBuilder => out
+                        .builders
+                        .push(Arc::new(RemoteCellBuilder::new(link, build_patience(inst)))),
+                }
+            }
+            (DriverKind::Queue, kind) => {
+                let Some(TransportSpec::Queue { capability }) = &inst.transport else {
+                    bail!(
+                        "instrument `{}`: the queue driver needs `transport: {{queue: {{capability: ...}}}}`",
+                        inst.name
+                    );
+                };
+                if kind != InstrumentKind::CellBuilder {
+                    bail!(
+                        "instrument `{}`: the queue driver serves cell builders",
+                        inst.name
+                    );
+                }
+                out.builders.push(Arc::new(QueueCellBuilder::new(
+                    &inst.name,
+                    capability,
+                    store_url,
+                    std::time::Duration::from_millis(200),
+                )));
+            }
+            (DriverKind::Serial, kind) => {
+                let Some(TransportSpec::Serial { port, baud }) = &inst.transport else {
+                    bail!(
+                        "instrument `{}`: the serial driver needs `transport: {{serial: {{port: ...}}}}`",
+                        inst.name
+                    );
+                };
+                let options = SerialOptions::default();
+                match kind {
+                    InstrumentKind::Cycler => out.cyclers.push(Arc::new(SerialCycler::new(
+                        &inst.name,
+                        inst.channels,
+                        port,
+                        *baud,
+                        options,
+                    ))),
+                    InstrumentKind::CellBuilder => {
+                        out.builders.push(Arc::new(RemoteCellBuilder::new(
+                            SerialLink::new(&inst.name, port, *baud, options),
+                            build_patience(inst),
+                        )))
+                    }
+                }
+            }
         }
     }
     Ok((out, sims))
@@ -189,6 +332,7 @@ fn execute(
     resume: Option<String>,
     json: bool,
     top: usize,
+    ownership: Ownership,
 ) -> Result<ExitCode> {
     let model_name = workflow
         .predict_step()
@@ -219,7 +363,8 @@ fn execute(
             Arc::new(model),
         )
         .with_events(tx)
-        .with_pause(pause_rx);
+        .with_pause(pause_rx)
+        .with_ownership(ownership);
         let result = match &resume {
             Some(campaign) => runner.resume(campaign).await,
             None => runner.run().await,
@@ -322,18 +467,31 @@ fn execute(
         result.wall_time_s,
         labloop_store::redact(&store_url)
     );
+    println!("Stopped by: {}.", result.stopped_by);
+    let (what, heading) = if workflow.protocol_space().is_some() {
+        ("protocols", "protocol (C-rates)")
+    } else {
+        ("candidates", "candidate")
+    };
     println!(
-        "Lifetime model: {}. Best protocols by the surrogate's mean cycle life:",
+        "Lifetime model: {}. Best {what} by the surrogate's mean cycle life:",
         result.model
     );
     println!();
+    let shown = result.ranking.iter().take(top);
+    let width = shown
+        .clone()
+        .map(|r| r.protocol.chars().count())
+        .chain([heading.len()])
+        .max()
+        .unwrap_or(22);
     println!(
-        "{:>4}  {:<22} {:>18}  {:>5}  {:>14}",
-        "rank", "protocol (C-rates)", "predicted life", "cells", "mean of cells"
+        "{:>4}  {:<width$} {:>18}  {:>5}  {:>14}",
+        "rank", heading, "predicted life", "cells", "mean of cells"
     );
-    for r in result.ranking.iter().take(top) {
+    for r in shown {
         println!(
-            "{:>4}  {:<22} {:>10.0} ± {:<5.0}  {:>5}  {:>14}",
+            "{:>4}  {:<width$} {:>10.0} ± {:<5.0}  {:>5}  {:>14}",
             r.rank,
             r.protocol,
             r.predicted_life,
@@ -430,6 +588,41 @@ pub fn serve(url: &str, listen: &str) -> Result<ExitCode> {
     })
 }
 
+/// Creates an API token and prints its secret (once) on stdout, its id on stderr.
+pub fn token_create(url: &str, role: &str, name: &str) -> Result<ExitCode> {
+    if !labloop_store::ROLES.contains(&role) {
+        bail!(
+            "--role {role}: expected one of {}",
+            labloop_store::ROLES.join(", ")
+        );
+    }
+    runtime()?.block_on(async {
+        let store = Store::connect(url).await?;
+        let (row, secret) = store.create_token(role, name).await?;
+        store.close().await;
+        eprintln!(
+            "token {} ({}, for {}); keep the secret: it is not shown again",
+            row.id, row.role, row.name
+        );
+        println!("{secret}");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
+/// Revokes an API token by id.
+pub fn token_revoke(url: &str, id: &str) -> Result<ExitCode> {
+    runtime()?.block_on(async {
+        let store = Store::connect(url).await?;
+        let found = store.revoke_token(id).await?;
+        store.close().await;
+        if !found {
+            bail!("no token `{id}` in {}", labloop_store::redact(url));
+        }
+        eprintln!("token {id} revoked");
+        Ok(ExitCode::SUCCESS)
+    })
+}
+
 pub fn predict_train(data: &Path, model: &str, out: &Path) -> Result<ExitCode> {
     let features: &[&str] = match model {
         "variance" => &VARIANCE_FEATURES,
@@ -477,14 +670,13 @@ pub fn predict_eval(data: &Path, model: &str, split: &str) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Approves steps waiting for a person.
+/// Answers steps waiting for a person (approves, or rejects).
 pub fn approve(
     campaign: &str,
     store_url: &str,
     experiment: Option<&str>,
     step: Option<&str>,
-    by: &str,
-    note: Option<&str>,
+    answer: &labloop_store::Approval,
 ) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let store = Store::connect(store_url).await?;
@@ -502,8 +694,13 @@ pub fn approve(
             return Ok(ExitCode::from(1));
         }
         for p in chosen {
-            store.approve(&p.experiment_id, &p.step, by, note).await?;
-            println!("approved {} / {}: {}", p.experiment_id, p.step, p.message);
+            store.approve(&p.experiment_id, &p.step, answer).await?;
+            let verb = if answer.approved {
+                "approved"
+            } else {
+                "rejected"
+            };
+            println!("{verb} {} / {}: {}", p.experiment_id, p.step, p.message);
         }
         Ok(ExitCode::SUCCESS)
     })

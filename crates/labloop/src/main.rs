@@ -1,8 +1,13 @@
 //! `labloop`: the command-line front of labloop. Argument parsing and wiring only; everything else
 //! lives in the library crates.
 
+mod agent;
 mod bench;
+mod bench_engine;
+mod bench_mqtt;
+mod bench_queue;
 mod commands;
+mod export;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -18,6 +23,29 @@ struct Cli {
     verbose: u8,
     #[command(subcommand)]
     command: Command,
+}
+
+/// How this engine holds its campaign in the store (engines sharing a store never run one campaign
+/// twice; one takes over when another dies).
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// This engine's name in the store (default: <host>/<pid>/<start time>).
+    #[arg(long)]
+    owner: Option<String>,
+    /// How long the campaign stays this engine's without a renewal; another engine takes it over
+    /// once it runs out (renewed every third of it).
+    #[arg(long, default_value = "15s", value_parser = agent::duration)]
+    lease: std::time::Duration,
+}
+
+impl EngineArgs {
+    fn ownership(&self, wait: bool) -> labloop_engine::Ownership {
+        let mut o = labloop_engine::Ownership::of_this_process(self.lease, wait);
+        if let Some(owner) = &self.owner {
+            o.owner.clone_from(owner);
+        }
+        o
+    }
 }
 
 #[derive(Subcommand)]
@@ -41,6 +69,8 @@ enum Command {
         /// Protocols shown in the ranking table.
         #[arg(long, default_value_t = 10)]
         top: usize,
+        #[command(flatten)]
+        engine: EngineArgs,
     },
     /// Continue a campaign from the store (after a crash, a reboot or Ctrl-C).
     Resume {
@@ -55,8 +85,14 @@ enum Command {
         /// Protocols shown in the ranking table.
         #[arg(long, default_value_t = 10)]
         top: usize,
+        #[command(flatten)]
+        engine: EngineArgs,
+        /// If another engine runs the campaign, wait and take over when its lease runs out (a
+        /// standby engine) instead of failing at once.
+        #[arg(long)]
+        wait: bool,
     },
-    /// Approve steps that wait for a person (`approve:` steps).
+    /// Approve (or reject) steps that wait for a person (`approve:` steps).
     Approve {
         /// The campaign's id.
         campaign: String,
@@ -72,9 +108,13 @@ enum Command {
         /// Who approves (recorded).
         #[arg(long, default_value = "cli")]
         by: String,
-        /// A note recorded with the approval.
+        /// A note recorded with the answer.
         #[arg(long)]
         note: Option<String>,
+        /// Reject instead: the step fails and its `on_failure` policy applies (e.g. the experiment
+        /// is aborted and its channel freed).
+        #[arg(long)]
+        reject: bool,
     },
     /// Check workflow files and print every problem with file:line:col.
     Validate {
@@ -82,8 +122,12 @@ enum Command {
         #[arg(required = true)]
         workflows: Vec<PathBuf>,
     },
-    /// Print the JSON Schema of workflow files.
-    Schema,
+    /// Print the JSON Schema of workflow files (for editors: `# yaml-language-server: $schema=...`).
+    Schema {
+        /// The schema of shared instrument files (`include:`) instead.
+        #[arg(long)]
+        include: bool,
+    },
     /// List the campaigns in a store.
     Status {
         /// Store URL.
@@ -105,6 +149,37 @@ enum Command {
     /// Benchmarks that print comparable figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+    /// A worker: claim queued jobs this machine can do and run a command for each.
+    Agent(agent::AgentArgs),
+    /// Write a campaign's experiments and cycle records as Parquet or CSV files (pandas reads them).
+    Export(export::ExportArgs),
+    /// API tokens for `labloop serve`: create (the secret is shown once) or revoke.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Subcommand)]
+enum TokenCommand {
+    /// Create a token; prints its secret once (the store keeps only a hash).
+    Create {
+        /// viewer (read), operator (actions), worker (the queue API) or admin (tokens).
+        #[arg(long)]
+        role: String,
+        /// Who or what it is for (shown in logs instead of the secret).
+        #[arg(long, default_value = "unnamed")]
+        name: String,
+        /// Store URL.
+        #[arg(long)]
+        store: String,
+    },
+    /// Revoke a token by its id (`tok_...`).
+    Revoke {
+        /// The token's id.
+        id: String,
+        /// Store URL.
+        #[arg(long)]
+        store: String,
+    },
 }
 
 #[derive(Subcommand)]
@@ -124,6 +199,15 @@ enum BenchCommand {
     /// the final simple regret, and the median time to choose a batch. --json prints one object per
     /// strategy.
     Optimize(bench::BenchArgs),
+    /// The engine's own cost per experiment step: a robot-built, formed, cycled and predicted campaign
+    /// on simulated instruments with an instant clock and random suggestions, so that what is timed
+    /// is the engine and its store (events, locks, keyed commands, records stored before each ack).
+    Engine(bench_engine::EngineBenchArgs),
+    /// Cycle records ingested end to end over MQTT (simulator → broker → driver → store): records/s,
+    /// and the publish-to-stored latency with many channels at about one record per second each.
+    Mqtt(bench_mqtt::MqttBenchArgs),
+    /// The job queue: claims per second and enqueue-to-completion latency, per store backend.
+    Queue(bench_queue::QueueBenchArgs),
 }
 
 #[derive(Subcommand)]
@@ -170,7 +254,9 @@ fn main() -> ExitCode {
             store,
             json,
             top,
-        } => commands::resume(&campaign, &store, json, top),
+            engine,
+            wait,
+        } => commands::resume(&campaign, &store, json, top, engine.ownership(wait)),
         Command::Approve {
             campaign,
             store,
@@ -178,13 +264,17 @@ fn main() -> ExitCode {
             step,
             by,
             note,
+            reject,
         } => commands::approve(
             &campaign,
             &store,
             experiment.as_deref(),
             step.as_deref(),
-            &by,
-            note.as_deref(),
+            &labloop_store::Approval {
+                by,
+                approved: !reject,
+                note,
+            },
         ),
         Command::Run {
             workflow,
@@ -193,6 +283,7 @@ fn main() -> ExitCode {
             seed,
             json,
             top,
+            engine,
         } => commands::run(
             &workflow,
             commands::Overrides {
@@ -202,16 +293,37 @@ fn main() -> ExitCode {
             },
             json,
             top,
+            engine.ownership(false),
         ),
         Command::Validate { workflows } => commands::validate(&workflows),
-        Command::Schema => {
-            println!("{}", labloop_workflow::schema());
+        Command::Schema { include } => {
+            let schema = if include {
+                labloop_workflow::include_schema()
+            } else {
+                labloop_workflow::schema()
+            };
+            println!("{schema}");
             Ok(ExitCode::SUCCESS)
         }
         Command::Status { store } => commands::status(&store),
+        Command::Agent(args) => agent::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::Export(args) => export::export(&args).map(|()| ExitCode::SUCCESS),
+        Command::Token(TokenCommand::Create { role, name, store }) => {
+            commands::token_create(&store, &role, &name)
+        }
+        Command::Token(TokenCommand::Revoke { id, store }) => commands::token_revoke(&store, &id),
         Command::Serve { store, listen } => commands::serve(&store, &listen),
         Command::Predict(PredictCommand::Train { data, model, out }) => {
             commands::predict_train(&data, &model, &out)
+        }
+        Command::Bench(BenchCommand::Queue(args)) => {
+            bench_queue::queue(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Mqtt(args)) => {
+            bench_mqtt::mqtt(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Engine(args)) => {
+            bench_engine::engine(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Optimize(args)) => {
             bench::optimize(&args).map(|()| ExitCode::SUCCESS)

@@ -57,6 +57,21 @@ struct Channel {
     task: Option<JoinHandle<()>>,
 }
 
+/// A channel's state at one moment (see [`SimCycler::snapshot`]).
+#[derive(Clone, Debug, PartialEq)]
+pub struct ChannelSnapshot {
+    /// The loaded test's idempotency key.
+    pub key: Option<String>,
+    /// Records from the asked `seq` on.
+    pub records: Vec<Telemetry>,
+    /// The last record's `seq` (0 for none).
+    pub last_seq: u64,
+    /// Whether the test has ended.
+    pub finished: bool,
+    /// Why it stopped, if on a fault.
+    pub fault: Option<String>,
+}
+
 struct Shared {
     channels: HashMap<ChannelId, (Mutex<Channel>, watch::Sender<u64>)>,
     cells: Mutex<Vec<SimulatedCell>>,
@@ -80,9 +95,7 @@ impl SimCycler {
     /// A cycler called `name` with `channels` channels (`<name>/ch01`, ...). `seed` fixes every cell's
     /// draw and noise, so a campaign replays exactly.
     pub fn new(name: &str, channels: u32, clock: SimClock, seed: u64) -> Self {
-        let order: Vec<ChannelId> = (1..=channels)
-            .map(|i| ChannelId(format!("{name}/ch{i:02}")))
-            .collect();
+        let order = labloop_drivers::channel_ids(name, channels);
         let map = order
             .iter()
             .map(|id| {
@@ -129,6 +142,30 @@ impl SimCycler {
             }
         }
         Ok(cycler)
+    }
+
+    /// What a channel holds now, without waiting: its test's key, the records with `seq >=
+    /// from_seq`, whether the test has ended and on what fault (for protocol servers that publish the
+    /// records and answer replays).
+    pub fn snapshot(
+        &self,
+        channel: &ChannelId,
+        from_seq: u64,
+    ) -> Result<ChannelSnapshot, DriverError> {
+        let (slot, _) = self.channel(channel)?;
+        let state = slot.lock().expect("channel lock");
+        Ok(ChannelSnapshot {
+            key: state.key.clone(),
+            records: state
+                .records
+                .iter()
+                .filter(|t| t.seq >= from_seq)
+                .cloned()
+                .collect(),
+            last_seq: state.records.last().map_or(0, |t| t.seq),
+            finished: state.finished,
+            fault: state.fault.clone(),
+        })
     }
 
     /// Every cell this cycler has run, with its ground truth.

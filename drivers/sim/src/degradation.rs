@@ -200,6 +200,10 @@ pub struct SimCell {
     polarisation_v: f64,
     early_rise_ah: f64,
     discharge_c_rate: f64,
+    /// Largest current of the protocol, charge or discharge (A).
+    peak_current_a: f64,
+    /// The charge's constant-voltage ceiling (V).
+    cv_voltage_v: f64,
 }
 
 impl SimCell {
@@ -219,6 +223,13 @@ impl SimCell {
                 * LogNormal::new(0.0, 0.12).expect("valid").sample(rng),
             early_rise_ah: normal(0.003, 0.0015, rng).max(0.0),
             discharge_c_rate,
+            peak_current_a: protocol
+                .c_rates()
+                .into_iter()
+                .chain([protocol.finish.c_rate, discharge_c_rate])
+                .fold(0.0, f64::max)
+                * NOMINAL_CAPACITY_AH,
+            cv_voltage_v: protocol.finish.cv_voltage_v,
             stress,
         }
     }
@@ -272,6 +283,9 @@ impl SimCell {
             temperature_avg_c: self.stress.cycle_temp_c + heating + noise(0.1),
             temperature_max_c: self.stress.peak_temp_c + heating + noise(0.2),
             charge_time_s: self.stress.charge_time_s * (1.0 + 0.1 * self.wear(n)) + noise(2.0),
+            voltage_max_v: Some(self.cv_voltage_v),
+            voltage_min_v: voltage_v.iter().copied().reduce(f64::min),
+            current_max_a: Some(self.peak_current_a),
             discharge_curve: Some(DischargeCurve {
                 voltage_v,
                 capacity_ah,

@@ -10,9 +10,12 @@ mod cycler;
 pub mod degradation;
 pub mod formulation;
 mod journal;
+pub mod mqtt_server;
+pub mod serial_server;
+pub mod station;
 
 pub use builder::SimCellBuilder;
-pub use cycler::{SimClock, SimCycler, SimulatedCell};
+pub use cycler::{ChannelSnapshot, SimClock, SimCycler, SimulatedCell};
 pub use degradation::{
     ProtocolStress, STANDARD_FINISH, SimCell, expected_life, fast_charge_to_80, stress,
 };

@@ -1,0 +1,446 @@
+//! A [`Cycler`] over MQTT (`drivers/PROTOCOL.md`): commands with unique ids on `<prefix>/cmd`, replies
+//! on `<prefix>/ack`, one record per message on `<prefix>/telemetry/<channel>` with a per-test `seq`.
+//!
+//! What real links do, and what this driver does about it: the connection drops or the broker restarts
+//! (QoS 1, a persistent session, reconnection with backoff, subscriptions renewed on every connect); a
+//! reply is lost (the command is sent again under the same id, which the instrument answers once); a
+//! record is lost (a gap in `seq`, or silence, asks for a replay from the first missing one); a record
+//! arrives twice or out of order (kept once, by `seq`); garbage arrives (counted, logged, dropped).
+
+pub use crate::broker::BrokerAddress;
+use crate::remote::CommandLink;
+use crate::wire::{
+    Ack, Command, InstrumentStatus, Op, TelemetryMessage, Topics, WireError, WireFault, decode,
+    encode, status_from_value,
+};
+use crate::{ChannelStatus, Cycler, CyclingTest, DriverError, RecordBatch, Telemetry};
+use async_trait::async_trait;
+use labloop_core::{ChannelId, CycleRecord};
+use rumqttc::{AsyncClient, Event, Packet, QoS};
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, Weak};
+use std::time::Duration;
+use tokio::sync::{oneshot, watch};
+
+/// Timing of the driver.
+#[derive(Clone, Copy, Debug)]
+pub struct MqttOptionsExt {
+    /// How long one attempt of a command waits for its reply.
+    pub command_timeout: Duration,
+    /// Attempts of a command before it fails with [`DriverError::Timeout`].
+    pub attempts: u32,
+    /// Silence on a running channel after which a replay is asked for.
+    pub replay_after: Duration,
+}
+
+impl Default for MqttOptionsExt {
+    fn default() -> Self {
+        Self {
+            command_timeout: Duration::from_secs(3),
+            attempts: 5,
+            replay_after: Duration::from_secs(2),
+        }
+    }
+}
+
+/// Records of the test on one channel, by `seq`.
+#[derive(Default)]
+struct ChannelBuffer {
+    test_key: Option<String>,
+    records: BTreeMap<u64, CycleRecord>,
+    end_seq: Option<u64>,
+    fault: Option<String>,
+}
+
+struct Inner {
+    name: String,
+    channels: Vec<ChannelId>,
+    topics: Topics,
+    client: AsyncClient,
+    options: MqttOptionsExt,
+    session: String,
+    next_id: AtomicU64,
+    pending: Mutex<HashMap<String, oneshot::Sender<Ack>>>,
+    buffers: Mutex<HashMap<String, ChannelBuffer>>,
+    changed: watch::Sender<u64>,
+    counters: Counters,
+}
+
+/// What the driver has seen go wrong on the link, for logs and tests.
+#[derive(Default, Debug)]
+pub struct Counters {
+    /// Messages that could not be decoded.
+    pub protocol_errors: AtomicU64,
+    /// Records received a second time.
+    pub duplicates: AtomicU64,
+    /// Replays asked for.
+    pub replays: AtomicU64,
+    /// Commands sent again after no reply.
+    pub command_retries: AtomicU64,
+    /// Connections (re)established.
+    pub connects: AtomicU64,
+}
+
+/// A cycler reached through an MQTT broker.
+#[derive(Clone)]
+pub struct MqttCycler {
+    inner: Arc<Inner>,
+}
+
+impl MqttCycler {
+    /// Connects to the broker at the URL `broker` and talks to the instrument under `topic_prefix`
+    /// (see [`Self::connect_to`]).
+    pub fn connect(
+        name: &str,
+        channels: u32,
+        broker: &str,
+        topic_prefix: &str,
+        options: MqttOptionsExt,
+    ) -> Result<Self, DriverError> {
+        let address = BrokerAddress::parse(broker).map_err(|message| DriverError::Instrument {
+            instrument: name.to_owned(),
+            message,
+        })?;
+        Self::connect_to(name, channels, &address, topic_prefix, options)
+    }
+
+    /// Connects to the broker at `address` (TLS and credentials included) and talks to the
+    /// instrument under `topic_prefix`, whose channels are `ch01`..`chNN` on the wire and
+    /// `<name>/chNN` to the engine. Returns at once; the connection is made (and remade) in the
+    /// background.
+    pub fn connect_to(
+        name: &str,
+        channels: u32,
+        address: &BrokerAddress,
+        topic_prefix: &str,
+        options: MqttOptionsExt,
+    ) -> Result<Self, DriverError> {
+        let topics = Topics::new(topic_prefix);
+        // A stable client id keeps the broker's session (and its queued messages) across restarts.
+        let client_id = format!("labloop-driver-{}", topics.prefix.replace('/', "-"));
+        let mqtt_options =
+            address
+                .options(&client_id)
+                .map_err(|message| DriverError::Instrument {
+                    instrument: name.to_owned(),
+                    message,
+                })?;
+        let (client, eventloop) = AsyncClient::new(mqtt_options, 1024);
+        let inner = Arc::new(Inner {
+            name: name.to_owned(),
+            channels: crate::channel_ids(name, channels),
+            topics,
+            client,
+            options,
+            session: format!("{}-{}", std::process::id(), unique_suffix()),
+            next_id: AtomicU64::new(1),
+            pending: Mutex::new(HashMap::new()),
+            buffers: Mutex::new(HashMap::new()),
+            changed: watch::channel(0).0,
+            counters: Counters::default(),
+        });
+        tokio::spawn(run_link(Arc::downgrade(&inner), eventloop));
+        Ok(Self { inner })
+    }
+
+    /// What went wrong on the link so far.
+    pub fn counters(&self) -> &Counters {
+        &self.inner.counters
+    }
+
+    fn local<'a>(&self, channel: &'a ChannelId) -> Result<&'a str, DriverError> {
+        crate::wire_name_of(&self.inner.name, &self.inner.channels, channel)
+    }
+
+    /// Sends a command and waits for its reply, sending it again (same id) when none comes.
+    async fn request(&self, op: Op) -> Result<serde_json::Value, DriverError> {
+        self.command_within(op, self.inner.options.command_timeout)
+            .await
+    }
+
+    /// [`Self::request`], waiting up to `patience` per attempt.
+    async fn command_within(
+        &self,
+        op: Op,
+        patience: Duration,
+    ) -> Result<serde_json::Value, DriverError> {
+        let inner = &self.inner;
+        let id = format!(
+            "{}-{}",
+            inner.session,
+            inner.next_id.fetch_add(1, Ordering::Relaxed)
+        );
+        let payload = encode(&Command { id: id.clone(), op });
+        for attempt in 1..=inner.options.attempts {
+            let (tx, rx) = oneshot::channel();
+            inner
+                .pending
+                .lock()
+                .expect("pending lock")
+                .insert(id.clone(), tx);
+            if attempt > 1 {
+                inner
+                    .counters
+                    .command_retries
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            inner
+                .client
+                .publish(inner.topics.cmd(), QoS::AtLeastOnce, false, payload.clone())
+                .await
+                .map_err(|e| DriverError::Instrument {
+                    instrument: inner.name.clone(),
+                    message: format!("MQTT client closed: {e}"),
+                })?;
+            match tokio::time::timeout(patience, rx).await {
+                Ok(Ok(ack)) if ack.ok => return Ok(ack.result),
+                Ok(Ok(ack)) => return Err(self.refusal(ack)),
+                _ => {
+                    tracing::warn!(instrument = %inner.name, command = %id, attempt, "no reply; sending again")
+                }
+            }
+        }
+        inner.pending.lock().expect("pending lock").remove(&id);
+        Err(DriverError::Timeout {
+            instrument: inner.name.clone(),
+            after: patience * inner.options.attempts,
+        })
+    }
+
+    fn refusal(&self, ack: Ack) -> DriverError {
+        ack.error
+            .unwrap_or_else(|| WireFault::new("FAULT", "refused without a reason"))
+            .into_error(&self.inner.name)
+    }
+
+    async fn replay(&self, channel: &str, from_seq: u64) {
+        self.inner.counters.replays.fetch_add(1, Ordering::Relaxed);
+        tracing::debug!(instrument = %self.inner.name, channel, from_seq, "asking for a replay");
+        if let Err(e) = self
+            .request(Op::Replay {
+                channel: channel.to_owned(),
+                from_seq,
+            })
+            .await
+        {
+            tracing::warn!(instrument = %self.inner.name, channel, error = %e, "replay not acknowledged");
+        }
+    }
+}
+
+fn unique_suffix() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_nanos())
+}
+
+/// Polls the connection for as long as the driver lives: routes replies and records, reconnects with
+/// backoff, and renews subscriptions on every connect.
+async fn run_link(inner: Weak<Inner>, mut eventloop: rumqttc::EventLoop) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        let event = eventloop.poll().await;
+        let Some(inner) = inner.upgrade() else { return };
+        match event {
+            Ok(Event::Incoming(Packet::ConnAck(_))) => {
+                backoff = Duration::from_millis(100);
+                inner.counters.connects.fetch_add(1, Ordering::Relaxed);
+                for topic in [
+                    inner.topics.ack(),
+                    inner.topics.status(),
+                    inner.topics.all_telemetry(),
+                ] {
+                    if let Err(e) = inner.client.try_subscribe(topic, QoS::AtLeastOnce) {
+                        tracing::warn!(instrument = %inner.name, error = %e, "subscribing");
+                    }
+                }
+                tracing::info!(instrument = %inner.name, "connected to the broker");
+            }
+            Ok(Event::Incoming(Packet::Publish(p))) => inner.receive(&p.topic, &p.payload),
+            Ok(_) => {}
+            Err(e) => {
+                tracing::warn!(instrument = %inner.name, error = %e, retry_in = ?backoff, "broker connection lost");
+                drop(inner);
+                tokio::time::sleep(backoff).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+            }
+        }
+    }
+}
+
+impl Inner {
+    fn receive(&self, topic: &str, payload: &[u8]) {
+        let outcome = if topic == self.topics.ack() {
+            decode::<Ack>(topic, payload).map(|ack| {
+                if let Some(tx) = self.pending.lock().expect("pending lock").remove(&ack.id) {
+                    let _ = tx.send(ack);
+                }
+            })
+        } else if topic == self.topics.status() {
+            decode::<InstrumentStatus>(topic, payload).map(|s| {
+                tracing::info!(instrument = %self.name, state = %s.state, protocol = %s.protocol, "instrument status");
+            })
+        } else if let Some(channel) = self.topics.channel_of(topic) {
+            decode::<TelemetryMessage>(topic, payload)
+                .and_then(|m| self.telemetry(channel, m, topic))
+        } else {
+            Ok(())
+        };
+        if let Err(e) = outcome {
+            self.counters
+                .protocol_errors
+                .fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(instrument = %self.name, error = %e, "protocol error; message dropped");
+        }
+    }
+
+    fn telemetry(&self, channel: &str, m: TelemetryMessage, topic: &str) -> Result<(), WireError> {
+        let mut buffers = self.buffers.lock().expect("buffers lock");
+        let buffer = buffers.entry(channel.to_owned()).or_default();
+        if buffer.test_key.as_deref() != Some(m.test_key.as_str()) {
+            // A record of an earlier test (or of a test this driver did not start): not ours.
+            return Ok(());
+        }
+        match (m.seq, m.record, m.end_seq) {
+            (Some(seq), Some(record), None) if seq > 0 => {
+                if buffer.records.insert(seq, record).is_some() {
+                    self.counters.duplicates.fetch_add(1, Ordering::Relaxed);
+                }
+            }
+            (None, None, Some(end)) => {
+                buffer.end_seq = Some(end);
+                buffer.fault = m.fault;
+            }
+            _ => {
+                return Err(WireError {
+                    topic: topic.to_owned(),
+                    message: "expected a record with its seq, or an end_seq".into(),
+                });
+            }
+        }
+        drop(buffers);
+        self.changed.send_modify(|n| *n += 1);
+        Ok(())
+    }
+}
+
+/// The connection also drives instruments that are not cyclers (a cell builder: connect it with no
+/// channels and wrap it in a [`crate::remote::RemoteCellBuilder`]).
+#[async_trait]
+impl CommandLink for MqttCycler {
+    fn instrument(&self) -> &str {
+        &self.inner.name
+    }
+
+    async fn command(&self, op: Op, patience: Duration) -> Result<serde_json::Value, DriverError> {
+        self.command_within(op, patience).await
+    }
+}
+
+#[async_trait]
+impl Cycler for MqttCycler {
+    fn name(&self) -> &str {
+        &self.inner.name
+    }
+
+    fn channels(&self) -> Vec<ChannelId> {
+        self.inner.channels.clone()
+    }
+
+    async fn start(&self, channel: &ChannelId, test: CyclingTest) -> Result<(), DriverError> {
+        let local = self.local(channel)?.to_owned();
+        {
+            let mut buffers = self.inner.buffers.lock().expect("buffers lock");
+            let buffer = buffers.entry(local.clone()).or_default();
+            if buffer.test_key.as_deref() != Some(test.key.as_str()) {
+                *buffer = ChannelBuffer {
+                    test_key: Some(test.key.clone()),
+                    ..ChannelBuffer::default()
+                };
+            }
+        }
+        self.request(Op::Start {
+            channel: local,
+            test,
+        })
+        .await
+        .map(|_| ())
+    }
+
+    async fn stop(&self, channel: &ChannelId) -> Result<(), DriverError> {
+        let local = self.local(channel)?.to_owned();
+        self.request(Op::Stop { channel: local }).await.map(|_| ())
+    }
+
+    async fn status(&self, channel: &ChannelId) -> Result<ChannelStatus, DriverError> {
+        let local = self.local(channel)?.to_owned();
+        let result = self.request(Op::Status { channel: local }).await?;
+        Ok(status_from_value(&result))
+    }
+
+    async fn records(
+        &self,
+        channel: &ChannelId,
+        from_seq: u64,
+    ) -> Result<RecordBatch, DriverError> {
+        let local = self.local(channel)?.to_owned();
+        let from_seq = from_seq.max(1);
+        let mut changes = self.inner.changed.subscribe();
+        let mut first_look = true;
+        // Silence is normal on a slow real cycler: replays for it back off.
+        let mut silence = self.inner.options.replay_after;
+        loop {
+            let ask_replay = {
+                let buffers = self.inner.buffers.lock().expect("buffers lock");
+                let Some(buffer) = buffers.get(&local).filter(|b| b.test_key.is_some()) else {
+                    return Err(DriverError::Instrument {
+                        instrument: self.inner.name.clone(),
+                        message: format!("{channel}: no test started through this driver"),
+                    });
+                };
+                let mut run = Vec::new();
+                let mut seq = from_seq;
+                while let Some(record) = buffer.records.get(&seq) {
+                    run.push(Telemetry {
+                        seq,
+                        record: record.clone(),
+                    });
+                    seq += 1;
+                }
+                let ended = buffer.end_seq.is_some_and(|end| seq > end);
+                if !run.is_empty() || ended {
+                    return Ok(RecordBatch {
+                        records: run,
+                        finished: ended,
+                    });
+                }
+                // Something later than `from_seq` is here (or the end is announced) but not it: lost.
+                let gap =
+                    buffer.records.range(from_seq..).next().is_some() || buffer.end_seq.is_some();
+                // Asked for more than this driver has seen could come next (a restart): ask at once.
+                let behind = first_look
+                    && buffer.records.keys().next_back().copied().unwrap_or(0) + 1 < from_seq;
+                gap || behind
+            };
+            first_look = false;
+            if ask_replay {
+                self.replay(&local, from_seq).await;
+            }
+            match tokio::time::timeout(silence, changes.changed()).await {
+                Ok(Ok(())) => {}
+                Ok(Err(_)) => {
+                    return Err(DriverError::Instrument {
+                        instrument: self.inner.name.clone(),
+                        message: "driver shut down".into(),
+                    });
+                }
+                // Silence: a record may have been lost with nothing after it to show the gap.
+                Err(_) => {
+                    self.replay(&local, from_seq).await;
+                    silence = (silence * 2).min(Duration::from_secs(60));
+                }
+            }
+        }
+    }
+}

@@ -1,0 +1,411 @@
+//! Instruments on a serial line (`drivers/PROTOCOL.md`, "Serial"): one tagged SCPI-style command at a
+//! time ([`crate::scpi`]), its reply matched by tag, records read with `DATA?` from the first one not
+//! yet stored.
+//!
+//! What real serial links do, and what this driver does about it: a reply is lost or garbled (the
+//! command is sent again under the same tag after `command_timeout`; every operation is idempotent);
+//! a reply comes late or twice (its tag is not the current command's: dropped and counted); noise
+//! arrives (a line that is not a reply: counted, logged, dropped); the port vanishes — a USB adapter
+//! unplugged, an instrument rebooted — (the port is reopened by path with backoff for up to
+//! `reconnect_for`, and the command goes on).
+
+use crate::remote::CommandLink;
+use crate::scpi::{self, MAX_LINE};
+use crate::wire::{DataReply, Op, status_from_value};
+use crate::{ChannelStatus, Cycler, CyclingTest, DriverError, RecordBatch, Telemetry};
+use async_trait::async_trait;
+use labloop_core::ChannelId;
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio_serial::{SerialPortBuilderExt, SerialStream};
+
+/// Timing of the serial driver.
+#[derive(Clone, Copy, Debug)]
+pub struct SerialOptions {
+    /// How long one attempt of a command waits for its reply.
+    pub command_timeout: Duration,
+    /// Attempts of a command (with the port up) before it fails with [`DriverError::Timeout`].
+    pub attempts: u32,
+    /// How long a vanished port is waited for before commands fail.
+    pub reconnect_for: Duration,
+    /// First pause between `DATA?` polls of a channel with nothing new (doubling while quiet).
+    pub poll_min: Duration,
+    /// Longest pause between polls.
+    pub poll_max: Duration,
+    /// Records asked for per `DATA?`.
+    pub max_records: u32,
+}
+
+impl Default for SerialOptions {
+    fn default() -> Self {
+        Self {
+            command_timeout: Duration::from_secs(2),
+            attempts: 5,
+            reconnect_for: Duration::from_secs(120),
+            poll_min: Duration::from_millis(10),
+            poll_max: Duration::from_secs(1),
+            max_records: 50,
+        }
+    }
+}
+
+/// What the driver has seen go wrong on the line, for logs and tests.
+#[derive(Default, Debug)]
+pub struct SerialCounters {
+    /// Lines that were not replies.
+    pub protocol_errors: AtomicU64,
+    /// Replies to an earlier command (late, or repeated) that were dropped.
+    pub stale_replies: AtomicU64,
+    /// Commands sent again after no reply.
+    pub command_retries: AtomicU64,
+    /// Times the port was opened (the first time, and after each loss).
+    pub opens: AtomicU64,
+}
+
+/// An open port and the bytes read from it that do not yet make a line.
+struct Port {
+    stream: SerialStream,
+    pending: Vec<u8>,
+    scanned: usize,
+    skipping: bool,
+}
+
+/// What reading a line gave.
+enum Line {
+    Text(String),
+    /// A line longer than [`MAX_LINE`], dropped.
+    TooLong,
+}
+
+impl Port {
+    /// The next line. Cancel-safe: bytes read stay in `pending` for the next call.
+    async fn next_line(&mut self) -> std::io::Result<Line> {
+        loop {
+            if let Some(at) = self.pending[self.scanned..]
+                .iter()
+                .position(|b| *b == b'\n')
+            {
+                let end = self.scanned + at;
+                let raw: Vec<u8> = self.pending.drain(..=end).collect();
+                self.scanned = 0;
+                if std::mem::take(&mut self.skipping) {
+                    return Ok(Line::TooLong);
+                }
+                return Ok(Line::Text(String::from_utf8_lossy(&raw).into_owned()));
+            }
+            self.scanned = self.pending.len();
+            if self.pending.len() > MAX_LINE {
+                self.pending.clear();
+                self.scanned = 0;
+                self.skipping = true;
+            }
+            let mut chunk = [0u8; 16 * 1024];
+            let n = self.stream.read(&mut chunk).await?;
+            if n == 0 {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::UnexpectedEof,
+                    "the port closed",
+                ));
+            }
+            self.pending.extend_from_slice(&chunk[..n]);
+        }
+    }
+}
+
+/// One serial line to one instrument: commands go one at a time, each tagged.
+pub struct SerialLink {
+    name: String,
+    path: String,
+    baud: u32,
+    options: SerialOptions,
+    port: tokio::sync::Mutex<Option<Port>>,
+    session: String,
+    next_tag: AtomicU64,
+    counters: SerialCounters,
+}
+
+impl SerialLink {
+    /// A link to the instrument `name` on the port at `path` (opened on first use, reopened after
+    /// it vanishes).
+    pub fn new(name: &str, path: &str, baud: u32, options: SerialOptions) -> Self {
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map_or(0, |d| d.subsec_nanos());
+        Self {
+            name: name.to_owned(),
+            path: path.to_owned(),
+            baud,
+            options,
+            port: tokio::sync::Mutex::new(None),
+            session: format!("{:x}{:x}", std::process::id() & 0xffff, nanos & 0xfffff),
+            next_tag: AtomicU64::new(1),
+            counters: SerialCounters::default(),
+        }
+    }
+
+    /// What went wrong on the line so far.
+    pub fn counters(&self) -> &SerialCounters {
+        &self.counters
+    }
+
+    fn open(&self) -> Result<Port, tokio_serial::Error> {
+        let stream = tokio_serial::new(&self.path, self.baud).open_native_async()?;
+        Ok(Port {
+            stream,
+            pending: Vec::new(),
+            scanned: 0,
+            skipping: false,
+        })
+    }
+
+    fn protocol_error(&self, message: &str) {
+        self.counters
+            .protocol_errors
+            .fetch_add(1, Ordering::Relaxed);
+        tracing::warn!(instrument = %self.name, port = %self.path, error = message, "protocol error; line dropped");
+    }
+
+    /// Writes the command and reads lines until the reply with `tag` (or an untagged one) comes.
+    async fn exchange(
+        &self,
+        port: &mut Port,
+        tag: &str,
+        line: &str,
+    ) -> std::io::Result<Result<String, crate::wire::WireFault>> {
+        port.stream.write_all(line.as_bytes()).await?;
+        port.stream.flush().await?;
+        loop {
+            let text = match port.next_line().await? {
+                Line::Text(text) => text,
+                Line::TooLong => {
+                    self.protocol_error(&format!("a line longer than {MAX_LINE} bytes"));
+                    continue;
+                }
+            };
+            match scpi::decode_reply(&text) {
+                Err(e) => self.protocol_error(&e.to_string()),
+                Ok(reply) if reply.tag.as_deref().is_some_and(|t| t != tag) => {
+                    self.counters.stale_replies.fetch_add(1, Ordering::Relaxed);
+                    tracing::debug!(instrument = %self.name, tag = ?reply.tag, "stale reply dropped");
+                }
+                Ok(reply) => return Ok(reply.outcome),
+            }
+        }
+    }
+
+    fn failure(&self, message: String) -> DriverError {
+        DriverError::Instrument {
+            instrument: self.name.clone(),
+            message,
+        }
+    }
+}
+
+#[async_trait]
+impl CommandLink for SerialLink {
+    fn instrument(&self) -> &str {
+        &self.name
+    }
+
+    async fn command(&self, op: Op, patience: Duration) -> Result<serde_json::Value, DriverError> {
+        let tag = format!(
+            "{}-{}",
+            self.session,
+            self.next_tag.fetch_add(1, Ordering::Relaxed)
+        );
+        let line = scpi::encode_command(&tag, &op).map_err(|e| self.failure(e.to_string()))?;
+        let mut port = self.port.lock().await;
+        let started = Instant::now();
+        let mut backoff = Duration::from_millis(50);
+        let mut attempts = 0;
+        loop {
+            let gone_too_long = started.elapsed() > self.options.reconnect_for;
+            let open = match port.as_mut() {
+                Some(open) => open,
+                None => match self.open() {
+                    Ok(opened) => {
+                        self.counters.opens.fetch_add(1, Ordering::Relaxed);
+                        tracing::info!(instrument = %self.name, port = %self.path, "port open");
+                        port.insert(opened)
+                    }
+                    Err(e) if gone_too_long => {
+                        return Err(self.failure(format!(
+                            "{}: {e} (for {:?})",
+                            self.path, self.options.reconnect_for
+                        )));
+                    }
+                    Err(e) => {
+                        tracing::debug!(instrument = %self.name, port = %self.path, error = %e, "port not there yet");
+                        tokio::time::sleep(backoff).await;
+                        backoff = (backoff * 2).min(Duration::from_secs(1));
+                        continue;
+                    }
+                },
+            };
+            attempts += 1;
+            if attempts > 1 {
+                self.counters
+                    .command_retries
+                    .fetch_add(1, Ordering::Relaxed);
+            }
+            match tokio::time::timeout(patience, self.exchange(open, &tag, &line)).await {
+                Ok(Ok(Ok(payload))) => {
+                    return scpi::result_value(&op, &payload).map_err(|e| {
+                        self.protocol_error(&e.to_string());
+                        self.failure(format!("protocol error: {e}"))
+                    });
+                }
+                Ok(Ok(Err(fault))) => return Err(fault.into_error(&self.name)),
+                Ok(Err(e)) => {
+                    tracing::warn!(instrument = %self.name, port = %self.path, error = %e, "port lost; reopening");
+                    *port = None;
+                    // A lost port does not use up attempts; `reconnect_for` bounds the wait.
+                    attempts -= 1;
+                    if gone_too_long {
+                        return Err(self.failure(format!("{}: {e}", self.path)));
+                    }
+                    tokio::time::sleep(backoff).await;
+                }
+                Err(_) if attempts >= self.options.attempts => {
+                    return Err(DriverError::Timeout {
+                        instrument: self.name.clone(),
+                        after: patience * attempts,
+                    });
+                }
+                Err(_) => {
+                    tracing::warn!(instrument = %self.name, command = %tag, attempt = attempts, "no reply; sending again");
+                }
+            }
+        }
+    }
+}
+
+/// A battery cycler on a serial line, with channels `ch01`..`chNN` on the wire and `<name>/chNN` to
+/// the engine.
+pub struct SerialCycler {
+    link: SerialLink,
+    channels: Vec<ChannelId>,
+    tests: Mutex<HashMap<String, String>>,
+}
+
+impl SerialCycler {
+    /// A cycler `name` with `channels` channels on the port at `path`.
+    pub fn new(name: &str, channels: u32, path: &str, baud: u32, options: SerialOptions) -> Self {
+        Self {
+            link: SerialLink::new(name, path, baud, options),
+            channels: crate::channel_ids(name, channels),
+            tests: Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// The line underneath (for its counters).
+    pub fn link(&self) -> &SerialLink {
+        &self.link
+    }
+
+    fn local<'a>(&self, channel: &'a ChannelId) -> Result<&'a str, DriverError> {
+        crate::wire_name_of(&self.link.name, &self.channels, channel)
+    }
+
+    async fn send(&self, op: Op) -> Result<serde_json::Value, DriverError> {
+        self.link
+            .command(op, self.link.options.command_timeout)
+            .await
+    }
+}
+
+#[async_trait]
+impl Cycler for SerialCycler {
+    fn name(&self) -> &str {
+        &self.link.name
+    }
+
+    fn channels(&self) -> Vec<ChannelId> {
+        self.channels.clone()
+    }
+
+    async fn start(&self, channel: &ChannelId, test: CyclingTest) -> Result<(), DriverError> {
+        let local = self.local(channel)?.to_owned();
+        let key = test.key.clone();
+        self.send(Op::Start {
+            channel: local.clone(),
+            test,
+        })
+        .await?;
+        self.tests.lock().expect("tests lock").insert(local, key);
+        Ok(())
+    }
+
+    async fn stop(&self, channel: &ChannelId) -> Result<(), DriverError> {
+        let local = self.local(channel)?.to_owned();
+        self.send(Op::Stop { channel: local }).await.map(|_| ())
+    }
+
+    async fn status(&self, channel: &ChannelId) -> Result<ChannelStatus, DriverError> {
+        let local = self.local(channel)?.to_owned();
+        let result = self.send(Op::Status { channel: local }).await?;
+        Ok(status_from_value(&result))
+    }
+
+    async fn records(
+        &self,
+        channel: &ChannelId,
+        from_seq: u64,
+    ) -> Result<RecordBatch, DriverError> {
+        let local = self.local(channel)?.to_owned();
+        let from_seq = from_seq.max(1);
+        let key = self
+            .tests
+            .lock()
+            .expect("tests lock")
+            .get(&local)
+            .cloned()
+            .ok_or_else(|| {
+                self.link
+                    .failure(format!("{channel}: no test started through this driver"))
+            })?;
+        let options = self.link.options;
+        let mut pause = options.poll_min;
+        loop {
+            let result = self
+                .send(Op::Data {
+                    channel: local.clone(),
+                    from_seq,
+                    max: options.max_records,
+                })
+                .await?;
+            let reply: DataReply = serde_json::from_value(result).map_err(|e| {
+                self.link.protocol_error(&e.to_string());
+                self.link
+                    .failure(format!("protocol error: a DATA? reply: {e}"))
+            })?;
+            if reply.test_key.as_deref() != Some(key.as_str()) {
+                return Err(self.link.failure(format!(
+                    "{channel}: runs test {:?}, not {key:?}",
+                    reply.test_key
+                )));
+            }
+            let records: Vec<Telemetry> = reply
+                .records
+                .into_iter()
+                .skip_while(|r| r.seq < from_seq)
+                .zip(from_seq..)
+                .take_while(|(r, expected)| r.seq == *expected)
+                .map(|(r, _)| Telemetry {
+                    seq: r.seq,
+                    record: r.record,
+                })
+                .collect();
+            let next = from_seq + records.len() as u64;
+            let finished = reply.end_seq.is_some_and(|end| next > end);
+            if !records.is_empty() || finished {
+                return Ok(RecordBatch { records, finished });
+            }
+            tokio::time::sleep(pause).await;
+            pause = (pause * 2).min(options.poll_max);
+        }
+    }
+}
