@@ -86,7 +86,143 @@ fn variance_model_reproduces_severson() {
 
 #[test]
 fn discharge_model_reproduces_severson() {
-    // Not yet at the paper's accuracy (measured: 155 / 148 cycles vs 91 / 86; MAPE without the outlier
-    // 9.9 %): the feature definitions need the paper's exact preprocessing. Guarded so it cannot regress.
+    // Not at the paper's accuracy (measured: 155 / 148 cycles vs 91 / 86; MAPE without the outlier
+    // 9.9 %): cross-validation on the 41 training cells picks a weak penalty, and the collinear shape
+    // features then overfit. Guarded so it cannot regress; the neural model is the one that beats 86.
     check("severson-discharge", &DISCHARGE_FEATURES, 91.0, 86.0, 1.8);
+}
+
+/// The neural ensemble, through the CLI as a user scripts it: trained on the training cells (CPU
+/// backend), scored on the primary test set without its outlier. It must beat the paper's best
+/// model there (discharge, 86 cycles) with an honest σ, and `predict run` must give the same
+/// predictions from the same file.
+#[test]
+fn neural_model_beats_the_published_models_through_the_cli() {
+    let data = shared_data().join("severson");
+    let dir = labloop_tests::fresh_dir("neural-cli");
+    let model = dir.join("neural.model");
+    let out = std::process::Command::new(labloop_tests::labloop_bin())
+        .args(["predict", "train", "--model", "neural", "--backend", "cpu"])
+        .arg("--cells")
+        .arg(data.join("train"))
+        .arg("--lives")
+        .arg(data.join("cycle_lives/train_cycle_lives.csv"))
+        .arg("--out")
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let eval = labloop_tests::json_result(
+        std::process::Command::new(labloop_tests::labloop_bin())
+            .args([
+                "predict",
+                "eval",
+                "--json",
+                "--backend",
+                "cpu",
+                "--exclude",
+                "cell22",
+            ])
+            .arg("--model")
+            .arg(&model)
+            .arg("--cells")
+            .arg(data.join("test1"))
+            .arg("--lives")
+            .arg(data.join("cycle_lives/test1_cycle_lives.csv")),
+    );
+    println!("{eval:#}");
+    let rmse = eval["rmse_cycles"].as_f64().unwrap();
+    assert_eq!(eval["cells"], 42);
+    assert!(rmse < 86.0, "neural RMSE {rmse} does not beat 86 cycles");
+    let in1 = eval["within_1_sigma"].as_f64().unwrap();
+    let in2 = eval["within_2_sigma"].as_f64().unwrap();
+    assert!(
+        (0.5..=0.9).contains(&in1) && in2 >= 0.85,
+        "coverage {in1} / {in2}"
+    );
+
+    let run = labloop_tests::json_result(
+        std::process::Command::new(labloop_tests::labloop_bin())
+            .args(["predict", "run", "--json", "--backend", "cpu"])
+            .arg("--model")
+            .arg(&model)
+            .arg("--cells")
+            .arg(data.join("test1")),
+    );
+    let ran = run["predictions"].as_array().unwrap();
+    assert_eq!(ran.len(), 43);
+    for p in eval["predictions"].as_array().unwrap() {
+        let same = ran.iter().find(|r| r["cell"] == p["cell"]).unwrap();
+        assert_eq!(same["cycle_life"], p["cycle_life"]);
+        assert_eq!(same["sigma"], p["sigma"]);
+    }
+    // Provenance travels in the file.
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    assert_eq!(file["format"], "labloop-neural-model/1");
+    assert_eq!(file["training_data_sha256"].as_str().unwrap().len(), 64);
+    assert!(
+        file["feature_definition"]
+            .as_str()
+            .unwrap()
+            .starts_with("severson-2019/")
+    );
+}
+
+#[test]
+fn bad_prediction_inputs_are_named() {
+    let data = shared_data().join("severson");
+    let run = |args: &[&str]| {
+        let out = std::process::Command::new(labloop_tests::labloop_bin())
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        String::from_utf8_lossy(&out.stderr).into_owned()
+    };
+    let lives = data.join("cycle_lives/test1_cycle_lives.csv");
+    let test1 = data.join("test1");
+    let err = run(&[
+        "predict",
+        "eval",
+        "--model",
+        "severson-variance",
+        "--exclude",
+        "cell99",
+        "--cells",
+        test1.to_str().unwrap(),
+        "--lives",
+        lives.to_str().unwrap(),
+    ]);
+    assert!(err.contains("--exclude cell99: no such cell"), "{err}");
+    let dir = labloop_tests::fresh_dir("bad-lives");
+    std::fs::write(dir.join("lives.csv"), "1200\nmany\n").unwrap();
+    let err = run(&[
+        "predict",
+        "eval",
+        "--model",
+        "severson-variance",
+        "--cells",
+        test1.to_str().unwrap(),
+        "--lives",
+        dir.join("lives.csv").to_str().unwrap(),
+    ]);
+    assert!(err.contains("lives.csv:2: `many` is not a number"), "{err}");
+    let err = run(&[
+        "predict",
+        "train",
+        "--model",
+        "full",
+        "--out",
+        dir.join("m").to_str().unwrap(),
+        "--cells",
+        test1.to_str().unwrap(),
+        "--lives",
+        lives.to_str().unwrap(),
+    ]);
+    assert!(err.contains("charge_time_first5"), "{err}");
 }

@@ -24,7 +24,7 @@ pub use ownership::{Ownership, this_process};
 pub use queue_builder::QueueCellBuilder;
 pub use runner::{
     CampaignResult, CampaignRunner, EngineEvent, Instruments, RankedProtocol, RunnerOptions,
-    resolve_model,
+    load_predictor, resolve_model,
 };
 
 /// What can stop a campaign, saying where.

@@ -12,7 +12,7 @@ use labloop_optimize::{
     Acquisition, BatchRequest, FitOptions, GaussianProcess, KernelKind, Observation, Ranked,
     best_probability, bounds_of, rank, suggest_batch,
 };
-use labloop_predict::{LinearModel, Predictor, builtin_model};
+use labloop_predict::{LinearModel, ModelFile, Predictor, builtin_model};
 use labloop_store::{NewExperiment, ObservationRow, Store};
 use labloop_workflow::{
     AcquisitionSpec, Direction, InitialDesign, KernelSpec, OptimizerKind, Workflow,
@@ -177,6 +177,21 @@ pub fn resolve_model(name: &str) -> Result<LinearModel, EngineError> {
         ))
     })?;
     Ok(LinearModel::from_json(&text, name)?)
+}
+
+/// Loads the predictor a workflow names: a built-in model, or a model file of any kind (elastic net
+/// or neural ensemble).
+pub fn load_predictor(name: &str) -> Result<Arc<dyn Predictor + Send + Sync>, EngineError> {
+    if let Some(model) = builtin_model(name) {
+        return Ok(Arc::new(model));
+    }
+    if !std::path::Path::new(name).is_file() {
+        return Err(EngineError::Workflow(format!(
+            "predict.model `{name}` is neither a built-in model ({}) nor a readable file",
+            labloop_predict::BUILTIN_MODELS.join(", ")
+        )));
+    }
+    Ok(ModelFile::read(std::path::Path::new(name))?.into_predictor())
 }
 
 /// The instruments a campaign runs on.

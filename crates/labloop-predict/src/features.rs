@@ -15,6 +15,37 @@ const GRID_LOW_V: f64 = 2.0;
 /// The cycle ΔQ(V) is measured against.
 pub const REFERENCE_CYCLE: u32 = 10;
 
+/// Names of the coarsened ΔQ₁₀₀₋₁₀(V) curve: the mean of ΔQ over 20 equal voltage bands, from the
+/// 3.6 V end (`dq_band_01`) to the 2.0 V end (`dq_band_20`).
+pub const DQ_CURVE_FEATURES: [&str; 20] = [
+    "dq_band_01",
+    "dq_band_02",
+    "dq_band_03",
+    "dq_band_04",
+    "dq_band_05",
+    "dq_band_06",
+    "dq_band_07",
+    "dq_band_08",
+    "dq_band_09",
+    "dq_band_10",
+    "dq_band_11",
+    "dq_band_12",
+    "dq_band_13",
+    "dq_band_14",
+    "dq_band_15",
+    "dq_band_16",
+    "dq_band_17",
+    "dq_band_18",
+    "dq_band_19",
+    "dq_band_20",
+];
+
+/// Version of the feature definitions, written into every model file: a model trained on one
+/// definition is only valid on features computed by the same one.
+pub const FEATURE_DEFINITION: &str = "severson-2019/2: dQ(V) on a 1000-point 3.6-2.0 V grid between \
+cycle 10 and the window's last cycle (population moments, log10 of magnitudes, 20 band means); \
+capacity fits through a 5-cycle running median";
+
 /// The voltage grid of `Qdlin`: 1 000 points, linearly from 3.6 V down to 2.0 V.
 pub fn voltage_grid() -> Vec<f64> {
     let step = (GRID_HIGH_V - GRID_LOW_V) / (VOLTAGE_GRID_POINTS - 1) as f64;
@@ -106,6 +137,12 @@ impl EarlyData {
         set.push("log_abs_mean_dq", m.mean.abs().log10());
         set.push("log_abs_skew_dq", m.skewness.abs().log10());
         set.push("log_abs_kurt_dq", m.kurtosis.abs().log10());
+        // The curve itself, coarsened: the mean of ΔQ over each of 20 equal voltage bands (for
+        // models that learn its shape rather than summary statistics).
+        let band = dq.len() / DQ_CURVE_FEATURES.len();
+        for (i, name) in DQ_CURVE_FEATURES.iter().enumerate() {
+            set.push(name, mean(&dq[i * band..(i + 1) * band]));
+        }
 
         let w = self.window as usize;
         // Cyclers log the odd glitch (the Severson arrays hold a few 31 Ah cycles): fits and maxima
@@ -152,7 +189,7 @@ pub struct FeatureSet {
 }
 
 impl FeatureSet {
-    fn push(&mut self, name: &'static str, value: f64) {
+    pub(crate) fn push(&mut self, name: &'static str, value: f64) {
         self.values.push((name, value));
     }
 

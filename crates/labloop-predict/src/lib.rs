@@ -5,18 +5,29 @@
 //!   arrays): the variance and shape of ΔQ₁₀₀₋₁₀(V), the capacity-fade line, capacities;
 //! - [`LinearModel`] is a trained elastic net on log₁₀ cycle life, stored as a small JSON model file
 //!   that carries its own σ (cross-validated, so it is an out-of-sample error);
-//! - [`train`] fits one by cross-validation with smartcore; [`severson`] reads the published arrays.
+//! - [`train`] fits one by cross-validation with smartcore; [`severson`] reads the published arrays;
+//! - [`NeuralModel`] is an ensemble of small perceptrons trained with burn ([`neural`]), computing on
+//!   burn's `flex` CPU backend or, with the `gpu` feature, on wgpu ([`compute`]).
 //!
 //! Pure computation: no async, no database, no network. The only file access is [`severson`]'s
 //! reader of the published data, used when training.
 
+pub mod compute;
 pub mod features;
 mod model;
+pub mod neural;
 pub mod severson;
 pub mod train;
 
-pub use features::{EarlyData, FeatureSet, VOLTAGE_GRID_POINTS, voltage_grid};
-pub use model::{BUILTIN_MODELS, LinearModel, MODEL_FORMAT, Prediction, Predictor, builtin_model};
+pub use compute::{Backend, Compute};
+pub use features::{
+    DQ_CURVE_FEATURES, EarlyData, FEATURE_DEFINITION, FeatureSet, VOLTAGE_GRID_POINTS, voltage_grid,
+};
+pub use model::{
+    BUILTIN_MODELS, LinearModel, MODEL_FORMAT, ModelFile, Prediction, Predictor, builtin_model,
+    prediction_from_log10,
+};
+pub use neural::{NEURAL_FORMAT, NeuralModel, NeuralOptions, fit_neural};
 
 /// What can go wrong when predicting or training, with where.
 #[derive(Debug, thiserror::Error)]

@@ -59,6 +59,25 @@ pub struct LinearModel {
     pub window: u32,
     /// Where the training data came from.
     pub trained_on: String,
+    /// Version of the feature definitions the model was trained on (empty in files from before
+    /// the field existed).
+    #[serde(default)]
+    pub feature_definition: String,
+    /// SHA-256 of the training data (features and lives), for provenance.
+    #[serde(default)]
+    pub training_data_sha256: String,
+}
+
+/// A prediction from a mean and σ in log₁₀ cycles: the life is the median of the log-normal, σ in
+/// cycles its first-order spread.
+pub fn prediction_from_log10(log10_life: f64, sigma_log10: f64) -> Prediction {
+    let cycle_life = 10f64.powf(log10_life);
+    Prediction {
+        cycle_life,
+        sigma: cycle_life * std::f64::consts::LN_10 * sigma_log10,
+        log10_life,
+        sigma_log10,
+    }
 }
 
 impl LinearModel {
@@ -127,14 +146,10 @@ impl Predictor for LinearModel {
         cells
             .iter()
             .map(|cell| {
-                let log10_life = self.predict_log10(cell)?;
-                let cycle_life = 10f64.powf(log10_life);
-                Ok(Prediction {
-                    cycle_life,
-                    sigma: cycle_life * std::f64::consts::LN_10 * self.sigma_log10,
-                    log10_life,
-                    sigma_log10: self.sigma_log10,
-                })
+                Ok(prediction_from_log10(
+                    self.predict_log10(cell)?,
+                    self.sigma_log10,
+                ))
             })
             .collect()
     }
@@ -153,3 +168,64 @@ pub fn builtin_model(name: &str) -> Option<LinearModel> {
 
 /// Names of the built-in models.
 pub const BUILTIN_MODELS: [&str; 2] = ["severson-variance", "severson-discharge"];
+
+/// Any model file labloop reads, told apart by its `format` field.
+#[derive(Clone, Debug)]
+pub enum ModelFile {
+    /// An elastic net ([`MODEL_FORMAT`]).
+    Linear(LinearModel),
+    /// A neural ensemble ([`crate::NEURAL_FORMAT`]).
+    Neural(crate::NeuralModel),
+}
+
+impl ModelFile {
+    /// Parses a model file of either kind; `path` only names it in errors.
+    pub fn from_json(text: &str, path: &str) -> Result<Self, PredictError> {
+        #[derive(Deserialize)]
+        struct Header {
+            format: String,
+        }
+        let header: Header = serde_json::from_str(text).map_err(|e| PredictError::ModelFile {
+            path: path.to_owned(),
+            message: e.to_string(),
+        })?;
+        if header.format == crate::NEURAL_FORMAT {
+            crate::NeuralModel::from_json(text, path).map(Self::Neural)
+        } else {
+            LinearModel::from_json(text, path).map(Self::Linear)
+        }
+    }
+
+    /// Reads a model file from disk.
+    pub fn read(path: &std::path::Path) -> Result<Self, PredictError> {
+        let text = std::fs::read_to_string(path).map_err(|e| PredictError::ModelFile {
+            path: path.display().to_string(),
+            message: e.to_string(),
+        })?;
+        Self::from_json(&text, &path.display().to_string())
+    }
+
+    /// The model as a shareable predictor.
+    pub fn into_predictor(self) -> std::sync::Arc<dyn Predictor + Send + Sync> {
+        match self {
+            Self::Linear(m) => std::sync::Arc::new(m),
+            Self::Neural(m) => std::sync::Arc::new(m),
+        }
+    }
+
+    /// Version of the feature definitions the model was trained on.
+    pub fn feature_definition(&self) -> &str {
+        match self {
+            Self::Linear(m) => &m.feature_definition,
+            Self::Neural(m) => &m.feature_definition,
+        }
+    }
+
+    /// SHA-256 of the training data.
+    pub fn training_data_sha256(&self) -> &str {
+        match self {
+            Self::Linear(m) => &m.training_data_sha256,
+            Self::Neural(m) => &m.training_data_sha256,
+        }
+    }
+}

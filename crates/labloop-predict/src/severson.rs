@@ -3,7 +3,7 @@
 //! lives.
 
 use crate::PredictError;
-use crate::features::{EarlyData, REFERENCE_CYCLE, VOLTAGE_GRID_POINTS};
+use crate::features::{EarlyData, FeatureSet, REFERENCE_CYCLE, VOLTAGE_GRID_POINTS};
 use crate::train::LabelledCell;
 use std::path::Path;
 
@@ -14,28 +14,95 @@ const COLUMNS: usize = 99;
 /// Loads one split (`train`, `test1`): `<dir>/<split>/cellN.csv` with lives from
 /// `<dir>/cycle_lives/<split>_cycle_lives.csv`, features over the first `window` cycles.
 pub fn load_split(dir: &Path, split: &str, window: u32) -> Result<Vec<LabelledCell>, PredictError> {
-    let lives_path = dir
+    let lives = dir
         .join("cycle_lives")
         .join(format!("{split}_cycle_lives.csv"));
-    let lives = read_numbers_rows(&lives_path)?;
-    let mut cells = Vec::with_capacity(lives.len());
-    for (i, life) in lives.iter().enumerate() {
-        let rows = read_numbers_rows(&dir.join(split).join(format!("cell{}.csv", i + 1)))?;
-        let data = early_data_from_qdlin(&rows, window).map_err(|e| PredictError::DataFile {
-            path: dir
-                .join(split)
-                .join(format!("cell{}.csv", i + 1))
-                .display()
-                .to_string(),
-            line: 1,
-            message: e.to_string(),
-        })?;
-        cells.push(LabelledCell {
-            features: data.features(),
-            cycle_life: life[0],
+    Ok(load_labelled(&dir.join(split), &lives, window)?
+        .into_iter()
+        .map(|(_, cell)| cell)
+        .collect())
+}
+
+/// Cells with known lives: `<cells>/cellN.csv` (`Qdlin` arrays) for N = 1 up to the number of lines
+/// in `lives` (one cycle life per line, line N for `cellN.csv`). Each comes with its name (`cellN`).
+pub fn load_labelled(
+    cells: &Path,
+    lives: &Path,
+    window: u32,
+) -> Result<Vec<(String, LabelledCell)>, PredictError> {
+    let lives_rows = read_numbers_rows(lives)?;
+    lives_rows
+        .iter()
+        .enumerate()
+        .map(|(i, row)| {
+            let life = match row.as_slice() {
+                [life] if life.is_finite() && *life > 0.0 => *life,
+                _ => {
+                    return Err(PredictError::DataFile {
+                        path: lives.display().to_string(),
+                        line: i + 1,
+                        message: "expected one positive cycle life".to_owned(),
+                    });
+                }
+            };
+            let name = format!("cell{}", i + 1);
+            let features = load_cell(&cells.join(format!("{name}.csv")), window)?;
+            Ok((
+                name,
+                LabelledCell {
+                    features,
+                    cycle_life: life,
+                },
+            ))
+        })
+        .collect()
+}
+
+/// Every `cellN.csv` in `cells`, in N order, with its name and features.
+pub fn load_unlabelled(
+    cells: &Path,
+    window: u32,
+) -> Result<Vec<(String, FeatureSet)>, PredictError> {
+    let listing = std::fs::read_dir(cells).map_err(|e| PredictError::DataFile {
+        path: cells.display().to_string(),
+        line: 0,
+        message: e.to_string(),
+    })?;
+    let mut numbered: Vec<(u64, String)> = listing
+        .filter_map(|entry| entry.ok())
+        .filter_map(|entry| {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let stem = name.strip_suffix(".csv")?.to_owned();
+            let n = stem.strip_prefix("cell")?.parse().ok()?;
+            Some((n, stem))
+        })
+        .collect();
+    numbered.sort();
+    if numbered.is_empty() {
+        return Err(PredictError::DataFile {
+            path: cells.display().to_string(),
+            line: 0,
+            message: "no cellN.csv files here".to_owned(),
         });
     }
-    Ok(cells)
+    numbered
+        .into_iter()
+        .map(|(_, stem)| {
+            let features = load_cell(&cells.join(format!("{stem}.csv")), window)?;
+            Ok((stem, features))
+        })
+        .collect()
+}
+
+/// One `Qdlin` array's features over the first `window` cycles.
+pub fn load_cell(path: &Path, window: u32) -> Result<FeatureSet, PredictError> {
+    let rows = read_numbers_rows(path)?;
+    let data = early_data_from_qdlin(&rows, window).map_err(|e| PredictError::DataFile {
+        path: path.display().to_string(),
+        line: 1,
+        message: e.to_string(),
+    })?;
+    Ok(data.features())
 }
 
 /// Early data from a `Qdlin` matrix (rows of 99 cycle columns). The discharge capacity of a cycle is

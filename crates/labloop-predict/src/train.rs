@@ -1,7 +1,7 @@
 //! Training elastic nets on log₁₀ cycle life by cross-validation (smartcore), and scoring them.
 
 use crate::PredictError;
-use crate::features::FeatureSet;
+use crate::features::{FEATURE_DEFINITION, FeatureSet};
 use crate::model::{LinearModel, MODEL_FORMAT, Predictor};
 use smartcore::linalg::basic::arrays::Array;
 use smartcore::linalg::basic::matrix::DenseMatrix;
@@ -17,6 +17,21 @@ pub const DISCHARGE_FEATURES: [&str; 6] = [
     "log_abs_kurt_dq",
     "qd_cycle2",
     "qd_max_minus_cycle2",
+];
+
+/// The "full" model: ΔQ(V) variance and minimum, the capacity-fade line, capacity at cycle 2, and
+/// the charge-time, temperature and internal-resistance features (which need a cycler that reports
+/// them: the published `Qdlin` arrays do not carry them).
+pub const FULL_FEATURES: [&str; 9] = [
+    "log_var_dq",
+    "log_abs_min_dq",
+    "fade_slope",
+    "fade_intercept",
+    "qd_cycle2",
+    "charge_time_first5",
+    "temperature_integral",
+    "ir_min",
+    "ir_last_minus_cycle2",
 ];
 
 /// A cell with known cycle life.
@@ -68,9 +83,7 @@ pub fn fit_elastic_net(
     for &alpha in &ALPHAS {
         for &l1_ratio in &L1_RATIOS {
             let mut squared = 0.0;
-            for fold in 0..options.folds {
-                let (train, test): (Vec<usize>, Vec<usize>) =
-                    (0..cells.len()).partition(|i| i % options.folds != fold);
+            for (train, test) in folds(cells.len(), options.folds) {
                 let model = fit_once(
                     &pick(&x, &train),
                     &pick(&y, &train),
@@ -92,6 +105,7 @@ pub fn fit_elastic_net(
     let (cv_rmse, alpha, l1_ratio) = best.expect("the grid is not empty");
     let mut model = fit_once(&x, &y, alpha, l1_ratio, options)?;
     model.sigma_log10 = cv_rmse;
+    model.training_data_sha256 = training_hash(cells, &options.features);
     Ok(model)
 }
 
@@ -99,7 +113,63 @@ fn pick<T: Clone>(rows: &[T], idx: &[usize]) -> Vec<T> {
     idx.iter().map(|&i| rows[i].clone()).collect()
 }
 
-fn design(cells: &[LabelledCell], features: &[String]) -> Result<Vec<Vec<f64>>, PredictError> {
+/// k-fold splits of `n` cells, `(train, test)` index lists: fold `f` tests the cells whose index is
+/// `f` modulo `k`, so the split is reproducible and interleaves the data's order.
+pub(crate) fn folds(n: usize, k: usize) -> Vec<(Vec<usize>, Vec<usize>)> {
+    (0..k)
+        .map(|fold| (0..n).partition(|i| i % k != fold))
+        .collect()
+}
+
+/// Each column standardised to mean 0, standard deviation 1 (population), with the means and
+/// standard deviations used.
+pub(crate) fn standardise(x: &[Vec<f64>]) -> (Vec<Vec<f64>>, Vec<f64>, Vec<f64>) {
+    let p = x.first().map_or(0, Vec::len);
+    let n = x.len() as f64;
+    let mean: Vec<f64> = (0..p)
+        .map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n)
+        .collect();
+    let std: Vec<f64> = (0..p)
+        .map(|j| {
+            (x.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n)
+                .sqrt()
+                .max(1e-12)
+        })
+        .collect();
+    let z = x
+        .iter()
+        .map(|r| (0..p).map(|j| (r[j] - mean[j]) / std[j]).collect())
+        .collect();
+    (z, mean, std)
+}
+
+/// SHA-256 (hex) of the training data a model saw: each cell's features (in the model's order) and
+/// life, as exact bit patterns, so the same data always gives the same hash.
+pub fn training_hash(cells: &[LabelledCell], features: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut hasher = Sha256::new();
+    for f in features {
+        hasher.update(f.as_bytes());
+        hasher.update([0]);
+    }
+    for cell in cells {
+        for f in features {
+            let v = cell.features.get(f).unwrap_or(f64::NAN);
+            hasher.update(v.to_bits().to_le_bytes());
+        }
+        hasher.update(cell.cycle_life.to_bits().to_le_bytes());
+    }
+    hasher
+        .finalize()
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect()
+}
+
+pub(crate) fn design(
+    cells: &[LabelledCell],
+    features: &[String],
+) -> Result<Vec<Vec<f64>>, PredictError> {
     cells
         .iter()
         .enumerate()
@@ -129,21 +199,7 @@ fn fit_once(
     options: &TrainOptions,
 ) -> Result<LinearModel, PredictError> {
     let p = options.features.len();
-    let n = x.len() as f64;
-    let mean: Vec<f64> = (0..p)
-        .map(|j| x.iter().map(|r| r[j]).sum::<f64>() / n)
-        .collect();
-    let std: Vec<f64> = (0..p)
-        .map(|j| {
-            (x.iter().map(|r| (r[j] - mean[j]).powi(2)).sum::<f64>() / n)
-                .sqrt()
-                .max(1e-12)
-        })
-        .collect();
-    let z: Vec<Vec<f64>> = x
-        .iter()
-        .map(|r| (0..p).map(|j| (r[j] - mean[j]) / std[j]).collect())
-        .collect();
+    let (z, mean, std) = standardise(x);
     let matrix = DenseMatrix::from_2d_vec(&z).map_err(|e| PredictError::Training(e.to_string()))?;
     let params = ElasticNetParameters::default()
         .with_alpha(alpha)
@@ -168,6 +224,8 @@ fn fit_once(
         l1_ratio,
         window: options.window,
         trained_on: options.trained_on.clone(),
+        feature_definition: FEATURE_DEFINITION.to_owned(),
+        training_data_sha256: String::new(),
     })
 }
 

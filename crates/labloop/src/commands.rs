@@ -6,11 +6,7 @@ use labloop_drivers::mqtt::{MqttCycler, MqttOptionsExt};
 use labloop_drivers::remote::RemoteCellBuilder;
 use labloop_drivers::serial::{SerialCycler, SerialLink, SerialOptions};
 use labloop_engine::{
-    CampaignResult, CampaignRunner, Instruments, Ownership, QueueCellBuilder, resolve_model,
-};
-use labloop_predict::Predictor;
-use labloop_predict::train::{
-    DISCHARGE_FEATURES, TrainOptions, VARIANCE_FEATURES, evaluate, fit_elastic_net,
+    CampaignResult, CampaignRunner, Instruments, Ownership, QueueCellBuilder, load_predictor,
 };
 use labloop_sim::{SimCellBuilder, SimClock, SimCycler, expected_life};
 use labloop_store::Store;
@@ -337,7 +333,7 @@ fn execute(
     let model_name = workflow
         .predict_step()
         .map_or("severson-variance".to_owned(), |p| p.model.clone());
-    let model = resolve_model(&model_name)?;
+    let model = load_predictor(&model_name)?;
     let rt = runtime()?;
     // Simulated instruments resume their journals' tests, so they start inside the runtime.
     let (instruments, sims) = rt.block_on(async { instruments(&workflow, store_url) })?;
@@ -360,7 +356,7 @@ fn execute(
             text.clone(),
             store.clone(),
             instruments,
-            Arc::new(model),
+            model,
         )
         .with_events(tx)
         .with_pause(pause_rx)
@@ -621,53 +617,6 @@ pub fn token_revoke(url: &str, id: &str) -> Result<ExitCode> {
         eprintln!("token {id} revoked");
         Ok(ExitCode::SUCCESS)
     })
-}
-
-pub fn predict_train(data: &Path, model: &str, out: &Path) -> Result<ExitCode> {
-    let features: &[&str] = match model {
-        "variance" => &VARIANCE_FEATURES,
-        "discharge" => &DISCHARGE_FEATURES,
-        other => bail!("unknown model `{other}`: expected variance or discharge"),
-    };
-    let cells = labloop_predict::severson::load_split(data, "train", 100)?;
-    let options = TrainOptions {
-        name: format!("severson-{model}"),
-        features: features.iter().map(|s| s.to_string()).collect(),
-        folds: 5,
-        window: 100,
-        trained_on: format!(
-            "Severson et al. 2019 training cells ({}), Qdlin cycles 2-100",
-            cells.len()
-        ),
-    };
-    let fitted = fit_elastic_net(&cells, &options)?;
-    std::fs::write(out, fitted.to_json() + "\n")
-        .with_context(|| format!("writing {}", out.display()))?;
-    let m = evaluate(&fitted, &cells)?;
-    println!(
-        "wrote {} (train RMSE {:.0} cycles, MAPE {:.1} %, CV σ {:.3} log10)",
-        out.display(),
-        m.rmse_cycles,
-        m.mape_percent,
-        fitted.sigma_log10
-    );
-    Ok(ExitCode::SUCCESS)
-}
-
-pub fn predict_eval(data: &Path, model: &str, split: &str) -> Result<ExitCode> {
-    let model = resolve_model(model)?;
-    let cells = labloop_predict::severson::load_split(data, split, model.window)?;
-    let m = evaluate(&model, &cells)?;
-    println!(
-        "{} on {split} ({} cells): RMSE {:.0} cycles, MAPE {:.1} %, inside ±1σ {:.0} %, inside ±2σ {:.0} %",
-        model.name(),
-        m.cells,
-        m.rmse_cycles,
-        m.mape_percent,
-        100.0 * m.within_1_sigma,
-        100.0 * m.within_2_sigma
-    );
-    Ok(ExitCode::SUCCESS)
 }
 
 /// Answers steps waiting for a person (approves, or rejects).

@@ -8,6 +8,7 @@ mod bench_mqtt;
 mod bench_queue;
 mod commands;
 mod export;
+mod predict;
 mod progress;
 
 use clap::{Parser, Subcommand};
@@ -143,9 +144,9 @@ enum Command {
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
     },
-    /// Lifetime models: train on the Severson et al. arrays, or score a model on them.
+    /// Lifetime models: train, score (RMSE, MAPE, σ coverage) or run one on Qdlin cell arrays.
     #[command(subcommand)]
-    Predict(PredictCommand),
+    Predict(predict::PredictCommand),
     /// Benchmarks that print comparable figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -208,34 +209,6 @@ enum BenchCommand {
     Mqtt(bench_mqtt::MqttBenchArgs),
     /// The job queue: claims per second and enqueue-to-completion latency, per store backend.
     Queue(bench_queue::QueueBenchArgs),
-}
-
-#[derive(Subcommand)]
-enum PredictCommand {
-    /// Train an elastic net on the `train` split and write the model file.
-    Train {
-        /// The `severson` data folder (with train/, test1/, cycle_lives/).
-        #[arg(long)]
-        data: PathBuf,
-        /// Which published model: variance or discharge.
-        #[arg(long, default_value = "variance")]
-        model: String,
-        /// Where to write the model (JSON).
-        #[arg(long)]
-        out: PathBuf,
-    },
-    /// Score a model (built-in name or file) on a split.
-    Eval {
-        /// The `severson` data folder.
-        #[arg(long)]
-        data: PathBuf,
-        /// Built-in model name or model file.
-        #[arg(long, default_value = "severson-variance")]
-        model: String,
-        /// The split to score on.
-        #[arg(long, default_value = "test1")]
-        split: String,
-    },
 }
 
 fn main() -> ExitCode {
@@ -313,9 +286,7 @@ fn main() -> ExitCode {
         }
         Command::Token(TokenCommand::Revoke { id, store }) => commands::token_revoke(&store, &id),
         Command::Serve { store, listen } => commands::serve(&store, &listen),
-        Command::Predict(PredictCommand::Train { data, model, out }) => {
-            commands::predict_train(&data, &model, &out)
-        }
+        Command::Predict(command) => predict::run(&command).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Queue(args)) => {
             bench_queue::queue(&args).map(|()| ExitCode::SUCCESS)
         }
@@ -327,9 +298,6 @@ fn main() -> ExitCode {
         }
         Command::Bench(BenchCommand::Optimize(args)) => {
             bench::optimize(&args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Predict(PredictCommand::Eval { data, model, split }) => {
-            commands::predict_eval(&data, &model, &split)
         }
     };
     result.unwrap_or_else(|e| {

@@ -1,0 +1,351 @@
+//! `labloop predict train|eval|run`: lifetime models from the command line. Cells are `Qdlin` arrays
+//! (`DIR/cellN.csv`, as in the Severson et al. data) and lives one cycle life per line.
+
+use anyhow::{Context, Result, bail};
+use clap::{Args, Subcommand};
+use labloop_predict::train::{
+    DISCHARGE_FEATURES, FULL_FEATURES, LabelledCell, Metrics, TrainOptions, VARIANCE_FEATURES,
+    evaluate, fit_elastic_net,
+};
+use labloop_predict::{
+    Backend, Compute, DQ_CURVE_FEATURES, FeatureSet, ModelFile, NeuralOptions, Prediction,
+    Predictor, builtin_model, fit_neural, severson,
+};
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+/// The `predict` subcommands.
+#[derive(Subcommand)]
+pub enum PredictCommand {
+    /// Train a model on cells with known lives and write the model file.
+    Train(TrainArgs),
+    /// Score a model on cells with known lives: RMSE (cycles), MAPE and σ coverage.
+    Eval(EvalArgs),
+    /// Predict the cycle life (with σ) of every cellN.csv in a folder.
+    Run(RunArgs),
+}
+
+/// Cells and their lives.
+#[derive(Args)]
+pub struct LabelledArgs {
+    /// Folder of cellN.csv Qdlin arrays (1000 voltages × cycles 2..100).
+    #[arg(long)]
+    cells: PathBuf,
+    /// One cycle life per line; line N belongs to cellN.csv.
+    #[arg(long)]
+    lives: PathBuf,
+    /// Leave a cell out, by name (e.g. `--exclude cell22`, the primary test set's known outlier).
+    #[arg(long)]
+    exclude: Vec<String>,
+}
+
+/// `labloop predict train`.
+#[derive(Args)]
+pub struct TrainArgs {
+    #[command(flatten)]
+    data: LabelledArgs,
+    /// variance, discharge, full (elastic nets of Severson et al.), neural (a perceptron ensemble
+    /// on the discharge features) or neural-curve (the same plus the coarsened ΔQ(V) curve).
+    #[arg(long)]
+    model: String,
+    /// Where to write the model (JSON).
+    #[arg(long)]
+    out: PathBuf,
+    /// Early window in cycles (20 to 100).
+    #[arg(long, default_value_t = 100)]
+    window: u32,
+    /// Backend for neural training: cpu, gpu or auto.
+    #[arg(long, default_value = "cpu")]
+    backend: Backend,
+    /// Seed of the neural model's initialisation.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+}
+
+/// `labloop predict eval`.
+#[derive(Args)]
+pub struct EvalArgs {
+    /// A model file, or a built-in model's name.
+    #[arg(long)]
+    model: String,
+    #[command(flatten)]
+    data: LabelledArgs,
+    /// Backend for neural models: cpu, gpu or auto.
+    #[arg(long, default_value = "auto")]
+    backend: Backend,
+    /// Print JSON: the scores and each cell's prediction with σ.
+    #[arg(long)]
+    json: bool,
+}
+
+/// `labloop predict run`.
+#[derive(Args)]
+pub struct RunArgs {
+    /// A model file, or a built-in model's name.
+    #[arg(long)]
+    model: String,
+    /// Folder of cellN.csv Qdlin arrays.
+    #[arg(long)]
+    cells: PathBuf,
+    /// Backend for neural models: cpu, gpu or auto.
+    #[arg(long, default_value = "auto")]
+    backend: Backend,
+    /// Print JSON.
+    #[arg(long)]
+    json: bool,
+}
+
+/// Runs one `predict` subcommand.
+pub fn run(command: &PredictCommand) -> Result<()> {
+    match command {
+        PredictCommand::Train(args) => train(args),
+        PredictCommand::Eval(args) => eval(args),
+        PredictCommand::Run(args) => predict(args),
+    }
+}
+
+fn labelled(data: &LabelledArgs, window: u32) -> Result<Vec<(String, LabelledCell)>> {
+    let cells = severson::load_labelled(&data.cells, &data.lives, window)?;
+    for name in &data.exclude {
+        if !cells.iter().any(|(n, _)| n == name) {
+            bail!(
+                "--exclude {name}: no such cell in {} (cells are named cell1 … cell{})",
+                data.cells.display(),
+                cells.len()
+            );
+        }
+    }
+    Ok(cells
+        .into_iter()
+        .filter(|(name, _)| !data.exclude.contains(name))
+        .collect())
+}
+
+fn train(args: &TrainArgs) -> Result<()> {
+    let cells: Vec<LabelledCell> = labelled(&args.data, args.window)?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    let trained_on = format!(
+        "{} cells from {} (lives {}{}), Qdlin cycles 2-{}",
+        cells.len(),
+        args.data.cells.display(),
+        args.data.lives.display(),
+        if args.data.exclude.is_empty() {
+            String::new()
+        } else {
+            format!(", without {}", args.data.exclude.join(", "))
+        },
+        args.window
+    );
+    let started = Instant::now();
+    let linear = |name: &str, features: &[&str]| -> Result<ModelFile> {
+        let options = TrainOptions {
+            name: format!("severson-{name}"),
+            features: features.iter().map(|s| s.to_string()).collect(),
+            folds: 5,
+            window: args.window,
+            trained_on: trained_on.clone(),
+        };
+        let fitted = fit_elastic_net(&cells, &options).with_context(|| {
+            if name == "full" {
+                "the full model needs charge time, temperature and internal resistance, which \
+                 Qdlin arrays do not carry"
+                    .to_owned()
+            } else {
+                format!("training {name}")
+            }
+        })?;
+        Ok(ModelFile::Linear(fitted))
+    };
+    let neural = |features: Vec<&str>| -> Result<ModelFile> {
+        let compute = Compute::select(args.backend).map_err(anyhow::Error::msg)?;
+        let mut options = NeuralOptions::new(&args.model, &features, args.window, &trained_on);
+        options.seed = args.seed;
+        Ok(ModelFile::Neural(fit_neural(&cells, &options, &compute)?))
+    };
+    let model = match args.model.as_str() {
+        "variance" => linear("variance", &VARIANCE_FEATURES)?,
+        "discharge" => linear("discharge", &DISCHARGE_FEATURES)?,
+        "full" => linear("full", &FULL_FEATURES)?,
+        "neural" => neural(DISCHARGE_FEATURES.to_vec())?,
+        "neural-curve" => neural(
+            DISCHARGE_FEATURES
+                .iter()
+                .chain(DQ_CURVE_FEATURES.iter())
+                .copied()
+                .collect(),
+        )?,
+        other => bail!(
+            "unknown model `{other}`: expected variance, discharge, full, neural or neural-curve"
+        ),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let json = match &model {
+        ModelFile::Linear(m) => m.to_json(),
+        ModelFile::Neural(m) => m.to_json(),
+    };
+    std::fs::write(&args.out, json + "\n")
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let predictor = model.into_predictor();
+    let m = evaluate(predictor.as_ref(), &cells)?;
+    eprintln!(
+        "wrote {} in {seconds:.1} s: {} on its {} training cells RMSE {:.0} cycles, MAPE {:.1} %",
+        args.out.display(),
+        predictor.name(),
+        m.cells,
+        m.rmse_cycles,
+        m.mape_percent
+    );
+    Ok(())
+}
+
+/// A model file or a built-in model, with the backend for neural ones.
+fn load(model: &str, backend: Backend) -> Result<Box<dyn Predictor>> {
+    if let Some(m) = builtin_model(model) {
+        return Ok(Box::new(m));
+    }
+    let path = Path::new(model);
+    if !path.is_file() {
+        bail!(
+            "--model {model}: neither a model file nor a built-in model ({})",
+            labloop_predict::BUILTIN_MODELS.join(", ")
+        );
+    }
+    Ok(match ModelFile::read(path)? {
+        ModelFile::Linear(m) => Box::new(m),
+        ModelFile::Neural(m) => {
+            let compute = Compute::select(backend).map_err(anyhow::Error::msg)?;
+            if let Some(why) = &compute.fallback {
+                eprintln!("computing on the CPU: {why}");
+            }
+            Box::new(OnDevice { model: m, compute })
+        }
+    })
+}
+
+/// A neural model bound to the device the user chose.
+struct OnDevice {
+    model: labloop_predict::NeuralModel,
+    compute: Compute,
+}
+
+impl Predictor for OnDevice {
+    fn name(&self) -> &str {
+        &self.model.name
+    }
+
+    fn window(&self) -> u32 {
+        self.model.window
+    }
+
+    fn predict(
+        &self,
+        cells: &[FeatureSet],
+    ) -> Result<Vec<Prediction>, labloop_predict::PredictError> {
+        self.model.predict_on(cells, &self.compute)
+    }
+}
+
+/// Published primary-test RMSE without the outlier cell (Severson et al. 2019, Table 1).
+fn published_rmse(model: &str) -> Option<f64> {
+    match model {
+        "severson-variance" => Some(138.0),
+        "severson-discharge" => Some(86.0),
+        "severson-full" => Some(100.0),
+        _ => None,
+    }
+}
+
+fn eval(args: &EvalArgs) -> Result<()> {
+    let model = load(&args.model, args.backend)?;
+    let cells = labelled(&args.data, model.window())?;
+    let labelled: Vec<LabelledCell> = cells.iter().map(|(_, c)| c.clone()).collect();
+    let m = evaluate(model.as_ref(), &labelled)?;
+    if args.json {
+        let features: Vec<FeatureSet> = labelled.iter().map(|c| c.features.clone()).collect();
+        let predictions = model.predict(&features)?;
+        let per_cell: Vec<serde_json::Value> = cells
+            .iter()
+            .zip(&predictions)
+            .map(|((name, cell), p)| {
+                serde_json::json!({
+                    "cell": name,
+                    "observed": cell.cycle_life,
+                    "cycle_life": p.cycle_life,
+                    "sigma": p.sigma,
+                    "log10_life": p.log10_life,
+                    "sigma_log10": p.sigma_log10,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "model": model.name(),
+                "cells": m.cells,
+                "rmse_cycles": m.rmse_cycles,
+                "mape_percent": m.mape_percent,
+                "within_1_sigma": m.within_1_sigma,
+                "within_2_sigma": m.within_2_sigma,
+                "published_rmse_cycles": published_rmse(model.name()),
+                "predictions": per_cell,
+            }))?
+        );
+    } else {
+        print_table(model.name(), &m);
+    }
+    Ok(())
+}
+
+fn print_table(name: &str, m: &Metrics) {
+    println!(
+        "{:<20} {:>5} {:>12} {:>8} {:>8} {:>8} {:>14}",
+        "model", "cells", "RMSE cycles", "MAPE %", "in ±1σ", "in ±2σ", "paper RMSE"
+    );
+    println!(
+        "{:<20} {:>5} {:>12.0} {:>8.1} {:>7.0}% {:>7.0}% {:>14}",
+        name,
+        m.cells,
+        m.rmse_cycles,
+        m.mape_percent,
+        100.0 * m.within_1_sigma,
+        100.0 * m.within_2_sigma,
+        published_rmse(name).map_or("-".to_owned(), |r| format!("{r:.0}"))
+    );
+}
+
+fn predict(args: &RunArgs) -> Result<()> {
+    let model = load(&args.model, args.backend)?;
+    let cells = severson::load_unlabelled(&args.cells, model.window())?;
+    let features: Vec<FeatureSet> = cells.iter().map(|(_, f)| f.clone()).collect();
+    let predictions = model.predict(&features)?;
+    if args.json {
+        let rows: Vec<serde_json::Value> = cells
+            .iter()
+            .zip(&predictions)
+            .map(|((name, _), p)| {
+                serde_json::json!({
+                    "cell": name,
+                    "cycle_life": p.cycle_life,
+                    "sigma": p.sigma,
+                    "log10_life": p.log10_life,
+                    "sigma_log10": p.sigma_log10,
+                })
+            })
+            .collect();
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&serde_json::json!({
+                "model": model.name(),
+                "predictions": rows,
+            }))?
+        );
+    } else {
+        println!("{:<10} {:>12} {:>8}", "cell", "cycle life", "σ");
+        for ((name, _), p) in cells.iter().zip(&predictions) {
+            println!("{name:<10} {:>12.0} {:>8.0}", p.cycle_life, p.sigma);
+        }
+    }
+    Ok(())
+}
