@@ -583,6 +583,27 @@ mod tests {
     }
 
     #[test]
+    fn a_less_certain_prediction_moves_the_posterior_less() {
+        // The predictor's σ becomes the observation's noise: the same predicted life, once with a
+        // tight σ and once with a loose one, pulls the posterior mean towards it by less when loose.
+        let prior = vec![obs(0.0, 800.0, 100.0), obs(1.0, 800.0, 100.0)];
+        let hyper = fixed(0.3, 100.0 * 100.0, 1e-6);
+        let mean_at_half = |extra: Option<Observation>| {
+            let data: Vec<Observation> = prior.iter().cloned().chain(extra).collect();
+            let gp = GaussianProcess::with_hyperparameters(&data, &options(1), &hyper).unwrap();
+            gp.predict(&[vec![0.5]])[0].0
+        };
+        let before = mean_at_half(None);
+        let certain = mean_at_half(Some(obs(0.5, 1200.0, 30.0f64.powi(2)))) - before;
+        let uncertain = mean_at_half(Some(obs(0.5, 1200.0, 200.0f64.powi(2)))) - before;
+        assert!(certain > 0.0 && uncertain > 0.0, "{certain} {uncertain}");
+        assert!(
+            uncertain < 0.5 * certain,
+            "σ 200 moved {uncertain}, σ 30 moved {certain}"
+        );
+    }
+
+    #[test]
     fn gradient_matches_finite_differences() {
         let data: Vec<Observation> = (0..8)
             .map(|i| Observation {

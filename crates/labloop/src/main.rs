@@ -5,6 +5,7 @@ mod agent;
 mod bench;
 mod bench_engine;
 mod bench_mqtt;
+mod bench_predict;
 mod bench_queue;
 mod commands;
 mod export;
@@ -209,6 +210,9 @@ enum BenchCommand {
     Mqtt(bench_mqtt::MqttBenchArgs),
     /// The job queue: claims per second and enqueue-to-completion latency, per store backend.
     Queue(bench_queue::QueueBenchArgs),
+    /// The lifetime predictor: featurize and predict throughput (cells/s) and training time, per
+    /// model and backend, with the GPU/CPU ratio when a GPU is there.
+    Predict(bench_predict::PredictBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -292,6 +296,9 @@ fn main() -> ExitCode {
         }
         Command::Bench(BenchCommand::Mqtt(args)) => {
             bench_mqtt::mqtt(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Predict(args)) => {
+            bench_predict::predict(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Engine(args)) => {
             bench_engine::engine(&args).map(|()| ExitCode::SUCCESS)
