@@ -587,7 +587,7 @@ mod tests {
         // The predictor's σ becomes the observation's noise: the same predicted life, once with a
         // tight σ and once with a loose one, pulls the posterior mean towards it by less when loose.
         let prior = vec![obs(0.0, 800.0, 100.0), obs(1.0, 800.0, 100.0)];
-        let hyper = fixed(0.3, 100.0 * 100.0, 1e-6);
+        let hyper = fixed(0.3, 1.0, 1e-6);
         let mean_at_half = |extra: Option<Observation>| {
             let data: Vec<Observation> = prior.iter().cloned().chain(extra).collect();
             let gp = GaussianProcess::with_hyperparameters(&data, &options(1), &hyper).unwrap();
@@ -595,11 +595,11 @@ mod tests {
         };
         let before = mean_at_half(None);
         let certain = mean_at_half(Some(obs(0.5, 1200.0, 30.0f64.powi(2)))) - before;
-        let uncertain = mean_at_half(Some(obs(0.5, 1200.0, 200.0f64.powi(2)))) - before;
+        let uncertain = mean_at_half(Some(obs(0.5, 1200.0, 400.0f64.powi(2)))) - before;
         assert!(certain > 0.0 && uncertain > 0.0, "{certain} {uncertain}");
         assert!(
             uncertain < 0.5 * certain,
-            "σ 200 moved {uncertain}, σ 30 moved {certain}"
+            "σ 400 moved {uncertain}, σ 30 moved {certain}"
         );
     }
 
