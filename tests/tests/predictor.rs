@@ -226,3 +226,43 @@ fn bad_prediction_inputs_are_named() {
     ]);
     assert!(err.contains("charge_time_first5"), "{err}");
 }
+
+/// The shipped neural model is what `fit_neural` gives on the training cells (f32 weights: compared
+/// by prediction, within 10⁻³ log₁₀), and beats the paper's best model on the primary test set.
+#[test]
+fn shipped_neural_model_matches_a_fresh_fit() {
+    use labloop_predict::{Compute, ModelFile, NeuralOptions, Predictor, fit_neural};
+    let train_cells = split("train");
+    let options = NeuralOptions::new(
+        "severson-neural",
+        &DISCHARGE_FEATURES,
+        100,
+        "Severson et al. 2019 training cells (41), Qdlin cycles 2-100",
+    );
+    let fresh = fit_neural(&train_cells, &options, &Compute::cpu()).unwrap();
+    let path = repo_root().join("crates/labloop-predict/models/severson-neural.json");
+    if std::env::var_os("UPDATE_EXPECT").is_some() {
+        std::fs::write(&path, fresh.to_json() + "\n").unwrap();
+    }
+    let Some(ModelFile::Neural(shipped)) = ModelFile::builtin("severson-neural") else {
+        panic!("severson-neural is a built-in neural model");
+    };
+    let test_cells: Vec<LabelledCell> = split("test1")
+        .into_iter()
+        .enumerate()
+        .filter(|(i, _)| *i != 21)
+        .map(|(_, c)| c)
+        .collect();
+    let features: Vec<_> = test_cells.iter().map(|c| c.features.clone()).collect();
+    let a = shipped.predict(&features).unwrap();
+    let b = fresh.predict(&features).unwrap();
+    for (a, b) in a.iter().zip(&b) {
+        assert!(
+            (a.log10_life - b.log10_life).abs() < 1e-3,
+            "shipped severson-neural differs from a fresh fit: run with UPDATE_EXPECT=1"
+        );
+    }
+    let m = evaluate(&shipped, &test_cells).unwrap();
+    println!("severson-neural on test1 without cell 22: {m:?}");
+    assert!(m.rmse_cycles < 86.0, "{m:?}");
+}

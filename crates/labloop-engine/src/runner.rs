@@ -182,16 +182,7 @@ pub fn resolve_model(name: &str) -> Result<LinearModel, EngineError> {
 /// Loads the predictor a workflow names: a built-in model, or a model file of any kind (elastic net
 /// or neural ensemble).
 pub fn load_predictor(name: &str) -> Result<Arc<dyn Predictor + Send + Sync>, EngineError> {
-    if let Some(model) = builtin_model(name) {
-        return Ok(Arc::new(model));
-    }
-    if !std::path::Path::new(name).is_file() {
-        return Err(EngineError::Workflow(format!(
-            "predict.model `{name}` is neither a built-in model ({}) nor a readable file",
-            labloop_predict::BUILTIN_MODELS.join(", ")
-        )));
-    }
-    Ok(ModelFile::read(std::path::Path::new(name))?.into_predictor())
+    Ok(ModelFile::resolve(name)?.into_predictor())
 }
 
 /// The instruments a campaign runs on.

@@ -167,7 +167,8 @@ pub fn builtin_model(name: &str) -> Option<LinearModel> {
 }
 
 /// Names of the built-in models.
-pub const BUILTIN_MODELS: [&str; 2] = ["severson-variance", "severson-discharge"];
+pub const BUILTIN_MODELS: [&str; 3] =
+    ["severson-variance", "severson-discharge", "severson-neural"];
 
 /// Any model file labloop reads, told apart by its `format` field.
 #[derive(Clone, Debug)]
@@ -194,6 +195,36 @@ impl ModelFile {
         } else {
             LinearModel::from_json(text, path).map(Self::Linear)
         }
+    }
+
+    /// A built-in model of either kind, by name.
+    pub fn builtin(name: &str) -> Option<Self> {
+        if let Some(linear) = builtin_model(name) {
+            return Some(Self::Linear(linear));
+        }
+        let text = match name {
+            "severson-neural" => include_str!("../models/severson-neural.json"),
+            _ => return None,
+        };
+        Some(Self::from_json(text, name).expect("built-in models are valid"))
+    }
+
+    /// What a workflow's or command's `model` names: a built-in model, else a model file.
+    pub fn resolve(name: &str) -> Result<Self, PredictError> {
+        if let Some(model) = Self::builtin(name) {
+            return Ok(model);
+        }
+        let path = std::path::Path::new(name);
+        if !path.is_file() {
+            return Err(PredictError::ModelFile {
+                path: name.to_owned(),
+                message: format!(
+                    "neither a built-in model ({}) nor a readable file",
+                    BUILTIN_MODELS.join(", ")
+                ),
+            });
+        }
+        Self::read(path)
     }
 
     /// Reads a model file from disk.

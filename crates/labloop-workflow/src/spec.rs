@@ -615,7 +615,8 @@ fn default_soc_end() -> f64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictStep {
-    /// A built-in model (`severson-variance`, `severson-discharge`) or a model file path.
+    /// A built-in model (`severson-variance`, `severson-discharge`, `severson-neural`) or a model
+    /// file path.
     pub model: String,
 }
 

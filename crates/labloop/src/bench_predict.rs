@@ -44,7 +44,7 @@ pub fn predict(args: &PredictBenchArgs) -> Result<()> {
             "model": model, "backend": backend, "train_s": train_s, "predict_cells_per_s": per_s,
         }));
     };
-    for name in labloop_predict::BUILTIN_MODELS {
+    for name in ["severson-variance", "severson-discharge"] {
         let model: LinearModel = builtin_model(name).context("built-in model")?;
         line(
             name,
