@@ -586,7 +586,7 @@ mod tests {
     fn a_less_certain_prediction_moves_the_posterior_less() {
         // The predictor's σ becomes the observation's noise: the same predicted life, once with a
         // tight σ and once with a loose one, pulls the posterior mean towards it by less when loose.
-        let prior = vec![obs(0.0, 800.0, 100.0), obs(1.0, 800.0, 100.0)];
+        let prior = [obs(0.0, 800.0, 100.0), obs(1.0, 800.0, 100.0)];
         let hyper = fixed(0.3, 1.0, 1e-6);
         let mean_at_half = |extra: Option<Observation>| {
             let data: Vec<Observation> = prior.iter().cloned().chain(extra).collect();
