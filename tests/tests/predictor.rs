@@ -266,3 +266,100 @@ fn shipped_neural_model_matches_a_fresh_fit() {
     println!("severson-neural on test1 without cell 22: {m:?}");
     assert!(m.rmse_cycles < 86.0, "{m:?}");
 }
+
+/// A lab retrains on its own cells: a campaign whose cells cycle to end of life, then `labloop
+/// predict train --store --campaign` fits a model on their early records and observed lives, and
+/// `predict eval` scores it on the same store.
+#[test]
+fn trains_from_a_campaigns_observed_lives() {
+    let dir = labloop_tests::fresh_dir("predict-store");
+    let workflow = dir.join("eol.yaml");
+    std::fs::write(
+        &workflow,
+        r#"campaign:
+  name: eol-lives
+  seed: 5
+  objective: {name: cycle_life, direction: maximize}
+  search_space:
+    charge_protocol:
+      soc_breakpoints: [0.0, 0.2, 0.4, 0.6, 0.8]
+      charge_time_min: 10
+      free_steps:
+        - [3.6, 4.8, 6.0, 8.0]
+        - [3.6, 4.8, 6.0, 7.0]
+        - [3.6, 4.8, 5.6]
+      last_step: {min_c_rate: 0.1, max_c_rate: 4.81}
+      finish: {c_rate: 1.0, cv_voltage_v: 3.6}
+optimizer: {kind: random, batch_size: 12}
+stopping: {max_rounds: 1}
+instruments:
+  - {name: cycler1, driver: sim, channels: 12, clock_acceleration: 1000000000}
+experiment:
+  steps:
+    - id: early
+      cycle: {cycles: 100, discharge_c_rate: 4.0}
+    - id: predict
+      predict: {model: severson-variance}
+    - id: eol
+      cycle_to_eol: {end_fraction: 0.8, max_cycles: 4000}
+"#,
+    )
+    .unwrap();
+    let store = format!("sqlite://{}", dir.join("eol.sqlite").display());
+    let out = std::process::Command::new(labloop_tests::labloop_bin())
+        .args(["run", "--json", "--store", &store])
+        .arg(&workflow)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let model = dir.join("retrained.json");
+    let out = std::process::Command::new(labloop_tests::labloop_bin())
+        .args(["predict", "train", "--model", "variance", "--store", &store])
+        .args(["--campaign", "eol-lives", "--out"])
+        .arg(&model)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();
+    assert!(
+        file["trained_on"]
+            .as_str()
+            .unwrap()
+            .starts_with("12 cells from campaign eol-lives"),
+        "{file}"
+    );
+    let eval = labloop_tests::json_result(
+        std::process::Command::new(labloop_tests::labloop_bin())
+            .args([
+                "predict",
+                "eval",
+                "--json",
+                "--store",
+                &store,
+                "--campaign",
+                "eol-lives",
+            ])
+            .arg("--model")
+            .arg(&model),
+    );
+    assert_eq!(eval["cells"], 12);
+    let rmse = eval["rmse_cycles"].as_f64().unwrap();
+    assert!(rmse.is_finite() && rmse > 0.0, "{eval}");
+    // The cells are named by experiment id.
+    assert!(
+        eval["predictions"][0]["cell"]
+            .as_str()
+            .unwrap()
+            .contains("eol-lives"),
+        "{eval}"
+    );
+}

@@ -25,18 +25,48 @@ pub enum PredictCommand {
     Run(RunArgs),
 }
 
-/// Cells and their lives.
+/// Cells and their lives: Qdlin arrays and a lives file, or a campaign's cells that reached end of
+/// life in a store.
 #[derive(Args)]
 pub struct LabelledArgs {
     /// Folder of cellN.csv Qdlin arrays (1000 voltages × cycles 2..100).
-    #[arg(long)]
-    cells: PathBuf,
+    #[arg(long, required_unless_present = "store", requires = "lives")]
+    cells: Option<PathBuf>,
     /// One cycle life per line; line N belongs to cellN.csv.
+    #[arg(long, requires = "cells")]
+    lives: Option<PathBuf>,
+    /// Or a store: the cells of `--campaign` whose end of life was observed (a `cycle_to_eol` step),
+    /// with their early cycle records.
+    #[arg(long, conflicts_with_all = ["cells", "lives"], requires = "campaign")]
+    store: Option<String>,
+    /// The campaign whose cells to use (with `--store`).
     #[arg(long)]
-    lives: PathBuf,
-    /// Leave a cell out, by name (e.g. `--exclude cell22`, the primary test set's known outlier).
+    campaign: Option<String>,
+    /// Leave a cell out, by name (e.g. `--exclude cell22`, the primary test set's known outlier; an
+    /// experiment id with `--store`).
     #[arg(long)]
     exclude: Vec<String>,
+}
+
+impl LabelledArgs {
+    /// Where the cells came from, for a model's provenance.
+    fn describe(&self) -> String {
+        let source = match (&self.store, &self.campaign, &self.cells, &self.lives) {
+            (Some(store), Some(campaign), _, _) => format!(
+                "campaign {campaign} in {} (observed ends of life)",
+                labloop_store::redact(store)
+            ),
+            (_, _, Some(cells), Some(lives)) => {
+                format!("{} (lives {})", cells.display(), lives.display())
+            }
+            _ => "?".to_owned(),
+        };
+        if self.exclude.is_empty() {
+            source
+        } else {
+            format!("{source}, without {}", self.exclude.join(", "))
+        }
+    }
 }
 
 /// `labloop predict train`.
@@ -105,12 +135,16 @@ pub fn run(command: &PredictCommand) -> Result<()> {
 }
 
 fn labelled(data: &LabelledArgs, window: u32) -> Result<Vec<(String, LabelledCell)>> {
-    let cells = severson::load_labelled(&data.cells, &data.lives, window)?;
+    let cells = match (&data.store, &data.campaign, &data.cells, &data.lives) {
+        (Some(store), Some(campaign), _, _) => from_store(store, campaign, window)?,
+        (_, _, Some(cells), Some(lives)) => severson::load_labelled(cells, lives, window)?,
+        _ => bail!("give --cells and --lives, or --store and --campaign"),
+    };
     for name in &data.exclude {
         if !cells.iter().any(|(n, _)| n == name) {
             bail!(
-                "--exclude {name}: no such cell in {} (cells are named cell1 … cell{})",
-                data.cells.display(),
+                "--exclude {name}: no such cell in {} ({} cells)",
+                data.describe(),
                 cells.len()
             );
         }
@@ -121,21 +155,53 @@ fn labelled(data: &LabelledArgs, window: u32) -> Result<Vec<(String, LabelledCel
         .collect())
 }
 
+/// A campaign's cells with an observed (not censored) end of life, named by experiment id, with
+/// features from their stored early cycle records. Cells without a full early window are left out
+/// (and counted on stderr).
+fn from_store(url: &str, campaign: &str, window: u32) -> Result<Vec<(String, LabelledCell)>> {
+    crate::commands::runtime()?.block_on(async {
+        let store = labloop_store::Store::connect(url).await?;
+        let mut cells = Vec::new();
+        let mut skipped = 0;
+        for o in store.observations(campaign).await? {
+            let Some((life, false)) = o.observed else {
+                continue;
+            };
+            let records = store.records(&o.experiment_id).await?;
+            match labloop_predict::EarlyData::from_records(&records, window) {
+                Ok(early) => cells.push((
+                    o.experiment_id,
+                    LabelledCell {
+                        features: early.features(),
+                        cycle_life: life,
+                    },
+                )),
+                Err(_) => skipped += 1,
+            }
+        }
+        store.close().await;
+        if skipped > 0 {
+            eprintln!("left out {skipped} cells of {campaign} without a full early window");
+        }
+        if cells.is_empty() {
+            bail!(
+                "campaign {campaign} has no cell with an observed end of life (a cycle_to_eol step \
+                 records them)"
+            );
+        }
+        Ok(cells)
+    })
+}
+
 fn train(args: &TrainArgs) -> Result<()> {
     let cells: Vec<LabelledCell> = labelled(&args.data, args.window)?
         .into_iter()
         .map(|(_, c)| c)
         .collect();
     let trained_on = format!(
-        "{} cells from {} (lives {}{}), Qdlin cycles 2-{}",
+        "{} cells from {}, cycles 2-{}",
         cells.len(),
-        args.data.cells.display(),
-        args.data.lives.display(),
-        if args.data.exclude.is_empty() {
-            String::new()
-        } else {
-            format!(", without {}", args.data.exclude.join(", "))
-        },
+        args.data.describe(),
         args.window
     );
     let started = Instant::now();
