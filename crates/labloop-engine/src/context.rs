@@ -31,6 +31,12 @@ pub(crate) struct Context {
     pub pause: watch::Receiver<bool>,
     pub pause_tx: watch::Sender<bool>,
     pub pause_reason: Mutex<Option<String>>,
+    /// Experiments a person asked to abort (the API): their running step stops at once.
+    pub cancelled: watch::Sender<std::collections::BTreeSet<String>>,
+    /// Whether a person aborted the whole campaign (it ends `aborted`, not `paused`).
+    pub campaign_aborted: std::sync::atomic::AtomicBool,
+    /// Whether a person paused the campaign through a request.
+    pub paused_by_request: std::sync::atomic::AtomicBool,
     /// Instrument seconds per wall-clock second (simulated instruments run fast).
     pub time_scale: f64,
     /// Each step's id, and the order steps run in.
@@ -77,6 +83,17 @@ impl Context {
             }
         }
         guards
+    }
+
+    /// Resolves once `experiment` has been cancelled by a person.
+    pub async fn cancelled(&self, experiment: &str) {
+        let mut rx = self.cancelled.subscribe();
+        let _ = rx.wait_for(|set| set.contains(experiment)).await;
+    }
+
+    /// Whether `experiment` has been cancelled by a person.
+    pub fn is_cancelled(&self, experiment: &str) -> bool {
+        self.cancelled.borrow().contains(experiment)
     }
 
     /// Pauses the whole campaign (a step's `on_failure: pause_campaign`).

@@ -95,6 +95,10 @@ impl ExperimentRun {
             if outputs.contains_key(&step_id) {
                 continue;
             }
+            if ctx.is_cancelled(&self.id) {
+                self.cancel(channel).await?;
+                break;
+            }
             let spec = &ctx.workflow.experiment.steps[i];
             if spec.action().uses_channel() && channel.is_none() {
                 let taken = match self.channel_hint.take() {
@@ -128,6 +132,10 @@ impl ExperimentRun {
                     end = RunEnd::Paused;
                     break;
                 }
+                StepEnd::Cancelled => {
+                    self.cancel(channel).await?;
+                    break;
+                }
                 StepEnd::Aborted(reason) => {
                     if let Some(ch) = &channel {
                         let _ = ch.cycler.stop(&ch.id).await;
@@ -159,6 +167,29 @@ impl ExperimentRun {
             }
         }
         Ok(end)
+    }
+
+    /// Ends an experiment a person aborted: its test stops, it is marked `aborted` (which frees its
+    /// channel for the next cell), and the round stops waiting for it.
+    async fn cancel(&mut self, channel: &Option<Channel>) -> Result<(), EngineError> {
+        let ctx = &self.ctx;
+        if let Some(ch) = channel {
+            let _ = ch.cycler.stop(&ch.id).await;
+        }
+        ctx.store
+            .transition(
+                &self.id,
+                ExperimentState::Aborted,
+                Some("aborted by a person"),
+            )
+            .await?;
+        tracing::warn!(experiment = %self.id, "experiment aborted by a person");
+        ctx.emit(EngineEvent::ExperimentFailed {
+            experiment: self.id.clone(),
+            reason: "aborted by a person".to_owned(),
+        });
+        self.signal_observed();
+        Ok(())
     }
 
     /// Runs one step to success, skip, abort or pause, by its policy.
@@ -217,9 +248,23 @@ impl ExperimentRun {
                 }
             };
             let mut pause = ctx.pause.clone();
+            // `None`: a person aborted the experiment.
             let result = tokio::select! {
-                r = limited => r,
-                _ = pause.wait_for(|p| *p) => Err(StepFailure::Paused),
+                r = limited => Some(r),
+                _ = pause.wait_for(|p| *p) => Some(Err(StepFailure::Paused)),
+                () = ctx.cancelled(&self.id) => None,
+            };
+            let Some(result) = result else {
+                store
+                    .step_event(
+                        &self.id,
+                        step_id,
+                        attempt,
+                        "failed",
+                        Some("aborted by a person"),
+                    )
+                    .await?;
+                return Ok(StepEnd::Cancelled);
             };
             match result {
                 Ok(StepOutcome(value)) => {
@@ -292,6 +337,8 @@ enum StepEnd {
     Done,
     Paused,
     Aborted(String),
+    /// A person aborted the experiment (the API).
+    Cancelled,
 }
 
 impl From<StoreError> for StepFailure {

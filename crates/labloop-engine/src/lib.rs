@@ -15,8 +15,10 @@ mod design;
 mod experiment;
 mod ownership;
 mod queue_builder;
+mod remote;
 mod runner;
 pub mod safety;
+pub use remote::POLL as REQUEST_POLL;
 mod steps;
 
 pub use design::Candidates;
@@ -52,6 +54,17 @@ pub enum EngineError {
         /// The campaign.
         campaign: String,
         /// Why.
+        reason: String,
+        /// Whether a person asked for it through the store (the dashboard, the API): a resume
+        /// request may continue it.
+        by_request: bool,
+    },
+    /// A person aborted the campaign (the API); it does not resume.
+    #[error("campaign {campaign} aborted: {reason}")]
+    Aborted {
+        /// The campaign.
+        campaign: String,
+        /// Who and which request.
         reason: String,
     },
     /// Another engine runs the campaign.

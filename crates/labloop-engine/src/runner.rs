@@ -347,9 +347,10 @@ impl CampaignRunner {
         let row = self.store.campaign(campaign).await?.ok_or_else(|| {
             EngineError::Workflow(format!("no campaign `{campaign}` in the store"))
         })?;
-        if row.state == "completed" {
+        if row.state == "completed" || row.state == "aborted" {
             return Err(EngineError::Workflow(format!(
-                "campaign `{campaign}` is already completed"
+                "campaign `{campaign}` is already {}",
+                row.state
             )));
         }
         self.store.set_campaign_state(campaign, "running").await?;
@@ -424,12 +425,20 @@ impl CampaignRunner {
             pause: pause_rx.clone(),
             pause_tx,
             pause_reason: Mutex::new(None),
+            cancelled: watch::channel(Default::default()).0,
+            campaign_aborted: Default::default(),
+            paused_by_request: Default::default(),
             time_scale,
             order: step_order(&ids, &wf.step_needs()),
             step_ids: ids,
             store: self.store.clone(),
             workflow: wf.clone(),
         });
+        // People's requests (pause, abort) arrive through the store while the campaign runs.
+        let requests = AbortOnDrop(tokio::spawn(crate::remote::watch(
+            Arc::clone(&ctx),
+            campaign.clone(),
+        )));
         tracing::info!(campaign = %campaign, candidates = candidates.len(), "campaign started");
         self.emit(EngineEvent::CampaignStarted {
             campaign: campaign.clone(),
@@ -573,6 +582,7 @@ impl CampaignRunner {
                 RunEnd::Finished => {}
             }
         }
+        drop(requests);
         if paused || *pause_rx.borrow() {
             let reason = ctx
                 .pause_reason
@@ -580,9 +590,24 @@ impl CampaignRunner {
                 .expect("pause lock")
                 .clone()
                 .unwrap_or_else(|| "asked to pause".into());
+            if ctx
+                .campaign_aborted
+                .load(std::sync::atomic::Ordering::SeqCst)
+            {
+                self.store.set_campaign_state(&campaign, "aborted").await?;
+                tracing::info!(campaign = %campaign, %reason, "campaign aborted");
+                return Err(EngineError::Aborted { campaign, reason });
+            }
             self.store.set_campaign_state(&campaign, "paused").await?;
             tracing::info!(campaign = %campaign, %reason, "campaign paused");
-            return Err(EngineError::Paused { campaign, reason });
+            let by_request = ctx
+                .paused_by_request
+                .load(std::sync::atomic::Ordering::SeqCst);
+            return Err(EngineError::Paused {
+                campaign,
+                reason,
+                by_request,
+            });
         }
         let (ranking, p) = self
             .ranking(&campaign, &candidates, &inputs, &fit, sign)
@@ -858,4 +883,13 @@ fn step_order(ids: &[String], needs: &[Vec<String>]) -> Vec<usize> {
         }
     }
     order
+}
+
+/// Aborts a background task when dropped (on every way out of the function that holds it).
+struct AbortOnDrop(tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }

@@ -74,7 +74,9 @@ async fn a_failed_step_can_pause_the_campaign() {
     let text = workflow("      on_failure: pause_campaign");
     let (result, store, _) = run(&text, "pause").await;
     match result {
-        Err(EngineError::Paused { campaign, reason }) => {
+        Err(EngineError::Paused {
+            campaign, reason, ..
+        }) => {
             assert!(
                 reason.contains("step `soak` attempt 1: timed out after 200ms"),
                 "{reason}"

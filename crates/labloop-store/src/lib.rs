@@ -10,12 +10,14 @@ mod codec;
 mod experiments;
 mod owners;
 mod queue;
+mod requests;
 mod steps;
 mod tokens;
 
 pub use experiments::{ExperimentRow, NewExperiment, ObservationRow, PredictionRow};
 pub use owners::CampaignOwner;
 pub use queue::{ClaimedJob, Completion, JobRow, NewJob, QueueError};
+pub use requests::{CampaignRequest, RequestAction};
 pub use steps::{Approval, PendingApproval, StepStatus};
 pub use tokens::{ROLES, TokenRow};
 

@@ -378,7 +378,7 @@ impl Store {
 }
 
 /// A few random bits for lease tokens (a worker may claim twice in one millisecond).
-fn rand_suffix() -> u64 {
+pub(crate) fn rand_suffix() -> u64 {
     use std::hash::{BuildHasher, RandomState};
     RandomState::new().hash_one(std::time::Instant::now())
 }

@@ -517,3 +517,55 @@ async fn postgres_ownership() {
             .unwrap();
     }
 }
+
+async fn requests_suite(store: Store) {
+    use labloop_store::RequestAction;
+    let c = store
+        .create_campaign("req", "campaign: {}\n")
+        .await
+        .unwrap();
+    let pause = store
+        .request(&c, RequestAction::Pause, None, "ana (tok_1)")
+        .await
+        .unwrap();
+    let abort = store
+        .request(
+            &c,
+            RequestAction::AbortExperiment,
+            Some("req/r0/001"),
+            "ana (tok_1)",
+        )
+        .await
+        .unwrap();
+    assert_ne!(pause, abort);
+    let open = store.requests(&c, true).await.unwrap();
+    assert_eq!(open.len(), 2);
+    assert_eq!(open[0].action, RequestAction::Pause);
+    assert_eq!(open[1].experiment_id.as_deref(), Some("req/r0/001"));
+    store.handled(&pause).await.unwrap();
+    store.handled(&pause).await.unwrap();
+    let open = store.requests(&c, true).await.unwrap();
+    assert_eq!(open.len(), 1);
+    assert_eq!(open[0].id, abort);
+    let all = store.requests(&c, false).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert!(all[0].handled_at.is_some() && all[1].handled_at.is_none());
+    assert!(store.requests("other", false).await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn sqlite_requests() {
+    requests_suite(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_requests() {
+    if let Some((store, name, admin)) = postgres().await {
+        requests_suite(store.clone()).await;
+        store.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+}

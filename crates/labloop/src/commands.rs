@@ -155,6 +155,20 @@ pub fn resume(
     )
 }
 
+/// Waits until someone asks (through the store) to resume `campaign`, and marks the request handled.
+async fn wait_for_resume(store: &Store, campaign: &str) -> Result<()> {
+    loop {
+        for request in store.requests(campaign, true).await? {
+            if request.action == labloop_store::RequestAction::Resume {
+                store.handled(&request.id).await?;
+                tracing::info!(request = %request.id, by = %request.requested_by, "resume request");
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(labloop_engine::REQUEST_POLL).await;
+    }
+}
+
 /// The journal a simulated instrument keeps beside the store, so it outlives this process.
 fn sim_journal(store_url: &str, campaign: &str, instrument: &str) -> std::path::PathBuf {
     let base = store_url
@@ -351,27 +365,58 @@ fn execute(
                 }
             }
         });
-        let runner = CampaignRunner::new(
-            workflow.clone(),
-            text.clone(),
-            store.clone(),
-            instruments,
-            model,
-        )
-        .with_events(tx)
-        .with_pause(pause_rx)
-        .with_ownership(ownership);
-        let result = match &resume {
-            Some(campaign) => runner.resume(campaign).await,
-            None => runner.run().await,
-        };
-        let _ = progress.await;
-        let result = match result {
-            Err(labloop_engine::EngineError::Paused { campaign, reason }) => {
-                return anyhow::Ok(Err((campaign, reason)));
+        let mut resume = resume.clone();
+        let result = loop {
+            let runner = CampaignRunner::new(
+                workflow.clone(),
+                text.clone(),
+                store.clone(),
+                instruments.clone(),
+                Arc::clone(&model),
+            )
+            .with_events(tx.clone())
+            .with_pause(pause_rx.clone())
+            .with_ownership(ownership.clone());
+            let result = match &resume {
+                Some(campaign) => runner.resume(campaign).await,
+                None => runner.run().await,
+            };
+            match result {
+                // Paused by a person from the dashboard or the API (not Ctrl-C): wait here for
+                // their resume request, then go on from the store.
+                Err(labloop_engine::EngineError::Paused {
+                    campaign,
+                    reason,
+                    by_request: true,
+                }) if !*pause_rx.borrow() => {
+                    eprintln!(
+                        "campaign {campaign} {reason}; waiting for a resume request (Ctrl-C quits)"
+                    );
+                    let mut quit = pause_rx.clone();
+                    tokio::select! {
+                        resumed = wait_for_resume(&store, &campaign) => resumed?,
+                        _ = quit.wait_for(|p| *p) => {
+                            drop(tx);
+                            let _ = progress.await;
+                            return anyhow::Ok(Err((campaign, reason)));
+                        }
+                    }
+                    eprintln!("campaign {campaign} resumed");
+                    resume = Some(campaign);
+                }
+                Err(labloop_engine::EngineError::Paused {
+                    campaign, reason, ..
+                }) => {
+                    drop(tx);
+                    let _ = progress.await;
+                    return anyhow::Ok(Err((campaign, reason)));
+                }
+                other => break other,
             }
-            other => other?,
         };
+        drop(tx);
+        let _ = progress.await;
+        let result = result?;
         // (cell id, predicted life) of every predicted experiment, to score against the simulator.
         let cells: std::collections::HashMap<String, String> = store
             .experiments(&result.campaign)
