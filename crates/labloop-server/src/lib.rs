@@ -1,72 +1,104 @@
-//! labloop's HTTP API: read access to the store for people and programs watching a campaign.
+//! labloop's HTTP API and dashboard: watch a campaign from anywhere, act on it without a shell.
 //!
-//! Small for now: a health check, read-only JSON views of campaigns and experiments (`viewer`,
-//! `operator` or `admin` tokens), and the queue API for workers (`worker` or `admin` tokens). Every
-//! route but `/health` needs a bearer token. Only this crate knows HTTP. Actions, live updates and
-//! the dashboard come with the monitoring work.
+//! - reads (viewer, operator or admin tokens): campaigns, experiments, fade curves, rounds,
+//!   pending approvals and requests, the queue;
+//! - actions (operator or admin): pause, resume, abort a campaign or one experiment, answer an
+//!   approve step — written to the store as requests the campaign's engine acts on;
+//! - live updates as server-sent events (`/api/campaigns/{id}/events`);
+//! - the dashboard page at `/`, served by this binary;
+//! - Prometheus metrics at `/metrics`; the queue API for workers (worker or admin).
+//!
+//! Every route but `/health` and the dashboard's static page needs a token (a bearer header, or
+//! the dashboard's HttpOnly session cookie). No CORS headers are sent: other origins are refused by
+//! browsers. Only this crate knows HTTP.
 
-use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::extract::FromRef;
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use labloop_store::Store;
-use serde::Serialize;
+use std::sync::Arc;
 
+mod actions;
 mod auth;
+mod dashboard;
+mod live;
+mod metrics;
 mod queue_api;
+mod reads;
 
-/// The API's routes over a store.
+/// What every handler shares.
+#[derive(Clone)]
+pub struct AppState {
+    store: Store,
+    limiter: Arc<auth::FailureLimiter>,
+    hub: Arc<live::Hub>,
+}
+
+impl FromRef<AppState> for Store {
+    fn from_ref(state: &AppState) -> Store {
+        state.store.clone()
+    }
+}
+
+/// The API's routes over a store. Serve it with
+/// `into_make_service_with_connect_info::<SocketAddr>()` so failed authentications are counted per
+/// client address.
 pub fn router(store: Store) -> Router {
+    let state = AppState {
+        store,
+        limiter: Arc::default(),
+        hub: Arc::default(),
+    };
     Router::new()
         .route("/health", get(health))
-        .route("/api/campaigns", get(campaigns))
-        .route("/api/campaigns/{id}/experiments", get(experiments))
+        .route("/", get(dashboard::page))
+        .route(
+            "/api/session",
+            post(dashboard::login).delete(dashboard::logout),
+        )
+        .route("/api/campaigns", get(reads::campaigns))
+        .route("/api/campaigns/{id}", get(reads::campaign))
+        .route("/api/campaigns/{id}/experiments", get(reads::experiments))
+        .route("/api/campaigns/{id}/capacity", get(reads::capacity))
+        .route("/api/campaigns/{id}/approvals", get(reads::approvals))
+        .route("/api/campaigns/{id}/requests", get(reads::requests))
+        .route("/api/campaigns/{id}/events", get(live::events))
+        .route("/api/campaigns/{id}/pause", post(actions::pause))
+        .route("/api/campaigns/{id}/resume", post(actions::resume))
+        .route("/api/campaigns/{id}/abort", post(actions::abort))
+        .route(
+            "/api/campaigns/{id}/abort-experiment",
+            post(actions::abort_experiment),
+        )
+        .route("/api/campaigns/{id}/approve", post(actions::approve))
+        .route("/api/queue", get(reads::queue))
         .route("/api/queue/claim", post(queue_api::claim))
         .route("/api/queue/jobs/{*rest}", post(queue_api::change))
-        .with_state(store)
+        .route("/metrics", get(metrics::metrics))
+        .with_state(state)
 }
 
 async fn health() -> &'static str {
     "ok"
 }
 
-#[derive(Serialize)]
-struct CampaignView {
-    id: String,
-    name: String,
-    state: String,
-    created_at: String,
-    records: u64,
-}
-
-#[derive(Serialize)]
-struct ExperimentView {
-    id: String,
-    round: u32,
-    protocol: String,
-    cell_id: String,
-    channel_id: Option<String>,
-    state: String,
-    predicted_life: Option<f64>,
-    sigma: Option<f64>,
-}
-
 /// Why a request got no result: the store failed (500), or the request was refused.
-enum ApiError {
+pub(crate) enum ApiError {
     Store(labloop_store::StoreError),
     Refused(Box<Response>),
 }
 
 impl ApiError {
     /// A refusal with `status` and a message.
-    fn refused(status: StatusCode, message: &str) -> Self {
+    pub(crate) fn refused(status: StatusCode, message: &str) -> Self {
         Self::Refused(Box::new(error(status, message)))
     }
 }
 
 /// A JSON error response.
-fn error(status: StatusCode, message: &str) -> Response {
+pub(crate) fn error(status: StatusCode, message: &str) -> Response {
     (status, Json(serde_json::json!({ "error": message }))).into_response()
 }
 
@@ -88,62 +120,13 @@ impl From<labloop_store::StoreError> for ApiError {
     }
 }
 
-/// Roles that may read.
-const READERS: &[&str] = &["viewer", "operator", "admin"];
-
-async fn campaigns(
-    State(store): State<Store>,
-    headers: HeaderMap,
-) -> Result<Json<Vec<CampaignView>>, ApiError> {
-    auth::authorize(&store, &headers, READERS).await?;
-    let mut out = Vec::new();
-    for c in store.campaigns().await? {
-        let records = store.count_records(&c.id).await?;
-        out.push(CampaignView {
-            id: c.id,
-            name: c.name,
-            state: c.state,
-            created_at: c.created_at,
-            records,
-        });
-    }
-    Ok(Json(out))
-}
-
-async fn experiments(
-    State(store): State<Store>,
-    headers: HeaderMap,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
-    auth::authorize(&store, &headers, READERS).await?;
-    if !store.campaigns().await?.iter().any(|c| c.id == id) {
-        return Ok((
-            StatusCode::NOT_FOUND,
-            Json(serde_json::json!({ "error": format!("no campaign `{id}`") })),
-        )
-            .into_response());
-    }
-    let predictions = store.observations(&id).await?;
-    let views: Vec<ExperimentView> = store
-        .experiments(&id)
+/// The campaign `id`, or 404.
+pub(crate) async fn known_campaign(
+    store: &Store,
+    id: &str,
+) -> Result<labloop_store::CampaignRow, ApiError> {
+    store
+        .campaign(id)
         .await?
-        .into_iter()
-        .map(|e| {
-            let p = predictions
-                .iter()
-                .find(|o| o.experiment_id == e.id)
-                .map(|o| &o.prediction);
-            ExperimentView {
-                predicted_life: p.map(|p| p.cycle_life),
-                sigma: p.map(|p| p.sigma),
-                id: e.id,
-                round: e.round,
-                protocol: e.protocol_label,
-                cell_id: e.cell_id,
-                channel_id: e.channel_id,
-                state: e.state.to_string(),
-            }
-        })
-        .collect();
-    Ok(Json(views).into_response())
+        .ok_or_else(|| ApiError::refused(StatusCode::NOT_FOUND, &format!("no campaign `{id}`")))
 }

@@ -11,17 +11,15 @@
 //!
 //! A change naming a lease the job no longer has is 409 (drop the job); an unknown job is 404.
 
-use crate::auth::authorize;
+use crate::auth::{Caller, WORKERS};
 use crate::{ApiError, error};
 use axum::Json;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use labloop_store::{Completion, QueueError, Store};
 use serde::Deserialize;
 use std::time::Duration;
-
-const WORKERS: &[&str] = &["worker", "admin"];
 
 fn lease(seconds: Option<f64>) -> Duration {
     Duration::from_secs_f64(seconds.unwrap_or(30.0).clamp(1.0, 86_400.0))
@@ -38,10 +36,10 @@ pub(crate) struct ClaimRequest {
 
 pub(crate) async fn claim(
     State(store): State<Store>,
-    headers: HeaderMap,
+    caller: Caller,
     Json(body): Json<ClaimRequest>,
 ) -> Result<Response, ApiError> {
-    let caller = authorize(&store, &headers, WORKERS).await?;
+    let caller = caller.require(WORKERS)?;
     let capabilities: Vec<&str> = body.capabilities.iter().map(String::as_str).collect();
     let worker = format!("{} ({})", caller.name, caller.id);
     Ok(
@@ -90,11 +88,11 @@ fn refused(e: QueueError) -> Result<Response, ApiError> {
 /// `POST /api/queue/jobs/<id>/<heartbeat|complete|fail>` (job ids may contain slashes).
 pub(crate) async fn change(
     State(store): State<Store>,
-    headers: HeaderMap,
+    caller: Caller,
     Path(rest): Path<String>,
     Json(body): Json<JobChange>,
 ) -> Result<Response, ApiError> {
-    authorize(&store, &headers, WORKERS).await?;
+    caller.require(WORKERS)?;
     let Some((id, action)) = rest.rsplit_once('/') else {
         return Ok(error(
             StatusCode::NOT_FOUND,

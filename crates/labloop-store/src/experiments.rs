@@ -425,6 +425,52 @@ impl Store {
 }
 
 impl Store {
+    /// The highest stored cycle of each experiment of a campaign that has records: a cheap
+    /// snapshot for watchers to see which cells moved on.
+    pub async fn last_cycles(&self, campaign: &str) -> Result<Vec<(String, u32)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT r.experiment_id, MAX(r.cycle) FROM cycle_records r JOIN experiments e ON e.id = r.experiment_id \
+             WHERE e.campaign_id = $1 GROUP BY r.experiment_id ORDER BY r.experiment_id",
+        )
+        .bind(campaign)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(format!("reading the last cycles of {campaign}")))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    get(r, 0, "cycle_records")?,
+                    get::<i64>(r, 1, "cycle_records")? as u32,
+                ))
+            })
+            .collect()
+    }
+
+    /// `(cycle, discharge capacity in Ah)` of an experiment's records after `after_cycle`, in cycle
+    /// order: the fade curve, or what was added to it since a watcher last looked.
+    pub async fn capacity_points(
+        &self,
+        experiment: &str,
+        after_cycle: u32,
+    ) -> Result<Vec<(u32, f64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT cycle, discharge_capacity_ah FROM cycle_records WHERE experiment_id = $1 AND cycle > $2 ORDER BY cycle",
+        )
+        .bind(experiment)
+        .bind(i64::from(after_cycle))
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(format!("reading the capacity of {experiment}")))?;
+        rows.iter()
+            .map(|r| {
+                Ok((
+                    get::<i64>(r, 0, "cycle_records")? as u32,
+                    get(r, 1, "cycle_records")?,
+                ))
+            })
+            .collect()
+    }
+
     /// The highest cycle stored for an experiment (0 when none).
     pub async fn last_cycle(&self, experiment: &str) -> Result<u32, StoreError> {
         let row = sqlx::query(

@@ -619,12 +619,16 @@ pub fn serve(url: &str, listen: &str) -> Result<ExitCode> {
             labloop_store::redact(url),
             listener.local_addr()?
         );
-        axum::serve(listener, labloop_server::router(store))
-            .with_graceful_shutdown(async {
-                let _ = tokio::signal::ctrl_c().await;
-            })
-            .await
-            .context("serving HTTP")?;
+        axum::serve(
+            listener,
+            labloop_server::router(store)
+                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
+        )
+        .with_graceful_shutdown(async {
+            let _ = tokio::signal::ctrl_c().await;
+        })
+        .await
+        .context("serving HTTP")?;
         Ok(ExitCode::SUCCESS)
     })
 }

@@ -1,0 +1,161 @@
+//! Acting on a campaign (operator or admin tokens). Pause, resume and abort are written to the store
+//! as requests; the engine running the campaign acts on them within a second and marks them handled
+//! (`GET /api/campaigns/{id}/requests` shows when). Answers to approve steps go straight to the store,
+//! where the waiting step reads them.
+//!
+//! ```text
+//! POST /api/campaigns/{id}/pause                                         → 202 {"request": "req_…"}
+//! POST /api/campaigns/{id}/resume                                        → 202 {"request": "req_…"}
+//! POST /api/campaigns/{id}/abort                                         → 202 {"request": "req_…"}
+//! POST /api/campaigns/{id}/abort-experiment {"experiment": "…"}          → 202 {"request": "req_…"}
+//! POST /api/campaigns/{id}/approve {"experiment", "step", "approve": true, "note"} → 204
+//! ```
+
+use crate::auth::{Caller, OPERATORS};
+use crate::{ApiError, AppState, known_campaign};
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use labloop_store::{Approval, RequestAction};
+use serde::Deserialize;
+
+async fn request(
+    state: &AppState,
+    caller: Caller,
+    campaign: &str,
+    action: RequestAction,
+    experiment: Option<&str>,
+) -> Result<Response, ApiError> {
+    let token = caller.require(OPERATORS)?;
+    if let Some(experiment) = experiment {
+        let known = state
+            .store
+            .experiments(campaign)
+            .await?
+            .iter()
+            .any(|e| e.id == experiment);
+        if !known {
+            return Err(ApiError::refused(
+                StatusCode::NOT_FOUND,
+                &format!("campaign `{campaign}` has no experiment `{experiment}`"),
+            ));
+        }
+    }
+    let row = known_campaign(&state.store, campaign).await?;
+    if matches!(row.state.as_str(), "completed" | "aborted") {
+        return Err(ApiError::refused(
+            StatusCode::CONFLICT,
+            &format!("campaign `{campaign}` is {}", row.state),
+        ));
+    }
+    let who = Caller::who(&token);
+    let id = state
+        .store
+        .request(campaign, action, experiment, &who)
+        .await?;
+    tracing::info!(campaign, action = action.as_str(), by = %who, request = %id, "request");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(serde_json::json!({ "request": id })),
+    )
+        .into_response())
+}
+
+/// `POST /api/campaigns/{id}/pause`: no new step starts; running tests go on.
+pub(crate) async fn pause(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    request(&state, caller, &id, RequestAction::Pause, None).await
+}
+
+/// `POST /api/campaigns/{id}/resume`.
+pub(crate) async fn resume(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    request(&state, caller, &id, RequestAction::Resume, None).await
+}
+
+/// `POST /api/campaigns/{id}/abort`: the campaign ends for good.
+pub(crate) async fn abort(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Response, ApiError> {
+    request(&state, caller, &id, RequestAction::Abort, None).await
+}
+
+/// The body of `abort-experiment`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ExperimentBody {
+    experiment: String,
+}
+
+/// `POST /api/campaigns/{id}/abort-experiment`: one cell stops and its channel is freed.
+pub(crate) async fn abort_experiment(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<ExperimentBody>,
+) -> Result<Response, ApiError> {
+    request(
+        &state,
+        caller,
+        &id,
+        RequestAction::AbortExperiment,
+        Some(&body.experiment),
+    )
+    .await
+}
+
+/// The body of `approve`.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(crate) struct ApproveBody {
+    experiment: String,
+    step: String,
+    approve: bool,
+    #[serde(default)]
+    note: Option<String>,
+}
+
+/// `POST /api/campaigns/{id}/approve`: answers a step waiting for a person.
+pub(crate) async fn approve(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+    Json(body): Json<ApproveBody>,
+) -> Result<Response, ApiError> {
+    let token = caller.require(OPERATORS)?;
+    known_campaign(&state.store, &id).await?;
+    let waiting = state
+        .store
+        .pending_approvals(&id)
+        .await?
+        .into_iter()
+        .any(|p| p.experiment_id == body.experiment && p.step == body.step);
+    if !waiting {
+        return Err(ApiError::refused(
+            StatusCode::NOT_FOUND,
+            &format!(
+                "nothing waits for approval at {} step `{}`",
+                body.experiment, body.step
+            ),
+        ));
+    }
+    let answer = Approval {
+        by: Caller::who(&token),
+        approved: body.approve,
+        note: body.note,
+    };
+    state
+        .store
+        .approve(&body.experiment, &body.step, &answer)
+        .await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
+}

@@ -1,0 +1,198 @@
+//! Read-only views (viewer, operator or admin tokens).
+
+use crate::auth::{Caller, READERS};
+use crate::{ApiError, AppState, known_campaign};
+use axum::Json;
+use axum::extract::{Path, State};
+use serde::Serialize;
+
+#[derive(Serialize)]
+pub(crate) struct CampaignView {
+    id: String,
+    name: String,
+    state: String,
+    created_at: String,
+    records: u64,
+}
+
+#[derive(Serialize)]
+pub(crate) struct ExperimentView {
+    id: String,
+    round: u32,
+    protocol: String,
+    cell_id: String,
+    channel_id: Option<String>,
+    state: String,
+    predicted_life: Option<f64>,
+    sigma: Option<f64>,
+    observed_life: Option<f64>,
+}
+
+/// `GET /api/campaigns`.
+pub(crate) async fn campaigns(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<Vec<CampaignView>>, ApiError> {
+    caller.require(READERS)?;
+    let mut out = Vec::new();
+    for c in state.store.campaigns().await? {
+        let records = state.store.count_records(&c.id).await?;
+        out.push(CampaignView {
+            id: c.id,
+            name: c.name,
+            state: c.state,
+            created_at: c.created_at,
+            records,
+        });
+    }
+    Ok(Json(out))
+}
+
+/// `GET /api/campaigns/{id}`: the campaign, its rounds with the best prediction of each, and the
+/// workflow it runs.
+pub(crate) async fn campaign(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(READERS)?;
+    let row = known_campaign(&state.store, &id).await?;
+    let observations = state.store.observations(&id).await?;
+    let rounds: Vec<serde_json::Value> = state
+        .store
+        .rounds(&id)
+        .await?
+        .into_iter()
+        .map(|(round, method, _)| {
+            let best = observations
+                .iter()
+                .filter(|o| o.round == round)
+                .max_by(|a, b| a.prediction.cycle_life.total_cmp(&b.prediction.cycle_life));
+            serde_json::json!({
+                "round": round,
+                "method": method,
+                "predicted": observations.iter().filter(|o| o.round == round).count(),
+                "best_protocol": best.map(|o| o.protocol_label.clone()),
+                "best_predicted_life": best.map(|o| o.prediction.cycle_life),
+                "best_sigma": best.map(|o| o.prediction.sigma),
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!({
+        "id": row.id,
+        "name": row.name,
+        "state": row.state,
+        "created_at": row.created_at,
+        "records": state.store.count_records(&id).await?,
+        "rounds": rounds,
+        "owner": state.store.campaign_owner(&id).await?.map(|o| o.owner),
+        "workflow_yaml": row.workflow_yaml,
+    })))
+}
+
+/// `GET /api/campaigns/{id}/experiments`.
+pub(crate) async fn experiments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<Vec<ExperimentView>>, ApiError> {
+    caller.require(READERS)?;
+    known_campaign(&state.store, &id).await?;
+    let observations = state.store.observations(&id).await?;
+    let views = state
+        .store
+        .experiments(&id)
+        .await?
+        .into_iter()
+        .map(|e| {
+            let o = observations.iter().find(|o| o.experiment_id == e.id);
+            ExperimentView {
+                predicted_life: o.map(|o| o.prediction.cycle_life),
+                sigma: o.map(|o| o.prediction.sigma),
+                observed_life: o.and_then(|o| o.observed.map(|(life, _)| life)),
+                id: e.id,
+                round: e.round,
+                protocol: e.protocol_label,
+                cell_id: e.cell_id,
+                channel_id: e.channel_id,
+                state: e.state.to_string(),
+            }
+        })
+        .collect();
+    Ok(Json(views))
+}
+
+/// `GET /api/campaigns/{id}/capacity`: every cell's fade curve, `{experiment: [[cycle, Ah], …]}`.
+pub(crate) async fn capacity(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(READERS)?;
+    known_campaign(&state.store, &id).await?;
+    let mut curves = serde_json::Map::new();
+    for (experiment, _) in state.store.last_cycles(&id).await? {
+        let points = state.store.capacity_points(&experiment, 0).await?;
+        curves.insert(experiment, serde_json::json!(points));
+    }
+    Ok(Json(serde_json::Value::Object(curves)))
+}
+
+/// `GET /api/campaigns/{id}/approvals`: steps waiting for a person.
+pub(crate) async fn approvals(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(READERS)?;
+    known_campaign(&state.store, &id).await?;
+    let pending: Vec<serde_json::Value> = state
+        .store
+        .pending_approvals(&id)
+        .await?
+        .into_iter()
+        .map(|p| serde_json::json!({"experiment": p.experiment_id, "step": p.step, "message": p.message}))
+        .collect();
+    Ok(Json(serde_json::json!(pending)))
+}
+
+/// `GET /api/campaigns/{id}/requests`: what people asked of the campaign, and whether its engine
+/// has acted on it.
+pub(crate) async fn requests(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(READERS)?;
+    known_campaign(&state.store, &id).await?;
+    let rows: Vec<serde_json::Value> = state
+        .store
+        .requests(&id, false)
+        .await?
+        .into_iter()
+        .map(|r| {
+            serde_json::json!({
+                "id": r.id, "action": r.action.as_str(), "experiment": r.experiment_id,
+                "requested_by": r.requested_by, "requested_at": r.requested_at,
+                "handled_at": r.handled_at,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!(rows)))
+}
+
+/// `GET /api/queue`: jobs waiting per capability.
+pub(crate) async fn queue(
+    State(state): State<AppState>,
+    caller: Caller,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(READERS)?;
+    let depth: serde_json::Map<String, serde_json::Value> = state
+        .store
+        .queue_depth()
+        .await?
+        .into_iter()
+        .map(|(capability, n)| (capability, serde_json::json!(n)))
+        .collect();
+    Ok(Json(serde_json::json!({ "waiting": depth })))
+}
