@@ -1,0 +1,381 @@
+//! The dashboard in a real headless Chromium (Debian's `chromium` and `chromedriver`, spoken to over
+//! the WebDriver protocol): a simulated campaign runs as its own process, `labloop serve` serves the
+//! page, a viewer signs in and watches the fade plot gain points as cycle records arrive, and is
+//! refused when they press Pause; an operator's Pause reaches the engine, which pauses the campaign.
+//! The run leaves a screenshot (its path is printed).
+//!
+//! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`.ci/run` installs them); without them the
+//! test fails when CI=true and says so otherwise.
+
+use labloop_tests::{Killed, fresh_dir, labloop_bin};
+use serde_json::{Value, json};
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{SocketAddr, TcpStream};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+const CHROMIUM: &str = "/usr/bin/chromium";
+const CHROMEDRIVER: &str = "/usr/bin/chromedriver";
+
+/// A WebDriver session on chromedriver, over plain HTTP/1.1.
+struct Browser {
+    driver: SocketAddr,
+    session: String,
+}
+
+fn http(addr: SocketAddr, method: &str, path: &str, body: Option<&Value>) -> Value {
+    let mut stream = TcpStream::connect(addr).expect("chromedriver answers");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(60)))
+        .unwrap();
+    let body = body.map(Value::to_string).unwrap_or_default();
+    write!(
+        stream,
+        "{method} {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    // chromedriver keeps connections open: read the head, then exactly Content-Length bytes.
+    let mut reader = BufReader::new(stream);
+    let mut length = 0;
+    loop {
+        let mut line = String::new();
+        reader.read_line(&mut line).unwrap();
+        let line = line.trim_end();
+        if line.is_empty() {
+            break;
+        }
+        if let Some((name, value)) = line.split_once(':')
+            && name.eq_ignore_ascii_case("content-length")
+        {
+            length = value.trim().parse().unwrap();
+        }
+    }
+    let mut body = vec![0; length];
+    reader.read_exact(&mut body).unwrap();
+    let body = String::from_utf8_lossy(&body);
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("WebDriver reply {body}: {e}"))
+}
+
+impl Browser {
+    fn start(driver: SocketAddr, profile: &Path) -> Self {
+        let reply = http(
+            driver,
+            "POST",
+            "/session",
+            Some(&json!({"capabilities": {"alwaysMatch": {
+                "browserName": "chrome",
+                "goog:chromeOptions": {
+                    "binary": CHROMIUM,
+                    "args": ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
+                             "--no-first-run", "--disable-background-networking",
+                             "--disable-component-update", "--disable-sync",
+                             "--window-size=1400,1000",
+                             format!("--user-data-dir={}", profile.display())],
+                }
+            }}})),
+        );
+        let session = reply["value"]["sessionId"]
+            .as_str()
+            .unwrap_or_else(|| panic!("no WebDriver session: {reply}"))
+            .to_owned();
+        Self { driver, session }
+    }
+
+    fn call(&self, method: &str, path: &str, body: Option<&Value>) -> Value {
+        let reply = http(
+            self.driver,
+            method,
+            &format!("/session/{}{path}", self.session),
+            body,
+        );
+        assert!(
+            reply["value"].get("error").is_none(),
+            "WebDriver {path}: {reply}"
+        );
+        reply["value"].clone()
+    }
+
+    fn go(&self, url: &str) {
+        self.call("POST", "/url", Some(&json!({"url": url})));
+    }
+
+    fn run(&self, script: &str) -> Value {
+        self.call(
+            "POST",
+            "/execute/sync",
+            Some(&json!({"script": script, "args": []})),
+        )
+    }
+
+    fn element(&self, css: &str) -> String {
+        let v = self.call(
+            "POST",
+            "/element",
+            Some(&json!({"using": "css selector", "value": css})),
+        );
+        v.as_object()
+            .and_then(|o| o.values().next())
+            .and_then(Value::as_str)
+            .expect("an element id")
+            .to_owned()
+    }
+
+    fn click(&self, css: &str) {
+        let id = self.element(css);
+        self.call("POST", &format!("/element/{id}/click"), Some(&json!({})));
+    }
+
+    fn type_into(&self, css: &str, text: &str) {
+        let id = self.element(css);
+        self.call(
+            "POST",
+            &format!("/element/{id}/value"),
+            Some(&json!({"text": text})),
+        );
+    }
+
+    /// Polls `script` until it returns true.
+    fn wait_for(&self, what: &str, script: &str, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        while self.run(script) != json!(true) {
+            assert!(Instant::now() < deadline, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(200));
+        }
+    }
+
+    fn text(&self, css: &str) -> String {
+        self.run(&format!(
+            "return document.querySelector('{css}').textContent;"
+        ))
+        .as_str()
+        .unwrap_or_default()
+        .to_owned()
+    }
+
+    fn screenshot(&self, path: &Path) {
+        use base64_png::decode;
+        let png = self.call("GET", "/screenshot", None);
+        std::fs::write(path, decode(png.as_str().expect("base64 PNG"))).unwrap();
+    }
+}
+
+impl Drop for Browser {
+    fn drop(&mut self) {
+        let _ = http(
+            self.driver,
+            "DELETE",
+            &format!("/session/{}", self.session),
+            None,
+        );
+    }
+}
+
+/// A small base64 decoder (WebDriver screenshots are base64 PNG).
+mod base64_png {
+    pub fn decode(text: &str) -> Vec<u8> {
+        let value = |c: u8| -> u32 {
+            match c {
+                b'A'..=b'Z' => u32::from(c - b'A'),
+                b'a'..=b'z' => u32::from(c - b'a') + 26,
+                b'0'..=b'9' => u32::from(c - b'0') + 52,
+                b'+' => 62,
+                b'/' => 63,
+                _ => 0,
+            }
+        };
+        let clean: Vec<u8> = text.bytes().filter(|c| !c.is_ascii_whitespace()).collect();
+        let mut out = Vec::with_capacity(clean.len() * 3 / 4);
+        for chunk in clean.chunks(4) {
+            let n = chunk
+                .iter()
+                .enumerate()
+                .fold(0u32, |n, (i, &c)| n | value(c) << (18 - 6 * i));
+            let real = chunk.iter().filter(|&&c| c != b'=').count();
+            let bytes = [(n >> 16) as u8, (n >> 8) as u8, n as u8];
+            out.extend_from_slice(&bytes[..real.saturating_sub(1)]);
+        }
+        out
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+fn token(store: &str, role: &str, name: &str) -> String {
+    let out = Command::new(labloop_bin())
+        .args([
+            "token", "create", "--store", store, "--role", role, "--name", name,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8(out.stdout).unwrap().trim().to_owned()
+}
+
+fn spawn_logged(command: &mut Command, log: &Path) -> Child {
+    let file = std::fs::File::create(log).unwrap();
+    command
+        .stdout(Stdio::from(file.try_clone().unwrap()))
+        .stderr(Stdio::from(file))
+        .spawn()
+        .unwrap()
+}
+
+#[test]
+fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        let message = "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)";
+        assert!(std::env::var("CI").is_err(), "{message}");
+        eprintln!("skipped: {message}");
+        return;
+    }
+    let dir = fresh_dir("dashboard-browser");
+    let store = format!("sqlite://{}", dir.join("lab.sqlite").display());
+    // Four cells, a cycle every ~2 s each: records keep arriving while the page is open.
+    let workflow =
+        std::fs::read_to_string(labloop_tests::repo_root().join("workflows/fast-charge-clo.yaml"))
+            .unwrap()
+            .replace("batch_size: 48", "batch_size: 4")
+            .replace("channels: 48", "channels: 4")
+            .replace("max_rounds: 4", "max_rounds: 2")
+            .replace("clock_acceleration: 100000", "clock_acceleration: 3000");
+    std::fs::write(dir.join("live.yaml"), workflow).unwrap();
+    let viewer = token(&store, "viewer", "vera");
+    let operator = token(&store, "operator", "olga");
+
+    let engine = Killed(spawn_logged(
+        Command::new(labloop_bin())
+            .arg("run")
+            .arg(dir.join("live.yaml"))
+            .args(["--store", &store]),
+        &dir.join("engine.log"),
+    ));
+    let port = free_port();
+    let _server = Killed(spawn_logged(
+        Command::new(labloop_bin()).args([
+            "serve",
+            "--store",
+            &store,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ]),
+        &dir.join("serve.log"),
+    ));
+    let driver_port = free_port();
+    let _driver = Killed(spawn_logged(
+        Command::new(CHROMEDRIVER).arg(format!("--port={driver_port}")),
+        &dir.join("chromedriver.log"),
+    ));
+    let driver: SocketAddr = format!("127.0.0.1:{driver_port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(driver).is_err() || TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver or labloop serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // Wait for the campaign to exist before the page lists campaigns.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let out = Command::new(labloop_bin())
+            .args(["status", "--store", &store])
+            .output()
+            .unwrap();
+        if String::from_utf8_lossy(&out.stdout).contains("fast-charge-clo") {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the campaign did not start");
+        std::thread::sleep(Duration::from_millis(200));
+    }
+
+    let browser = Browser::start(driver, &dir.join("profile"));
+    let page = format!("http://127.0.0.1:{port}/");
+    browser.go(&page);
+    browser.wait_for(
+        "the sign-in form",
+        "return !document.getElementById('login').hidden;",
+        Duration::from_secs(10),
+    );
+    browser.type_into("#token", &viewer);
+    browser.click("#signin");
+    browser.wait_for(
+        "the fade plot's first points",
+        "return Number(document.getElementById('fade').dataset.points) > 0;",
+        Duration::from_secs(30),
+    );
+    let first = browser.run("return Number(document.getElementById('fade').dataset.points);");
+    browser.wait_for(
+        "new points to arrive live",
+        &format!("return Number(document.getElementById('fade').dataset.points) > {first};"),
+        Duration::from_secs(30),
+    );
+    assert_eq!(browser.text("#who"), "vera (viewer)");
+
+    // A viewer's Pause is refused, and nothing reaches the engine.
+    browser.click("#pause");
+    browser.wait_for(
+        "the refusal",
+        "return document.getElementById('message').textContent.includes('refused');",
+        Duration::from_secs(10),
+    );
+    assert!(
+        browser
+            .text("#message")
+            .contains("a viewer token may not do this")
+    );
+
+    // The operator signs in and pauses; the engine pauses the campaign.
+    browser.run("fetch('/api/session', {method: 'DELETE'}); return true;");
+    browser.go(&page);
+    browser.wait_for(
+        "the sign-in form again",
+        "return !document.getElementById('login').hidden;",
+        Duration::from_secs(10),
+    );
+    browser.type_into("#token", &operator);
+    browser.click("#signin");
+    browser.wait_for(
+        "the operator's board",
+        "return document.getElementById('who').textContent === 'olga (operator)';",
+        Duration::from_secs(10),
+    );
+    browser.click("#pause");
+    browser.wait_for(
+        "the campaign to show paused (live)",
+        "return document.getElementById('campaign-state').textContent === 'paused';",
+        Duration::from_secs(60),
+    );
+    let shot = dir.join("dashboard.png");
+    browser.screenshot(&shot);
+    let png = std::fs::read(&shot).unwrap();
+    assert!(
+        png.starts_with(b"\x89PNG") && png.len() > 10_000,
+        "{} bytes",
+        png.len()
+    );
+    println!("screenshot: {}", shot.display());
+    drop(browser);
+
+    let log = std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default();
+    assert!(log.contains("paused by olga"), "{log}");
+    drop(engine);
+    let serve_log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+    for secret in [&viewer, &operator] {
+        assert!(
+            !serve_log.contains(secret.as_str()),
+            "a token's secret was logged"
+        );
+    }
+}
