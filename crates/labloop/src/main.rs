@@ -7,6 +7,7 @@ mod bench_engine;
 mod bench_mqtt;
 mod bench_predict;
 mod bench_queue;
+mod bench_serve;
 mod commands;
 mod export;
 mod predict;
@@ -213,6 +214,9 @@ enum BenchCommand {
     /// The lifetime predictor: featurize and predict throughput (cells/s) and training time, per
     /// model and backend, with the GPU/CPU ratio when a GPU is there.
     Predict(bench_predict::PredictBenchArgs),
+    /// The monitoring server under load: live-event clients and paced API reads while a simulated
+    /// campaign ingests; latency percentiles.
+    Serve(bench_serve::ServeBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -296,6 +300,9 @@ fn main() -> ExitCode {
         }
         Command::Bench(BenchCommand::Mqtt(args)) => {
             bench_mqtt::mqtt(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Serve(args)) => {
+            bench_serve::serve(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Predict(args)) => {
             bench_predict::predict(&args).map(|()| ExitCode::SUCCESS)
