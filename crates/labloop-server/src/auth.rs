@@ -109,6 +109,9 @@ pub(crate) fn secret(headers: &HeaderMap) -> Option<String> {
 
 /// The client's address (loopback when the server was not given connection info).
 pub(crate) fn client_ip(parts: &Parts) -> IpAddr {
+    if let Some(c) = parts.extensions.get::<ConnectInfo<crate::ClientAddr>>() {
+        return c.0.0.ip();
+    }
     parts
         .extensions
         .get::<ConnectInfo<SocketAddr>>()

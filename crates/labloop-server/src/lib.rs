@@ -27,6 +27,9 @@ mod live;
 mod metrics;
 mod queue_api;
 mod reads;
+mod tls;
+
+pub use tls::{ClientAddr, TlsListener, server_config};
 
 /// What every handler shares.
 #[derive(Clone)]
@@ -42,9 +45,9 @@ impl FromRef<AppState> for Store {
     }
 }
 
-/// The API's routes over a store. Serve it with
-/// `into_make_service_with_connect_info::<SocketAddr>()` so failed authentications are counted per
-/// client address.
+/// The API's routes over a store. Serve it with [`serve`], or with
+/// `into_make_service_with_connect_info::<SocketAddr>()` (or `::<ClientAddr>()`) so wrong tokens
+/// are counted per client address.
 pub fn router(store: Store) -> Router {
     let state = AppState {
         store,
@@ -129,4 +132,33 @@ pub(crate) async fn known_campaign(
         .campaign(id)
         .await?
         .ok_or_else(|| ApiError::refused(StatusCode::NOT_FOUND, &format!("no campaign `{id}`")))
+}
+
+/// Serves the API and dashboard on `listener` until `shutdown` resolves: over TLS when `tls` names a
+/// certificate and key (PEM), else plain HTTP.
+pub async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Store,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()> {
+    let app = router(store);
+    match tls {
+        Some(config) => {
+            axum::serve(
+                TlsListener::new(listener, config),
+                app.into_make_service_with_connect_info::<ClientAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+        None => {
+            axum::serve(
+                listener,
+                app.into_make_service_with_connect_info::<ClientAddr>(),
+            )
+            .with_graceful_shutdown(shutdown)
+            .await
+        }
+    }
 }

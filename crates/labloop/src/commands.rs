@@ -608,23 +608,31 @@ pub fn status(url: &str) -> Result<ExitCode> {
     })
 }
 
-pub fn serve(url: &str, listen: &str) -> Result<ExitCode> {
+pub fn serve(
+    url: &str,
+    listen: &str,
+    tls_cert: Option<&std::path::Path>,
+    tls_key: Option<&std::path::Path>,
+) -> Result<ExitCode> {
+    let tls = match (tls_cert, tls_key) {
+        (Some(cert), Some(key)) => {
+            Some(labloop_server::server_config(cert, key).map_err(anyhow::Error::msg)?)
+        }
+        (None, None) => None,
+        _ => bail!("--tls-cert and --tls-key go together"),
+    };
     runtime()?.block_on(async {
         let store = Store::connect(url).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
         eprintln!(
-            "serving {} on http://{}",
+            "serving {} on {}://{}",
             labloop_store::redact(url),
+            if tls.is_some() { "https" } else { "http" },
             listener.local_addr()?
         );
-        axum::serve(
-            listener,
-            labloop_server::router(store)
-                .into_make_service_with_connect_info::<std::net::SocketAddr>(),
-        )
-        .with_graceful_shutdown(async {
+        labloop_server::serve(listener, store, tls, async {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await

@@ -145,6 +145,12 @@ enum Command {
         /// Address to listen on.
         #[arg(long, default_value = "127.0.0.1:8080")]
         listen: String,
+        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+        #[arg(long, requires = "tls_key")]
+        tls_cert: Option<PathBuf>,
+        /// The certificate's private key (PEM).
+        #[arg(long, requires = "tls_cert")]
+        tls_key: Option<PathBuf>,
     },
     /// Lifetime models: train, score (RMSE, MAPE, σ coverage) or run one on Qdlin cell arrays.
     #[command(subcommand)]
@@ -293,7 +299,12 @@ fn main() -> ExitCode {
             commands::token_create(&store, &role, &name)
         }
         Command::Token(TokenCommand::Revoke { id, store }) => commands::token_revoke(&store, &id),
-        Command::Serve { store, listen } => commands::serve(&store, &listen),
+        Command::Serve {
+            store,
+            listen,
+            tls_cert,
+            tls_key,
+        } => commands::serve(&store, &listen, tls_cert.as_deref(), tls_key.as_deref()),
         Command::Predict(command) => predict::run(&command).map(|()| ExitCode::SUCCESS),
         Command::Bench(BenchCommand::Queue(args)) => {
             bench_queue::queue(&args).map(|()| ExitCode::SUCCESS)
