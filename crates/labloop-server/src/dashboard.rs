@@ -26,12 +26,13 @@ fn page_headers() -> [(header::HeaderName, &'static str); 3] {
 }
 
 /// `GET /`.
+#[utoipa::path(get, path = "/", tag = "dashboard", responses((status = 200, description = "the dashboard page", content_type = "text/html", body = String)))]
 pub(crate) async fn page() -> Response {
     (page_headers(), Html(PAGE)).into_response()
 }
 
 /// The body of `POST /api/session`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct Login {
     token: String,
@@ -39,6 +40,7 @@ pub(crate) struct Login {
 
 /// `POST /api/session {"token"}`: checks the token and sets the session cookie; answers the
 /// token's role and name.
+#[utoipa::path(post, path = "/api/session", tag = "dashboard", request_body = Login, responses((status = 200, description = "signed in; sets the HttpOnly session cookie", body = serde_json::Value), (status = 401, description = "unknown or revoked token"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -55,6 +57,7 @@ pub(crate) async fn login(
 }
 
 /// `DELETE /api/session`: forgets the cookie.
+#[utoipa::path(delete, path = "/api/session", tag = "dashboard", responses((status = 204, description = "signed out")))]
 pub(crate) async fn logout(_headers: HeaderMap) -> Response {
     (
         StatusCode::NO_CONTENT,

@@ -25,10 +25,12 @@ mod auth;
 mod dashboard;
 mod live;
 mod metrics;
+mod openapi;
 mod queue_api;
 mod reads;
 mod tls;
 
+pub use openapi::openapi;
 pub use tls::{ClientAddr, TlsListener, server_config};
 
 /// What every handler shares.
@@ -80,9 +82,12 @@ pub fn router(store: Store) -> Router {
         .route("/api/queue/claim", post(queue_api::claim))
         .route("/api/queue/jobs/{*rest}", post(queue_api::change))
         .route("/metrics", get(metrics::metrics))
+        .route("/api/openapi.json", get(openapi::document))
         .with_state(state)
 }
 
+/// `GET /health`: no token needed.
+#[utoipa::path(get, path = "/health", tag = "health", responses((status = 200, description = "ok", body = String)))]
 async fn health() -> &'static str {
     "ok"
 }

@@ -26,7 +26,7 @@ fn lease(seconds: Option<f64>) -> Duration {
 }
 
 /// `POST /api/queue/claim`.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ClaimRequest {
     capabilities: Vec<String>,
@@ -34,6 +34,7 @@ pub(crate) struct ClaimRequest {
     lease_s: Option<f64>,
 }
 
+#[utoipa::path(post, path = "/api/queue/claim", tag = "queue", request_body = ClaimRequest, responses((status = 200, description = "a job, with its lease token", body = serde_json::Value), (status = 204, description = "nothing to do"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn claim(
     State(store): State<Store>,
     caller: Caller,
@@ -63,7 +64,7 @@ pub(crate) async fn claim(
 }
 
 /// The body of heartbeat, complete and fail.
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct JobChange {
     lease_token: String,
@@ -86,6 +87,7 @@ fn refused(e: QueueError) -> Result<Response, ApiError> {
 }
 
 /// `POST /api/queue/jobs/<id>/<heartbeat|complete|fail>` (job ids may contain slashes).
+#[utoipa::path(post, path = "/api/queue/jobs/{job}/{action}", tag = "queue", params(("job" = String, Path, description = "job id (may contain slashes)"), ("action" = String, Path, description = "heartbeat, complete or fail")), request_body = JobChange, responses((status = 200, description = "completed (new or again)", body = serde_json::Value), (status = 204, description = "done"), (status = 404, description = "no such job"), (status = 409, description = "the lease was taken over"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn change(
     State(store): State<Store>,
     caller: Caller,

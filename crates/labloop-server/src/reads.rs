@@ -6,7 +6,7 @@ use axum::Json;
 use axum::extract::{Path, State};
 use serde::Serialize;
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct CampaignView {
     id: String,
     name: String,
@@ -15,7 +15,7 @@ pub(crate) struct CampaignView {
     records: u64,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, utoipa::ToSchema)]
 pub(crate) struct ExperimentView {
     id: String,
     round: u32,
@@ -29,6 +29,7 @@ pub(crate) struct ExperimentView {
 }
 
 /// `GET /api/campaigns`.
+#[utoipa::path(get, path = "/api/campaigns", tag = "read", responses((status = 200, body = [CampaignView]), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn campaigns(
     State(state): State<AppState>,
     caller: Caller,
@@ -50,6 +51,7 @@ pub(crate) async fn campaigns(
 
 /// `GET /api/campaigns/{id}`: the campaign, its rounds with the best prediction of each, and the
 /// workflow it runs.
+#[utoipa::path(get, path = "/api/campaigns/{id}", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn campaign(
     State(state): State<AppState>,
     caller: Caller,
@@ -91,6 +93,7 @@ pub(crate) async fn campaign(
 }
 
 /// `GET /api/campaigns/{id}/experiments`.
+#[utoipa::path(get, path = "/api/campaigns/{id}/experiments", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = [ExperimentView]), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn experiments(
     State(state): State<AppState>,
     caller: Caller,
@@ -123,6 +126,7 @@ pub(crate) async fn experiments(
 }
 
 /// `GET /api/campaigns/{id}/capacity`: every cell's fade curve, `{experiment: [[cycle, Ah], …]}`.
+#[utoipa::path(get, path = "/api/campaigns/{id}/capacity", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn capacity(
     State(state): State<AppState>,
     caller: Caller,
@@ -139,6 +143,7 @@ pub(crate) async fn capacity(
 }
 
 /// `GET /api/campaigns/{id}/approvals`: steps waiting for a person.
+#[utoipa::path(get, path = "/api/campaigns/{id}/approvals", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn approvals(
     State(state): State<AppState>,
     caller: Caller,
@@ -158,6 +163,7 @@ pub(crate) async fn approvals(
 
 /// `GET /api/campaigns/{id}/requests`: what people asked of the campaign, and whether its engine
 /// has acted on it.
+#[utoipa::path(get, path = "/api/campaigns/{id}/requests", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn requests(
     State(state): State<AppState>,
     caller: Caller,
@@ -182,6 +188,7 @@ pub(crate) async fn requests(
 }
 
 /// `GET /api/queue`: jobs waiting per capability.
+#[utoipa::path(get, path = "/api/queue", tag = "read", responses((status = 200, body = serde_json::Value), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn queue(
     State(state): State<AppState>,
     caller: Caller,
