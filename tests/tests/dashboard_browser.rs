@@ -2,7 +2,8 @@
 //! the WebDriver protocol): a simulated campaign runs as its own process, `labloop serve` serves the
 //! page, a viewer signs in and watches the fade plot gain points as cycle records arrive, and is
 //! refused when they press Pause; an operator's Pause reaches the engine, which pauses the campaign.
-//! The run leaves a screenshot (its path is printed).
+//! The run leaves a screenshot (its path is printed); the campaign's saved report then renders from
+//! its file alone.
 //!
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`.ci/run` installs them); without them the
 //! test fails when CI=true and says so otherwise.
@@ -366,6 +367,24 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
         png.len()
     );
     println!("screenshot: {}", shot.display());
+
+    // The campaign's report is one file that renders with no server.
+    let report = dir.join("report.html");
+    let out = Command::new(labloop_bin())
+        .args(["report", "fast-charge-clo", "--store", &store, "--out"])
+        .arg(&report)
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    browser.go(&format!("file://{}", report.display()));
+    browser.wait_for(
+        "the report's fade plot",
+        "return Number(document.getElementById('fade').dataset.points) > 0;",
+        Duration::from_secs(10),
+    );
+    assert!(browser.text("#who").starts_with("report of fast-charge-clo"));
+    assert_eq!(browser.text("#campaign-state"), "paused");
+    browser.screenshot(&dir.join("report.png"));
     drop(browser);
 
     let log = std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default();

@@ -68,3 +68,25 @@ pub(crate) async fn logout(_headers: HeaderMap) -> Response {
     )
         .into_response()
 }
+
+/// A campaign's report: the dashboard page with a snapshot of the campaign embedded, so it renders
+/// with no server (plots, channels, rounds), to mail or archive. `None` if there is no such campaign.
+pub async fn report(
+    store: &labloop_store::Store,
+    campaign: &str,
+) -> Result<Option<String>, labloop_store::StoreError> {
+    let Some(row) = store.campaign(campaign).await? else {
+        return Ok(None);
+    };
+    let snapshot = serde_json::json!({
+        "campaign": crate::reads::campaign_view(store, row).await?,
+        "experiments": crate::reads::experiment_views(store, campaign).await?,
+        "capacity": crate::reads::capacity_curves(store, campaign).await?,
+        "generated_at": labloop_store::now_rfc3339(),
+    });
+    // `</` cannot end the script element early.
+    let json = snapshot.to_string().replace("</", "<\\/");
+    let tag =
+        format!("<script id=\"snapshot\" type=\"application/json\">{json}</script>\n<script>");
+    Ok(Some(PAGE.replacen("<script>", &tag, 1)))
+}

@@ -30,6 +30,7 @@ mod queue_api;
 mod reads;
 mod tls;
 
+pub use dashboard::report;
 pub use openapi::openapi;
 pub use tls::{ClientAddr, TlsListener, server_config};
 

@@ -59,9 +59,17 @@ pub(crate) async fn campaign(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(READERS)?;
     let row = known_campaign(&state.store, &id).await?;
-    let observations = state.store.observations(&id).await?;
-    let rounds: Vec<serde_json::Value> = state
-        .store
+    Ok(Json(campaign_view(&state.store, row).await?))
+}
+
+/// A campaign's detail: state, rounds with their best prediction, owner, workflow.
+pub(crate) async fn campaign_view(
+    store: &labloop_store::Store,
+    row: labloop_store::CampaignRow,
+) -> Result<serde_json::Value, labloop_store::StoreError> {
+    let id = row.id.clone();
+    let observations = store.observations(&id).await?;
+    let rounds: Vec<serde_json::Value> = store
         .rounds(&id)
         .await?
         .into_iter()
@@ -80,16 +88,16 @@ pub(crate) async fn campaign(
             })
         })
         .collect();
-    Ok(Json(serde_json::json!({
+    Ok(serde_json::json!({
         "id": row.id,
         "name": row.name,
         "state": row.state,
         "created_at": row.created_at,
-        "records": state.store.count_records(&id).await?,
+        "records": store.count_records(&id).await?,
         "rounds": rounds,
-        "owner": state.store.campaign_owner(&id).await?.map(|o| o.owner),
+        "owner": store.campaign_owner(&id).await?.map(|o| o.owner),
         "workflow_yaml": row.workflow_yaml,
-    })))
+    }))
 }
 
 /// `GET /api/campaigns/{id}/experiments`.
@@ -101,10 +109,17 @@ pub(crate) async fn experiments(
 ) -> Result<Json<Vec<ExperimentView>>, ApiError> {
     caller.require(READERS)?;
     known_campaign(&state.store, &id).await?;
-    let observations = state.store.observations(&id).await?;
-    let views = state
-        .store
-        .experiments(&id)
+    Ok(Json(experiment_views(&state.store, &id).await?))
+}
+
+/// Every experiment of a campaign with its prediction and observed life.
+pub(crate) async fn experiment_views(
+    store: &labloop_store::Store,
+    id: &str,
+) -> Result<Vec<ExperimentView>, labloop_store::StoreError> {
+    let observations = store.observations(id).await?;
+    let views = store
+        .experiments(id)
         .await?
         .into_iter()
         .map(|e| {
@@ -122,7 +137,7 @@ pub(crate) async fn experiments(
             }
         })
         .collect();
-    Ok(Json(views))
+    Ok(views)
 }
 
 /// `GET /api/campaigns/{id}/capacity`: every cell's fade curve, `{experiment: [[cycle, Ah], …]}`.
@@ -134,12 +149,20 @@ pub(crate) async fn capacity(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(READERS)?;
     known_campaign(&state.store, &id).await?;
+    Ok(Json(capacity_curves(&state.store, &id).await?))
+}
+
+/// Every cell's fade curve, `{experiment: [[cycle, Ah], …]}`.
+pub(crate) async fn capacity_curves(
+    store: &labloop_store::Store,
+    id: &str,
+) -> Result<serde_json::Value, labloop_store::StoreError> {
     let mut curves = serde_json::Map::new();
-    for (experiment, _) in state.store.last_cycles(&id).await? {
-        let points = state.store.capacity_points(&experiment, 0).await?;
+    for (experiment, _) in store.last_cycles(id).await? {
+        let points = store.capacity_points(&experiment, 0).await?;
         curves.insert(experiment, serde_json::json!(points));
     }
-    Ok(Json(serde_json::Value::Object(curves)))
+    Ok(serde_json::Value::Object(curves))
 }
 
 /// `GET /api/campaigns/{id}/approvals`: steps waiting for a person.

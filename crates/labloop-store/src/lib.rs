@@ -75,6 +75,11 @@ pub(crate) fn db(action: impl Into<String>) -> impl FnOnce(sqlx::Error) -> Store
     move |source| StoreError::Database { action, source }
 }
 
+/// The current time as RFC 3339 (UTC), as the store writes timestamps.
+pub fn now_rfc3339() -> String {
+    now()
+}
+
 pub(crate) fn now() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)

@@ -641,6 +641,27 @@ pub fn serve(
     })
 }
 
+/// Writes a campaign's self-contained HTML report.
+pub fn report(campaign: &str, url: &str, out: Option<&std::path::Path>) -> Result<ExitCode> {
+    let html = runtime()?.block_on(async {
+        let store = Store::connect(url).await?;
+        let html = labloop_server::report(&store, campaign).await?;
+        store.close().await;
+        anyhow::Ok(html)
+    })?;
+    let Some(html) = html else {
+        bail!(
+            "no campaign `{campaign}` in {}; `labloop status --store ...` lists them",
+            labloop_store::redact(url)
+        );
+    };
+    let default = std::path::PathBuf::from(format!("{}-report.html", campaign.replace('/', "_")));
+    let path = out.unwrap_or(&default);
+    std::fs::write(path, html).with_context(|| format!("writing {}", path.display()))?;
+    eprintln!("wrote {}", path.display());
+    Ok(ExitCode::SUCCESS)
+}
+
 /// Creates an API token and prints its secret (once) on stdout, its id on stderr.
 pub fn token_create(url: &str, role: &str, name: &str) -> Result<ExitCode> {
     if !labloop_store::ROLES.contains(&role) {

@@ -162,6 +162,17 @@ enum Command {
     Agent(agent::AgentArgs),
     /// Write a campaign's experiments and cycle records as Parquet or CSV files (pandas reads them).
     Export(export::ExportArgs),
+    /// Save a campaign's report as one self-contained HTML file (plots and tables, no server needed).
+    Report {
+        /// The campaign.
+        campaign: String,
+        /// Store URL.
+        #[arg(long)]
+        store: String,
+        /// Where to write the HTML (default: <campaign>-report.html).
+        #[arg(long)]
+        out: Option<PathBuf>,
+    },
     /// API tokens for `labloop serve`: create (the secret is shown once) or revoke.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -295,6 +306,11 @@ fn main() -> ExitCode {
         Command::Status { store } => commands::status(&store),
         Command::Agent(args) => agent::run(&args).map(|()| ExitCode::SUCCESS),
         Command::Export(args) => export::export(&args).map(|()| ExitCode::SUCCESS),
+        Command::Report {
+            campaign,
+            store,
+            out,
+        } => commands::report(&campaign, &store, out.as_deref()),
         Command::Token(TokenCommand::Create { role, name, store }) => {
             commands::token_create(&store, &role, &name)
         }
