@@ -375,14 +375,22 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
         .arg(&report)
         .output()
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     browser.go(&format!("file://{}", report.display()));
     browser.wait_for(
         "the report's fade plot",
         "return Number(document.getElementById('fade').dataset.points) > 0;",
         Duration::from_secs(10),
     );
-    assert!(browser.text("#who").starts_with("report of fast-charge-clo"));
+    assert!(
+        browser
+            .text("#who")
+            .starts_with("report of fast-charge-clo")
+    );
     assert_eq!(browser.text("#campaign-state"), "paused");
     browser.screenshot(&dir.join("report.png"));
     drop(browser);

@@ -187,3 +187,57 @@ fn scaled(space: &Space, total: f64, x: &[f64]) -> Vec<(String, f64)> {
         })
         .collect()
 }
+
+/// The optimizer's posterior over every candidate, for people: the numeric dimensions (C-rates of
+/// the free steps, or the formulation's numeric parameters) and each candidate's coordinates,
+/// posterior mean and standard deviation of the objective.
+pub(crate) fn surrogate_snapshot(
+    candidates: &Candidates,
+    ranking: &[crate::RankedProtocol],
+) -> serde_json::Value {
+    let dimensions: Vec<String> = match candidates.values.first() {
+        Some(serde_json::Value::Object(first)) => first
+            .iter()
+            .filter(|(_, v)| v.is_number())
+            .map(|(k, _)| k.clone())
+            .collect(),
+        Some(serde_json::Value::Array(first)) => {
+            (1..=first.len()).map(|i| format!("CC{i}")).collect()
+        }
+        _ => Vec::new(),
+    };
+    let coordinates = |value: &serde_json::Value| -> Vec<f64> {
+        match value {
+            serde_json::Value::Object(o) => dimensions
+                .iter()
+                .map(|d| {
+                    o.get(d)
+                        .and_then(serde_json::Value::as_f64)
+                        .unwrap_or(f64::NAN)
+                })
+                .collect(),
+            serde_json::Value::Array(a) => a.iter().filter_map(serde_json::Value::as_f64).collect(),
+            _ => Vec::new(),
+        }
+    };
+    let mut points: Vec<(usize, serde_json::Value)> = ranking
+        .iter()
+        .map(|r| {
+            (
+                r.candidate_index,
+                serde_json::json!({
+                    "x": coordinates(&candidates.values[r.candidate_index]),
+                    "mean": r.predicted_life,
+                    "sd": r.sigma,
+                    "label": r.protocol,
+                    "cells": r.cells,
+                }),
+            )
+        })
+        .collect();
+    points.sort_by_key(|(i, _)| *i);
+    serde_json::json!({
+        "dimensions": dimensions,
+        "candidates": points.into_iter().map(|(_, p)| p).collect::<Vec<_>>(),
+    })
+}

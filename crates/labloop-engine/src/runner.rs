@@ -567,6 +567,13 @@ impl CampaignRunner {
                 .ranking(&campaign, &candidates, &inputs, &fit, sign)
                 .await?;
             confidence = p;
+            self.store
+                .record_surrogate(
+                    &campaign,
+                    round,
+                    &crate::design::surrogate_snapshot(&candidates, &ranking).to_string(),
+                )
+                .await?;
             self.emit(EngineEvent::RoundFinished {
                 round,
                 best: ranking[0].clone(),

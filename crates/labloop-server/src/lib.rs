@@ -70,6 +70,7 @@ pub fn router(store: Store) -> Router {
         .route("/api/campaigns/{id}/capacity", get(reads::capacity))
         .route("/api/campaigns/{id}/approvals", get(reads::approvals))
         .route("/api/campaigns/{id}/requests", get(reads::requests))
+        .route("/api/campaigns/{id}/surrogate", get(reads::surrogate))
         .route("/api/campaigns/{id}/events", get(live::events))
         .route("/api/campaigns/{id}/pause", post(actions::pause))
         .route("/api/campaigns/{id}/resume", post(actions::resume))

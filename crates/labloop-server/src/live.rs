@@ -7,7 +7,8 @@
 //! - `state` `{"experiment", "state", "channel"}` — an experiment moved on; `alarm` as well when it
 //!   failed or was aborted;
 //! - `prediction` `{"experiment", "cycle_life", "sigma", "observed_life"}`;
-//! - `campaign` `{"state"}`, `approvals` `{"waiting"}`;
+//! - `campaign` `{"state"}`, `approvals` `{"waiting"}`, `surrogate` `{"round"}` (a new map of the
+//!   space after a round);
 //! - `resync` — this client fell behind and should reload.
 //!
 //! The watcher stops when its last client leaves.
@@ -103,6 +104,7 @@ struct Snapshot {
     predictions: HashMap<String, (f64, Option<f64>)>,
     campaign_state: String,
     approvals: usize,
+    surrogate_round: Option<u32>,
 }
 
 async fn watch(
@@ -199,6 +201,7 @@ async fn look(
         .map(|c| c.state)
         .unwrap_or_default();
     now.approvals = store.pending_approvals(campaign).await?.len();
+    now.surrogate_round = store.surrogate_round(campaign).await?;
     if let Some(before) = before {
         if before.campaign_state != now.campaign_state {
             emit("campaign", serde_json::json!({"state": now.campaign_state}));
@@ -208,6 +211,12 @@ async fn look(
                     serde_json::json!({"campaign": campaign, "state": now.campaign_state}),
                 );
             }
+        }
+        if before.surrogate_round != now.surrogate_round {
+            emit(
+                "surrogate",
+                serde_json::json!({"round": now.surrogate_round}),
+            );
         }
         if before.approvals != now.approvals {
             emit("approvals", serde_json::json!({"waiting": now.approvals}));

@@ -25,6 +25,7 @@ Every route but /health, / and this document needs a token: `Authorization: Bear
         reads::capacity,
         reads::approvals,
         reads::requests,
+        reads::surrogate,
         reads::queue,
         live::events,
         actions::pause,

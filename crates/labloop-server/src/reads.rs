@@ -210,6 +210,28 @@ pub(crate) async fn requests(
     Ok(Json(serde_json::json!(rows)))
 }
 
+/// `GET /api/campaigns/{id}/surrogate`: the optimizer's posterior mean and σ over every candidate
+/// after the latest finished round (`{"round", "dimensions", "candidates": [{"x", "mean", "sd",
+/// "label", "cells"}]}`); 404 before the first round ends.
+#[utoipa::path(get, path = "/api/campaigns/{id}/surrogate", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404, description = "no such campaign, or no round finished yet"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+pub(crate) async fn surrogate(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(READERS)?;
+    known_campaign(&state.store, &id).await?;
+    let Some((round, snapshot)) = state.store.latest_surrogate(&id).await? else {
+        return Err(ApiError::refused(
+            axum::http::StatusCode::NOT_FOUND,
+            &format!("campaign `{id}` has no finished round yet"),
+        ));
+    };
+    let mut value: serde_json::Value = serde_json::from_str(&snapshot).unwrap_or_default();
+    value["round"] = serde_json::json!(round);
+    Ok(Json(value))
+}
+
 /// `GET /api/queue`: jobs waiting per capability.
 #[utoipa::path(get, path = "/api/queue", tag = "read", responses((status = 200, body = serde_json::Value), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn queue(

@@ -349,6 +349,27 @@ async fn live_events_carry_new_records_and_state_changes() {
     assert!(!seen.contains("[1,1.0"), "only new points are sent: {seen}");
     assert!(seen.contains(r#""state":"failed""#), "{seen}");
 
+    // The optimizer's map: 404 until a round has finished, then the latest round's posterior.
+    let v = bearer(&viewer);
+    let surrogate = "/api/campaigns/clo/surrogate";
+    let (status, _, _) = call(addr, "GET", surrogate, &[("Authorization", &v)], None).await;
+    assert_eq!(status, 404);
+    for round in [0, 1] {
+        let snapshot = format!(
+            r#"{{"dimensions":["CC1","CC2"],"candidates":[{{"x":[3.6,4.8],"mean":{},"sd":90.0,"label":"a","cells":1}}]}}"#,
+            1000 + round
+        );
+        store
+            .record_surrogate("clo", round, &snapshot)
+            .await
+            .unwrap();
+    }
+    let (status, _, body) = call(addr, "GET", surrogate, &[("Authorization", &v)], None).await;
+    assert_eq!(status, 200);
+    let map: serde_json::Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(map["round"], 1);
+    assert_eq!(map["candidates"][0]["mean"], 1001.0);
+
     let (status, _, text) = call(
         addr,
         "GET",

@@ -1,6 +1,7 @@
-//! Requests from outside a campaign's engine (the dashboard, the HTTP API): pause, resume, abort the
-//! campaign, or abort one experiment. They are written here and the engine running the campaign
-//! polls for them, so a person needs neither shell access nor the engine's process.
+//! What passes between a campaign's engine and the people watching it through the store: requests
+//! from outside (the dashboard, the HTTP API: pause, resume, abort the campaign or one experiment),
+//! which the engine polls for, so a person needs neither shell access nor the engine's process; and
+//! the optimizer's posterior after each round, for the dashboard's map of the space.
 
 use crate::{Store, StoreError, db, now};
 use sqlx::Row;
@@ -141,5 +142,63 @@ impl Store {
         .await
         .map_err(db(format!("marking request {request} handled")))?;
         Ok(())
+    }
+}
+
+impl Store {
+    /// Records the optimizer's posterior over the candidates after `round` (JSON); a repeat (a
+    /// resumed round) replaces it.
+    pub async fn record_surrogate(
+        &self,
+        campaign: &str,
+        round: u32,
+        snapshot: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO surrogates (campaign_id, round, snapshot, created_at) VALUES ($1, $2, $3, $4) \
+             ON CONFLICT (campaign_id, round) DO UPDATE SET snapshot = excluded.snapshot, created_at = excluded.created_at",
+        )
+        .bind(campaign)
+        .bind(i64::from(round))
+        .bind(snapshot)
+        .bind(now())
+        .execute(self.pool())
+        .await
+        .map_err(db(format!("recording the surrogate of {campaign} round {round}")))?;
+        Ok(())
+    }
+
+    /// The latest round with a posterior snapshot (cheap: for watchers).
+    pub async fn surrogate_round(&self, campaign: &str) -> Result<Option<u32>, StoreError> {
+        let row = sqlx::query("SELECT MAX(round) FROM surrogates WHERE campaign_id = $1")
+            .bind(campaign)
+            .fetch_one(self.pool())
+            .await
+            .map_err(db(format!("reading the surrogate round of {campaign}")))?;
+        Ok(row
+            .try_get::<Option<i64>, _>(0)
+            .map_err(db("reading surrogates"))?
+            .map(|r| r as u32))
+    }
+
+    /// The latest round's posterior snapshot, if any round has finished.
+    pub async fn latest_surrogate(
+        &self,
+        campaign: &str,
+    ) -> Result<Option<(u32, String)>, StoreError> {
+        let row = sqlx::query(
+            "SELECT round, snapshot FROM surrogates WHERE campaign_id = $1 ORDER BY round DESC LIMIT 1",
+        )
+        .bind(campaign)
+        .fetch_optional(self.pool())
+        .await
+        .map_err(db(format!("reading the surrogate of {campaign}")))?;
+        row.map(|r| {
+            Ok((
+                r.try_get::<i64, _>(0).map_err(db("reading surrogates"))? as u32,
+                r.try_get(1).map_err(db("reading surrogates"))?,
+            ))
+        })
+        .transpose()
     }
 }
