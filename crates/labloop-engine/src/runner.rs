@@ -691,6 +691,7 @@ impl CampaignRunner {
         let wf = &self.workflow;
         let observations = self.observations(campaign, inputs, sign).await?;
         let seed = fit.seed.wrapping_add(u64::from(round));
+        let started = Instant::now();
         let random = wf.optimizer.kind == OptimizerKind::Random
             || (observations.is_empty() && wf.optimizer.initial_design == InitialDesign::Random);
         let (picks, method, provenance) = if random {
@@ -756,6 +757,8 @@ impl CampaignRunner {
         ));
         provenance["model"] = serde_json::json!(self.predictor.name());
         provenance["picks"] = serde_json::json!(picks);
+        // How long choosing the batch took (reading observations, fitting, the acquisition).
+        provenance["suggest_s"] = serde_json::json!(started.elapsed().as_secs_f64());
         let experiments: Vec<NewExperiment> = picks
             .iter()
             .enumerate()

@@ -7,6 +7,7 @@
 //! - `state` `{"experiment", "state", "channel"}` — an experiment moved on; `alarm` as well when it
 //!   failed or was aborted;
 //! - `prediction` `{"experiment", "cycle_life", "sigma", "observed_life"}`;
+//! - `queue` `{"waiting": {capability: jobs}}`;
 //! - `campaign` `{"state"}`, `approvals` `{"waiting"}`, `surrogate` `{"round"}` (a new map of the
 //!   space after a round);
 //! - `resync` — this client fell behind and should reload.
@@ -105,6 +106,7 @@ struct Snapshot {
     campaign_state: String,
     approvals: usize,
     surrogate_round: Option<u32>,
+    queue: Vec<(String, u64)>,
 }
 
 async fn watch(
@@ -202,6 +204,7 @@ async fn look(
         .unwrap_or_default();
     now.approvals = store.pending_approvals(campaign).await?.len();
     now.surrogate_round = store.surrogate_round(campaign).await?;
+    now.queue = store.queue_depth().await?;
     if let Some(before) = before {
         if before.campaign_state != now.campaign_state {
             emit("campaign", serde_json::json!({"state": now.campaign_state}));
@@ -211,6 +214,14 @@ async fn look(
                     serde_json::json!({"campaign": campaign, "state": now.campaign_state}),
                 );
             }
+        }
+        if before.queue != now.queue {
+            let waiting: serde_json::Map<String, serde_json::Value> = now
+                .queue
+                .iter()
+                .map(|(c, n)| (c.clone(), serde_json::json!(n)))
+                .collect();
+            emit("queue", serde_json::json!({ "waiting": waiting }));
         }
         if before.surrogate_round != now.surrogate_round {
             emit(

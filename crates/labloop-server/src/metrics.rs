@@ -1,6 +1,6 @@
 //! Prometheus metrics at `/metrics` (text exposition format; any reader token, sent by Prometheus
 //! as `authorization: {credentials: …}`): records ingested, experiments per state (busy and
-//! faulted channels), campaign states, queue depth, live listeners.
+//! faulted channels), campaign states, the optimizer's latency, queue depth, live listeners.
 
 use crate::auth::{Caller, READERS};
 use crate::{ApiError, AppState};
@@ -61,6 +61,23 @@ pub(crate) async fn metrics(
                 "labloop_experiments{{campaign=\"{}\",state=\"{}\"}} {n}",
                 label(&c.id),
                 label(&s)
+            );
+        }
+    }
+    out.push_str("# HELP labloop_optimizer_seconds How long the optimizer took to choose the latest round's batch.\n");
+    out.push_str("# TYPE labloop_optimizer_seconds gauge\n");
+    for c in &campaigns {
+        let latest = store.rounds(&c.id).await?.into_iter().last();
+        let seconds = latest
+            .and_then(|(_, _, provenance)| {
+                serde_json::from_str::<serde_json::Value>(&provenance).ok()
+            })
+            .and_then(|p| p["suggest_s"].as_f64());
+        if let Some(seconds) = seconds {
+            let _ = writeln!(
+                out,
+                "labloop_optimizer_seconds{{campaign=\"{}\"}} {seconds}",
+                label(&c.id)
             );
         }
     }

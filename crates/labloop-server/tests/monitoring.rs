@@ -349,6 +349,10 @@ async fn live_events_carry_new_records_and_state_changes() {
     assert!(!seen.contains("[1,1.0"), "only new points are sent: {seen}");
     assert!(seen.contains(r#""state":"failed""#), "{seen}");
 
+    store
+        .record_round("clo", 0, "gp-thompson", r#"{"suggest_s":0.25}"#)
+        .await
+        .unwrap();
     // The optimizer's map: 404 until a round has finished, then the latest round's posterior.
     let v = bearer(&viewer);
     let surrogate = "/api/campaigns/clo/surrogate";
@@ -388,5 +392,9 @@ async fn live_events_carry_new_records_and_state_changes() {
         "{text}"
     );
     assert!(text.contains("labloop_live_listeners 1"), "{text}");
+    assert!(
+        text.contains(r#"labloop_optimizer_seconds{campaign="clo"} 0.25"#),
+        "{text}"
+    );
     assert_eq!(call(addr, "GET", "/metrics", &[], None).await.0, 401);
 }
