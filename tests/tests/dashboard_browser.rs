@@ -264,7 +264,9 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
     ));
     let port = free_port();
     let _server = Killed(spawn_logged(
+        // Debug logging: even then no token's secret may appear in the log.
         Command::new(labloop_bin()).args([
+            "-vv",
             "serve",
             "--store",
             &store,
@@ -399,6 +401,10 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
     assert!(log.contains("paused by olga"), "{log}");
     drop(engine);
     let serve_log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+    assert!(
+        serve_log.contains("DEBUG"),
+        "the server logged at debug level: {serve_log}"
+    );
     for secret in [&viewer, &operator] {
         assert!(
             !serve_log.contains(secret.as_str()),
