@@ -354,6 +354,14 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
         "return document.getElementById('who').textContent === 'olga (operator)';",
         Duration::from_secs(10),
     );
+    let instruments = browser
+        .run("return fetch('/api/campaigns/fast-charge-clo/instruments').then((r) => r.json());");
+    assert_eq!(instruments[0]["name"], "cycler1", "{instruments}");
+    assert_eq!(instruments[0]["channels"], 4, "{instruments}");
+    assert!(
+        instruments[0]["busy"].as_u64().unwrap() >= 1,
+        "{instruments}"
+    );
     browser.click("#pause");
     browser.wait_for(
         "the campaign to show paused (live)",

@@ -1,7 +1,8 @@
 //! labloop's HTTP API and dashboard: watch a campaign from anywhere, act on it without a shell.
 //!
 //! - reads (viewer, operator or admin tokens): campaigns, experiments, fade curves, rounds,
-//!   pending approvals and requests, the queue;
+//!   instruments and their busy channels, the optimizer's posterior, pending approvals and
+//!   requests, the queue;
 //! - actions (operator or admin): pause, resume, abort a campaign or one experiment, answer an
 //!   approve step — written to the store as requests the campaign's engine acts on;
 //! - live updates as server-sent events (`/api/campaigns/{id}/events`);
@@ -71,6 +72,7 @@ pub fn router(store: Store) -> Router {
         .route("/api/campaigns/{id}/approvals", get(reads::approvals))
         .route("/api/campaigns/{id}/requests", get(reads::requests))
         .route("/api/campaigns/{id}/surrogate", get(reads::surrogate))
+        .route("/api/campaigns/{id}/instruments", get(reads::instruments))
         .route("/api/campaigns/{id}/events", get(live::events))
         .route("/api/campaigns/{id}/pause", post(actions::pause))
         .route("/api/campaigns/{id}/resume", post(actions::resume))

@@ -232,6 +232,50 @@ pub(crate) async fn surrogate(
     Ok(Json(value))
 }
 
+/// `GET /api/campaigns/{id}/instruments`: the campaign's instruments (from its workflow: name,
+/// kind, driver, channels, safety limits) and which experiment holds each busy channel.
+#[utoipa::path(get, path = "/api/campaigns/{id}/instruments", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+pub(crate) async fn instruments(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(READERS)?;
+    let row = known_campaign(&state.store, &id).await?;
+    let (workflow, _) = labloop_workflow::parse(&row.workflow_yaml, &id);
+    let busy: Vec<(String, String, String)> = state
+        .store
+        .experiments(&id)
+        .await?
+        .into_iter()
+        .filter(|e| !e.state.is_terminal())
+        .filter_map(|e| e.channel_id.map(|ch| (ch, e.id, e.state.to_string())))
+        .collect();
+    let instruments: Vec<serde_json::Value> = workflow
+        .map(|w| w.instruments)
+        .unwrap_or_default()
+        .into_iter()
+        .map(|i| {
+            let prefix = format!("{}/", i.name);
+            let held: Vec<serde_json::Value> = busy
+                .iter()
+                .filter(|(ch, _, _)| ch.starts_with(&prefix))
+                .map(|(ch, exp, st)| serde_json::json!({"channel": ch, "experiment": exp, "state": st}))
+                .collect();
+            serde_json::json!({
+                "name": i.name,
+                "kind": i.kind,
+                "driver": i.driver,
+                "channels": i.channels,
+                "busy": held.len(),
+                "safety": i.safety,
+                "held": held,
+            })
+        })
+        .collect();
+    Ok(Json(serde_json::json!(instruments)))
+}
+
 /// `GET /api/queue`: jobs waiting per capability.
 #[utoipa::path(get, path = "/api/queue", tag = "read", responses((status = 200, body = serde_json::Value), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn queue(

@@ -353,6 +353,17 @@ async fn live_events_carry_new_records_and_state_changes() {
         .record_round("clo", 0, "gp-thompson", r#"{"suggest_s":0.25}"#)
         .await
         .unwrap();
+    let (status, _, body) = call(
+        addr,
+        "GET",
+        "/api/campaigns/clo/instruments",
+        &[("Authorization", &bearer(&viewer))],
+        None,
+    )
+    .await;
+    assert_eq!(status, 200, "{body}");
+    // The SSE test's campaign has no parseable workflow ("campaign: {}"): no instruments, no error.
+    assert_eq!(body, "[]");
     // The optimizer's map: 404 until a round has finished, then the latest round's posterior.
     let v = bearer(&viewer);
     let surrogate = "/api/campaigns/clo/surrogate";
