@@ -1,6 +1,6 @@
 //! `labloop serve --tls-cert --tls-key`: the API and dashboard over HTTPS with a certificate the test
-//! makes (openssl), checked by curl against that certificate; plain HTTP to the same port gets
-//! nothing; a missing key file is named.
+//! makes (openssl), checked by curl against that certificate; silent clients do not hold up the
+//! handshakes of others; plain HTTP to the same port gets nothing; a missing key file is named.
 
 use labloop_tests::{Killed, fresh_dir, labloop_bin};
 use std::process::{Command, Stdio};
@@ -97,6 +97,28 @@ fn serves_https_with_a_configured_certificate() {
         log.contains(&format!("on https://127.0.0.1:{port}")),
         "{log}"
     );
+    // A client that connects and never says hello delays nobody: handshakes run side by side.
+    let _silent: Vec<_> = (0..4)
+        .map(|_| std::net::TcpStream::connect(("127.0.0.1", port)).unwrap())
+        .collect();
+    let started = Instant::now();
+    let out = run(
+        "curl",
+        &[
+            "-sS",
+            "--max-time",
+            "5",
+            "--cacert",
+            cert.to_str().unwrap(),
+            &url,
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(started.elapsed() < Duration::from_secs(5));
     // The API still wants a token over TLS.
     let out = run(
         "curl",

@@ -155,7 +155,7 @@ pub async fn serve(
     match tls {
         Some(config) => {
             axum::serve(
-                TlsListener::new(listener, config),
+                TlsListener::new(listener, config)?,
                 app.into_make_service_with_connect_info::<ClientAddr>(),
             )
             .with_graceful_shutdown(shutdown)
