@@ -49,13 +49,18 @@ pub fn fresh_dir(tag: &str) -> PathBuf {
 /// Runs a `labloop ... --json` command to its end: it must succeed (else its stderr is shown), and
 /// its stdout is the JSON result.
 pub fn json_result(command: &mut std::process::Command) -> serde_json::Value {
+    serde_json::from_slice(&succeeds(command).stdout).expect("JSON result")
+}
+
+/// Runs a command to its end; it must succeed (else its stderr is shown). Returns its output.
+pub fn succeeds(command: &mut std::process::Command) -> std::process::Output {
     let out = command.output().expect("the command runs");
     assert!(
         out.status.success(),
         "{command:?}: {}",
         String::from_utf8_lossy(&out.stderr)
     );
-    serde_json::from_slice(&out.stdout).expect("JSON result")
+    out
 }
 
 /// A child process (a simulator, a broker) killed when the test lets go of it.

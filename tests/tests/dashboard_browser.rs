@@ -8,7 +8,7 @@
 //! Needs `/usr/bin/chromium` and `/usr/bin/chromedriver` (`.ci/run` installs them); without them the
 //! test fails when CI=true and says so otherwise.
 
-use labloop_tests::{Killed, fresh_dir, labloop_bin};
+use labloop_tests::{Killed, fresh_dir, labloop_bin, succeeds};
 use serde_json::{Value, json};
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -210,17 +210,9 @@ fn free_port() -> u16 {
 }
 
 fn token(store: &str, role: &str, name: &str) -> String {
-    let out = Command::new(labloop_bin())
-        .args([
-            "token", "create", "--store", store, "--role", role, "--name", name,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let out = succeeds(Command::new(labloop_bin()).args([
+        "token", "create", "--store", store, "--role", role, "--name", name,
+    ]));
     String::from_utf8(out.stdout).unwrap().trim().to_owned()
 }
 
@@ -380,15 +372,10 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
 
     // The campaign's report is one file that renders with no server.
     let report = dir.join("report.html");
-    let out = Command::new(labloop_bin())
-        .args(["report", "fast-charge-clo", "--store", &store, "--out"])
-        .arg(&report)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    succeeds(
+        Command::new(labloop_bin())
+            .args(["report", "fast-charge-clo", "--store", &store, "--out"])
+            .arg(&report),
     );
     browser.go(&format!("file://{}", report.display()));
     browser.wait_for(

@@ -101,20 +101,15 @@ fn neural_model_beats_the_published_models_through_the_cli() {
     let data = shared_data().join("severson");
     let dir = labloop_tests::fresh_dir("neural-cli");
     let model = dir.join("neural.model");
-    let out = std::process::Command::new(labloop_tests::labloop_bin())
-        .args(["predict", "train", "--model", "neural", "--backend", "cpu"])
-        .arg("--cells")
-        .arg(data.join("train"))
-        .arg("--lives")
-        .arg(data.join("cycle_lives/train_cycle_lives.csv"))
-        .arg("--out")
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    labloop_tests::succeeds(
+        std::process::Command::new(labloop_tests::labloop_bin())
+            .args(["predict", "train", "--model", "neural", "--backend", "cpu"])
+            .arg("--cells")
+            .arg(data.join("train"))
+            .arg("--lives")
+            .arg(data.join("cycle_lives/train_cycle_lives.csv"))
+            .arg("--out")
+            .arg(&model),
     );
     let eval = labloop_tests::json_result(
         std::process::Command::new(labloop_tests::labloop_bin())
@@ -306,27 +301,17 @@ experiment:
     )
     .unwrap();
     let store = format!("sqlite://{}", dir.join("eol.sqlite").display());
-    let out = std::process::Command::new(labloop_tests::labloop_bin())
-        .args(["run", "--json", "--store", &store])
-        .arg(&workflow)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    labloop_tests::succeeds(
+        std::process::Command::new(labloop_tests::labloop_bin())
+            .args(["run", "--json", "--store", &store])
+            .arg(&workflow),
     );
     let model = dir.join("retrained.json");
-    let out = std::process::Command::new(labloop_tests::labloop_bin())
-        .args(["predict", "train", "--model", "variance", "--store", &store])
-        .args(["--campaign", "eol-lives", "--out"])
-        .arg(&model)
-        .output()
-        .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
+    labloop_tests::succeeds(
+        std::process::Command::new(labloop_tests::labloop_bin())
+            .args(["predict", "train", "--model", "variance", "--store", &store])
+            .args(["--campaign", "eol-lives", "--out"])
+            .arg(&model),
     );
     let file: serde_json::Value =
         serde_json::from_str(&std::fs::read_to_string(&model).unwrap()).unwrap();

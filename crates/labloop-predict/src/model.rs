@@ -68,6 +68,43 @@ pub struct LinearModel {
     pub training_data_sha256: String,
 }
 
+/// A model file that does not hold together, naming the file.
+pub(crate) fn model_file_error(path: &str, message: String) -> PredictError {
+    PredictError::ModelFile {
+        path: path.to_owned(),
+        message,
+    }
+}
+
+/// Parses a model file of one kind: JSON of type `T` whose `format` field is `expected`.
+pub(crate) fn parse_versioned<T: serde::de::DeserializeOwned>(
+    text: &str,
+    path: &str,
+    expected: &str,
+    format: fn(&T) -> &str,
+) -> Result<T, PredictError> {
+    let model: T = serde_json::from_str(text).map_err(|e| model_file_error(path, e.to_string()))?;
+    if format(&model) != expected {
+        return Err(model_file_error(
+            path,
+            format!("format is `{}`, expected `{expected}`", format(&model)),
+        ));
+    }
+    Ok(model)
+}
+
+/// Every model's σ (log₁₀ cycles) must be a positive number.
+pub(crate) fn check_sigma(path: &str, sigma_log10: f64) -> Result<(), PredictError> {
+    if sigma_log10.is_finite() && sigma_log10 > 0.0 {
+        Ok(())
+    } else {
+        Err(model_file_error(
+            path,
+            format!("sigma_log10 must be positive, got {sigma_log10}"),
+        ))
+    }
+}
+
 /// A prediction from a mean and σ in log₁₀ cycles: the life is the median of the log-normal, σ in
 /// cycles its first-order spread.
 pub fn prediction_from_log10(log10_life: f64, sigma_log10: f64) -> Prediction {
@@ -83,32 +120,18 @@ pub fn prediction_from_log10(log10_life: f64, sigma_log10: f64) -> Prediction {
 impl LinearModel {
     /// Reads a model from JSON text; `path` only names it in errors.
     pub fn from_json(text: &str, path: &str) -> Result<Self, PredictError> {
-        let bad = |message: String| PredictError::ModelFile {
-            path: path.to_owned(),
-            message,
-        };
-        let model: Self = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        if model.format != MODEL_FORMAT {
-            return Err(bad(format!(
-                "format is `{}`, expected `{MODEL_FORMAT}`",
-                model.format
-            )));
-        }
+        let model: Self = parse_versioned(text, path, MODEL_FORMAT, |m: &Self| &m.format)?;
         let n = model.features.len();
         if model.feature_mean.len() != n
             || model.feature_std.len() != n
             || model.coefficients.len() != n
         {
-            return Err(bad(format!(
-                "{n} features but the mean, std and coefficient lists differ in length"
-            )));
+            return Err(model_file_error(
+                path,
+                format!("{n} features but the mean, std and coefficient lists differ in length"),
+            ));
         }
-        if !(model.sigma_log10.is_finite() && model.sigma_log10 > 0.0) {
-            return Err(bad(format!(
-                "sigma_log10 must be positive, got {}",
-                model.sigma_log10
-            )));
-        }
+        check_sigma(path, model.sigma_log10)?;
         Ok(model)
     }
 

@@ -9,7 +9,9 @@
 use crate::PredictError;
 use crate::compute::Compute;
 use crate::features::{FEATURE_DEFINITION, FeatureSet};
-use crate::model::{Prediction, Predictor, prediction_from_log10};
+use crate::model::{
+    Prediction, Predictor, check_sigma, model_file_error, parse_versioned, prediction_from_log10,
+};
 use crate::train::{LabelledCell, design, folds, standardise};
 use burn::nn::{Linear, LinearConfig};
 use burn::optim::{AdamConfig, GradientsParams};
@@ -310,39 +312,25 @@ fn mean_rows(per_member: &[Vec<f64>]) -> Vec<f64> {
 impl NeuralModel {
     /// Reads a model from JSON text; `path` only names it in errors.
     pub fn from_json(text: &str, path: &str) -> Result<Self, PredictError> {
-        let bad = |message: String| PredictError::ModelFile {
-            path: path.to_owned(),
-            message,
-        };
-        let model: Self = serde_json::from_str(text).map_err(|e| bad(e.to_string()))?;
-        if model.format != NEURAL_FORMAT {
-            return Err(bad(format!(
-                "format is `{}`, expected `{NEURAL_FORMAT}`",
-                model.format
-            )));
-        }
+        let model: Self = parse_versioned(text, path, NEURAL_FORMAT, |m: &Self| &m.format)?;
+        let bad = |message: String| Err(model_file_error(path, message));
         let (n, h) = (model.features.len(), model.hidden);
         if model.feature_mean.len() != n || model.feature_std.len() != n {
-            return Err(bad(format!(
+            return bad(format!(
                 "{n} features but the mean and std lists differ in length"
-            )));
+            ));
         }
         if model.members.is_empty() {
-            return Err(bad("the ensemble has no members".to_owned()));
+            return bad("the ensemble has no members".to_owned());
         }
         for (i, m) in model.members.iter().enumerate() {
             if m.w1.len() != n * h || m.b1.len() != h || m.w2.len() != h {
-                return Err(bad(format!(
+                return bad(format!(
                     "member {i}: weights do not fit {n} inputs and {h} hidden units"
-                )));
+                ));
             }
         }
-        if !(model.sigma_log10.is_finite() && model.sigma_log10 > 0.0) {
-            return Err(bad(format!(
-                "sigma_log10 must be positive, got {}",
-                model.sigma_log10
-            )));
-        }
+        check_sigma(path, model.sigma_log10)?;
         Ok(model)
     }
 

@@ -152,7 +152,9 @@ fn read_text(path: &Path) -> Result<String, PredictError> {
     })
 }
 
-fn read_numbers_rows(path: &Path) -> Result<Vec<Vec<f64>>, PredictError> {
+/// A CSV file of numbers as rows (blank lines skipped); a field that is not a number is named with
+/// its file and line.
+pub fn read_numbers_rows(path: &Path) -> Result<Vec<Vec<f64>>, PredictError> {
     let text = read_text(path)?;
     text.lines()
         .enumerate()

@@ -251,12 +251,16 @@ pub fn evaluate(
     cells: &[LabelledCell],
 ) -> Result<Metrics, PredictError> {
     let features: Vec<FeatureSet> = cells.iter().map(|c| c.features.clone()).collect();
-    let predictions = predictor.predict(&features)?;
+    Ok(score(cells, &predictor.predict(&features)?))
+}
+
+/// Scores predictions already made for `cells` (in the same order), as [`evaluate`] does.
+pub fn score(cells: &[LabelledCell], predictions: &[crate::Prediction]) -> Metrics {
     let n = cells.len() as f64;
     let mut sq = 0.0;
     let mut ape = 0.0;
     let (mut in1, mut in2) = (0.0, 0.0);
-    for (cell, p) in cells.iter().zip(&predictions) {
+    for (cell, p) in cells.iter().zip(predictions) {
         let err = p.cycle_life - cell.cycle_life;
         sq += err * err;
         ape += (err / cell.cycle_life).abs();
@@ -264,11 +268,11 @@ pub fn evaluate(
         in1 += f64::from(u8::from(z <= 1.0));
         in2 += f64::from(u8::from(z <= 2.0));
     }
-    Ok(Metrics {
+    Metrics {
         cells: cells.len(),
         rmse_cycles: (sq / n).sqrt(),
         mape_percent: 100.0 * ape / n,
         within_1_sigma: in1 / n,
         within_2_sigma: in2 / n,
-    })
+    }
 }

@@ -82,11 +82,7 @@ pub async fn report(
         "campaign": crate::reads::campaign_view(store, row).await?,
         "experiments": crate::reads::experiment_views(store, campaign).await?,
         "capacity": crate::reads::capacity_curves(store, campaign).await?,
-        "surrogate": store.latest_surrogate(campaign).await?.map(|(round, snapshot)| {
-            let mut value: serde_json::Value = serde_json::from_str(&snapshot).unwrap_or_default();
-            value["round"] = serde_json::json!(round);
-            value
-        }),
+        "surrogate": crate::reads::surrogate_view(store, campaign).await?,
         "generated_at": labloop_store::now_rfc3339(),
     });
     // `</` cannot end the script element early.

@@ -216,12 +216,10 @@ async fn look(
             }
         }
         if before.queue != now.queue {
-            let waiting: serde_json::Map<String, serde_json::Value> = now
-                .queue
-                .iter()
-                .map(|(c, n)| (c.clone(), serde_json::json!(n)))
-                .collect();
-            emit("queue", serde_json::json!({ "waiting": waiting }));
+            emit(
+                "queue",
+                serde_json::json!({ "waiting": crate::reads::waiting(&now.queue) }),
+            );
         }
         if before.surrogate_round != now.surrogate_round {
             emit(

@@ -221,15 +221,35 @@ pub(crate) async fn surrogate(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(READERS)?;
     known_campaign(&state.store, &id).await?;
-    let Some((round, snapshot)) = state.store.latest_surrogate(&id).await? else {
+    let Some(value) = surrogate_view(&state.store, &id).await? else {
         return Err(ApiError::refused(
             axum::http::StatusCode::NOT_FOUND,
             &format!("campaign `{id}` has no finished round yet"),
         ));
     };
-    let mut value: serde_json::Value = serde_json::from_str(&snapshot).unwrap_or_default();
-    value["round"] = serde_json::json!(round);
     Ok(Json(value))
+}
+
+/// The latest round's posterior snapshot with its round number, if a round has finished.
+pub(crate) async fn surrogate_view(
+    store: &labloop_store::Store,
+    id: &str,
+) -> Result<Option<serde_json::Value>, labloop_store::StoreError> {
+    Ok(store.latest_surrogate(id).await?.map(|(round, snapshot)| {
+        let mut value: serde_json::Value = serde_json::from_str(&snapshot).unwrap_or_default();
+        value["round"] = serde_json::json!(round);
+        value
+    }))
+}
+
+/// Jobs waiting per capability as a JSON object (the API's and the live events' shape).
+pub(crate) fn waiting(depth: &[(String, u64)]) -> serde_json::Value {
+    serde_json::Value::Object(
+        depth
+            .iter()
+            .map(|(capability, n)| (capability.clone(), serde_json::json!(n)))
+            .collect(),
+    )
 }
 
 /// `GET /api/campaigns/{id}/instruments`: the campaign's instruments (from its workflow: name,
@@ -283,12 +303,6 @@ pub(crate) async fn queue(
     caller: Caller,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(READERS)?;
-    let depth: serde_json::Map<String, serde_json::Value> = state
-        .store
-        .queue_depth()
-        .await?
-        .into_iter()
-        .map(|(capability, n)| (capability, serde_json::json!(n)))
-        .collect();
-    Ok(Json(serde_json::json!({ "waiting": depth })))
+    let depth = state.store.queue_depth().await?;
+    Ok(Json(serde_json::json!({ "waiting": waiting(&depth) })))
 }

@@ -134,14 +134,7 @@ fn read_arrays(dir: &std::path::Path) -> Result<Vec<Vec<Vec<f64>>>> {
         if !path.exists() {
             break;
         }
-        let text = std::fs::read_to_string(&path)?;
-        let rows = text
-            .lines()
-            .filter(|l| !l.trim().is_empty())
-            .map(|l| l.split(',').map(|v| v.trim().parse::<f64>()).collect())
-            .collect::<Result<Vec<Vec<f64>>, _>>()
-            .with_context(|| format!("{}: not a Qdlin array", path.display()))?;
-        arrays.push(rows);
+        arrays.push(severson::read_numbers_rows(&path)?);
     }
     anyhow::ensure!(!arrays.is_empty(), "no cellN.csv in {}", dir.display());
     Ok(arrays)

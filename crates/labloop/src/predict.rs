@@ -5,7 +5,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
 use labloop_predict::train::{
     DISCHARGE_FEATURES, FULL_FEATURES, LabelledCell, Metrics, TrainOptions, VARIANCE_FEATURES,
-    evaluate, fit_elastic_net,
+    evaluate, fit_elastic_net, score,
 };
 use labloop_predict::{
     Backend, Compute, DQ_CURVE_FEATURES, FeatureSet, ModelFile, NeuralOptions, Prediction,
@@ -319,22 +319,17 @@ fn eval(args: &EvalArgs) -> Result<()> {
     let model = load(&args.model, args.backend)?;
     let cells = labelled(&args.data, model.window())?;
     let labelled: Vec<LabelledCell> = cells.iter().map(|(_, c)| c.clone()).collect();
-    let m = evaluate(model.as_ref(), &labelled)?;
+    let features: Vec<FeatureSet> = labelled.iter().map(|c| c.features.clone()).collect();
+    let predictions = model.predict(&features)?;
+    let m = score(&labelled, &predictions);
     if args.json {
-        let features: Vec<FeatureSet> = labelled.iter().map(|c| c.features.clone()).collect();
-        let predictions = model.predict(&features)?;
         let per_cell: Vec<serde_json::Value> = cells
             .iter()
             .zip(&predictions)
             .map(|((name, cell), p)| {
-                serde_json::json!({
-                    "cell": name,
-                    "observed": cell.cycle_life,
-                    "cycle_life": p.cycle_life,
-                    "sigma": p.sigma,
-                    "log10_life": p.log10_life,
-                    "sigma_log10": p.sigma_log10,
-                })
+                let mut row = prediction_json(name, p);
+                row["observed"] = serde_json::json!(cell.cycle_life);
+                row
             })
             .collect();
         println!(
@@ -354,6 +349,17 @@ fn eval(args: &EvalArgs) -> Result<()> {
         print_table(model.name(), &m);
     }
     Ok(())
+}
+
+/// One cell's prediction as `--json` prints it.
+fn prediction_json(cell: &str, p: &Prediction) -> serde_json::Value {
+    serde_json::json!({
+        "cell": cell,
+        "cycle_life": p.cycle_life,
+        "sigma": p.sigma,
+        "log10_life": p.log10_life,
+        "sigma_log10": p.sigma_log10,
+    })
 }
 
 fn print_table(name: &str, m: &Metrics) {
@@ -382,15 +388,7 @@ fn predict(args: &RunArgs) -> Result<()> {
         let rows: Vec<serde_json::Value> = cells
             .iter()
             .zip(&predictions)
-            .map(|((name, _), p)| {
-                serde_json::json!({
-                    "cell": name,
-                    "cycle_life": p.cycle_life,
-                    "sigma": p.sigma,
-                    "log10_life": p.log10_life,
-                    "sigma_log10": p.sigma_log10,
-                })
-            })
+            .map(|((name, _), p)| prediction_json(name, p))
             .collect();
         println!(
             "{}",
