@@ -52,9 +52,63 @@ pub fn json_result(command: &mut std::process::Command) -> serde_json::Value {
     serde_json::from_slice(&succeeds(command).stdout).expect("JSON result")
 }
 
-/// Runs a command to its end; it must succeed (else its stderr is shown). Returns its output.
+/// How long one command of a test may run before it is killed and the test fails: 10 minutes, or
+/// `LABLOOP_TEST_COMMAND_TIMEOUT_S` seconds. A hung command then fails loudly with what it printed
+/// instead of holding up the whole suite.
+pub fn command_deadline() -> std::time::Duration {
+    let secs = std::env::var("LABLOOP_TEST_COMMAND_TIMEOUT_S")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(600);
+    std::time::Duration::from_secs(secs)
+}
+
+/// Runs a command to its end; it must succeed within [`command_deadline`] (else it is killed and
+/// its stderr shown). Returns its output.
 pub fn succeeds(command: &mut std::process::Command) -> std::process::Output {
-    let out = command.output().expect("the command runs");
+    use std::io::Read;
+    use std::process::Stdio;
+    let mut child = command
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("the command runs");
+    // Both pipes are drained while it runs, so a chatty command never blocks on a full pipe.
+    let drain = |pipe: Option<Box<dyn Read + Send>>| {
+        std::thread::spawn(move || {
+            let mut bytes = Vec::new();
+            if let Some(mut p) = pipe {
+                let _ = p.read_to_end(&mut bytes);
+            }
+            bytes
+        })
+    };
+    let stdout = drain(child.stdout.take().map(|p| Box::new(p) as _));
+    let stderr = drain(child.stderr.take().map(|p| Box::new(p) as _));
+    let deadline = std::time::Instant::now() + command_deadline();
+    let status = loop {
+        if let Some(status) = child.try_wait().expect("the command's status") {
+            break Some(status);
+        }
+        if std::time::Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let out = std::process::Output {
+        status: status.unwrap_or_default(),
+        stdout: stdout.join().unwrap_or_default(),
+        stderr: stderr.join().unwrap_or_default(),
+    };
+    assert!(
+        status.is_some(),
+        "{command:?} still ran after {:?}; killed. Its stderr: {}",
+        command_deadline(),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(
         out.status.success(),
         "{command:?}: {}",

@@ -105,7 +105,12 @@ fn killed_campaigns_resume_to_the_uninterrupted_result() {
     let uninterrupted = started.elapsed();
 
     // Kill points spread over the length of an uninterrupted run, seeded so a failure replays.
-    let mut rng = StdRng::seed_from_u64(20_20);
+    // `LABLOOP_CRASH_SEED` explores other kill points (the default is the one CI runs).
+    let seed = std::env::var("LABLOOP_CRASH_SEED")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20_20);
+    let mut rng = StdRng::seed_from_u64(seed);
     let mut kills = 0;
     let mut first = true;
     let mut attempts = 0;
@@ -196,6 +201,6 @@ fn killed_campaigns_resume_to_the_uninterrupted_result() {
         starts.values().all(|&n| n == 1),
         "a test started twice: {starts:?}"
     );
-    println!("{kills} SIGKILLs, each resumed; uninterrupted run {uninterrupted:?}");
+    println!("seed {seed}: {kills} SIGKILLs, each resumed; uninterrupted run {uninterrupted:?}");
     let _ = std::fs::remove_dir_all(&dir);
 }

@@ -70,6 +70,16 @@ impl ChannelPool {
         }
     }
 
+    /// Lets go of a reservation: an experiment that will not take its channel again (its channel
+    /// steps are done, or it ended) must not keep it from the others.
+    pub fn unreserve(&self, id: &ChannelId) {
+        let mut free = self.free.lock().expect("pool lock");
+        if free.reserved.remove(id) {
+            drop(free);
+            self.changed.notify_waiters();
+        }
+    }
+
     /// Waits for any free, unreserved channel.
     pub async fn take(&self) -> Channel {
         self.take_where(|f| f.channels.iter().position(|c| !f.reserved.contains(&c.id)))

@@ -56,8 +56,16 @@ impl ExperimentRun {
         if let Some(ch) = channel.take() {
             self.ctx.channels.give_back(ch);
         }
+        self.release_hint();
         self.signal_observed();
         result
+    }
+
+    /// Gives up the claim on the channel held before a restart (see `ChannelPool::reserve`).
+    fn release_hint(&mut self) {
+        if let Some(id) = self.channel_hint.take() {
+            self.ctx.channels.unreserve(&id.as_str().into());
+        }
     }
 
     async fn run_steps(&mut self, channel: &mut Option<Channel>) -> Result<RunEnd, EngineError> {
@@ -82,6 +90,14 @@ impl ExperimentRun {
                     .unwrap_or(serde_json::Value::Null);
                 outputs.insert(step.clone(), value);
             }
+        }
+        // Its channel steps all ran before the restart: the channel it held is someone else's now.
+        let needs_a_channel = ctx.order.iter().any(|&i| {
+            !outputs.contains_key(&ctx.step_ids[i])
+                && ctx.workflow.experiment.steps[i].action().uses_channel()
+        });
+        if !needs_a_channel {
+            self.release_hint();
         }
         let last_channel_step = ctx
             .order
