@@ -42,9 +42,9 @@ pub const DQ_CURVE_FEATURES: [&str; 20] = [
 
 /// Version of the feature definitions, written into every model file: a model trained on one
 /// definition is only valid on features computed by the same one.
-pub const FEATURE_DEFINITION: &str = "severson-2019/2: dQ(V) on a 1000-point 3.6-2.0 V grid between \
-cycle 10 and the window's last cycle (population moments, log10 of magnitudes, 20 band means); \
-capacity fits through a 5-cycle running median";
+pub const FEATURE_DEFINITION: &str = "severson-2019/3: dQ(V) on a 1000-point 3.6-2.0 V grid between \
+cycle 10 and the window's last cycle (population moments, Pearson kurtosis, log10 of magnitudes, \
+20 band means); capacity fits through a 5-cycle running median";
 
 /// The voltage grid of `Qdlin`: 1 000 points, linearly from 3.6 V down to 2.0 V.
 pub fn voltage_grid() -> Vec<f64> {
@@ -215,7 +215,8 @@ struct Moments {
 }
 
 impl Moments {
-    /// Population moments (as numpy/scipy compute them by default); kurtosis is excess (Fisher).
+    /// Population moments; kurtosis is Pearson's (3 for a normal distribution), as MATLAB's
+    /// `kurtosis` computes it and as Severson et al. used it (scipy's default is the excess, −3).
     fn of(x: &[f64]) -> Self {
         let n = x.len() as f64;
         let mean = x.iter().sum::<f64>() / n;
@@ -225,7 +226,7 @@ impl Moments {
             mean,
             variance,
             skewness: central(3) / variance.powf(1.5),
-            kurtosis: central(4) / (variance * variance) - 3.0,
+            kurtosis: central(4) / (variance * variance),
         }
     }
 }
@@ -361,10 +362,11 @@ mod tests {
     }
 
     #[test]
-    fn moments_match_numpy() {
+    fn moments_match_matlab() {
         let m = Moments::of(&[1.0, 2.0, 3.0, 10.0]);
         assert!((m.variance - 12.5).abs() < 1e-12);
         assert!((m.skewness - 45.0 / 12.5f64.powf(1.5)).abs() < 1e-12);
-        assert!((m.kurtosis - -0.7696).abs() < 1e-4);
+        // MATLAB kurtosis([1 2 3 10]) = 2.2304 (scipy.stats.kurtosis(..., fisher=False)).
+        assert!((m.kurtosis - 2.2304).abs() < 1e-4);
     }
 }

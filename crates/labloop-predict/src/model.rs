@@ -105,6 +105,24 @@ pub(crate) fn check_sigma(path: &str, sigma_log10: f64) -> Result<(), PredictErr
     }
 }
 
+/// A model is only as good as the features it is fed: its file must name the feature definition
+/// this build computes (the version before the colon: `severson-2019/3`).
+pub(crate) fn check_definition(path: &str, definition: &str) -> Result<(), PredictError> {
+    let version = |d: &str| d.split(':').next().unwrap_or_default().trim().to_owned();
+    let (theirs, ours) = (version(definition), version(crate::FEATURE_DEFINITION));
+    if theirs == ours {
+        Ok(())
+    } else {
+        Err(model_file_error(
+            path,
+            format!(
+                "trained on features `{theirs}`, but this labloop computes `{ours}`: retrain it \
+                 with `labloop predict train`"
+            ),
+        ))
+    }
+}
+
 /// A prediction from a mean and σ in log₁₀ cycles: the life is the median of the log-normal, σ in
 /// cycles its first-order spread.
 pub fn prediction_from_log10(log10_life: f64, sigma_log10: f64) -> Prediction {
@@ -132,6 +150,7 @@ impl LinearModel {
             ));
         }
         check_sigma(path, model.sigma_log10)?;
+        check_definition(path, &model.feature_definition)?;
         Ok(model)
     }
 
@@ -281,5 +300,26 @@ impl ModelFile {
             Self::Linear(m) => &m.training_data_sha256,
             Self::Neural(m) => &m.training_data_sha256,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_model_trained_on_other_feature_definitions_is_refused() {
+        let shipped = builtin_model("severson-variance").unwrap();
+        let mut old = shipped.clone();
+        old.feature_definition = "severson-2019/2: kurtosis was excess".to_owned();
+        let err = LinearModel::from_json(&old.to_json(), "old.json").unwrap_err();
+        let text = err.to_string();
+        assert!(text.contains("old.json"), "{text}");
+        assert!(
+            text.contains("severson-2019/2") && text.contains("retrain"),
+            "{text}"
+        );
+        // The current definition loads.
+        LinearModel::from_json(&shipped.to_json(), "new.json").unwrap();
     }
 }

@@ -313,6 +313,7 @@ impl NeuralModel {
     /// Reads a model from JSON text; `path` only names it in errors.
     pub fn from_json(text: &str, path: &str) -> Result<Self, PredictError> {
         let model: Self = parse_versioned(text, path, NEURAL_FORMAT, |m: &Self| &m.format)?;
+        crate::model::check_definition(path, &model.feature_definition)?;
         let bad = |message: String| Err(model_file_error(path, message));
         let (n, h) = (model.features.len(), model.hidden);
         if model.feature_mean.len() != n || model.feature_std.len() != n {

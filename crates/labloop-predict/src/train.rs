@@ -52,10 +52,31 @@ pub struct TrainOptions {
     pub features: Vec<String>,
     /// Cross-validation folds.
     pub folds: usize,
+    /// How many times the cells are shuffled into folds (Monte Carlo cross-validation); the
+    /// penalty with the least error over all repeats wins.
+    pub repeats: usize,
+    /// Seed of the shuffles, so a training run is reproducible.
+    pub seed: u64,
     /// The early window the features were computed over.
     pub window: u32,
     /// Provenance of the training data.
     pub trained_on: String,
+}
+
+impl TrainOptions {
+    /// Severson et al.'s procedure: four-fold cross-validation, repeated over shuffles of the cells
+    /// (ten, seeded).
+    pub fn severson(name: &str, features: &[&str], window: u32, trained_on: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            features: features.iter().map(|f| (*f).to_owned()).collect(),
+            folds: 4,
+            repeats: 10,
+            seed: 2019,
+            window,
+            trained_on: trained_on.to_owned(),
+        }
+    }
 }
 
 const ALPHAS: [f64; 13] = [
@@ -64,8 +85,9 @@ const ALPHAS: [f64; 13] = [
 const L1_RATIOS: [f64; 4] = [0.1, 0.5, 0.9, 1.0];
 
 /// Fits an elastic net on log₁₀ cycle life: features standardised, penalty and L1 share chosen by
-/// k-fold cross-validation (folds by cell index modulo k, so the fit is reproducible), then refit on
-/// all cells. The model's σ is the cross-validated RMSE in log₁₀ space.
+/// k-fold cross-validation repeated over seeded shuffles of the cells (as Severson et al. chose
+/// theirs: four folds and Monte Carlo sampling), then refit on all cells. The model's σ is the
+/// cross-validated RMSE in log₁₀ space.
 pub fn fit_elastic_net(
     cells: &[LabelledCell],
     options: &TrainOptions,
@@ -79,24 +101,25 @@ pub fn fit_elastic_net(
             options.folds
         )));
     }
+    let splits = shuffled_folds(
+        cells.len(),
+        options.folds,
+        options.repeats.max(1),
+        options.seed,
+    );
     let mut best: Option<(f64, f64, f64)> = None;
     for &alpha in &ALPHAS {
         for &l1_ratio in &L1_RATIOS {
-            let mut squared = 0.0;
-            for (train, test) in folds(cells.len(), options.folds) {
-                let model = fit_once(
-                    &pick(&x, &train),
-                    &pick(&y, &train),
-                    alpha,
-                    l1_ratio,
-                    options,
-                )?;
-                for i in test {
+            let (mut squared, mut scored) = (0.0, 0usize);
+            for (train, test) in &splits {
+                let model = fit_once(&pick(&x, train), &pick(&y, train), alpha, l1_ratio, options)?;
+                for &i in test {
                     let err = model.predict_log10(&cells[i].features)? - y[i];
                     squared += err * err;
+                    scored += 1;
                 }
             }
-            let rmse = (squared / cells.len() as f64).sqrt();
+            let rmse = (squared / scored as f64).sqrt();
             if best.is_none_or(|(r, _, _)| rmse < r - 1e-12) {
                 best = Some((rmse, alpha, l1_ratio));
             }
@@ -119,6 +142,31 @@ pub(crate) fn folds(n: usize, k: usize) -> Vec<(Vec<usize>, Vec<usize>)> {
     (0..k)
         .map(|fold| (0..n).partition(|i| i % k != fold))
         .collect()
+}
+
+/// `repeats` rounds of k-fold splits of `n` cells, `(train, test)` index lists, each round over a
+/// fresh seeded shuffle: every cell is tested once per round.
+pub(crate) fn shuffled_folds(
+    n: usize,
+    k: usize,
+    repeats: usize,
+    seed: u64,
+) -> Vec<(Vec<usize>, Vec<usize>)> {
+    use rand::SeedableRng;
+    use rand::seq::SliceRandom;
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut splits = Vec::with_capacity(repeats * k);
+    for _ in 0..repeats {
+        let mut order: Vec<usize> = (0..n).collect();
+        order.shuffle(&mut rng);
+        for (train, test) in folds(n, k) {
+            splits.push((
+                train.iter().map(|&i| order[i]).collect(),
+                test.iter().map(|&i| order[i]).collect(),
+            ));
+        }
+    }
+    splits
 }
 
 /// Each column standardised to mean 0, standard deviation 1 (population), with the means and

@@ -206,13 +206,12 @@ fn train(args: &TrainArgs) -> Result<()> {
     );
     let started = Instant::now();
     let linear = |name: &str, features: &[&str]| -> Result<ModelFile> {
-        let options = TrainOptions {
-            name: format!("severson-{name}"),
-            features: features.iter().map(|s| s.to_string()).collect(),
-            folds: 5,
-            window: args.window,
-            trained_on: trained_on.clone(),
-        };
+        let options = TrainOptions::severson(
+            &format!("severson-{name}"),
+            features,
+            args.window,
+            &trained_on,
+        );
         let fitted = fit_elastic_net(&cells, &options).with_context(|| {
             if name == "full" {
                 "the full model needs charge time, temperature and internal resistance, which \
