@@ -302,14 +302,17 @@ impl Predictor for OnDevice {
     }
 }
 
-/// Published primary-test RMSE without the outlier cell (Severson et al. 2019, Table 1).
-fn published_rmse(model: &str) -> Option<f64> {
-    match model {
-        "severson-variance" => Some(138.0),
-        "severson-discharge" => Some(86.0),
-        "severson-full" => Some(100.0),
+/// Published primary-test RMSE (Severson et al. 2019, Table 1): without the outlier cell when the
+/// evaluation leaves cells out (`--exclude cell22`), else with it.
+fn published_rmse(model: &str, outlier_left_out: bool) -> Option<f64> {
+    match (model, outlier_left_out) {
+        ("severson-variance", _) => Some(138.0),
+        ("severson-discharge", true) => Some(86.0),
+        ("severson-discharge", false) => Some(91.0),
+        ("severson-full", true) => Some(100.0),
+        ("severson-full", false) => Some(118.0),
         // The best published figure on this split we know of (Nature Machine Intelligence 2025).
-        "severson-neural" | "neural" => Some(63.0),
+        ("severson-neural" | "neural", true) => Some(63.0),
         _ => None,
     }
 }
@@ -340,12 +343,12 @@ fn eval(args: &EvalArgs) -> Result<()> {
                 "mape_percent": m.mape_percent,
                 "within_1_sigma": m.within_1_sigma,
                 "within_2_sigma": m.within_2_sigma,
-                "published_rmse_cycles": published_rmse(model.name()),
+                "published_rmse_cycles": published_rmse(model.name(), !args.data.exclude.is_empty()),
                 "predictions": per_cell,
             }))?
         );
     } else {
-        print_table(model.name(), &m);
+        print_table(model.name(), &m, !args.data.exclude.is_empty());
     }
     Ok(())
 }
@@ -361,7 +364,7 @@ fn prediction_json(cell: &str, p: &Prediction) -> serde_json::Value {
     })
 }
 
-fn print_table(name: &str, m: &Metrics) {
+fn print_table(name: &str, m: &Metrics, outlier_left_out: bool) {
     println!(
         "{:<20} {:>5} {:>12} {:>8} {:>8} {:>8} {:>14}",
         "model", "cells", "RMSE cycles", "MAPE %", "in ±1σ", "in ±2σ", "paper RMSE"
@@ -374,7 +377,7 @@ fn print_table(name: &str, m: &Metrics) {
         m.mape_percent,
         100.0 * m.within_1_sigma,
         100.0 * m.within_2_sigma,
-        published_rmse(name).map_or("-".to_owned(), |r| format!("{r:.0}"))
+        published_rmse(name, outlier_left_out).map_or("-".to_owned(), |r| format!("{r:.0}"))
     );
 }
 
