@@ -4,7 +4,7 @@
 mod common;
 
 use async_trait::async_trait;
-use common::run_campaign;
+use common::{WORKFLOW, fresh_store, run_campaign};
 use labloop_core::{ChannelId, ExperimentState};
 use labloop_drivers::{ChannelStatus, Cycler, CyclingTest, DriverError, RecordBatch};
 use labloop_engine::{CampaignRunner, EngineError, resolve_model};
@@ -49,8 +49,6 @@ impl Cycler for FaultyChannels {
         self.sim.records(channel, from_seq).await
     }
 }
-
-const WORKFLOW: &str = include_str!("../../../workflows/fast-charge-clo.yaml");
 
 async fn run(
     broken: &[&str],
@@ -104,14 +102,7 @@ async fn a_failed_experiment_is_recorded_and_the_campaign_goes_on() {
 async fn too_few_cycles_for_the_model_is_refused_before_anything_runs() {
     let (workflow, _) =
         labloop_workflow::parse(&WORKFLOW.replace("cycles: 100", "cycles: 50"), "test.yaml");
-    let db = std::env::temp_dir().join(format!(
-        "labloop-engine-window-{}.sqlite",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&db);
-    let store = Store::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
+    let store = fresh_store("window").await;
     let sim = SimCycler::new("cycler1", 2, SimClock { acceleration: 1e7 }, 1);
     let model = resolve_model("severson-variance").unwrap();
     let runner = CampaignRunner::new(

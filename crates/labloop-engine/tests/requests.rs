@@ -2,29 +2,27 @@
 //! requests): aborting one experiment stops it at once and frees its channel; pausing stops new steps
 //! and ends the run as paused-by-request (resumable); aborting the campaign ends it for good.
 
+mod common;
+
+use common::{fresh_store, real_time_clo, runner};
 use labloop_core::ExperimentState;
-use labloop_engine::{CampaignResult, CampaignRunner, EngineError, resolve_model};
+use labloop_engine::{CampaignResult, EngineError};
 use labloop_sim::{SimClock, SimCycler};
 use labloop_store::{RequestAction, Store};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const WORKFLOW: &str = include_str!("../../../workflows/fast-charge-clo.yaml");
-
 /// Three cells that rest a minute (real time) before cycling: in flight long enough to act on.
 fn workflow() -> String {
-    let head = &WORKFLOW[..WORKFLOW.find("experiment:").unwrap()];
-    head.replace("batch_size: 48", "batch_size: 3")
-        .replace("channels: 48", "channels: 3")
-        .replace("max_rounds: 4", "max_rounds: 1")
-        .replace("clock_acceleration: 100000", "clock_acceleration: 1")
-        + "experiment:
-  steps:
-    - id: soak
+    real_time_clo(
+        3,
+        1,
+        "    - id: soak
       rest: {duration: 60s}
     - cycle: {cycles: 30, discharge_c_rate: 4.0}
     - predict: {model: severson-variance}
-"
+",
+    )
 }
 
 async fn start(
@@ -35,30 +33,9 @@ async fn start(
     String,
     Vec<String>,
 ) {
-    let text = workflow();
-    let (wf, problems) = labloop_workflow::parse(&text, "requests.yaml");
-    assert!(problems.is_empty(), "{problems:?}");
-    let db = std::env::temp_dir().join(format!(
-        "labloop-requests-{name}-{}.sqlite",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&db);
-    let store = Store::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
-    let mut model = resolve_model("severson-variance").unwrap();
-    model.window = 30;
+    let store = fresh_store(&format!("requests-{name}")).await;
     let sim = SimCycler::new("cycler1", 3, SimClock { acceleration: 1e7 }, 1);
-    let runner = CampaignRunner::new(
-        wf.unwrap(),
-        text.clone(),
-        store.clone(),
-        labloop_engine::Instruments {
-            cyclers: vec![Arc::new(sim)],
-            builders: Vec::new(),
-        },
-        Arc::new(model),
-    );
+    let runner = runner(&workflow(), Arc::new(sim), &store);
     let task = tokio::spawn(runner.run());
     // Wait until the round is planned and every cell is resting.
     let deadline = Instant::now() + Duration::from_secs(20);

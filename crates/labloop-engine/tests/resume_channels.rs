@@ -2,46 +2,32 @@
 //! still needs it. Here the only channel's cell has finished cycling and waits for a person when the
 //! run stops; after `resume`, the next round's cell must get that channel (it once waited forever).
 
-use labloop_engine::{CampaignResult, CampaignRunner, EngineError, resolve_model};
+mod common;
+
+use common::{fresh_store, real_time_clo};
+use labloop_engine::{CampaignResult, CampaignRunner, EngineError};
 use labloop_sim::{SimClock, SimCycler};
 use labloop_store::{Approval, RequestAction, Store};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const WORKFLOW: &str = include_str!("../../../workflows/fast-charge-clo.yaml");
-
 /// One channel, one cell per round, two rounds; each cell cycles, then waits for approval.
 fn workflow() -> String {
-    let head = &WORKFLOW[..WORKFLOW.find("experiment:").unwrap()];
-    head.replace("batch_size: 48", "batch_size: 1")
-        .replace("channels: 48", "channels: 1")
-        .replace("max_rounds: 4", "max_rounds: 2")
-        .replace("clock_acceleration: 100000", "clock_acceleration: 1")
-        + "experiment:
-  steps:
-    - cycle: {cycles: 30, discharge_c_rate: 4.0}
+    real_time_clo(
+        1,
+        2,
+        "    - cycle: {cycles: 30, discharge_c_rate: 4.0}
     - id: review
       approve: {message: look at the fade}
     - predict: {model: severson-variance}
-"
+",
+    )
 }
 
+/// A runner of the campaign on a fresh simulated cycler with one channel.
 fn runner(text: &str, store: &Store) -> CampaignRunner {
-    let (wf, problems) = labloop_workflow::parse(text, "resume-channels.yaml");
-    assert!(problems.is_empty(), "{problems:?}");
-    let mut model = resolve_model("severson-variance").unwrap();
-    model.window = 30;
     let sim = SimCycler::new("cycler1", 1, SimClock { acceleration: 1e7 }, 1);
-    CampaignRunner::new(
-        wf.unwrap(),
-        text.to_owned(),
-        store.clone(),
-        labloop_engine::Instruments {
-            cyclers: vec![Arc::new(sim)],
-            builders: Vec::new(),
-        },
-        Arc::new(model),
-    )
+    common::runner(text, Arc::new(sim), store)
 }
 
 /// Waits (at most 20 s) until some experiment's `review` step waits, and returns that experiment.
@@ -77,14 +63,7 @@ async fn approve(store: &Store, experiment: &str) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_channel_whose_cell_is_done_with_it_goes_to_the_next_round_after_resume() {
     let text = workflow();
-    let db = std::env::temp_dir().join(format!(
-        "labloop-resume-channels-{}.sqlite",
-        std::process::id()
-    ));
-    let _ = std::fs::remove_file(&db);
-    let store = Store::connect(&format!("sqlite://{}", db.display()))
-        .await
-        .unwrap();
+    let store = fresh_store("resume-channels").await;
 
     // First run: the round-0 cell cycles on the only channel, then waits for its review; pause.
     let first = tokio::spawn(runner(&text, &store).run());
@@ -138,5 +117,4 @@ async fn a_channel_whose_cell_is_done_with_it_goes_to_the_next_round_after_resum
         assert_eq!(store.records(&e.id).await.unwrap().len(), 30, "{}", e.id);
     }
     store.close().await;
-    let _ = std::fs::remove_file(&db);
 }

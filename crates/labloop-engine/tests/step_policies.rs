@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::run_campaign;
+use common::{real_time_clo, run_campaign};
 use labloop_core::ExperimentState;
 use labloop_engine::{CampaignResult, EngineError};
 use labloop_sim::{SimClock, SimCycler};
@@ -13,27 +13,21 @@ use labloop_store::Store;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-const WORKFLOW: &str = include_str!("../../../workflows/fast-charge-clo.yaml");
-
 /// The CLO workflow, two cells, with `soak` (a rest that outlasts its timeout) before cycling.
 fn workflow(soak_policy: &str) -> String {
-    let steps = format!(
-        "experiment:
-  steps:
-    - id: soak
+    real_time_clo(
+        2,
+        1,
+        &format!(
+            "    - id: soak
       rest: {{duration: 30s}}
       timeout: 200ms
 {soak_policy}
     - cycle: {{cycles: 30, discharge_c_rate: 4.0}}
     - predict: {{model: severson-variance}}
 "
-    );
-    let head = &WORKFLOW[..WORKFLOW.find("experiment:").unwrap()];
-    head.replace("batch_size: 48", "batch_size: 2")
-        .replace("channels: 48", "channels: 2")
-        .replace("max_rounds: 4", "max_rounds: 1")
-        .replace("clock_acceleration: 100000", "clock_acceleration: 1")
-        + &steps
+        ),
+    )
 }
 
 async fn run(text: &str, name: &str) -> (Result<CampaignResult, EngineError>, Store, Duration) {

@@ -324,6 +324,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
     let features: Vec<FeatureSet> = labelled.iter().map(|c| c.features.clone()).collect();
     let predictions = model.predict(&features)?;
     let m = score(&labelled, &predictions);
+    let published = published_rmse(model.name(), !args.data.exclude.is_empty());
     if args.json {
         let per_cell: Vec<serde_json::Value> = cells
             .iter()
@@ -343,12 +344,12 @@ fn eval(args: &EvalArgs) -> Result<()> {
                 "mape_percent": m.mape_percent,
                 "within_1_sigma": m.within_1_sigma,
                 "within_2_sigma": m.within_2_sigma,
-                "published_rmse_cycles": published_rmse(model.name(), !args.data.exclude.is_empty()),
+                "published_rmse_cycles": published,
                 "predictions": per_cell,
             }))?
         );
     } else {
-        print_table(model.name(), &m, !args.data.exclude.is_empty());
+        print_table(model.name(), &m, published);
     }
     Ok(())
 }
@@ -364,7 +365,7 @@ fn prediction_json(cell: &str, p: &Prediction) -> serde_json::Value {
     })
 }
 
-fn print_table(name: &str, m: &Metrics, outlier_left_out: bool) {
+fn print_table(name: &str, m: &Metrics, published: Option<f64>) {
     println!(
         "{:<20} {:>5} {:>12} {:>8} {:>8} {:>8} {:>14}",
         "model", "cells", "RMSE cycles", "MAPE %", "in ±1σ", "in ±2σ", "paper RMSE"
@@ -377,7 +378,7 @@ fn print_table(name: &str, m: &Metrics, outlier_left_out: bool) {
         m.mape_percent,
         100.0 * m.within_1_sigma,
         100.0 * m.within_2_sigma,
-        published_rmse(name, outlier_left_out).map_or("-".to_owned(), |r| format!("{r:.0}"))
+        published.map_or("-".to_owned(), |r| format!("{r:.0}"))
     );
 }
 
