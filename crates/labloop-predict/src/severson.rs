@@ -11,57 +11,128 @@ use std::path::Path;
 const FIRST_CYCLE: u32 = 2;
 const COLUMNS: usize = 99;
 
-/// Loads one split (`train`, `test1`): `<dir>/<split>/cellN.csv` with lives from
-/// `<dir>/cycle_lives/<split>_cycle_lives.csv`, features over the first `window` cycles.
+/// A labelled set of `Qdlin` arrays on disk: `<cells>/cellN.csv` for N = 1 up to the number of
+/// lines in `lives` (one cycle life per line, line N for `cellN.csv`).
+#[derive(Clone, Copy, Debug)]
+pub struct ArraySet<'a> {
+    /// Folder of `cellN.csv` arrays.
+    pub cells: &'a Path,
+    /// One cycle life per line.
+    pub lives: &'a Path,
+    /// The cycler's per-cycle discharge capacities (see [`read_capacities`]), one row per cell
+    /// *used* (after `exclude`), in cell order. Without them a cycle's capacity is read off the
+    /// array at 2.0 V, which misses the capacity of the constant-voltage tail at the end of
+    /// discharge (about 14 mAh on these cells).
+    pub capacities: Option<&'a Path>,
+    /// Cells left out, by name (`cell22`).
+    pub exclude: &'a [String],
+}
+
+impl ArraySet<'_> {
+    /// Each cell used, with its name (`cellN`) and features over the first `window` cycles.
+    pub fn load(&self, window: u32) -> Result<Vec<(String, LabelledCell)>, PredictError> {
+        let lives = read_numbers_rows(self.lives)?
+            .iter()
+            .enumerate()
+            .map(|(i, row)| match row.as_slice() {
+                [life] if life.is_finite() && *life > 0.0 => Ok((format!("cell{}", i + 1), *life)),
+                _ => Err(PredictError::DataFile {
+                    path: self.lives.display().to_string(),
+                    line: i + 1,
+                    message: "expected one positive cycle life".to_owned(),
+                }),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        let names: Vec<String> = lives.iter().map(|(n, _)| n.clone()).collect();
+        let used = used_cells(names, self.exclude, self.lives)?;
+        let capacities = capacity_rows(self.capacities, used.len())?;
+        lives
+            .into_iter()
+            .filter(|(name, _)| used.contains(name))
+            .zip(capacities)
+            .map(|((name, life), capacities)| {
+                let path = self.cells.join(format!("{name}.csv"));
+                Ok((
+                    name,
+                    LabelledCell {
+                        features: load_cell(&path, window, capacities.as_deref())?,
+                        cycle_life: life,
+                    },
+                ))
+            })
+            .collect()
+    }
+}
+
+/// Loads one whole split (`train`, `test1`) with capacities at 2.0 V: `<dir>/<split>/cellN.csv`
+/// with lives from `<dir>/cycle_lives/<split>_cycle_lives.csv`.
 pub fn load_split(dir: &Path, split: &str, window: u32) -> Result<Vec<LabelledCell>, PredictError> {
     let lives = dir
         .join("cycle_lives")
         .join(format!("{split}_cycle_lives.csv"));
-    Ok(load_labelled(&dir.join(split), &lives, window)?
+    let set = ArraySet {
+        cells: &dir.join(split),
+        lives: &lives,
+        capacities: None,
+        exclude: &[],
+    };
+    Ok(set
+        .load(window)?
         .into_iter()
         .map(|(_, cell)| cell)
         .collect())
 }
 
-/// Cells with known lives: `<cells>/cellN.csv` (`Qdlin` arrays) for N = 1 up to the number of lines
-/// in `lives` (one cycle life per line, line N for `cellN.csv`). Each comes with its name (`cellN`).
-pub fn load_labelled(
-    cells: &Path,
-    lives: &Path,
-    window: u32,
-) -> Result<Vec<(String, LabelledCell)>, PredictError> {
-    let lives_rows = read_numbers_rows(lives)?;
-    lives_rows
-        .iter()
-        .enumerate()
-        .map(|(i, row)| {
-            let life = match row.as_slice() {
-                [life] if life.is_finite() && *life > 0.0 => *life,
-                _ => {
-                    return Err(PredictError::DataFile {
-                        path: lives.display().to_string(),
-                        line: i + 1,
-                        message: "expected one positive cycle life".to_owned(),
-                    });
-                }
-            };
-            let name = format!("cell{}", i + 1);
-            let features = load_cell(&cells.join(format!("{name}.csv")), window)?;
-            Ok((
-                name,
-                LabelledCell {
-                    features,
-                    cycle_life: life,
-                },
-            ))
-        })
-        .collect()
+/// Per-cycle discharge capacities (Ah) as a cycler records them: one row per cell, column k =
+/// cycle k (cycle 1 first), `NaN` where not measured; rows may be of different lengths (the layout
+/// of `capacity_per_cycle_*.csv` in the Severson data).
+pub fn read_capacities(path: &Path) -> Result<Vec<Vec<f64>>, PredictError> {
+    read_numbers_rows(path)
 }
 
-/// Every `cellN.csv` in `cells`, in N order, with its name and features.
+/// `names` without the excluded ones; an excluded name that is not there is an error.
+fn used_cells(
+    names: Vec<String>,
+    exclude: &[String],
+    source: &Path,
+) -> Result<Vec<String>, PredictError> {
+    if let Some(missing) = exclude.iter().find(|e| !names.contains(e)) {
+        return Err(PredictError::DataFile {
+            path: source.display().to_string(),
+            line: 0,
+            message: format!("--exclude {missing}: no such cell ({} cells)", names.len()),
+        });
+    }
+    Ok(names.into_iter().filter(|n| !exclude.contains(n)).collect())
+}
+
+/// One capacity row per used cell, or none at all.
+fn capacity_rows(path: Option<&Path>, cells: usize) -> Result<Vec<Option<Vec<f64>>>, PredictError> {
+    let Some(path) = path else {
+        return Ok(vec![None; cells]);
+    };
+    let rows = read_capacities(path)?;
+    if rows.len() != cells {
+        return Err(PredictError::DataFile {
+            path: path.display().to_string(),
+            line: rows.len(),
+            message: format!(
+                "{} rows of capacities for {cells} cells: give one row per cell used, in cell \
+                 order, after any --exclude",
+                rows.len()
+            ),
+        });
+    }
+    Ok(rows.into_iter().map(Some).collect())
+}
+
+/// Every `cellN.csv` in `cells` but the excluded ones, in N order, with its name and features;
+/// `capacities` as in [`ArraySet::capacities`].
 pub fn load_unlabelled(
     cells: &Path,
     window: u32,
+    capacities: Option<&Path>,
+    exclude: &[String],
 ) -> Result<Vec<(String, FeatureSet)>, PredictError> {
     let listing = std::fs::read_dir(cells).map_err(|e| PredictError::DataFile {
         path: cells.display().to_string(),
@@ -85,29 +156,47 @@ pub fn load_unlabelled(
             message: "no cellN.csv files here".to_owned(),
         });
     }
-    numbered
-        .into_iter()
-        .map(|(_, stem)| {
-            let features = load_cell(&cells.join(format!("{stem}.csv")), window)?;
+    let used = used_cells(
+        numbered.into_iter().map(|(_, s)| s).collect(),
+        exclude,
+        cells,
+    )?;
+    let capacities = capacity_rows(capacities, used.len())?;
+    used.into_iter()
+        .zip(capacities)
+        .map(|(stem, capacities)| {
+            let path = cells.join(format!("{stem}.csv"));
+            let features = load_cell(&path, window, capacities.as_deref())?;
             Ok((stem, features))
         })
         .collect()
 }
 
-/// One `Qdlin` array's features over the first `window` cycles.
-pub fn load_cell(path: &Path, window: u32) -> Result<FeatureSet, PredictError> {
+/// One `Qdlin` array's features over the first `window` cycles, with the cycler's per-cycle
+/// discharge capacities (cycle 1 first) when known.
+pub fn load_cell(
+    path: &Path,
+    window: u32,
+    capacities: Option<&[f64]>,
+) -> Result<FeatureSet, PredictError> {
     let rows = read_numbers_rows(path)?;
-    let data = early_data_from_qdlin(&rows, window).map_err(|e| PredictError::DataFile {
-        path: path.display().to_string(),
-        line: 1,
-        message: e.to_string(),
-    })?;
+    let data =
+        early_data_from_qdlin(&rows, window, capacities).map_err(|e| PredictError::DataFile {
+            path: path.display().to_string(),
+            line: 1,
+            message: e.to_string(),
+        })?;
     Ok(data.features())
 }
 
 /// Early data from a `Qdlin` matrix (rows of 99 cycle columns). The discharge capacity of a cycle is
-/// its value at 2.0 V (the last row); charge time, temperature and resistance are not in these arrays.
-pub fn early_data_from_qdlin(rows: &[Vec<f64>], window: u32) -> Result<EarlyData, PredictError> {
+/// the cycler's (`capacities`, cycle 1 first) when given, else the array's value at 2.0 V (the last
+/// row); charge time, temperature and resistance are not in these arrays.
+pub fn early_data_from_qdlin(
+    rows: &[Vec<f64>],
+    window: u32,
+    capacities: Option<&[f64]>,
+) -> Result<EarlyData, PredictError> {
     if rows.len() != VOLTAGE_GRID_POINTS || rows.iter().any(|r| r.len() != COLUMNS) {
         return Err(PredictError::MissingData(format!(
             "expected a {VOLTAGE_GRID_POINTS} × {COLUMNS} matrix"
@@ -126,7 +215,9 @@ pub fn early_data_from_qdlin(rows: &[Vec<f64>], window: u32) -> Result<EarlyData
     let last_row = &rows[VOLTAGE_GRID_POINTS - 1];
     let discharge_capacity_ah = (1..=window)
         .map(|c| {
-            if c < FIRST_CYCLE {
+            if let Some(measured) = capacities {
+                measured.get(c as usize - 1).copied().unwrap_or(f64::NAN)
+            } else if c < FIRST_CYCLE {
                 f64::NAN
             } else {
                 last_row[(c - FIRST_CYCLE) as usize]

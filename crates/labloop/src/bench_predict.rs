@@ -32,7 +32,7 @@ pub fn predict(args: &PredictBenchArgs) -> Result<()> {
     let started = Instant::now();
     let mut features = Vec::with_capacity(arrays.len());
     for rows in &arrays {
-        features.push(severson::early_data_from_qdlin(rows, 100)?.features());
+        features.push(severson::early_data_from_qdlin(rows, 100, None)?.features());
     }
     let featurize_cells_per_s = arrays.len() as f64 / started.elapsed().as_secs_f64();
     let batch: Vec<FeatureSet> = features.iter().cycle().take(args.batch).cloned().collect();

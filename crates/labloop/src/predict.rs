@@ -35,6 +35,12 @@ pub struct LabelledArgs {
     /// One cycle life per line; line N belongs to cellN.csv.
     #[arg(long, requires = "cells")]
     lives: Option<PathBuf>,
+    /// The cycler's per-cycle discharge capacities (Ah): one row per cell used (after `--exclude`),
+    /// in cell order, column k = cycle k, NaN where not measured (the layout of Severson et al.'s
+    /// `capacity_per_cycle_*.csv`). Without them a cycle's capacity is read off the array at 2.0 V,
+    /// which misses the constant-voltage tail; train and evaluate a model the same way.
+    #[arg(long, requires = "cells")]
+    capacities: Option<PathBuf>,
     /// Or a store: the cells of `--campaign` whose end of life was observed (a `cycle_to_eol` step),
     /// with their early cycle records.
     #[arg(long, conflicts_with_all = ["cells", "lives"], requires = "campaign")]
@@ -57,7 +63,15 @@ impl LabelledArgs {
                 labloop_store::redact(store)
             ),
             (_, _, Some(cells), Some(lives)) => {
-                format!("{} (lives {})", cells.display(), lives.display())
+                let capacities = self.capacities.as_ref().map_or_else(
+                    || "capacities at 2.0 V".to_owned(),
+                    |c| format!("capacities {}", c.display()),
+                );
+                format!(
+                    "{} (lives {}, {capacities})",
+                    cells.display(),
+                    lives.display()
+                )
             }
             _ => "?".to_owned(),
         };
@@ -117,6 +131,12 @@ pub struct RunArgs {
     /// Folder of cellN.csv Qdlin arrays.
     #[arg(long)]
     cells: PathBuf,
+    /// The cycler's per-cycle discharge capacities, one row per cell used (as for `eval`).
+    #[arg(long)]
+    capacities: Option<PathBuf>,
+    /// Leave a cell out, by name.
+    #[arg(long)]
+    exclude: Vec<String>,
     /// Backend for neural models: cpu, gpu or auto.
     #[arg(long, default_value = "auto")]
     backend: Backend,
@@ -137,7 +157,16 @@ pub fn run(command: &PredictCommand) -> Result<()> {
 fn labelled(data: &LabelledArgs, window: u32) -> Result<Vec<(String, LabelledCell)>> {
     let cells = match (&data.store, &data.campaign, &data.cells, &data.lives) {
         (Some(store), Some(campaign), _, _) => from_store(store, campaign, window)?,
-        (_, _, Some(cells), Some(lives)) => severson::load_labelled(cells, lives, window)?,
+        (_, _, Some(cells), Some(lives)) => {
+            // Exclusions are applied while loading: capacity rows follow the cells used.
+            return Ok(severson::ArraySet {
+                cells,
+                lives,
+                capacities: data.capacities.as_deref(),
+                exclude: &data.exclude,
+            }
+            .load(window)?);
+        }
         _ => bail!("give --cells and --lives, or --store and --campaign"),
     };
     for name in &data.exclude {
@@ -384,7 +413,12 @@ fn print_table(name: &str, m: &Metrics, published: Option<f64>) {
 
 fn predict(args: &RunArgs) -> Result<()> {
     let model = load(&args.model, args.backend)?;
-    let cells = severson::load_unlabelled(&args.cells, model.window())?;
+    let cells = severson::load_unlabelled(
+        &args.cells,
+        model.window(),
+        args.capacities.as_deref(),
+        &args.exclude,
+    )?;
     let features: Vec<FeatureSet> = cells.iter().map(|(_, f)| f.clone()).collect();
     let predictions = model.predict(&features)?;
     if args.json {
