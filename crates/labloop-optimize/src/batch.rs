@@ -275,7 +275,26 @@ pub struct Ranked {
     pub sd: f64,
 }
 
-/// All candidates, best posterior mean first.
+impl Ranked {
+    /// The conservative value a recommendation is judged by: `mean − RECOMMENDATION_SIGMAS × sd`.
+    pub fn lower_bound(&self) -> f64 {
+        self.mean - RECOMMENDATION_SIGMAS * self.sd
+    }
+}
+
+/// How many posterior standard deviations a candidate's mean is discounted by when recommending.
+///
+/// The candidate with the highest posterior mean is, among many noisy ones, most often one whose
+/// mean is inflated by noise or by extrapolation from few cells (the optimiser's curse); a lab
+/// wants the protocol it can be sure is good. Ranking by a two-σ lower bound prefers candidates
+/// the data have pinned down. Measured with `labloop bench optimize` (50 seeds, 4 rounds of 48):
+/// discounting by 0, 0.5, 1 and 2 σ, 2 σ gave the best recommendations both against the CLO
+/// table (noise σ 164) and against the simulator.
+pub const RECOMMENDATION_SIGMAS: f64 = 2.0;
+
+/// All candidates, the most assuredly good first: by the lower bound
+/// `mean − RECOMMENDATION_SIGMAS × sd` of the posterior (see [`RECOMMENDATION_SIGMAS`]); the first is
+/// the recommendation.
 pub fn rank(gp: &GaussianProcess, candidates: &[Vec<f64>]) -> Vec<Ranked> {
     let mut ranked: Vec<Ranked> = gp
         .predict(candidates)
@@ -284,10 +303,14 @@ pub fn rank(gp: &GaussianProcess, candidates: &[Vec<f64>]) -> Vec<Ranked> {
         .map(|(index, (mean, var))| Ranked {
             index,
             mean,
-            sd: var.sqrt(),
+            sd: var.max(0.0).sqrt(),
         })
         .collect();
-    ranked.sort_by(|a, b| b.mean.total_cmp(&a.mean).then(a.index.cmp(&b.index)));
+    ranked.sort_by(|a, b| {
+        b.lower_bound()
+            .total_cmp(&a.lower_bound())
+            .then(a.index.cmp(&b.index))
+    });
     ranked
 }
 
@@ -404,6 +427,50 @@ mod tests {
             restarts: 2,
             seed: 3,
         }
+    }
+
+    #[test]
+    fn the_recommendation_is_the_candidate_the_data_pin_down() {
+        // Two distant candidates: one measured ten times around 1000, one measured once at 1100
+        // with the same noise. The lone high reading has the better mean but the worse two-σ
+        // lower bound; the ranking is by the bound.
+        let candidates = vec![vec![0.0], vec![1.0]];
+        let mut observations: Vec<Observation> = (0..10)
+            .map(|k| Observation {
+                x: vec![0.0],
+                y: 1000.0 + if k % 2 == 0 { 20.0 } else { -20.0 },
+                noise_var: 100.0 * 100.0,
+            })
+            .collect();
+        observations.push(Observation {
+            x: vec![1.0],
+            y: 1100.0,
+            noise_var: 100.0 * 100.0,
+        });
+        let options = FitOptions {
+            kernel: KernelKind::Matern52,
+            bounds: vec![(0.0, 1.0)],
+            restarts: 1,
+            seed: 1,
+        };
+        let hyper = Hyperparameters {
+            length_scales: vec![0.1],
+            signal_var: 1.0,
+            noise_var: 1e-6,
+            log_marginal_likelihood: 0.0,
+        };
+        let gp = GaussianProcess::with_hyperparameters(&observations, &options, &hyper).unwrap();
+        let ranked = rank(&gp, &candidates);
+        let lone = ranked.iter().find(|r| r.index == 1).unwrap();
+        let pinned = ranked.iter().find(|r| r.index == 0).unwrap();
+        assert!(lone.mean > pinned.mean, "{ranked:?}");
+        assert_eq!(ranked[0].index, 0, "{ranked:?}");
+        assert!(ranked[0].lower_bound() > ranked[1].lower_bound());
+        let (best, _) = crate::best_probability(&gp, &candidates, 200, 1);
+        assert_eq!(
+            best, 0,
+            "the stopping rule speaks of the same recommendation"
+        );
     }
 
     #[test]

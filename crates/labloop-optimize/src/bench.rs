@@ -17,11 +17,11 @@ use std::time::Instant;
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
     /// labloop's default: GP with fitted hyperparameters, Thompson-sampling batches, recommendation by
-    /// posterior mean.
+    /// the posterior's two-σ lower bound ([`crate::rank`]).
     Labloop,
     /// The published closed-loop algorithm (BayesGap, Attia et al. 2020).
     CloReference,
-    /// Uniformly random batches; recommendation by labloop's GP posterior mean.
+    /// Uniformly random batches; recommendation as labloop's ([`crate::rank`]).
     Random,
 }
 
@@ -175,6 +175,8 @@ pub struct Summary {
     pub cells_to_target_iqr: (Option<f64>, Option<f64>),
     /// Seeds that reached the target within the budget.
     pub reached_target: usize,
+    /// Fraction of seeds whose recommendation is within the tolerance after each round.
+    pub reached_per_round: Vec<f64>,
     /// Mean true value of the recommendation after each round.
     pub mean_true_value_per_round: Vec<f64>,
     /// Mean simple regret (true best − true value of the recommendation) after each round.
@@ -233,6 +235,12 @@ pub fn summarize(
         median_cells_to_target: quantile(0.5),
         cells_to_target_iqr: (quantile(0.25), quantile(0.75)),
         reached_target: cells.iter().filter(|c| c.is_finite()).count(),
+        reached_per_round: (0..rounds)
+            .map(|k| {
+                replays.iter().filter(|r| r.true_value[k] >= target).count() as f64
+                    / replays.len() as f64
+            })
+            .collect(),
         mean_simple_regret_per_round: mean_per_round.iter().map(|v| best - v).collect(),
         mean_true_value_per_round: mean_per_round,
         median_suggest_ms: latencies.get(latencies.len() / 2).map_or(0.0, |s| s * 1e3),
@@ -304,6 +312,7 @@ mod tests {
         assert_eq!(s.median_cells_to_target, Some(20.0));
         assert_eq!(s.cells_to_target_iqr, (Some(15.0), None));
         assert_eq!(s.mean_true_value_per_round, vec![200.0 / 3.0, 290.0 / 3.0]);
+        assert_eq!(s.reached_per_round, vec![1.0 / 3.0, 2.0 / 3.0]);
         assert!((s.median_suggest_ms - 1.0).abs() < 1e-9);
     }
 }

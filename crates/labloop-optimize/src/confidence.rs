@@ -1,5 +1,5 @@
-//! How sure the surrogate is of its recommendation: the posterior probability that the candidate with
-//! the best posterior mean is truly the best, estimated from joint posterior draws. Campaigns stop on
+//! How sure the surrogate is of its recommendation: the posterior probability that the recommended
+//! candidate (the first of [`crate::rank`]) is truly the best, estimated from joint posterior draws. Campaigns stop on
 //! it ("stop once the best is known with 95 % confidence").
 
 use crate::gp::GaussianProcess;
@@ -11,7 +11,8 @@ use rand_distr::{Distribution, StandardNormal};
 /// Candidates considered as rivals: the best by an optimistic bound (mean + 3 sd).
 const RIVALS: usize = 64;
 
-/// The recommended candidate (best posterior mean, larger is better) and the fraction of `draws`
+/// The recommended candidate (the best two-σ lower bound, as [`crate::rank`] orders them; larger is
+/// better) and the fraction of `draws`
 /// joint posterior samples in which it is the best of the rivals.
 pub fn best_probability(
     gp: &GaussianProcess,
@@ -23,8 +24,10 @@ pub fn best_probability(
         return (0, 0.0);
     }
     let marginals = gp.predict(candidates);
+    let lower =
+        |i: usize| marginals[i].0 - crate::RECOMMENDATION_SIGMAS * marginals[i].1.max(0.0).sqrt();
     let best = (0..candidates.len())
-        .max_by(|&a, &b| marginals[a].0.total_cmp(&marginals[b].0))
+        .max_by(|&a, &b| lower(a).total_cmp(&lower(b)).then(b.cmp(&a)))
         .expect("not empty");
     let mut order: Vec<usize> = (0..candidates.len()).collect();
     order.sort_by(|&a, &b| {

@@ -11,7 +11,7 @@
 //!   no data yet, a representative (greedy k-medoids) design.
 //! - [`Space`]: continuous, integer and categorical parameters, linear constraints and a mixture
 //!   simplex, searched through seeded sets of feasible points.
-//! - [`rank`]: candidates by posterior mean, for the campaign's recommendation.
+//! - [`rank`]: candidates by a two-σ lower bound of the posterior, for the campaign's recommendation.
 //! - [`bayesgap_batch`]: the published closed-loop algorithm (Attia et al. 2020) as a reference, and
 //!   [`bench`]: replays of campaigns against a ground truth to compare strategies.
 //!
@@ -26,7 +26,9 @@ mod kernel;
 mod logei;
 mod space;
 
-pub use batch::{Acquisition, BatchRequest, Ranked, Suggestion, rank, suggest_batch};
+pub use batch::{
+    Acquisition, BatchRequest, RECOMMENDATION_SIGMAS, Ranked, Suggestion, rank, suggest_batch,
+};
 pub use bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 pub use confidence::best_probability;
 pub use gp::{FitOptions, GaussianProcess, Hyperparameters, Observation, bounds_of};

@@ -348,4 +348,13 @@ fn print(args: &BenchArgs, summaries: &[Summary], truth: &[f64]) {
             s.median_suggest_ms
         );
     }
+    println!("\nshare of seeds whose recommendation is within 3 % after each round:");
+    for s in summaries {
+        let shares: Vec<String> = s
+            .reached_per_round
+            .iter()
+            .map(|f| format!("{:>4.0} %", 100.0 * f))
+            .collect();
+        println!("{:<14} {}", s.strategy.name(), shares.join(" "));
+    }
 }

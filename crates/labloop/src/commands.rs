@@ -515,7 +515,7 @@ fn execute(
         ("candidates", "candidate")
     };
     println!(
-        "Lifetime model: {}. Best {what} by the surrogate's mean cycle life:",
+        "Lifetime model: {}. Best {what}, the most assuredly good first (predicted life − 2σ):",
         result.model
     );
     println!();
