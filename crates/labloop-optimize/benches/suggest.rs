@@ -5,10 +5,15 @@
 //! - `distinct-N`: N noisy observations at distinct random points of the unit 4-cube, 2 000 random
 //!   candidates: the cost when nothing pools.
 //!
+//! - `update-N`: one new observation into a process conditioned on N distinct inputs, by
+//!   `GaussianProcess::updated` (the factor grows by a row) against conditioning afresh with the
+//!   same hyperparameters (`GaussianProcess::with_hyperparameters`).
+//!
 //! Prints the median of 5 runs per case, single-threaded, and — when `python3 -c 'import botorch'`
 //! works — BoTorch's time on the same data (`benches/botorch_suggest.py`, one thread) and the ratio.
 use labloop_optimize::{
-    Acquisition, BatchRequest, FitOptions, KernelKind, Observation, bounds_of, suggest_batch,
+    Acquisition, BatchRequest, FitOptions, GaussianProcess, KernelKind, Observation, bounds_of,
+    suggest_batch,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -107,6 +112,50 @@ fn time_case(name: &str, candidates: &[Vec<f64>], observations: &[Observation]) 
     );
 }
 
+fn median_ms(mut run: impl FnMut()) -> f64 {
+    let mut times: Vec<f64> = (0..5)
+        .map(|_| {
+            let t = Instant::now();
+            run();
+            t.elapsed().as_secs_f64() * 1e3
+        })
+        .collect();
+    times.sort_by(f64::total_cmp);
+    times[2]
+}
+
+fn time_update(n: usize, rng: &mut StdRng) {
+    let observation = |rng: &mut StdRng| {
+        let x: Vec<f64> = (0..4).map(|_| rng.random_range(3.0..7.0)).collect();
+        Observation {
+            y: truth(&x) + rng.random_range(-160.0..160.0),
+            x,
+            noise_var: 164.0 * 164.0,
+        }
+    };
+    let mut observations: Vec<Observation> = (0..n).map(|_| observation(rng)).collect();
+    let options = FitOptions {
+        kernel: KernelKind::Matern52,
+        bounds: vec![(3.0, 7.0); 4],
+        restarts: 1,
+        seed: 1,
+    };
+    let gp = GaussianProcess::fit(&observations, &options).expect("a fit");
+    let arrival = observation(rng);
+    let update = median_ms(|| {
+        gp.updated(&arrival).expect("an update");
+    });
+    observations.push(arrival);
+    let afresh = median_ms(|| {
+        GaussianProcess::with_hyperparameters(&observations, &options, gp.hyperparameters())
+            .expect("conditioned");
+    });
+    println!(
+        "update-{n:<7} one observation into {n} distinct inputs: updated {update:>7.2} ms, conditioned afresh {afresh:>8.2} ms ({:.0}x)",
+        afresh / update
+    );
+}
+
 fn main() {
     let mut rng = StdRng::seed_from_u64(7);
     let clo = clo_candidates();
@@ -136,5 +185,8 @@ fn main() {
             })
             .collect();
         time_case(&format!("distinct-{n}"), &points, &observations);
+    }
+    for n in [500, 2000] {
+        time_update(n, &mut rng);
     }
 }

@@ -67,14 +67,17 @@ pub struct Hyperparameters {
 /// A Gaussian process conditioned on observations.
 #[derive(Clone, Debug)]
 pub struct GaussianProcess {
-    kernel: KernelKind,
-    bounds: Vec<(f64, f64)>,
-    x: Vec<Vec<f64>>,
-    y_mean: f64,
-    y_std: f64,
-    hyper: Hyperparameters,
-    chol: Cholesky<f64, Dyn>,
-    alpha: DVector<f64>,
+    pub(crate) kernel: KernelKind,
+    pub(crate) bounds: Vec<(f64, f64)>,
+    /// Distinct inputs, scaled to the unit box.
+    pub(crate) x: Vec<Vec<f64>>,
+    /// Per distinct input: (standardised y, standardised known noise variance) of each observation.
+    pub(crate) members: Vec<Vec<(f64, f64)>>,
+    pub(crate) y_mean: f64,
+    pub(crate) y_std: f64,
+    pub(crate) hyper: Hyperparameters,
+    pub(crate) chol: Cholesky<f64, Dyn>,
+    pub(crate) alpha: DVector<f64>,
 }
 
 /// Distinct inputs the hyperparameters are fitted on at most (see [`GaussianProcess::fit`]).
@@ -148,6 +151,7 @@ impl GaussianProcess {
             kernel: options.kernel,
             bounds: options.bounds.clone(),
             x: data.x,
+            members: data.members,
             y_mean: data.y_mean,
             y_std: data.y_std,
             hyper: Hyperparameters {
@@ -159,6 +163,51 @@ impl GaussianProcess {
             chol,
             alpha,
         })
+    }
+
+    /// Conditions again on this process's data (inputs, members, normalisation) with its
+    /// hyperparameters: after its data changed in place.
+    pub(crate) fn reconditioned(&self) -> Result<Self, OptimizeError> {
+        let data = Data {
+            kernel: self.kernel,
+            d: self.bounds.len(),
+            x: self.x.clone(),
+            members: self.members.clone(),
+            y_mean: self.y_mean,
+            y_std: self.y_std,
+        };
+        let options = FitOptions {
+            kernel: self.kernel,
+            bounds: self.bounds.clone(),
+            restarts: 0,
+            seed: 0,
+        };
+        let h = &self.hyper;
+        let theta: Vec<f64> = h
+            .length_scales
+            .iter()
+            .map(|l| l.ln())
+            .chain([h.signal_var.ln(), h.noise_var.ln()])
+            .collect();
+        Self::condition(data, &options, &theta)
+    }
+
+    /// The log marginal likelihood of this process's data under its hyperparameters, given its
+    /// factor and weights (replicates' within-group part included).
+    pub(crate) fn log_marginal_likelihood_now(&self) -> f64 {
+        let data = Data {
+            kernel: self.kernel,
+            d: self.bounds.len(),
+            x: Vec::new(),
+            members: self.members.clone(),
+            y_mean: self.y_mean,
+            y_std: self.y_std,
+        };
+        let pooled = data.pooled(self.hyper.noise_var);
+        -0.5 * pooled.y.dot(&self.alpha)
+            - log_det_half(&self.chol)
+            - 0.5 * self.x.len() as f64 * (2.0 * std::f64::consts::PI).ln()
+            + pooled.log_within
     }
 
     /// The fitted hyperparameters.
@@ -254,6 +303,9 @@ impl Data {
                     got: o.x.len(),
                     expected: d,
                 });
+            }
+            if o.x.iter().any(|v| !v.is_finite()) {
+                return Err(OptimizeError::NotFinite { index, what: "x" });
             }
             if !o.y.is_finite() {
                 return Err(OptimizeError::NotFinite { index, what: "y" });

@@ -25,6 +25,7 @@ mod gp;
 mod kernel;
 mod logei;
 mod space;
+mod update;
 
 pub use batch::{
     Acquisition, BatchRequest, RECOMMENDATION_SIGMAS, Ranked, Suggestion, rank, suggest_batch,
