@@ -903,3 +903,47 @@ impl Drop for AbortOnDrop {
         self.0.abort();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use labloop_store::PredictionRow;
+
+    fn row(observed: Option<(f64, bool)>) -> ObservationRow {
+        ObservationRow {
+            experiment_id: "c-r0-e0".into(),
+            round: 0,
+            candidate_index: 1,
+            protocol_label: "4.8-5.2-4.8-4.46".into(),
+            prediction: PredictionRow {
+                model: "severson-variance".into(),
+                cycle_life: 900.0,
+                sigma: 120.0,
+                log10_life: 900f64.log10(),
+                sigma_log10: 0.06,
+                features_json: "{}".into(),
+            },
+            observed,
+        }
+    }
+
+    /// Multi-fidelity: the early prediction is an observation with its σ until the cell's own end of
+    /// life arrives and replaces it (a censored life stays less certain); a minimised objective flips
+    /// sign, never σ.
+    #[test]
+    fn an_observed_life_replaces_the_prediction() {
+        let inputs = vec![vec![3.6], vec![4.8]];
+        let predicted = to_observation(&row(None), &inputs, 1.0);
+        assert_eq!((predicted.x, predicted.y), (vec![4.8], 900.0));
+        assert!((predicted.noise_var - 120.0 * 120.0).abs() < 1e-9);
+        let observed = to_observation(&row(Some((1000.0, false))), &inputs, 1.0);
+        assert_eq!(observed.y, 1000.0);
+        assert!((observed.noise_var - 20.0 * 20.0).abs() < 1e-9);
+        let censored = to_observation(&row(Some((1000.0, true))), &inputs, -1.0);
+        assert_eq!(censored.y, -1000.0);
+        assert!((censored.noise_var - 150.0 * 150.0).abs() < 1e-9);
+        assert!(
+            observed.noise_var < censored.noise_var && censored.noise_var < predicted.noise_var
+        );
+    }
+}
