@@ -9,6 +9,7 @@ use nalgebra::{Cholesky, DMatrix, DVector, Dyn};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
 use serde::{Deserialize, Serialize};
+use std::cell::RefCell;
 
 /// One measured point: inputs in the space's own units, the objective, and the variance of its
 /// measurement noise (e.g. the predictor's σ², in objective units squared; 0 when exact).
@@ -482,47 +483,57 @@ impl Data {
     }
 }
 
-impl CostFunction for Data {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, theta: &Vec<f64>) -> Result<f64, ArgminError> {
-        // An unfactorisable covariance is a wall the line search backs away from.
-        Ok(self.cost_and_gradient(theta).map_or(1e300, |(c, _)| c))
-    }
-}
-
-impl Gradient for Data {
-    type Param = Vec<f64>;
-    type Gradient = Vec<f64>;
-    fn gradient(&self, theta: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
-        Ok(self
-            .cost_and_gradient(theta)
-            .map_or_else(|| vec![0.0; theta.len()], |(_, g)| g))
-    }
-}
-
 fn minimise(data: &Data, init: Vec<f64>) -> Option<Vec<f64>> {
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 7);
-    let result = Executor::new(data, solver)
+    let objective = Objective {
+        data,
+        last: RefCell::new(None),
+    };
+    let result = Executor::new(objective, solver)
         .configure(|s| s.param(init).max_iters(60))
         .run()
         .ok()?;
     result.state().best_param.clone()
 }
 
-impl CostFunction for &Data {
-    type Param = Vec<f64>;
-    type Output = f64;
-    fn cost(&self, theta: &Vec<f64>) -> Result<f64, ArgminError> {
-        (*self).cost(theta)
+/// The fit's objective for argmin. The line search asks for the cost and then the gradient at the
+/// same point, and both come from one factorisation: the last point's pair is kept.
+struct Objective<'a> {
+    data: &'a Data,
+    #[allow(clippy::type_complexity)]
+    last: RefCell<Option<(Vec<f64>, Option<(f64, Vec<f64>)>)>>,
+}
+
+impl Objective<'_> {
+    fn at(&self, theta: &[f64]) -> Option<(f64, Vec<f64>)> {
+        let mut last = self.last.borrow_mut();
+        if let Some((at, value)) = last.as_ref()
+            && at.as_slice() == theta
+        {
+            return value.clone();
+        }
+        let value = self.data.cost_and_gradient(theta);
+        *last = Some((theta.to_vec(), value.clone()));
+        value
     }
 }
 
-impl Gradient for &Data {
+impl CostFunction for Objective<'_> {
+    type Param = Vec<f64>;
+    type Output = f64;
+    fn cost(&self, theta: &Vec<f64>) -> Result<f64, ArgminError> {
+        // An unfactorisable covariance is a wall the line search backs away from.
+        Ok(self.at(theta).map_or(1e300, |(c, _)| c))
+    }
+}
+
+impl Gradient for Objective<'_> {
     type Param = Vec<f64>;
     type Gradient = Vec<f64>;
     fn gradient(&self, theta: &Vec<f64>) -> Result<Vec<f64>, ArgminError> {
-        (*self).gradient(theta)
+        Ok(self
+            .at(theta)
+            .map_or_else(|| vec![0.0; theta.len()], |(_, g)| g))
     }
 }
 
