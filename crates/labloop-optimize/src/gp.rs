@@ -166,17 +166,21 @@ impl GaussianProcess {
         })
     }
 
-    /// Conditions again on this process's data (inputs, members, normalisation) with its
-    /// hyperparameters: after its data changed in place.
-    pub(crate) fn reconditioned(&self) -> Result<Self, OptimizeError> {
-        let data = Data {
+    /// This process's data (inputs, members, normalisation), as fitting sees them.
+    fn data(&self) -> Data {
+        Data {
             kernel: self.kernel,
             d: self.bounds.len(),
             x: self.x.clone(),
             members: self.members.clone(),
             y_mean: self.y_mean,
             y_std: self.y_std,
-        };
+        }
+    }
+
+    /// Conditions again on this process's data with its hyperparameters: after its data changed in
+    /// place.
+    pub(crate) fn reconditioned(&self) -> Result<Self, OptimizeError> {
         let options = FitOptions {
             kernel: self.kernel,
             bounds: self.bounds.clone(),
@@ -190,21 +194,18 @@ impl GaussianProcess {
             .map(|l| l.ln())
             .chain([h.signal_var.ln(), h.noise_var.ln()])
             .collect();
-        Self::condition(data, &options, &theta)
+        Self::condition(self.data(), &options, &theta)
+    }
+
+    /// Each distinct input's pooled standardised value: what `alpha` solves for.
+    pub(crate) fn pooled_values(&self) -> DVector<f64> {
+        self.data().pooled(self.hyper.noise_var).y
     }
 
     /// The log marginal likelihood of this process's data under its hyperparameters, given its
     /// factor and weights (replicates' within-group part included).
     pub(crate) fn log_marginal_likelihood_now(&self) -> f64 {
-        let data = Data {
-            kernel: self.kernel,
-            d: self.bounds.len(),
-            x: Vec::new(),
-            members: self.members.clone(),
-            y_mean: self.y_mean,
-            y_std: self.y_std,
-        };
-        let pooled = data.pooled(self.hyper.noise_var);
+        let pooled = self.data().pooled(self.hyper.noise_var);
         -0.5 * pooled.y.dot(&self.alpha)
             - log_det_half(&self.chol)
             - 0.5 * self.x.len() as f64 * (2.0 * std::f64::consts::PI).ln()

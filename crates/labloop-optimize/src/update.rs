@@ -59,8 +59,10 @@ impl GaussianProcess {
         );
         let chol = self.chol.insert_column(n, column);
         let d = chol.l_dirty()[(n, n)];
-        let targets =
-            DVector::from_iterator(n + 1, self.alpha_targets().into_iter().chain([member.0]));
+        let targets = DVector::from_iterator(
+            n + 1,
+            self.pooled_values().iter().copied().chain([member.0]),
+        );
         let mut next = Self {
             kernel: self.kernel,
             bounds: self.bounds.clone(),
@@ -78,24 +80,6 @@ impl GaussianProcess {
         }
         next.hyper.log_marginal_likelihood = next.log_marginal_likelihood_now();
         Ok(next)
-    }
-
-    /// The pooled standardised value of each distinct input (what `alpha` solves for).
-    fn alpha_targets(&self) -> Vec<f64> {
-        let sn2 = self.hyper.noise_var;
-        self.members
-            .iter()
-            .map(|group| {
-                let weights: Vec<f64> = group.iter().map(|(_, v)| 1.0 / (v + sn2)).collect();
-                let total: f64 = weights.iter().sum();
-                group
-                    .iter()
-                    .zip(&weights)
-                    .map(|((y, _), w)| w * y)
-                    .sum::<f64>()
-                    / total
-            })
-            .collect()
     }
 }
 
