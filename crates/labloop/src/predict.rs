@@ -65,7 +65,7 @@ impl LabelledArgs {
             (_, _, Some(cells), Some(lives)) => {
                 let capacities = self.capacities.as_ref().map_or_else(
                     || "capacities at 2.0 V".to_owned(),
-                    |c| format!("capacities {}", c.display()),
+                    |c| format!("cycler capacities {}", c.display()),
                 );
                 format!(
                     "{} (lives {}, {capacities})",
@@ -346,7 +346,47 @@ fn published_rmse(model: &str, outlier_left_out: bool) -> Option<f64> {
     }
 }
 
+/// A model whose capacity features were trained on one kind of capacity (the cycler's, or read off
+/// the arrays at 2.0 V) but is fed the other is biased (~14 mAh on the Severson cells): say so.
+fn warn_on_capacity_mismatch(model: &str, arrays: bool, capacities_given: bool) {
+    let Ok(file) = ModelFile::resolve(model) else {
+        return;
+    };
+    let (features, trained_on) = match &file {
+        ModelFile::Linear(m) => (&m.features, &m.trained_on),
+        ModelFile::Neural(m) => (&m.features, &m.trained_on),
+    };
+    if !arrays || !features.iter().any(|f| f.starts_with("qd_")) {
+        return;
+    }
+    let on_cycler =
+        trained_on.contains("cycler capacities") || trained_on.contains("cells from campaign");
+    let at_2v = trained_on.contains("capacities at 2.0 V");
+    if (on_cycler && !capacities_given) || (at_2v && capacities_given) {
+        let (kind, fix) = if capacities_given {
+            (
+                "the cycler's",
+                "leave out --capacities, or retrain with them",
+            )
+        } else {
+            (
+                "read off the arrays at 2.0 V",
+                "give the cycler's with --capacities, or retrain without",
+            )
+        };
+        eprintln!(
+            "note: {model} reads discharge capacities and was trained on {trained_on}, but these \
+             cells' capacities are {kind}: its predictions are biased; {fix}"
+        );
+    }
+}
+
 fn eval(args: &EvalArgs) -> Result<()> {
+    warn_on_capacity_mismatch(
+        &args.model,
+        args.data.cells.is_some(),
+        args.data.capacities.is_some(),
+    );
     let model = load(&args.model, args.backend)?;
     let cells = labelled(&args.data, model.window())?;
     let labelled: Vec<LabelledCell> = cells.iter().map(|(_, c)| c.clone()).collect();
@@ -412,6 +452,7 @@ fn print_table(name: &str, m: &Metrics, published: Option<f64>) {
 }
 
 fn predict(args: &RunArgs) -> Result<()> {
+    warn_on_capacity_mismatch(&args.model, true, args.capacities.is_some());
     let model = load(&args.model, args.backend)?;
     let cells = severson::load_unlabelled(
         &args.cells,
