@@ -65,6 +65,49 @@ pub struct Hyperparameters {
     pub log_marginal_likelihood: f64,
 }
 
+impl Hyperparameters {
+    /// The log hyperparameters the fit works in: log length scales, log signal and noise variance.
+    fn log_theta(&self) -> Vec<f64> {
+        self.length_scales
+            .iter()
+            .map(|l| l.ln())
+            .chain([self.signal_var.ln(), self.noise_var.ln()])
+            .collect()
+    }
+}
+
+impl Observation {
+    /// Refuses an observation (the `index`-th) of the wrong dimension or with a value that is not a
+    /// finite number.
+    pub(crate) fn check(&self, index: usize, d: usize) -> Result<(), OptimizeError> {
+        if self.x.len() != d {
+            return Err(OptimizeError::Dimension {
+                index,
+                got: self.x.len(),
+                expected: d,
+            });
+        }
+        if self.x.iter().any(|v| !v.is_finite()) {
+            return Err(OptimizeError::NotFinite { index, what: "x" });
+        }
+        if !self.y.is_finite() {
+            return Err(OptimizeError::NotFinite { index, what: "y" });
+        }
+        if !(self.noise_var.is_finite() && self.noise_var >= 0.0) {
+            return Err(OptimizeError::NotFinite {
+                index,
+                what: "noise variance",
+            });
+        }
+        Ok(())
+    }
+
+    /// (y, known noise variance) in the standardised output units of a fit.
+    pub(crate) fn standardised(&self, y_mean: f64, y_std: f64) -> (f64, f64) {
+        ((self.y - y_mean) / y_std, self.noise_var / (y_std * y_std))
+    }
+}
+
 /// A Gaussian process conditioned on observations.
 #[derive(Clone, Debug)]
 pub struct GaussianProcess {
@@ -126,21 +169,18 @@ impl GaussianProcess {
         Self::condition(data, options, &theta)
     }
 
-    /// Conditions on observations with given hyperparameters, without refitting them: cheap, for
-    /// when one observation arrives between fits.
+    /// Conditions on observations with given hyperparameters, without refitting them (for one
+    /// observation added to a fitted process, [`GaussianProcess::updated`] is cheaper).
     pub fn with_hyperparameters(
         observations: &[Observation],
         options: &FitOptions,
         hyper: &Hyperparameters,
     ) -> Result<Self, OptimizeError> {
-        let data = Data::new(observations, options)?;
-        let theta: Vec<f64> = hyper
-            .length_scales
-            .iter()
-            .map(|l| l.ln())
-            .chain([hyper.signal_var.ln(), hyper.noise_var.ln()])
-            .collect();
-        Self::condition(data, options, &theta)
+        Self::condition(
+            Data::new(observations, options)?,
+            options,
+            &hyper.log_theta(),
+        )
     }
 
     fn condition(data: Data, options: &FitOptions, theta: &[f64]) -> Result<Self, OptimizeError> {
@@ -187,14 +227,7 @@ impl GaussianProcess {
             restarts: 0,
             seed: 0,
         };
-        let h = &self.hyper;
-        let theta: Vec<f64> = h
-            .length_scales
-            .iter()
-            .map(|l| l.ln())
-            .chain([h.signal_var.ln(), h.noise_var.ln()])
-            .collect();
-        Self::condition(self.data(), &options, &theta)
+        Self::condition(self.data(), &options, &self.hyper.log_theta())
     }
 
     /// Each distinct input's pooled standardised value: what `alpha` solves for.
@@ -299,25 +332,7 @@ impl Data {
     fn new(observations: &[Observation], options: &FitOptions) -> Result<Self, OptimizeError> {
         let d = options.bounds.len();
         for (index, o) in observations.iter().enumerate() {
-            if o.x.len() != d {
-                return Err(OptimizeError::Dimension {
-                    index,
-                    got: o.x.len(),
-                    expected: d,
-                });
-            }
-            if o.x.iter().any(|v| !v.is_finite()) {
-                return Err(OptimizeError::NotFinite { index, what: "x" });
-            }
-            if !o.y.is_finite() {
-                return Err(OptimizeError::NotFinite { index, what: "y" });
-            }
-            if !(o.noise_var.is_finite() && o.noise_var >= 0.0) {
-                return Err(OptimizeError::NotFinite {
-                    index,
-                    what: "noise variance",
-                });
-            }
+            o.check(index, d)?;
         }
         let n = observations.len().max(1) as f64;
         let y_mean = observations.iter().map(|o| o.y).sum::<f64>() / n;
@@ -338,7 +353,7 @@ impl Data {
                 members.push(Vec::new());
                 x.len() - 1
             });
-            members[g].push(((o.y - y_mean) / y_std, o.noise_var / (y_std * y_std)));
+            members[g].push(o.standardised(y_mean, y_std));
         }
         Ok(Self {
             kernel: options.kernel,

@@ -13,31 +13,9 @@ impl GaussianProcess {
     /// observed input changes that input's pooled value and variance, so the factor is recomputed.
     /// Refit ([`GaussianProcess::fit`]) when a round's data are in: hyperparameters drift.
     pub fn updated(&self, observation: &Observation) -> Result<Self, OptimizeError> {
-        let index = self.members.iter().map(Vec::len).sum();
-        if observation.x.len() != self.bounds.len() {
-            return Err(OptimizeError::Dimension {
-                index,
-                got: observation.x.len(),
-                expected: self.bounds.len(),
-            });
-        }
-        if observation.x.iter().any(|v| !v.is_finite()) {
-            return Err(OptimizeError::NotFinite { index, what: "x" });
-        }
-        if !observation.y.is_finite() {
-            return Err(OptimizeError::NotFinite { index, what: "y" });
-        }
-        if !(observation.noise_var.is_finite() && observation.noise_var >= 0.0) {
-            return Err(OptimizeError::NotFinite {
-                index,
-                what: "noise variance",
-            });
-        }
+        observation.check(self.members.iter().map(Vec::len).sum(), self.bounds.len())?;
         let x = scale(&observation.x, &self.bounds);
-        let member = (
-            (observation.y - self.y_mean) / self.y_std,
-            observation.noise_var / (self.y_std * self.y_std),
-        );
+        let member = observation.standardised(self.y_mean, self.y_std);
         if let Some(g) = self.x.iter().position(|seen| *seen == x) {
             let mut next = self.clone();
             next.members[g].push(member);
@@ -128,10 +106,7 @@ mod tests {
         for o in &arrivals {
             updated = updated.updated(o).unwrap();
             let x = crate::gp::scale(&o.x, &reference.bounds);
-            let member = (
-                (o.y - reference.y_mean) / reference.y_std,
-                o.noise_var / reference.y_std.powi(2),
-            );
+            let member = o.standardised(reference.y_mean, reference.y_std);
             match reference.x.iter().position(|seen| *seen == x) {
                 Some(g) => reference.members[g].push(member),
                 None => {

@@ -294,9 +294,19 @@ fn train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// A model file or a built-in model, with the backend for neural ones.
-fn load(model: &str, backend: Backend) -> Result<Box<dyn Predictor>> {
-    Ok(match ModelFile::resolve(model)? {
+/// A model file or a built-in model, with the backend for neural ones. `array_capacities` says,
+/// for cells read from arrays, whether the cycler's capacities were given (see
+/// [`warn_on_capacity_mismatch`]); `None` for cells from a store.
+fn load(
+    model: &str,
+    backend: Backend,
+    array_capacities: Option<bool>,
+) -> Result<Box<dyn Predictor>> {
+    let file = ModelFile::resolve(model)?;
+    if let Some(capacities_given) = array_capacities {
+        warn_on_capacity_mismatch(model, &file, capacities_given);
+    }
+    Ok(match file {
         ModelFile::Linear(m) => Box::new(m),
         ModelFile::Neural(m) => {
             let compute = Compute::select(backend).map_err(anyhow::Error::msg)?;
@@ -348,15 +358,12 @@ fn published_rmse(model: &str, outlier_left_out: bool) -> Option<f64> {
 
 /// A model whose capacity features were trained on one kind of capacity (the cycler's, or read off
 /// the arrays at 2.0 V) but is fed the other is biased (~14 mAh on the Severson cells): say so.
-fn warn_on_capacity_mismatch(model: &str, arrays: bool, capacities_given: bool) {
-    let Ok(file) = ModelFile::resolve(model) else {
-        return;
-    };
-    let (features, trained_on) = match &file {
+fn warn_on_capacity_mismatch(model: &str, file: &ModelFile, capacities_given: bool) {
+    let (features, trained_on) = match file {
         ModelFile::Linear(m) => (&m.features, &m.trained_on),
         ModelFile::Neural(m) => (&m.features, &m.trained_on),
     };
-    if !arrays || !features.iter().any(|f| f.starts_with("qd_")) {
+    if !features.iter().any(|f| f.starts_with("qd_")) {
         return;
     }
     let on_cycler =
@@ -382,12 +389,12 @@ fn warn_on_capacity_mismatch(model: &str, arrays: bool, capacities_given: bool) 
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {
-    warn_on_capacity_mismatch(
+    let arrays = args.data.cells.is_some();
+    let model = load(
         &args.model,
-        args.data.cells.is_some(),
-        args.data.capacities.is_some(),
-    );
-    let model = load(&args.model, args.backend)?;
+        args.backend,
+        arrays.then_some(args.data.capacities.is_some()),
+    )?;
     let cells = labelled(&args.data, model.window())?;
     let labelled: Vec<LabelledCell> = cells.iter().map(|(_, c)| c.clone()).collect();
     let features: Vec<FeatureSet> = labelled.iter().map(|c| c.features.clone()).collect();
@@ -452,8 +459,7 @@ fn print_table(name: &str, m: &Metrics, published: Option<f64>) {
 }
 
 fn predict(args: &RunArgs) -> Result<()> {
-    warn_on_capacity_mismatch(&args.model, true, args.capacities.is_some());
-    let model = load(&args.model, args.backend)?;
+    let model = load(&args.model, args.backend, Some(args.capacities.is_some()))?;
     let cells = severson::load_unlabelled(
         &args.cells,
         model.window(),
