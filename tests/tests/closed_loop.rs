@@ -104,7 +104,7 @@ async fn loop_finds_a_top_protocol_and_stores_every_cycle() {
     let rounds = store.rounds(&result.campaign).await.unwrap();
     assert_eq!(
         rounds.iter().map(|r| r.1.as_str()).collect::<Vec<_>>(),
-        ["medoid-design", "gp-thompson", "gp-thompson", "gp-thompson"]
+        ["medoid-design", "gp-kg", "gp-kg", "gp-kg"]
     );
     assert!(
         rounds[1].2.contains("\"hyperparameters\"") && rounds[1].2.contains("severson-variance")

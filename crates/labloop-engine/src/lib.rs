@@ -19,6 +19,7 @@ mod remote;
 mod runner;
 pub mod safety;
 pub use remote::POLL as REQUEST_POLL;
+pub mod optimizer_settings;
 mod steps;
 
 pub use design::Candidates;

@@ -5,18 +5,17 @@ use crate::channels::ChannelPool;
 use crate::context::Context;
 use crate::design::Candidates;
 use crate::experiment::{ExperimentRun, RunEnd};
+use crate::optimizer_settings;
 use crate::ownership::Ownership;
 use labloop_core::{ExperimentId, ExperimentState};
 use labloop_drivers::{CellBuilder, Cycler};
 use labloop_optimize::{
-    Acquisition, BatchRequest, FitOptions, GaussianProcess, KernelKind, Observation, Ranked,
-    best_probability, bounds_of, rank, suggest_batch,
+    BatchRequest, FitOptions, GaussianProcess, Observation, Ranked, best_probability, rank,
+    suggest_batch,
 };
 use labloop_predict::{LinearModel, ModelFile, Predictor, builtin_model};
 use labloop_store::{NewExperiment, ObservationRow, Store};
-use labloop_workflow::{
-    AcquisitionSpec, Direction, InitialDesign, KernelSpec, OptimizerKind, Workflow,
-};
+use labloop_workflow::{Direction, InitialDesign, OptimizerKind, Workflow};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
@@ -367,15 +366,7 @@ impl CampaignRunner {
             ));
         }
         let inputs: Arc<Vec<Vec<f64>>> = Arc::new(candidates.inputs.clone());
-        let fit = FitOptions {
-            kernel: match wf.optimizer.kernel {
-                KernelSpec::Matern52 => KernelKind::Matern52,
-                KernelSpec::Rbf => KernelKind::Rbf,
-            },
-            bounds: bounds_of(&inputs),
-            restarts: wf.optimizer.restarts as usize,
-            seed: wf.campaign.seed,
-        };
+        let fit = optimizer_settings::fit_options(&wf, &inputs);
         let sign = match wf.campaign.objective.direction {
             Direction::Maximize => 1.0,
             Direction::Minimize => -1.0,
@@ -716,11 +707,7 @@ impl CampaignRunner {
                 serde_json::json!({"seed": seed}),
             )
         } else {
-            let acquisition = match wf.optimizer.acquisition {
-                AcquisitionSpec::Thompson => Acquisition::Thompson,
-                AcquisitionSpec::Ucb => Acquisition::Ucb,
-                AcquisitionSpec::LogEi => Acquisition::LogEi,
-            };
+            let acquisition = optimizer_settings::acquisition(wf);
             let exploration = wf.optimizer.exploration;
             let round_fit = FitOptions {
                 seed,

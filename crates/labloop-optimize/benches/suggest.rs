@@ -1,7 +1,8 @@
 //! Latency of choosing a batch of 48 (`cargo bench -p labloop-optimize --bench suggest`).
 //!
 //! - `clo-2000`: the 224 CLO protocols (4 inputs: every step's C-rate), 2 000 noisy observations
-//!   spread over them (a long campaign with replicates), Thompson sampling.
+//!   spread over them (a long campaign with replicates), Thompson sampling and the knowledge
+//!   gradient.
 //! - `distinct-N`: N noisy observations at distinct random points of the unit 4-cube, 2 000 random
 //!   candidates: the cost when nothing pools.
 //!
@@ -76,13 +77,19 @@ fn botorch_ms(candidates: &[Vec<f64>], observations: &[Observation]) -> Option<f
     String::from_utf8_lossy(&out.stdout).trim().parse().ok()
 }
 
-fn time_case(name: &str, candidates: &[Vec<f64>], observations: &[Observation]) {
+/// Times one case; BoTorch (qLogNEI) is run beside Thompson sampling only (it takes minutes).
+fn time_case(
+    name: &str,
+    candidates: &[Vec<f64>],
+    observations: &[Observation],
+    acquisition: Acquisition,
+) {
     let request = BatchRequest {
         candidates,
         observations,
         pending: &[],
         batch_size: 48,
-        acquisition: Acquisition::Thompson,
+        acquisition,
         exploration: 0.0,
         fit: FitOptions {
             kernel: KernelKind::Matern52,
@@ -101,12 +108,20 @@ fn time_case(name: &str, candidates: &[Vec<f64>], observations: &[Observation]) 
         .collect();
     times.sort_by(f64::total_cmp);
     let ours = times[2];
-    let reference = match botorch_ms(candidates, observations) {
-        Some(ms) => format!("BoTorch qLogNEI {ms:>9.1} ms = {:.1}x labloop", ms / ours),
-        None => "BoTorch not installed (pip install botorch): no comparison".into(),
+    let reference = if acquisition != Acquisition::Thompson {
+        String::new()
+    } else {
+        match botorch_ms(candidates, observations) {
+            Some(ms) => format!("BoTorch qLogNEI {ms:>9.1} ms = {:.1}x labloop", ms / ours),
+            None => "BoTorch not installed (pip install botorch): no comparison".into(),
+        }
+    };
+    let method = match acquisition {
+        Acquisition::KnowledgeGradient => "kg",
+        _ => "thompson",
     };
     println!(
-        "{name:<14} {:>5} observations {:>5} candidates  labloop median {ours:>7.1} ms   {reference}",
+        "{name:<14} {:>5} observations {:>5} candidates {method:>8}  labloop median {ours:>7.1} ms   {reference}",
         observations.len(),
         candidates.len()
     );
@@ -169,7 +184,9 @@ fn main() {
             }
         })
         .collect();
-    time_case("clo-2000", &clo, &observations);
+    for acquisition in [Acquisition::Thompson, Acquisition::KnowledgeGradient] {
+        time_case("clo-2000", &clo, &observations, acquisition);
+    }
     for n in [250, 500] {
         let points: Vec<Vec<f64>> = (0..2000)
             .map(|_| (0..4).map(|_| rng.random_range(3.0..7.0)).collect())
@@ -184,7 +201,14 @@ fn main() {
                 }
             })
             .collect();
-        time_case(&format!("distinct-{n}"), &points, &observations);
+        for acquisition in [Acquisition::Thompson, Acquisition::KnowledgeGradient] {
+            time_case(
+                &format!("distinct-{n}"),
+                &points,
+                &observations,
+                acquisition,
+            );
+        }
     }
     for n in [500, 2000] {
         time_update(n, &mut rng);

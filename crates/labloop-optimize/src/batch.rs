@@ -2,6 +2,7 @@
 
 use crate::OptimizeError;
 use crate::gp::{FitOptions, GaussianProcess, Hyperparameters, Observation, scale};
+use crate::kg::{contenders, value_after_measuring};
 use crate::logei::log_expected_improvement;
 use nalgebra::{DMatrix, DVector};
 use rand::rngs::StdRng;
@@ -34,14 +35,30 @@ pub struct BatchRequest<'a> {
 pub enum Acquisition {
     /// Thompson sampling: each pick is the best candidate of one joint draw from the posterior, so a
     /// batch samples candidates in proportion to their chance of being the best (Kandasamy et al.
-    /// 2018). Suits best-arm identification with many parallel channels.
-    #[default]
+    /// 2018).
     Thompson,
     /// GP-UCB with hallucinated observations (GP-BUCB, Desautels et al. 2014).
     Ucb,
     /// Expected improvement over the best posterior mean at an observed point, in log form (stable
     /// far from the incumbent), each pick hallucinated before the next (kriging believer).
     LogEi,
+    /// Knowledge gradient for the recommendation ([`crate::rank`]'s conservative rule): each pick
+    /// is the candidate whose measurement is expected to raise the recommendation's value most,
+    /// each hallucinated before the next. Aims every cell at the protocol finally recommended. The
+    /// default: in `labloop bench optimize` it gave better final recommendations than Thompson
+    /// sampling on the CLO table and as good on the simulator.
+    #[default]
+    KnowledgeGradient,
+}
+
+impl Acquisition {
+    /// Every acquisition.
+    pub const ALL: [Acquisition; 4] = [
+        Acquisition::Thompson,
+        Acquisition::Ucb,
+        Acquisition::LogEi,
+        Acquisition::KnowledgeGradient,
+    ];
 }
 
 /// A chosen batch and how it was chosen (recorded as provenance).
@@ -49,7 +66,7 @@ pub enum Acquisition {
 pub struct Suggestion {
     /// Chosen candidates (indices), in the order they were picked.
     pub picks: Vec<usize>,
-    /// `"medoid-design"` without data, else `"gp-thompson"` or `"gp-bucb"`.
+    /// `"medoid-design"` without data, else `"gp-thompson"`, `"gp-bucb"`, `"gp-logei"` or `"gp-kg"`.
     pub method: String,
     /// The surrogate's hyperparameters, when one was fitted.
     pub hyperparameters: Option<Hyperparameters>,
@@ -129,6 +146,10 @@ pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeE
                 "gp-logei",
             )
         }
+        Acquisition::KnowledgeGradient => (
+            knowledge_gradient_batch(&means, cov, noise, request.batch_size, &mut taken),
+            "gp-kg",
+        ),
     };
     let picks = picks.into_iter().map(|k| shortlist[k]).collect();
     Ok(Suggestion {
@@ -164,6 +185,31 @@ fn hallucinated_batch(
         .map(|_| {
             let best = argmax_free(
                 (0..means.len()).map(|i| score(means[i], cov[(i, i)].max(0.0).sqrt())),
+                taken,
+            );
+            hallucinate(&mut cov, best, noise);
+            taken[best] = true;
+            best
+        })
+        .collect()
+}
+
+/// Picks one at a time by the knowledge gradient for the conservative recommendation, each pick's
+/// variance reduction hallucinated before the next.
+fn knowledge_gradient_batch(
+    means: &[f64],
+    mut cov: DMatrix<f64>,
+    noise: f64,
+    batch: usize,
+    taken: &mut [bool],
+) -> Vec<usize> {
+    (0..batch)
+        .map(|_| {
+            let lines = contenders(means, &cov, RECOMMENDATION_SIGMAS);
+            let best = argmax_free(
+                (0..means.len()).map(|x| {
+                    value_after_measuring(means, &cov, x, noise, RECOMMENDATION_SIGMAS, &lines)
+                }),
                 taken,
             );
             hallucinate(&mut cov, best, noise);
@@ -519,7 +565,7 @@ mod tests {
 
     #[test]
     fn loop_finds_the_optimum_of_a_noisy_bowl() {
-        for acquisition in [Acquisition::Thompson, Acquisition::Ucb, Acquisition::LogEi] {
+        for acquisition in Acquisition::ALL {
             noisy_bowl(acquisition);
         }
     }
@@ -594,6 +640,35 @@ mod tests {
     }
 
     #[test]
+    fn knowledge_gradient_measures_where_the_recommendation_is_decided() {
+        let candidates = grid();
+        let observations: Vec<Observation> = (0..candidates.len())
+            .step_by(5)
+            .map(|i| Observation {
+                x: candidates[i].clone(),
+                y: truth(&candidates[i]),
+                noise_var: 400.0,
+            })
+            .collect();
+        let request = BatchRequest {
+            candidates: &candidates,
+            observations: &observations,
+            pending: &[],
+            batch_size: 10,
+            acquisition: Acquisition::KnowledgeGradient,
+            exploration: 0.0,
+            fit: fit(),
+        };
+        let s = suggest_batch(&request).unwrap();
+        assert_eq!(s.method, "gp-kg");
+        assert_eq!(s.picks, suggest_batch(&request).unwrap().picks);
+        // Far from the optimum (0.7, 0.3) nothing measured could change the recommendation.
+        for &p in &s.picks {
+            assert!(truth(&candidates[p]) > 900.0, "{:?}", candidates[p]);
+        }
+    }
+
+    #[test]
     fn pending_and_earlier_picks_push_later_picks_away() {
         let candidates = grid();
         let observations: Vec<Observation> = [0usize, 20, 220, 420, 440]
@@ -640,7 +715,7 @@ mod tests {
             })
             .collect();
         let pending = [1usize, 2, 4, 8, 16];
-        for acquisition in [Acquisition::Thompson, Acquisition::Ucb, Acquisition::LogEi] {
+        for acquisition in Acquisition::ALL {
             for (obs, batch) in [
                 (&observations[..], 10),
                 (&[][..], 10),

@@ -16,8 +16,9 @@ use std::time::Instant;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Strategy {
-    /// labloop's default: GP with fitted hyperparameters, Thompson-sampling batches, recommendation by
-    /// the posterior's two-σ lower bound ([`crate::rank`]).
+    /// labloop: GP with fitted hyperparameters, batches by [`ReplaySettings::acquisition`] (a
+    /// workflow's default: the knowledge gradient), recommendation by the posterior's two-σ lower bound
+    /// ([`crate::rank`]).
     Labloop,
     /// The published closed-loop algorithm (BayesGap, Attia et al. 2020).
     CloReference,
@@ -66,6 +67,8 @@ pub struct ReplaySettings {
     pub seed: u64,
     /// labloop's surrogate.
     pub fit: FitOptions,
+    /// labloop's batch acquisition.
+    pub acquisition: Acquisition,
     /// The reference's settings.
     pub reference: BayesGapSettings,
 }
@@ -110,7 +113,7 @@ pub fn replay(
                     observations: &labloop_obs,
                     pending: &[],
                     batch_size: settings.batch,
-                    acquisition: Acquisition::Thompson,
+                    acquisition: settings.acquisition,
                     exploration: 0.0,
                     fit: fit.clone(),
                 };
@@ -179,6 +182,9 @@ pub struct Summary {
     pub reached_per_round: Vec<f64>,
     /// Mean true value of the recommendation after each round.
     pub mean_true_value_per_round: Vec<f64>,
+    /// Standard error of that mean after each round (the seeds' standard deviation over √seeds):
+    /// two strategies whose means differ by less than about twice this are not told apart.
+    pub standard_error_per_round: Vec<f64>,
     /// Mean simple regret (true best − true value of the recommendation) after each round.
     pub mean_simple_regret_per_round: Vec<f64>,
     /// Median time to choose a batch, milliseconds.
@@ -241,6 +247,18 @@ pub fn summarize(
                     / replays.len() as f64
             })
             .collect(),
+        standard_error_per_round: (0..rounds)
+            .map(|k| {
+                let n = replays.len() as f64;
+                let mean = mean_per_round[k];
+                let var = replays
+                    .iter()
+                    .map(|r| (r.true_value[k] - mean).powi(2))
+                    .sum::<f64>()
+                    / (n - 1.0).max(1.0);
+                (var / n).sqrt()
+            })
+            .collect(),
         mean_simple_regret_per_round: mean_per_round.iter().map(|v| best - v).collect(),
         mean_true_value_per_round: mean_per_round,
         median_suggest_ms: latencies.get(latencies.len() / 2).map_or(0.0, |s| s * 1e3),
@@ -277,16 +295,25 @@ mod tests {
                 restarts: 2,
                 seed: 5,
             },
+            acquisition: Acquisition::Thompson,
             reference: BayesGapSettings {
                 prior_mean: 800.0,
                 ..BayesGapSettings::default()
             },
         };
-        for strategy in Strategy::ALL {
+        let with_kg = ReplaySettings {
+            acquisition: Acquisition::KnowledgeGradient,
+            ..settings.clone()
+        };
+        let runs = Strategy::ALL
+            .into_iter()
+            .map(|s| (s, &settings))
+            .chain([(Strategy::Labloop, &with_kg)]);
+        for (strategy, settings) in runs {
             let mut rng = StdRng::seed_from_u64(9);
             let noise = Normal::new(0.0, 40.0).unwrap();
             let mut observe = |i: usize| (truth[i] + noise.sample(&mut rng), 1600.0);
-            let r = replay(strategy, &problem, &settings, &mut observe).unwrap();
+            let r = replay(strategy, &problem, settings, &mut observe).unwrap();
             assert_eq!(r.true_value.len(), 3);
             let s = summarize(strategy, std::slice::from_ref(&r), &truth, 12, 0.05);
             assert!(r.true_value[2] > 900.0, "{strategy:?}: {:?}", r.true_value);
@@ -313,6 +340,12 @@ mod tests {
         assert_eq!(s.cells_to_target_iqr, (Some(15.0), None));
         assert_eq!(s.mean_true_value_per_round, vec![200.0 / 3.0, 290.0 / 3.0]);
         assert_eq!(s.reached_per_round, vec![1.0 / 3.0, 2.0 / 3.0]);
+        // Sample sd of (50, 100, 50) is 28.87, over √3: 16.67; of (100, 100, 90): 5.77 / √3 = 3.33.
+        let se = &s.standard_error_per_round;
+        assert!(
+            (se[0] - 50.0 / 3.0).abs() < 1e-9 && (se[1] - 10.0 / 3.0).abs() < 1e-9,
+            "{se:?}"
+        );
         assert!((s.median_suggest_ms - 1.0).abs() < 1e-9);
     }
 }

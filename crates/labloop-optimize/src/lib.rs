@@ -5,9 +5,10 @@
 //!   to the unit box, outputs standardised, a noise model that takes each observation's own variance
 //!   (an early prediction's σ²) plus a fitted homoscedastic term; hyperparameters maximise the log
 //!   marginal likelihood (with weak log-normal priors) by L-BFGS from several starts (argmin).
-//! - [`suggest_batch`]: a batch for parallel channels from a discrete candidate set, by Thompson
-//!   sampling from the joint posterior (the default), GP-UCB with hallucinated observations
-//!   (GP-BUCB, Desautels et al. 2014) or expected improvement in log form (LogEI); pending experiments are hallucinated as observed first. With
+//! - [`suggest_batch`]: a batch for parallel channels from a discrete candidate set, by the
+//!   knowledge gradient for the recommendation (the default), Thompson sampling from the joint
+//!   posterior, GP-UCB with hallucinated observations (GP-BUCB, Desautels et al. 2014) or expected
+//!   improvement in log form (LogEI); pending experiments are hallucinated as observed first. With
 //!   no data yet, a representative (greedy k-medoids) design.
 //! - [`Space`]: continuous, integer and categorical parameters, linear constraints and a mixture
 //!   simplex, searched through seeded sets of feasible points.
@@ -23,6 +24,7 @@ pub mod bench;
 mod confidence;
 mod gp;
 mod kernel;
+mod kg;
 mod logei;
 mod space;
 mod update;

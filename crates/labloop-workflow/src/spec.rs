@@ -268,12 +268,15 @@ pub enum InitialDesign {
 #[serde(rename_all = "snake_case")]
 pub enum AcquisitionSpec {
     /// Thompson sampling from the joint posterior: picks in proportion to the chance of being best.
-    #[default]
     Thompson,
     /// Upper confidence bound with hallucinated observations (GP-BUCB).
     Ucb,
     /// Expected improvement in log form (LogEI), picks hallucinated one after another.
     LogEi,
+    /// Knowledge gradient for the recommendation: each pick is the cell expected to improve the
+    /// protocol finally recommended most, picks hallucinated one after another.
+    #[default]
+    KnowledgeGradient,
 }
 
 /// GP kernels.

@@ -112,6 +112,7 @@ const WORDS: &[&str] = &[
     "thompson",
     "ucb",
     "log_ei",
+    "knowledge_gradient",
     "spread",
     "sim",
     "serial",

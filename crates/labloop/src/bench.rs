@@ -4,12 +4,14 @@
 
 use anyhow::{Context, Result, bail};
 use labloop_core::ChargeProtocol;
+use labloop_engine::optimizer_settings;
 use labloop_optimize::bench::{
     Problem, Replay, ReplaySettings, Strategy, Summary, replay, summarize,
 };
-use labloop_optimize::{BayesGapSettings, FitOptions, KernelKind, bounds_of};
+use labloop_optimize::{BayesGapSettings, FitOptions};
 use labloop_predict::{EarlyData, LinearModel, Predictor};
 use labloop_sim::{SimCell, expected_life};
+use labloop_workflow::Workflow;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
@@ -18,7 +20,8 @@ use std::path::Path;
 /// What the command line asked for.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Workflow file whose search space is used.
+    /// Workflow file whose search space and optimizer (kernel, restarts, acquisition) labloop's
+    /// strategy uses.
     #[arg(long)]
     pub space: std::path::PathBuf,
     /// `sim`, or a CSV truth table.
@@ -206,12 +209,15 @@ pub fn optimize(args: &BenchArgs) -> Result<()> {
             let handles: Vec<_> = seeds
                 .chunks(seeds.len().div_ceil(threads))
                 .map(|chunk| {
-                    let (problem, truth, protocols) = (&problem, &truth, &protocols);
+                    let (problem, truth, protocols, workflow) =
+                        (&problem, &truth, &protocols, &workflow);
                     scope.spawn(move || -> Result<Vec<Replay>> {
                         chunk
                             .iter()
                             .map(|&seed| {
-                                one_replay(strategy, problem, truth, protocols, seed, args)
+                                one_replay(
+                                    strategy, problem, truth, protocols, seed, args, workflow,
+                                )
                             })
                             .collect()
                     })
@@ -237,6 +243,8 @@ pub fn optimize(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
+/// One seed's campaign; labloop's optimizer is the workflow's (`optimizer`: kernel, restarts,
+/// acquisition), as a campaign of that workflow would run it.
 fn one_replay(
     strategy: Strategy,
     problem: &Problem<'_>,
@@ -244,17 +252,17 @@ fn one_replay(
     protocols: &[ChargeProtocol],
     seed: u64,
     args: &BenchArgs,
+    workflow: &Workflow,
 ) -> Result<Replay> {
     let settings = ReplaySettings {
         batch: args.batch,
         rounds: args.rounds,
         seed,
         fit: FitOptions {
-            kernel: KernelKind::Matern52,
-            bounds: bounds_of(problem.inputs),
-            restarts: 3,
             seed,
+            ..optimizer_settings::fit_options(workflow, problem.inputs)
         },
+        acquisition: optimizer_settings::acquisition(workflow),
         reference: BayesGapSettings::default(),
     };
     // The same observation stream for every strategy under one seed.
@@ -314,12 +322,13 @@ fn print(args: &BenchArgs, summaries: &[Summary], truth: &[f64]) {
         })
     };
     println!(
-        "{:<14} {:>14} {:>16} {:>8}  {:<40} {:>10} {:>11}",
+        "{:<14} {:>14} {:>16} {:>8}  {:<40} {:>7} {:>10} {:>11}",
         "strategy",
         "cells to 3 %",
         "IQR",
         "reached",
         "mean true value of recommendation/round",
+        "± s.e.",
         "regret",
         "suggest ms"
     );
@@ -331,7 +340,7 @@ fn print(args: &BenchArgs, summaries: &[Summary], truth: &[f64]) {
             .collect::<Vec<_>>()
             .join(" ");
         println!(
-            "{:<14} {:>14} {:>16} {:>8}  {:<40} {:>10.0} {:>11.1}",
+            "{:<14} {:>14} {:>16} {:>8}  {:<40} {:>7.1} {:>10.0} {:>11.1}",
             s.strategy.name(),
             fmt(s.median_cells_to_target),
             format!(
@@ -341,6 +350,10 @@ fn print(args: &BenchArgs, summaries: &[Summary], truth: &[f64]) {
             ),
             format!("{}/{}", s.reached_target, s.seeds),
             per_round,
+            s.standard_error_per_round
+                .last()
+                .copied()
+                .unwrap_or(f64::NAN),
             s.mean_simple_regret_per_round
                 .last()
                 .copied()
@@ -348,6 +361,9 @@ fn print(args: &BenchArgs, summaries: &[Summary], truth: &[f64]) {
             s.median_suggest_ms
         );
     }
+    println!(
+        "(± s.e.: standard error over seeds of the last round's mean; means closer than ~2 s.e. are not told apart)"
+    );
     println!("\nshare of seeds whose recommendation is within 3 % after each round:");
     for s in summaries {
         let shares: Vec<String> = s

@@ -205,7 +205,8 @@ enum TokenCommand {
 #[derive(Subcommand)]
 enum BenchCommand {
     /// Replay campaigns against a ground truth for many seeds and compare strategies: labloop's
-    /// default, the published CLO algorithm (BayesGap, Attia et al. 2020) and random batches.
+    /// optimizer as the workflow configures it, the published CLO algorithm (BayesGap, Attia et al.
+    /// 2020) and random batches.
     ///
     /// The truth is `sim` (the simulator: each observation is the early prediction of a freshly
     /// simulated cell, with the model's own σ) or a CSV file with a header whose parameter columns are
@@ -215,8 +216,9 @@ enum BenchCommand {
     /// plus Gaussian noise of --noise-sd.
     ///
     /// Prints per strategy: median (and IQR) cells until the recommended candidate is within 3 % of the
-    /// true best, how many seeds got there, the mean true value of the recommendation after each round,
-    /// the final simple regret, and the median time to choose a batch. --json prints one object per
+    /// true best, how many seeds got there, the mean true value of the recommendation after each round
+    /// (with the standard error of the last), the final simple regret, the median time to choose a
+    /// batch, and the share of seeds within 3 % after each round. --json prints one object per
     /// strategy.
     Optimize(bench::BenchArgs),
     /// The engine's own cost per experiment step: a robot-built, formed, cycled and predicted campaign
