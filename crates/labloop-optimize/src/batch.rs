@@ -2,7 +2,7 @@
 
 use crate::OptimizeError;
 use crate::gp::{FitOptions, GaussianProcess, Hyperparameters, Observation, scale};
-use crate::kg::{contenders, value_after_measuring};
+use crate::kg::values_after_measuring;
 use crate::logei::log_expected_improvement;
 use nalgebra::{DMatrix, DVector};
 use rand::rngs::StdRng;
@@ -111,12 +111,11 @@ pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeE
             let kappa = request.exploration;
             (
                 hallucinated_batch(
-                    &means,
                     cov,
                     noise,
                     request.batch_size,
                     &mut taken,
-                    |m, sd| m + kappa * sd,
+                    pointwise(&means, |m, sd| m + kappa * sd),
                 ),
                 "gp-bucb",
             )
@@ -136,18 +135,19 @@ pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeE
                 .fold(f64::NEG_INFINITY, f64::max);
             (
                 hallucinated_batch(
-                    &means,
                     cov,
                     noise,
                     request.batch_size,
                     &mut taken,
-                    |m, sd| log_expected_improvement(m, sd, incumbent),
+                    pointwise(&means, |m, sd| log_expected_improvement(m, sd, incumbent)),
                 ),
                 "gp-logei",
             )
         }
         Acquisition::KnowledgeGradient => (
-            knowledge_gradient_batch(&means, cov, noise, request.batch_size, &mut taken),
+            hallucinated_batch(cov, noise, request.batch_size, &mut taken, |cov| {
+                values_after_measuring(&means, cov, noise, RECOMMENDATION_SIGMAS)
+            }),
             "gp-kg",
         ),
     };
@@ -171,22 +171,19 @@ fn argmax_free(values: impl Iterator<Item = f64>, taken: &[bool]) -> usize {
         .expect("candidates are not empty")
 }
 
-/// Picks one at a time by `score(mean, sd)`, each pick's variance reduction hallucinated before the
-/// next (the mean stays: the pretended value is the posterior mean).
+/// Picks one at a time by `scores(cov)` (one score per candidate under the current covariance),
+/// each pick's variance reduction hallucinated before the next (the mean stays: the pretended value
+/// is the posterior mean).
 fn hallucinated_batch(
-    means: &[f64],
     mut cov: DMatrix<f64>,
     noise: f64,
     batch: usize,
     taken: &mut [bool],
-    score: impl Fn(f64, f64) -> f64,
+    scores: impl Fn(&DMatrix<f64>) -> Vec<f64>,
 ) -> Vec<usize> {
     (0..batch)
         .map(|_| {
-            let best = argmax_free(
-                (0..means.len()).map(|i| score(means[i], cov[(i, i)].max(0.0).sqrt())),
-                taken,
-            );
+            let best = argmax_free(scores(&cov).into_iter(), taken);
             hallucinate(&mut cov, best, noise);
             taken[best] = true;
             best
@@ -194,29 +191,13 @@ fn hallucinated_batch(
         .collect()
 }
 
-/// Picks one at a time by the knowledge gradient for the conservative recommendation, each pick's
-/// variance reduction hallucinated before the next.
-fn knowledge_gradient_batch(
-    means: &[f64],
-    mut cov: DMatrix<f64>,
-    noise: f64,
-    batch: usize,
-    taken: &mut [bool],
-) -> Vec<usize> {
-    (0..batch)
-        .map(|_| {
-            let lines = contenders(means, &cov, RECOMMENDATION_SIGMAS);
-            let best = argmax_free(
-                (0..means.len()).map(|x| {
-                    value_after_measuring(means, &cov, x, noise, RECOMMENDATION_SIGMAS, &lines)
-                }),
-                taken,
-            );
-            hallucinate(&mut cov, best, noise);
-            taken[best] = true;
-            best
-        })
-        .collect()
+/// Scores every candidate by `score(mean, sd)` of its own marginal posterior.
+fn pointwise(means: &[f64], score: impl Fn(f64, f64) -> f64) -> impl Fn(&DMatrix<f64>) -> Vec<f64> {
+    move |cov| {
+        (0..means.len())
+            .map(|i| score(means[i], cov[(i, i)].max(0.0).sqrt()))
+            .collect()
+    }
 }
 
 fn thompson(
@@ -466,6 +447,21 @@ mod tests {
         1000.0 - 800.0 * ((x[0] - 0.7).powi(2) + (x[1] - 0.3).powi(2))
     }
 
+    /// Noise-free readings of `truth` at the given candidates, reported with variance `noise_var`.
+    fn observed(
+        candidates: &[Vec<f64>],
+        at: impl IntoIterator<Item = usize>,
+        noise_var: f64,
+    ) -> Vec<Observation> {
+        at.into_iter()
+            .map(|i| Observation {
+                x: candidates[i].clone(),
+                y: truth(&candidates[i]),
+                noise_var,
+            })
+            .collect()
+    }
+
     fn fit() -> FitOptions {
         FitOptions {
             kernel: KernelKind::Matern52,
@@ -605,14 +601,7 @@ mod tests {
     #[test]
     fn thompson_batches_follow_the_chance_of_being_best() {
         let candidates = grid();
-        let observations: Vec<Observation> = (0..candidates.len())
-            .step_by(7)
-            .map(|i| Observation {
-                x: candidates[i].clone(),
-                y: truth(&candidates[i]),
-                noise_var: 100.0,
-            })
-            .collect();
+        let observations = observed(&candidates, (0..candidates.len()).step_by(7), 100.0);
         let request = BatchRequest {
             candidates: &candidates,
             observations: &observations,
@@ -642,14 +631,7 @@ mod tests {
     #[test]
     fn knowledge_gradient_measures_where_the_recommendation_is_decided() {
         let candidates = grid();
-        let observations: Vec<Observation> = (0..candidates.len())
-            .step_by(5)
-            .map(|i| Observation {
-                x: candidates[i].clone(),
-                y: truth(&candidates[i]),
-                noise_var: 400.0,
-            })
-            .collect();
+        let observations = observed(&candidates, (0..candidates.len()).step_by(5), 400.0);
         let request = BatchRequest {
             candidates: &candidates,
             observations: &observations,
@@ -671,14 +653,7 @@ mod tests {
     #[test]
     fn pending_and_earlier_picks_push_later_picks_away() {
         let candidates = grid();
-        let observations: Vec<Observation> = [0usize, 20, 220, 420, 440]
-            .iter()
-            .map(|&i| Observation {
-                x: candidates[i].clone(),
-                y: truth(&candidates[i]),
-                noise_var: 1.0,
-            })
-            .collect();
+        let observations = observed(&candidates, [0, 20, 220, 420, 440], 1.0);
         let request = BatchRequest {
             candidates: &candidates,
             observations: &observations,
@@ -706,14 +681,7 @@ mod tests {
         let candidates: Vec<Vec<f64>> = (0..30)
             .map(|i| vec![i as f64 / 29.0, ((i * 7) % 30) as f64 / 29.0])
             .collect();
-        let observations: Vec<Observation> = (0..30)
-            .step_by(3)
-            .map(|i| Observation {
-                x: candidates[i].clone(),
-                y: truth(&candidates[i]),
-                noise_var: 1e4,
-            })
-            .collect();
+        let observations = observed(&candidates, (0..30).step_by(3), 1e4);
         let pending = [1usize, 2, 4, 8, 16];
         for acquisition in Acquisition::ALL {
             for (obs, batch) in [

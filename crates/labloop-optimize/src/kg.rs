@@ -60,7 +60,7 @@ pub fn expected_max_of_lines(a: &[f64], b: &[f64]) -> f64 {
 /// The value of the recommendation, `maxᵢ μᵢ − k σᵢ` over the candidates `lines`, expected after
 /// measuring candidate `x` once with noise variance `noise`, given the joint posterior
 /// `(means, cov)`.
-pub fn value_after_measuring(
+fn value_after_measuring(
     means: &[f64],
     cov: &DMatrix<f64>,
     x: usize,
@@ -78,15 +78,29 @@ pub fn value_after_measuring(
     expected_max_of_lines(&a, &b)
 }
 
+/// [`value_after_measuring`] for every candidate, weighing the [`contenders`] as the possible
+/// recommendation.
+pub fn values_after_measuring(
+    means: &[f64],
+    cov: &DMatrix<f64>,
+    noise: f64,
+    sigmas: f64,
+) -> Vec<f64> {
+    let lines = contenders(means, cov, sigmas);
+    (0..means.len())
+        .map(|x| value_after_measuring(means, cov, x, noise, sigmas, &lines))
+        .collect()
+}
+
 /// At most this many candidates are weighed as the possible recommendation.
-pub const MAX_CONTENDERS: usize = 64;
+const MAX_CONTENDERS: usize = 64;
 
 /// The candidates that can plausibly be recommended after one more measurement: those whose
 /// `mean + 4σ` reaches the best `mean − kσ` now (a measurement moves a mean by `σ Z` at most, so the
 /// others could only overtake for `|Z| > 4`), and of them the [`MAX_CONTENDERS`] with the highest
 /// `mean + 4σ`: with little data nearly every candidate passes, and the expectation is decided
 /// by the top lines (each pick then costs O(n · m log m) for n candidates and m contenders).
-pub fn contenders(means: &[f64], cov: &DMatrix<f64>, sigmas: f64) -> Vec<usize> {
+fn contenders(means: &[f64], cov: &DMatrix<f64>, sigmas: f64) -> Vec<usize> {
     let sd = |i: usize| cov[(i, i)].max(0.0).sqrt();
     let best = (0..means.len())
         .map(|i| means[i] - sigmas * sd(i))
