@@ -69,6 +69,8 @@ pub struct ReplaySettings {
     pub fit: FitOptions,
     /// labloop's batch acquisition.
     pub acquisition: Acquisition,
+    /// UCB weight κ on the posterior standard deviation (used by [`Acquisition::Ucb`] only).
+    pub exploration: f64,
     /// The reference's settings.
     pub reference: BayesGapSettings,
 }
@@ -114,7 +116,7 @@ pub fn replay(
                     pending: &[],
                     batch_size: settings.batch,
                     acquisition: settings.acquisition,
-                    exploration: 0.0,
+                    exploration: settings.exploration,
                     fit: fit.clone(),
                 };
                 suggest_batch(&request)?.picks
@@ -296,6 +298,7 @@ mod tests {
                 seed: 5,
             },
             acquisition: Acquisition::Thompson,
+            exploration: 0.0,
             reference: BayesGapSettings {
                 prior_mean: 800.0,
                 ..BayesGapSettings::default()

@@ -5,13 +5,12 @@
 use anyhow::{Context, Result, bail};
 use labloop_core::ChargeProtocol;
 use labloop_engine::optimizer_settings;
+use labloop_optimize::BayesGapSettings;
 use labloop_optimize::bench::{
     Problem, Replay, ReplaySettings, Strategy, Summary, replay, summarize,
 };
-use labloop_optimize::{BayesGapSettings, FitOptions};
 use labloop_predict::{EarlyData, LinearModel, Predictor};
 use labloop_sim::{SimCell, expected_life};
-use labloop_workflow::Workflow;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand_distr::{Distribution, Normal};
@@ -20,8 +19,8 @@ use std::path::Path;
 /// What the command line asked for.
 #[derive(clap::Args)]
 pub struct BenchArgs {
-    /// Workflow file whose search space and optimizer (kernel, restarts, acquisition) labloop's
-    /// strategy uses.
+    /// Workflow file whose search space and optimizer (kernel, restarts, acquisition, exploration)
+    /// labloop's strategy uses.
     #[arg(long)]
     pub space: std::path::PathBuf,
     /// `sim`, or a CSV truth table.
@@ -200,6 +199,16 @@ pub fn optimize(args: &BenchArgs) -> Result<()> {
         reference_inputs: &free,
         truth: &truth_values,
     };
+    // labloop's optimizer as a campaign of this workflow would run it; each seed sets its own seed.
+    let template = ReplaySettings {
+        batch: args.batch,
+        rounds: args.rounds,
+        seed: 0,
+        fit: optimizer_settings::fit_options(&workflow, &inputs),
+        acquisition: optimizer_settings::acquisition(&workflow),
+        exploration: workflow.optimizer.exploration,
+        reference: BayesGapSettings::default(),
+    };
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let mut summaries: Vec<Summary> = Vec::new();
@@ -209,15 +218,13 @@ pub fn optimize(args: &BenchArgs) -> Result<()> {
             let handles: Vec<_> = seeds
                 .chunks(seeds.len().div_ceil(threads))
                 .map(|chunk| {
-                    let (problem, truth, protocols, workflow) =
-                        (&problem, &truth, &protocols, &workflow);
+                    let (problem, truth, protocols, template) =
+                        (&problem, &truth, &protocols, &template);
                     scope.spawn(move || -> Result<Vec<Replay>> {
                         chunk
                             .iter()
                             .map(|&seed| {
-                                one_replay(
-                                    strategy, problem, truth, protocols, seed, args, workflow,
-                                )
+                                one_replay(strategy, problem, truth, protocols, template, seed)
                             })
                             .collect()
                     })
@@ -243,28 +250,18 @@ pub fn optimize(args: &BenchArgs) -> Result<()> {
     Ok(())
 }
 
-/// One seed's campaign; labloop's optimizer is the workflow's (`optimizer`: kernel, restarts,
-/// acquisition), as a campaign of that workflow would run it.
+/// One seed's campaign: the `template` settings with this seed.
 fn one_replay(
     strategy: Strategy,
     problem: &Problem<'_>,
     truth: &Truth,
     protocols: &[ChargeProtocol],
+    template: &ReplaySettings,
     seed: u64,
-    args: &BenchArgs,
-    workflow: &Workflow,
 ) -> Result<Replay> {
-    let settings = ReplaySettings {
-        batch: args.batch,
-        rounds: args.rounds,
-        seed,
-        fit: FitOptions {
-            seed,
-            ..optimizer_settings::fit_options(workflow, problem.inputs)
-        },
-        acquisition: optimizer_settings::acquisition(workflow),
-        reference: BayesGapSettings::default(),
-    };
+    let mut settings = template.clone();
+    settings.seed = seed;
+    settings.fit.seed = seed;
     // The same observation stream for every strategy under one seed.
     let mut rng = StdRng::seed_from_u64(seed ^ 0x6f62_7365_7276_6521);
     let mut observe = |i: usize| -> (f64, f64) {
