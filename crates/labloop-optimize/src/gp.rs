@@ -256,7 +256,7 @@ impl GaussianProcess {
     }
 
     /// Signal covariance between two sets of points already scaled to the unit box.
-    fn signal_covariance(&self, a: &[Vec<f64>], b: &[Vec<f64>]) -> DMatrix<f64> {
+    pub(crate) fn signal_covariance(&self, a: &[Vec<f64>], b: &[Vec<f64>]) -> DMatrix<f64> {
         let h = &self.hyper;
         DMatrix::from_fn(a.len(), b.len(), |i, j| {
             h.signal_var

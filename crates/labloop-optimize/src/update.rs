@@ -3,7 +3,6 @@
 
 use crate::OptimizeError;
 use crate::gp::{GaussianProcess, Observation, scale};
-use crate::kernel::scaled_distance2;
 use nalgebra::DVector;
 
 impl GaussianProcess {
@@ -23,16 +22,12 @@ impl GaussianProcess {
         }
         let h = &self.hyper;
         let n = self.x.len();
+        let cross = self.signal_covariance(&self.x, std::slice::from_ref(&x));
         let column = DVector::from_iterator(
             n + 1,
-            self.x
+            cross
                 .iter()
-                .map(|xi| {
-                    h.signal_var
-                        * self
-                            .kernel
-                            .correlation(scaled_distance2(xi, &x, &h.length_scales))
-                })
+                .copied()
                 .chain([h.signal_var + member.1 + h.noise_var]),
         );
         let chol = self.chol.insert_column(n, column);
