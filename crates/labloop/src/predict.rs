@@ -54,18 +54,25 @@ pub struct LabelledArgs {
     exclude: Vec<String>,
 }
 
+/// Provenance wording for capacities read off the arrays at 2.0 V.
+const CAPACITIES_AT_2V: &str = "capacities at 2.0 V";
+/// Provenance wording for the cycler's capacities given with `--capacities`.
+const CYCLER_CAPACITIES: &str = "cycler capacities";
+/// Provenance wording for cells from a store (their capacities are the cycler's, per record).
+const FROM_STORE: &str = "observed ends of life";
+
 impl LabelledArgs {
     /// Where the cells came from, for a model's provenance.
     fn describe(&self) -> String {
         let source = match (&self.store, &self.campaign, &self.cells, &self.lives) {
             (Some(store), Some(campaign), _, _) => format!(
-                "campaign {campaign} in {} (observed ends of life)",
+                "campaign {campaign} in {} ({FROM_STORE})",
                 labloop_store::redact(store)
             ),
             (_, _, Some(cells), Some(lives)) => {
                 let capacities = self.capacities.as_ref().map_or_else(
-                    || "capacities at 2.0 V".to_owned(),
-                    |c| format!("cycler capacities {}", c.display()),
+                    || CAPACITIES_AT_2V.to_owned(),
+                    |c| format!("{CYCLER_CAPACITIES} {}", c.display()),
                 );
                 format!(
                     "{} (lives {}, {capacities})",
@@ -363,29 +370,42 @@ fn warn_on_capacity_mismatch(model: &str, file: &ModelFile, capacities_given: bo
         ModelFile::Linear(m) => (&m.features, &m.trained_on),
         ModelFile::Neural(m) => (&m.features, &m.trained_on),
     };
+    if let Some(note) = capacity_mismatch(model, features, trained_on, capacities_given) {
+        eprintln!("{note}");
+    }
+}
+
+/// The note [`warn_on_capacity_mismatch`] prints, if any: a model with capacity features (`qd_…`)
+/// trained on one kind of capacity (its provenance `trained_on` says which) but fed the other.
+fn capacity_mismatch(
+    model: &str,
+    features: &[String],
+    trained_on: &str,
+    capacities_given: bool,
+) -> Option<String> {
     if !features.iter().any(|f| f.starts_with("qd_")) {
-        return;
+        return None;
     }
-    let on_cycler =
-        trained_on.contains("cycler capacities") || trained_on.contains("cells from campaign");
-    let at_2v = trained_on.contains("capacities at 2.0 V");
-    if (on_cycler && !capacities_given) || (at_2v && capacities_given) {
-        let (kind, fix) = if capacities_given {
-            (
-                "the cycler's",
-                "leave out --capacities, or retrain with them",
-            )
-        } else {
-            (
-                "read off the arrays at 2.0 V",
-                "give the cycler's with --capacities, or retrain without",
-            )
-        };
-        eprintln!(
-            "note: {model} reads discharge capacities and was trained on {trained_on}, but these \
-             cells' capacities are {kind}: its predictions are biased; {fix}"
-        );
+    let on_cycler = trained_on.contains(CYCLER_CAPACITIES) || trained_on.contains(FROM_STORE);
+    let at_2v = trained_on.contains(CAPACITIES_AT_2V);
+    if !((on_cycler && !capacities_given) || (at_2v && capacities_given)) {
+        return None;
     }
+    let (kind, fix) = if capacities_given {
+        (
+            "the cycler's",
+            "leave out --capacities, or retrain with them",
+        )
+    } else {
+        (
+            "read off the arrays at 2.0 V",
+            "give the cycler's with --capacities, or retrain without",
+        )
+    };
+    Some(format!(
+        "note: {model} reads discharge capacities and was trained on {trained_on}, but these \
+         cells' capacities are {kind}: its predictions are biased; {fix}"
+    ))
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {
@@ -488,4 +508,44 @@ fn predict(args: &RunArgs) -> Result<()> {
         }
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each provenance `describe` writes is recognised: arrays with and without the cycler's
+    /// capacities, and cells from a store (whose capacities are the cycler's).
+    #[test]
+    fn a_capacity_mismatch_is_told_for_every_provenance() {
+        let qd = ["qd_2".to_owned(), "variance".to_owned()];
+        let args = |capacities: Option<&str>, store: bool| LabelledArgs {
+            cells: (!store).then(|| PathBuf::from("cells")),
+            lives: (!store).then(|| PathBuf::from("lives.txt")),
+            capacities: capacities.map(PathBuf::from),
+            store: store.then(|| "sqlite:///x.sqlite".to_owned()),
+            campaign: store.then(|| "clo".to_owned()),
+            exclude: Vec::new(),
+        };
+        let cases = [
+            (args(Some("caps.csv"), false), false, true),
+            (args(Some("caps.csv"), false), true, false),
+            (args(None, false), true, true),
+            (args(None, false), false, false),
+            (args(None, true), false, true),
+            (args(None, true), true, false),
+        ];
+        for (trained, fed_cycler_capacities, warned) in cases {
+            let trained_on = trained.describe();
+            let note = capacity_mismatch("m", &qd, &trained_on, fed_cycler_capacities);
+            assert_eq!(
+                note.is_some(),
+                warned,
+                "{trained_on}, fed cycler: {fed_cycler_capacities}"
+            );
+        }
+        // Without capacity features there is nothing to warn about.
+        let plain = ["variance".to_owned()];
+        assert!(capacity_mismatch("m", &plain, &args(None, true).describe(), false).is_none());
+    }
 }
