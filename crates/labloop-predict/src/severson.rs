@@ -45,22 +45,21 @@ impl ArraySet<'_> {
             .collect::<Result<Vec<_>, _>>()?;
         let names: Vec<String> = lives.iter().map(|(n, _)| n.clone()).collect();
         let used = used_cells(names, self.exclude, self.lives)?;
-        let capacities = capacity_rows(self.capacities, used.len())?;
-        lives
+        let features = load_used(self.cells, &used, self.capacities, window)?;
+        Ok(lives
             .into_iter()
             .filter(|(name, _)| used.contains(name))
-            .zip(capacities)
-            .map(|((name, life), capacities)| {
-                let path = self.cells.join(format!("{name}.csv"));
-                Ok((
+            .zip(features)
+            .map(|((name, cycle_life), features)| {
+                (
                     name,
                     LabelledCell {
-                        features: load_cell(&path, window, capacities.as_deref())?,
-                        cycle_life: life,
+                        features,
+                        cycle_life,
                     },
-                ))
+                )
             })
-            .collect()
+            .collect())
     }
 }
 
@@ -161,13 +160,27 @@ pub fn load_unlabelled(
         exclude,
         cells,
     )?;
+    let features = load_used(cells, &used, capacities, window)?;
+    Ok(used.into_iter().zip(features).collect())
+}
+
+/// Features of each used cell `<cells>/<name>.csv`, in order, each with its row of `capacities`
+/// (one row per used cell) when given.
+fn load_used(
+    cells: &Path,
+    used: &[String],
+    capacities: Option<&Path>,
+    window: u32,
+) -> Result<Vec<FeatureSet>, PredictError> {
     let capacities = capacity_rows(capacities, used.len())?;
-    used.into_iter()
+    used.iter()
         .zip(capacities)
-        .map(|(stem, capacities)| {
-            let path = cells.join(format!("{stem}.csv"));
-            let features = load_cell(&path, window, capacities.as_deref())?;
-            Ok((stem, features))
+        .map(|(name, capacities)| {
+            load_cell(
+                &cells.join(format!("{name}.csv")),
+                window,
+                capacities.as_deref(),
+            )
         })
         .collect()
 }
