@@ -305,8 +305,13 @@ pub struct Ranked {
 impl Ranked {
     /// The conservative value a recommendation is judged by: `mean − RECOMMENDATION_SIGMAS × sd`.
     pub fn lower_bound(&self) -> f64 {
-        self.mean - RECOMMENDATION_SIGMAS * self.sd
+        lower_bound(self.mean, self.sd)
     }
+}
+
+/// `mean − RECOMMENDATION_SIGMAS × sd`: what candidates are recommended by.
+pub(crate) fn lower_bound(mean: f64, sd: f64) -> f64 {
+    mean - RECOMMENDATION_SIGMAS * sd
 }
 
 /// How many posterior standard deviations a candidate's mean is discounted by when recommending.

@@ -1,7 +1,8 @@
 //! How sure the surrogate is of its recommendation: the posterior probability that the recommended
-//! candidate (the first of [`crate::rank`]) is truly the best, estimated from joint posterior draws. Campaigns stop on
-//! it ("stop once the best is known with 95 % confidence").
+//! candidate (the first of [`crate::rank`]) is truly the best, estimated from joint posterior
+//! draws. Campaigns stop on it ("stop once the best is known with 95 % confidence").
 
+use crate::batch::lower_bound;
 use crate::gp::GaussianProcess;
 use nalgebra::DVector;
 use rand::SeedableRng;
@@ -12,8 +13,8 @@ use rand_distr::{Distribution, StandardNormal};
 const RIVALS: usize = 64;
 
 /// The recommended candidate (the best two-σ lower bound, as [`crate::rank`] orders them; larger is
-/// better) and the fraction of `draws`
-/// joint posterior samples in which it is the best of the rivals.
+/// better) and the fraction of `draws` joint posterior samples in which it is the best of the
+/// rivals.
 pub fn best_probability(
     gp: &GaussianProcess,
     candidates: &[Vec<f64>],
@@ -24,8 +25,7 @@ pub fn best_probability(
         return (0, 0.0);
     }
     let marginals = gp.predict(candidates);
-    let lower =
-        |i: usize| marginals[i].0 - crate::RECOMMENDATION_SIGMAS * marginals[i].1.max(0.0).sqrt();
+    let lower = |i: usize| lower_bound(marginals[i].0, marginals[i].1.max(0.0).sqrt());
     let best = (0..candidates.len())
         .max_by(|&a, &b| lower(a).total_cmp(&lower(b)).then(b.cmp(&a)))
         .expect("not empty");
