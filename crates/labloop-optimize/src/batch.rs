@@ -52,6 +52,16 @@ pub enum Acquisition {
 }
 
 impl Acquisition {
+    /// The name in workflows (`optimizer.acquisition`) and in `--set acquisition=`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Thompson => "thompson",
+            Self::Ucb => "ucb",
+            Self::LogEi => "log_ei",
+            Self::KnowledgeGradient => "knowledge_gradient",
+        }
+    }
+
     /// Every acquisition.
     pub const ALL: [Acquisition; 4] = [
         Acquisition::Thompson,

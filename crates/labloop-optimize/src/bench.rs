@@ -6,6 +6,7 @@ use crate::OptimizeError;
 use crate::batch::{Acquisition, BatchRequest, rank, suggest_batch};
 use crate::bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 use crate::gp::{FitOptions, GaussianProcess, Observation};
+use crate::kernel::KernelKind;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
@@ -73,6 +74,40 @@ pub struct ReplaySettings {
     pub exploration: f64,
     /// The reference's settings.
     pub reference: BayesGapSettings,
+}
+
+impl ReplaySettings {
+    /// Applies one `key=value` override of labloop's strategy: `acquisition` (thompson, ucb,
+    /// log_ei, knowledge_gradient), `kernel` (matern52, rbf), `restarts`, `exploration`.
+    pub fn apply(&mut self, assignment: &str) -> Result<(), String> {
+        let (key, value) = assignment
+            .split_once('=')
+            .ok_or_else(|| "expected key=value".to_string())?;
+        let number = || {
+            value
+                .parse::<f64>()
+                .map_err(|_| format!("`{value}` is not a number"))
+        };
+        match key {
+            "acquisition" => {
+                self.acquisition = Acquisition::ALL
+                    .into_iter()
+                    .find(|a| a.name() == value)
+                    .ok_or_else(|| format!("unknown acquisition `{value}`"))?
+            }
+            "kernel" => {
+                self.fit.kernel = match value {
+                    "matern52" => KernelKind::Matern52,
+                    "rbf" => KernelKind::Rbf,
+                    _ => return Err(format!("unknown kernel `{value}`")),
+                }
+            }
+            "restarts" => self.fit.restarts = number()? as usize,
+            "exploration" => self.exploration = number()?,
+            _ => return Err(format!("unknown option `{key}`")),
+        }
+        Ok(())
+    }
 }
 
 /// One replayed campaign.
@@ -270,7 +305,6 @@ pub fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::KernelKind;
     use rand_distr::{Distribution, Normal};
 
     #[test]

@@ -14,7 +14,8 @@
 //!   simplex, searched through seeded sets of feasible points.
 //! - [`rank`]: candidates by a two-σ lower bound of the posterior, for the campaign's recommendation.
 //! - [`bayesgap_batch`]: the published closed-loop algorithm (Attia et al. 2020) as a reference, and
-//!   [`bench`]: replays of campaigns against a ground truth to compare strategies.
+//!   [`bench`]: replays of campaigns against a ground truth to compare strategies; [`suite`] runs
+//!   them over many ground truths ([`landscapes`]), split into a development and a validation half.
 //!
 //! Pure computation: no I/O, no async. Everything is reproducible from the seed.
 
@@ -25,8 +26,10 @@ mod confidence;
 mod gp;
 mod kernel;
 mod kg;
+pub mod landscapes;
 mod logei;
 mod space;
+pub mod suite;
 mod update;
 
 pub use batch::{

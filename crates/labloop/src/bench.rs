@@ -20,12 +20,23 @@ use std::path::Path;
 #[derive(clap::Args)]
 pub struct BenchArgs {
     /// Workflow file whose search space and optimizer (kernel, restarts, acquisition, exploration)
-    /// labloop's strategy uses.
+    /// labloop's strategy uses (default: `workflows/fast-charge-clo.yaml` as built in).
     #[arg(long)]
-    pub space: std::path::PathBuf,
-    /// `sim`, or a CSV truth table.
+    pub space: Option<std::path::PathBuf>,
+    /// `sim`, or a CSV truth table (one of `--truth` and `--suite`).
+    #[arg(long, required_unless_present = "suite", conflicts_with = "suite")]
+    pub truth: Option<String>,
+    /// Replay over a suite of ground truths instead: `all`, `development`, `validation`, a family
+    /// (`clo-table`, `simulator`, `gp-prior`, `test-function`, `formulation`), or `list`.
     #[arg(long)]
-    pub truth: String,
+    pub suite: Option<String>,
+    /// The published CLO table for the suite's `clo-table` landscape (skipped with a note when the
+    /// default path does not exist).
+    #[arg(
+        long,
+        default_value = "../shared/data/clo/clo_estimated_cycle_lives.csv"
+    )]
+    pub clo_table: std::path::PathBuf,
     /// Column of the truth table holding the true mean (default: the last).
     #[arg(long)]
     pub truth_column: Option<String>,
@@ -44,7 +55,11 @@ pub struct BenchArgs {
     /// Strategies to run (labloop, clo-reference, random); default all.
     #[arg(long = "strategy")]
     pub strategies: Vec<String>,
-    /// One JSON object per strategy instead of the table.
+    /// Option overrides of labloop's strategy, `key=value` (see `labloop bench optimize --suite
+    /// list`), to compare alternatives without editing a workflow.
+    #[arg(long = "set")]
+    pub overrides: Vec<String>,
+    /// One JSON object per strategy (per landscape with `--suite`) instead of the table.
     #[arg(long)]
     pub json: bool,
 }
@@ -63,7 +78,7 @@ enum Truth {
 
 /// Reads a truth table: header row, parameter columns named like the space's (`cc1`, `cc2`, ...), the
 /// truth in `column` (default: the last). Returns the truth of each candidate.
-fn read_table(
+pub(crate) fn read_table(
     path: &Path,
     column: Option<&str>,
     names: &[String],
@@ -127,28 +142,101 @@ fn read_table(
         .collect()
 }
 
-pub fn optimize(args: &BenchArgs) -> Result<()> {
-    let workflow = labloop_workflow::load(&args.space).map_err(|problems| {
-        anyhow::anyhow!(
-            problems
-                .iter()
-                .map(ToString::to_string)
-                .collect::<Vec<_>>()
-                .join("\n")
-        )
-    })?;
-    let space = workflow
-        .protocol_space()
-        .ok_or_else(|| anyhow::anyhow!("bench optimize replays charge-protocol campaigns only"))?;
-    let protocols: Vec<ChargeProtocol> = space.enumerate();
-    let inputs: Vec<Vec<f64>> = protocols.iter().map(ChargeProtocol::c_rates).collect();
-    let free: Vec<Vec<f64>> = inputs
-        .iter()
-        .map(|x| x[..space.grids.len()].to_vec())
-        .collect();
-    let names: Vec<String> = (1..=space.grids.len()).map(|i| format!("cc{i}")).collect();
+/// The CLO example workflow, built in: the suite's protocol grid and labloop's default strategy
+/// when no `--space` is given.
+const CLO_WORKFLOW: &str = include_str!("../../../workflows/fast-charge-clo.yaml");
 
-    let (truth_values, truth) = if args.truth == "sim" {
+/// A charge-protocol workflow's candidates: the protocols, labloop's inputs (all C-rates), the
+/// free C-rates (the reference's inputs) and their column names.
+pub(crate) struct ProtocolGrid {
+    pub workflow: labloop_workflow::Workflow,
+    pub protocols: Vec<ChargeProtocol>,
+    pub inputs: Vec<Vec<f64>>,
+    pub free: Vec<Vec<f64>>,
+    pub names: Vec<String>,
+}
+
+impl ProtocolGrid {
+    /// From `--space`, or the built-in CLO workflow.
+    pub fn load(space: Option<&Path>) -> Result<Self> {
+        let loaded = match space {
+            Some(path) => labloop_workflow::load(path),
+            None => {
+                match labloop_workflow::parse(CLO_WORKFLOW, "fast-charge-clo.yaml (built in)") {
+                    (Some(wf), problems) if problems.is_empty() => Ok(wf),
+                    (_, problems) => Err(problems),
+                }
+            }
+        };
+        let workflow = loaded.map_err(|problems| {
+            anyhow::anyhow!(
+                problems
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect::<Vec<_>>()
+                    .join("\n")
+            )
+        })?;
+        let space = workflow.protocol_space().ok_or_else(|| {
+            anyhow::anyhow!("bench optimize replays charge-protocol campaigns only")
+        })?;
+        let protocols: Vec<ChargeProtocol> = space.enumerate();
+        let inputs: Vec<Vec<f64>> = protocols.iter().map(ChargeProtocol::c_rates).collect();
+        let free: Vec<Vec<f64>> = inputs
+            .iter()
+            .map(|x| x[..space.grids.len()].to_vec())
+            .collect();
+        let names: Vec<String> = (1..=space.grids.len()).map(|i| format!("cc{i}")).collect();
+        Ok(Self {
+            workflow,
+            protocols,
+            inputs,
+            free,
+            names,
+        })
+    }
+
+    /// labloop's replay settings as a campaign of this workflow would run, with `overrides`
+    /// applied; each seed sets its own seed, each landscape its own shape.
+    pub fn template(
+        &self,
+        batch: usize,
+        rounds: u32,
+        overrides: &[String],
+    ) -> Result<ReplaySettings> {
+        let workflow = &self.workflow;
+        let mut template = ReplaySettings {
+            batch,
+            rounds,
+            seed: 0,
+            fit: optimizer_settings::fit_options(workflow, &self.inputs),
+            acquisition: optimizer_settings::acquisition(workflow),
+            exploration: workflow.optimizer.exploration,
+            reference: BayesGapSettings::default(),
+        };
+        for o in overrides {
+            template
+                .apply(o)
+                .map_err(|e| anyhow::anyhow!("--set {o}: {e}"))?;
+        }
+        Ok(template)
+    }
+}
+
+pub fn optimize(args: &BenchArgs) -> Result<()> {
+    if let Some(suite) = &args.suite {
+        return crate::bench_suite::suite(args, suite);
+    }
+    let grid = ProtocolGrid::load(args.space.as_deref())?;
+    let ProtocolGrid {
+        workflow,
+        protocols,
+        inputs,
+        free,
+        names,
+    } = &grid;
+    let truth_arg = args.truth.as_deref().unwrap_or("sim");
+    let (truth_values, truth) = if truth_arg == "sim" {
         let cycle = workflow
             .cycle_step()
             .context("the workflow has no cycle step")?;
@@ -169,10 +257,10 @@ pub fn optimize(args: &BenchArgs) -> Result<()> {
     } else {
         (
             read_table(
-                Path::new(&args.truth),
+                Path::new(truth_arg),
                 args.truth_column.as_deref(),
-                &names,
-                &free,
+                names,
+                free,
             )?,
             Truth::Table {
                 noise_sd: args.noise_sd,
@@ -195,20 +283,11 @@ pub fn optimize(args: &BenchArgs) -> Result<()> {
         bail!("--batch, --rounds and --seeds must be at least 1");
     }
     let problem = Problem {
-        inputs: &inputs,
-        reference_inputs: &free,
+        inputs,
+        reference_inputs: free,
         truth: &truth_values,
     };
-    // labloop's optimizer as a campaign of this workflow would run it; each seed sets its own seed.
-    let template = ReplaySettings {
-        batch: args.batch,
-        rounds: args.rounds,
-        seed: 0,
-        fit: optimizer_settings::fit_options(&workflow, &inputs),
-        acquisition: optimizer_settings::acquisition(&workflow),
-        exploration: workflow.optimizer.exploration,
-        reference: BayesGapSettings::default(),
-    };
+    let template = grid.template(args.batch, args.rounds, &args.overrides)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
 
     let mut summaries: Vec<Summary> = Vec::new();
@@ -218,8 +297,7 @@ pub fn optimize(args: &BenchArgs) -> Result<()> {
             let handles: Vec<_> = seeds
                 .chunks(seeds.len().div_ceil(threads))
                 .map(|chunk| {
-                    let (problem, truth, protocols, template) =
-                        (&problem, &truth, &protocols, &template);
+                    let (problem, truth, template) = (&problem, &truth, &template);
                     scope.spawn(move || -> Result<Vec<Replay>> {
                         chunk
                             .iter()
@@ -246,7 +324,7 @@ pub fn optimize(args: &BenchArgs) -> Result<()> {
             0.03,
         ));
     }
-    print(args, &summaries, &truth_values);
+    print(args, truth_arg, &summaries, &truth_values);
     Ok(())
 }
 
@@ -296,7 +374,7 @@ fn one_replay(
     Ok(replay(strategy, problem, &settings, &mut observe)?)
 }
 
-fn print(args: &BenchArgs, summaries: &[Summary], truth: &[f64]) {
+fn print(args: &BenchArgs, truth_name: &str, summaries: &[Summary], truth: &[f64]) {
     if args.json {
         for s in summaries {
             println!("{}", serde_json::to_string(s).expect("summaries serialise"));
@@ -306,7 +384,7 @@ fn print(args: &BenchArgs, summaries: &[Summary], truth: &[f64]) {
     let best = truth.iter().copied().fold(f64::NEG_INFINITY, f64::max);
     println!(
         "truth: {} ({} candidates, best {best:.0}); batch {}, {} rounds, {} seeds; target: within 3 % of the best ({:.0})",
-        args.truth,
+        truth_name,
         truth.len(),
         args.batch,
         args.rounds,

@@ -8,6 +8,7 @@ mod bench_mqtt;
 mod bench_predict;
 mod bench_queue;
 mod bench_serve;
+mod bench_suite;
 mod commands;
 mod export;
 mod predict;

@@ -27,20 +27,93 @@ pub const END_OF_LIFE_AH: f64 = 0.88;
 /// Ambient (chamber) temperature (°C).
 pub const AMBIENT_C: f64 = 30.0;
 
-const HEAT_RISE_C_PER_C2: f64 = 0.55;
 const REST_OF_CYCLE_H: f64 = 0.75;
 const REST_OF_CYCLE_RISE_C: f64 = 6.0;
-const SEI_ACTIVATION_J_PER_MOL: f64 = 35e3;
 const GAS_CONSTANT: f64 = 8.314;
-const PLATING_ONSET_C_RATE_AT_EMPTY: f64 = 9.0;
-const PLATING_ONSET_PER_KELVIN: f64 = 0.015;
-const PLATING_WEIGHT: f64 = 0.3;
-const CRACKING_WEIGHT: f64 = 0.01;
-const CRACKING_AT_EMPTY: f64 = 1.6;
-const CRACKING_SOC_SLOPE: f64 = 1.5;
-const LIFE_AT_UNIT_DAMAGE: f64 = 2300.0;
-/// Cell-to-cell spread of life under one protocol (log-normal σ).
-const LIFE_SPREAD: f64 = 0.09;
+
+/// The constants of the degradation model: the calibrated cell by default ([`Physics::default`]),
+/// other cells by [`Physics::variant`] (for benchmarks whose optimum must move around the space).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Physics {
+    /// Step temperature rise above ambient per C-rate squared (°C).
+    pub heat_rise_c_per_c2: f64,
+    /// SEI growth's activation energy (J/mol).
+    pub sei_activation_j_per_mol: f64,
+    /// C-rate at which lithium plating starts on an empty anode; it falls linearly to 0 at full.
+    pub plating_onset_c_rate_at_empty: f64,
+    /// Relative rise of the plating onset per kelvin of warming.
+    pub plating_onset_per_kelvin: f64,
+    /// Weight of plating damage.
+    pub plating_weight: f64,
+    /// Weight of cracking damage (∝ C-rate^`cracking_exponent`).
+    pub cracking_weight: f64,
+    /// Exponent of the current in cracking damage.
+    pub cracking_exponent: f64,
+    /// Cracking's SOC profile `at_empty − soc_slope × SOC` (positive over the fast charge).
+    pub cracking_at_empty: f64,
+    /// See `cracking_at_empty`.
+    pub cracking_soc_slope: f64,
+    /// Cycle life of a cell whose damage per cycle is 1.
+    pub life_at_unit_damage: f64,
+    /// Cell-to-cell spread of life under one protocol (log-normal σ).
+    pub life_spread: f64,
+}
+
+impl Default for Physics {
+    /// The cell calibrated against Severson et al. and Attia et al.
+    fn default() -> Self {
+        Self {
+            heat_rise_c_per_c2: 0.55,
+            sei_activation_j_per_mol: 35e3,
+            plating_onset_c_rate_at_empty: 9.0,
+            plating_onset_per_kelvin: 0.015,
+            plating_weight: 0.3,
+            cracking_weight: 0.01,
+            cracking_exponent: 3.0,
+            cracking_at_empty: 1.6,
+            cracking_soc_slope: 1.5,
+            life_at_unit_damage: 2300.0,
+            life_spread: 0.09,
+        }
+    }
+}
+
+impl Physics {
+    /// A plausible other cell, drawn from `rng`. Ranges (uniform, or log-uniform where marked):
+    /// heat rise 0.3–0.9 °C/C², SEI activation 20–60 kJ/mol, plating onset 5–12 C at empty and
+    /// 0–3 %/K, plating weight 0.05–1.5 (log), cracking weight 0.002–0.05 (log) with exponent 2–4 and
+    /// an SOC profile from flat to falling to 0.1 at 70 % SOC, rising instead in a quarter of draws
+    /// (a cathode-limited cell), cell-to-cell spread 4–15 %. The life scale is set afterwards so the
+    /// calibrated protocol 4.8-4.8-4.8-4.8 lives as long as under the default physics.
+    pub fn variant(rng: &mut impl Rng) -> Self {
+        let log_uniform = |lo: f64, hi: f64, rng: &mut dyn rand::RngCore| {
+            (rng.random_range(lo.ln()..hi.ln())).exp()
+        };
+        let cracking_at_empty = rng.random_range(1.0..2.0);
+        let cracking_soc_slope = if rng.random_bool(0.25) {
+            -rng.random_range(0.0..1.0)
+        } else {
+            rng.random_range(0.0..(cracking_at_empty - 0.1) / 0.7)
+        };
+        let mut physics = Self {
+            heat_rise_c_per_c2: rng.random_range(0.3..0.9),
+            sei_activation_j_per_mol: rng.random_range(20e3..60e3),
+            plating_onset_c_rate_at_empty: rng.random_range(5.0..12.0),
+            plating_onset_per_kelvin: rng.random_range(0.0..0.03),
+            plating_weight: log_uniform(0.05, 1.5, rng),
+            cracking_weight: log_uniform(0.002, 0.05, rng),
+            cracking_exponent: rng.random_range(2.0..4.0),
+            cracking_at_empty,
+            cracking_soc_slope,
+            life_at_unit_damage: 1.0,
+            life_spread: rng.random_range(0.04..0.15),
+        };
+        let reference = fast_charge_to_80(&[4.8, 4.8, 4.8, 4.8]);
+        physics.life_at_unit_damage =
+            expected_life(&reference) / stress_under(&reference, &physics).expected_life;
+        physics
+    }
+}
 
 /// How hard a protocol works a cell, and the life it leads to on average.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -61,9 +134,15 @@ pub struct ProtocolStress {
     pub cracking: f64,
 }
 
-/// The stress a protocol puts on the cell and its expected cycle life.
+/// The stress a protocol puts on the calibrated cell and its expected cycle life.
 pub fn stress(protocol: &ChargeProtocol) -> ProtocolStress {
-    let step_temp = |c: f64| AMBIENT_C + HEAT_RISE_C_PER_C2 * c * c;
+    stress_under(protocol, &Physics::default())
+}
+
+/// The stress a protocol puts on a cell of the given physics, and its expected cycle life.
+pub fn stress_under(protocol: &ChargeProtocol, physics: &Physics) -> ProtocolStress {
+    let p = physics;
+    let step_temp = |c: f64| AMBIENT_C + p.heat_rise_c_per_c2 * c * c;
     let fast_h: f64 = protocol.fast_charge_time_s() / 3600.0;
     let fast_temp = protocol
         .steps
@@ -75,7 +154,7 @@ pub fn stress(protocol: &ChargeProtocol) -> ProtocolStress {
     let cycle_temp =
         (fast_temp * fast_h + rest_temp * REST_OF_CYCLE_H) / (fast_h + REST_OF_CYCLE_H);
     let kelvin = |c: f64| c + 273.15;
-    let sei = (SEI_ACTIVATION_J_PER_MOL / GAS_CONSTANT
+    let sei = (p.sei_activation_j_per_mol / GAS_CONSTANT
         * (1.0 / kelvin(rest_temp) - 1.0 / kelvin(cycle_temp)))
     .exp();
 
@@ -87,16 +166,21 @@ pub fn stress(protocol: &ChargeProtocol) -> ProtocolStress {
         const SLICES: usize = 10;
         for k in 0..SLICES {
             let soc = step.soc_from + width * (k as f64 + 0.5) / SLICES as f64;
-            let onset = PLATING_ONSET_C_RATE_AT_EMPTY
+            let onset = p.plating_onset_c_rate_at_empty
                 * (1.0 - soc)
-                * (PLATING_ONSET_PER_KELVIN * warm).exp();
+                * (p.plating_onset_per_kelvin * warm).exp();
             plating += (step.c_rate - onset).max(0.0).powi(2) * width / SLICES as f64;
         }
         let mid_soc = 0.5 * (step.soc_from + step.soc_to);
-        cracking +=
-            width * step.c_rate.powi(3) * (CRACKING_AT_EMPTY - CRACKING_SOC_SLOPE * mid_soc);
+        // powi for whole exponents keeps the calibrated cell's figures bit for bit.
+        let current_term = if p.cracking_exponent.fract() == 0.0 {
+            step.c_rate.powi(p.cracking_exponent as i32)
+        } else {
+            step.c_rate.powf(p.cracking_exponent)
+        };
+        cracking += width * current_term * (p.cracking_at_empty - p.cracking_soc_slope * mid_soc);
     }
-    let damage = sei + PLATING_WEIGHT * plating + CRACKING_WEIGHT * cracking;
+    let damage = sei + p.plating_weight * plating + p.cracking_weight * cracking;
     let peak = protocol
         .steps
         .iter()
@@ -105,13 +189,13 @@ pub fn stress(protocol: &ChargeProtocol) -> ProtocolStress {
     let finish = protocol.finish;
     let finish_s = (1.0 - protocol.fast_charge_soc()).max(0.0) / finish.c_rate * 3600.0 + 300.0;
     ProtocolStress {
-        expected_life: LIFE_AT_UNIT_DAMAGE / damage,
+        expected_life: p.life_at_unit_damage / damage,
         fast_charge_temp_c: fast_temp,
         cycle_temp_c: cycle_temp,
         peak_temp_c: peak,
         charge_time_s: protocol.fast_charge_time_s() + finish_s,
-        plating: PLATING_WEIGHT * plating,
-        cracking: CRACKING_WEIGHT * cracking,
+        plating: p.plating_weight * plating,
+        cracking: p.cracking_weight * cracking,
     }
 }
 
@@ -210,7 +294,7 @@ impl SimCell {
     /// Draws a cell for `protocol`, discharged at `discharge_c_rate`.
     pub fn new(protocol: &ChargeProtocol, discharge_c_rate: f64, rng: &mut impl Rng) -> Self {
         let stress = stress(protocol);
-        let spread = LogNormal::new(0.0, LIFE_SPREAD).expect("valid spread");
+        let spread = LogNormal::new(0.0, Physics::default().life_spread).expect("valid spread");
         let normal = |mean: f64, sd: f64, rng: &mut dyn rand::RngCore| {
             Normal::new(mean, sd).expect("sd > 0").sample(rng)
         };

@@ -17,5 +17,6 @@ pub mod station;
 pub use builder::SimCellBuilder;
 pub use cycler::{ChannelSnapshot, SimClock, SimCycler, SimulatedCell};
 pub use degradation::{
-    ProtocolStress, STANDARD_FINISH, SimCell, expected_life, fast_charge_to_80, stress,
+    Physics, ProtocolStress, STANDARD_FINISH, SimCell, expected_life, fast_charge_to_80, stress,
+    stress_under,
 };
