@@ -3,8 +3,8 @@
 //! cycles), then the next batch by Thompson sampling and the current recommendation.
 //! `cargo run -p labloop-examples --example suggest`
 use labloop_optimize::{
-    Acquisition, BatchRequest, FitOptions, GaussianProcess, KernelKind, Observation, bounds_of,
-    rank, suggest_batch,
+    Acquisition, BatchRequest, FitOptions, GaussianProcess, HyperPrior, KernelKind, Observation,
+    RECOMMENDATION_SIGMAS, bounds_of, rank, suggest_batch,
 };
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -22,6 +22,7 @@ fn request<'a>(
         acquisition: Acquisition::Thompson,
         exploration: 2.0,
         fit: fit.clone(),
+        recommendation_sigmas: RECOMMENDATION_SIGMAS,
     }
 }
 
@@ -37,6 +38,7 @@ fn main() {
         bounds: bounds_of(&inputs),
         restarts: 3,
         seed: 7,
+        prior: HyperPrior::default(),
     };
 
     let first = suggest_batch(&request(&inputs, &[], &fit)).expect("a design");

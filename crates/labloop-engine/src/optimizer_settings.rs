@@ -1,7 +1,7 @@
 //! The optimizer a workflow's `optimizer` section asks for, in `labloop-optimize`'s terms; shared by
 //! campaigns and by `labloop bench optimize`, so a benchmark replays what a campaign would run.
 
-use labloop_optimize::{Acquisition, FitOptions, KernelKind, bounds_of};
+use labloop_optimize::{Acquisition, FitOptions, HyperPrior, KernelKind, bounds_of};
 use labloop_workflow::{AcquisitionSpec, KernelSpec, Workflow};
 
 /// How the surrogate is fitted over `inputs` (its box is theirs), seeded by the campaign's seed.
@@ -14,6 +14,7 @@ pub fn fit_options(wf: &Workflow, inputs: &[Vec<f64>]) -> FitOptions {
         bounds: bounds_of(inputs),
         restarts: wf.optimizer.restarts as usize,
         seed: wf.campaign.seed,
+        prior: HyperPrior::default(),
     }
 }
 

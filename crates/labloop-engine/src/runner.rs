@@ -10,8 +10,8 @@ use crate::ownership::Ownership;
 use labloop_core::{ExperimentId, ExperimentState};
 use labloop_drivers::{CellBuilder, Cycler};
 use labloop_optimize::{
-    BatchRequest, FitOptions, GaussianProcess, Observation, Ranked, best_probability, rank,
-    suggest_batch,
+    BatchRequest, FitOptions, GaussianProcess, Observation, RECOMMENDATION_SIGMAS, Ranked,
+    best_probability, rank, suggest_batch,
 };
 use labloop_predict::{LinearModel, ModelFile, Predictor, builtin_model};
 use labloop_store::{NewExperiment, ObservationRow, Store};
@@ -724,6 +724,7 @@ impl CampaignRunner {
                     acquisition,
                     exploration,
                     fit: round_fit,
+                    recommendation_sigmas: RECOMMENDATION_SIGMAS,
                 })
             })
             .await??;

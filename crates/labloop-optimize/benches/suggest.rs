@@ -13,8 +13,8 @@
 //! Prints the median of 5 runs per case, single-threaded, and — when `python3 -c 'import botorch'`
 //! works — BoTorch's time on the same data (`benches/botorch_suggest.py`, one thread) and the ratio.
 use labloop_optimize::{
-    Acquisition, BatchRequest, FitOptions, GaussianProcess, KernelKind, Observation, bounds_of,
-    suggest_batch,
+    Acquisition, BatchRequest, FitOptions, GaussianProcess, HyperPrior, KernelKind, Observation,
+    RECOMMENDATION_SIGMAS, bounds_of, suggest_batch,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -98,7 +98,9 @@ fn time_case(name: &str, candidates: &[Vec<f64>], observations: &[Observation]) 
                 bounds: bounds_of(candidates),
                 restarts: 3,
                 seed: 1,
+                prior: HyperPrior::default(),
             },
+            recommendation_sigmas: RECOMMENDATION_SIGMAS,
         };
         let ms = median_ms(|| {
             let s = suggest_batch(&request).expect("a batch");
@@ -148,6 +150,7 @@ fn time_update(n: usize, rng: &mut StdRng) {
         bounds: vec![(3.0, 7.0); 4],
         restarts: 1,
         seed: 1,
+        prior: HyperPrior::default(),
     };
     let gp = GaussianProcess::fit(&observations, &options).expect("a fit");
     let arrival = observation(rng);

@@ -27,6 +27,9 @@ pub struct BatchRequest<'a> {
     pub exploration: f64,
     /// How to fit the surrogate.
     pub fit: FitOptions,
+    /// The discount of the recommendation the knowledge gradient aims at (`mean − k sd`; campaigns
+    /// use [`RECOMMENDATION_SIGMAS`]).
+    pub recommendation_sigmas: f64,
 }
 
 /// How a batch is chosen once there is data.
@@ -49,6 +52,10 @@ pub enum Acquisition {
     /// sampling on the CLO table and as good on the simulator.
     #[default]
     KnowledgeGradient,
+    /// A portfolio: picks alternate between the knowledge gradient (under the covariance with the
+    /// earlier picks hallucinated) and Thompson draws from the posterior, so half of each batch
+    /// pins down the recommendation and half explores in proportion to the chance of being best.
+    Portfolio,
 }
 
 impl Acquisition {
@@ -59,15 +66,17 @@ impl Acquisition {
             Self::Ucb => "ucb",
             Self::LogEi => "log_ei",
             Self::KnowledgeGradient => "knowledge_gradient",
+            Self::Portfolio => "portfolio",
         }
     }
 
     /// Every acquisition.
-    pub const ALL: [Acquisition; 4] = [
+    pub const ALL: [Acquisition; 5] = [
         Acquisition::Thompson,
         Acquisition::Ucb,
         Acquisition::LogEi,
         Acquisition::KnowledgeGradient,
+        Acquisition::Portfolio,
     ];
 }
 
@@ -156,9 +165,13 @@ pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeE
         }
         Acquisition::KnowledgeGradient => (
             hallucinated_batch(cov, noise, request.batch_size, &mut taken, |cov| {
-                values_after_measuring(&means, cov, noise, RECOMMENDATION_SIGMAS)
+                values_after_measuring(&means, cov, noise, request.recommendation_sigmas)
             }),
             "gp-kg",
+        ),
+        Acquisition::Portfolio => (
+            portfolio(&means, cov, noise, request, &mut taken)?,
+            "gp-portfolio",
         ),
     };
     let picks = picks.into_iter().map(|k| shortlist[k]).collect();
@@ -210,12 +223,8 @@ fn pointwise(means: &[f64], score: impl Fn(f64, f64) -> f64) -> impl Fn(&DMatrix
     }
 }
 
-fn thompson(
-    means: &[f64],
-    cov: &DMatrix<f64>,
-    request: &BatchRequest<'_>,
-    taken: &mut [bool],
-) -> Result<Vec<usize>, OptimizeError> {
+/// The lower factor of a posterior covariance, with as little jitter as it needs.
+fn sampling_factor(cov: &DMatrix<f64>) -> Result<DMatrix<f64>, OptimizeError> {
     let scale = cov
         .diagonal()
         .iter()
@@ -231,14 +240,58 @@ fn thompson(
             m.cholesky()
         })
         .ok_or(OptimizeError::NotPositiveDefinite)?;
-    let l = factor.l();
+    Ok(factor.l())
+}
+
+/// Joint posterior draws `mean + L z`, seeded by the request.
+fn posterior_draws<'m>(
+    means: &'m [f64],
+    l: DMatrix<f64>,
+    request: &BatchRequest<'_>,
+) -> impl FnMut() -> DVector<f64> + 'm {
     let mean = DVector::from_column_slice(means);
     let mut rng = StdRng::seed_from_u64(request.fit.seed ^ 0x7468_6f6d_7073_6f6e);
+    move || {
+        let z = DVector::from_fn(mean.len(), |_, _| rng.sample::<f64, _>(StandardNormal));
+        &mean + &l * z
+    }
+}
+
+fn thompson(
+    means: &[f64],
+    cov: &DMatrix<f64>,
+    request: &BatchRequest<'_>,
+    taken: &mut [bool],
+) -> Result<Vec<usize>, OptimizeError> {
+    let mut draw = posterior_draws(means, sampling_factor(cov)?, request);
     Ok((0..request.batch_size)
         .map(|_| {
-            let z = DVector::from_fn(means.len(), |_, _| rng.sample::<f64, _>(StandardNormal));
-            let draw = &mean + &l * z;
-            let best = argmax_free(draw.iter().copied(), taken);
+            let best = argmax_free(draw().iter().copied(), taken);
+            taken[best] = true;
+            best
+        })
+        .collect())
+}
+
+/// [`Acquisition::Portfolio`]: even picks by the knowledge gradient, odd ones by Thompson draws;
+/// every pick is hallucinated before the next knowledge-gradient pick.
+fn portfolio(
+    means: &[f64],
+    mut cov: DMatrix<f64>,
+    noise: f64,
+    request: &BatchRequest<'_>,
+    taken: &mut [bool],
+) -> Result<Vec<usize>, OptimizeError> {
+    let mut draw = posterior_draws(means, sampling_factor(&cov)?, request);
+    Ok((0..request.batch_size)
+        .map(|k| {
+            let scores = if k % 2 == 0 {
+                values_after_measuring(means, &cov, noise, request.recommendation_sigmas)
+            } else {
+                draw().iter().copied().collect()
+            };
+            let best = argmax_free(scores.into_iter(), taken);
+            hallucinate(&mut cov, best, noise);
             taken[best] = true;
             best
         })
@@ -338,6 +391,11 @@ pub const RECOMMENDATION_SIGMAS: f64 = 2.0;
 /// `mean − RECOMMENDATION_SIGMAS × sd` of the posterior (see [`RECOMMENDATION_SIGMAS`]); the first is
 /// the recommendation.
 pub fn rank(gp: &GaussianProcess, candidates: &[Vec<f64>]) -> Vec<Ranked> {
+    rank_by(gp, candidates, RECOMMENDATION_SIGMAS)
+}
+
+/// All candidates by `mean − sigmas × sd`, the best first ([`rank`] with another discount).
+pub fn rank_by(gp: &GaussianProcess, candidates: &[Vec<f64>], sigmas: f64) -> Vec<Ranked> {
     let mut ranked: Vec<Ranked> = gp
         .predict(candidates)
         .into_iter()
@@ -348,11 +406,8 @@ pub fn rank(gp: &GaussianProcess, candidates: &[Vec<f64>]) -> Vec<Ranked> {
             sd: var.max(0.0).sqrt(),
         })
         .collect();
-    ranked.sort_by(|a, b| {
-        b.lower_bound()
-            .total_cmp(&a.lower_bound())
-            .then(a.index.cmp(&b.index))
-    });
+    let bound = |r: &Ranked| r.mean - sigmas * r.sd;
+    ranked.sort_by(|a, b| bound(b).total_cmp(&bound(a)).then(a.index.cmp(&b.index)));
     ranked
 }
 
@@ -450,6 +505,7 @@ fn medoid_design(request: &BatchRequest<'_>) -> Vec<usize> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::HyperPrior;
     use crate::KernelKind;
 
     fn grid() -> Vec<Vec<f64>> {
@@ -483,6 +539,7 @@ mod tests {
             bounds: vec![(0.0, 1.0); 2],
             restarts: 2,
             seed: 3,
+            prior: HyperPrior::default(),
         }
     }
 
@@ -509,6 +566,7 @@ mod tests {
             bounds: vec![(0.0, 1.0)],
             restarts: 1,
             seed: 1,
+            prior: HyperPrior::default(),
         };
         let hyper = Hyperparameters {
             length_scales: vec![0.1],
@@ -541,6 +599,7 @@ mod tests {
             acquisition: Acquisition::Ucb,
             exploration: 2.0,
             fit: fit(),
+            recommendation_sigmas: RECOMMENDATION_SIGMAS,
         };
         let s = suggest_batch(&request).unwrap();
         assert_eq!(s.method, "medoid-design");
@@ -594,6 +653,7 @@ mod tests {
                 acquisition,
                 exploration: 2.0,
                 fit: fit(),
+                recommendation_sigmas: RECOMMENDATION_SIGMAS,
             };
             for i in suggest_batch(&request).unwrap().picks {
                 let noise: f64 = rng.random_range(-30.0..30.0);
@@ -625,6 +685,7 @@ mod tests {
             acquisition: Acquisition::Thompson,
             exploration: 0.0,
             fit: fit(),
+            recommendation_sigmas: RECOMMENDATION_SIGMAS,
         };
         let s = suggest_batch(&request).unwrap();
         assert_eq!(s.method, "gp-thompson");
@@ -655,6 +716,7 @@ mod tests {
             acquisition: Acquisition::KnowledgeGradient,
             exploration: 0.0,
             fit: fit(),
+            recommendation_sigmas: RECOMMENDATION_SIGMAS,
         };
         let s = suggest_batch(&request).unwrap();
         assert_eq!(s.method, "gp-kg");
@@ -677,6 +739,7 @@ mod tests {
             acquisition: Acquisition::Ucb,
             exploration: 2.0,
             fit: fit(),
+            recommendation_sigmas: RECOMMENDATION_SIGMAS,
         };
         let first = suggest_batch(&request).unwrap();
         let mut unique = first.picks.clone();
@@ -712,6 +775,7 @@ mod tests {
                     acquisition,
                     exploration: 0.5,
                     fit: fit(),
+                    recommendation_sigmas: RECOMMENDATION_SIGMAS,
                 };
                 let picks = suggest_batch(&request).unwrap().picks;
                 let mut unique = picks.clone();
@@ -741,6 +805,7 @@ mod tests {
             acquisition: Acquisition::Thompson,
             exploration: 1.0,
             fit: fit(),
+            recommendation_sigmas: RECOMMENDATION_SIGMAS,
         };
         assert_eq!(
             suggest_batch(&request).unwrap_err(),

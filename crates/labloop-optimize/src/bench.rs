@@ -3,7 +3,7 @@
 //! recommendation is after each round. Pure: observations come from a caller's closure.
 
 use crate::OptimizeError;
-use crate::batch::{Acquisition, BatchRequest, rank, suggest_batch};
+use crate::batch::{Acquisition, BatchRequest, rank_by, suggest_batch};
 use crate::bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 use crate::gp::{FitOptions, GaussianProcess, Observation};
 use crate::kernel::KernelKind;
@@ -74,11 +74,16 @@ pub struct ReplaySettings {
     pub exploration: f64,
     /// The reference's settings.
     pub reference: BayesGapSettings,
+    /// labloop's recommendation: the best `mean − k sd` ([`crate::rank_by`]); campaigns use
+    /// [`crate::RECOMMENDATION_SIGMAS`].
+    pub recommendation_sigmas: f64,
 }
 
 impl ReplaySettings {
     /// Applies one `key=value` override of labloop's strategy: `acquisition` (thompson, ucb,
-    /// log_ei, knowledge_gradient), `kernel` (matern52, rbf), `restarts`, `exploration`.
+    /// log_ei, knowledge_gradient, portfolio), `kernel` (matern52, rbf), `restarts`,
+    /// `exploration`, `recommendation_sigmas`, and the fit's priors `length_prior`, `signal_prior`,
+    /// `noise_prior` (each `centre,spread` of the log).
     pub fn apply(&mut self, assignment: &str) -> Result<(), String> {
         let (key, value) = assignment
             .split_once('=')
@@ -87,6 +92,17 @@ impl ReplaySettings {
             value
                 .parse::<f64>()
                 .map_err(|_| format!("`{value}` is not a number"))
+        };
+        // A prior is `centre,spread` of the log hyperparameter.
+        let pair = || -> Result<(f64, f64), String> {
+            let (c, s) = value
+                .split_once(',')
+                .ok_or_else(|| format!("`{value}`: expected centre,spread"))?;
+            let parse = |t: &str| {
+                t.parse::<f64>()
+                    .map_err(|_| format!("`{t}` is not a number"))
+            };
+            Ok((parse(c)?, parse(s)?))
         };
         match key {
             "acquisition" => {
@@ -103,6 +119,10 @@ impl ReplaySettings {
                 }
             }
             "restarts" => self.fit.restarts = number()? as usize,
+            "recommendation_sigmas" => self.recommendation_sigmas = number()?,
+            "length_prior" => self.fit.prior.log_length = pair()?,
+            "signal_prior" => self.fit.prior.log_signal = pair()?,
+            "noise_prior" => self.fit.prior.log_noise = pair()?,
             "exploration" => self.exploration = number()?,
             _ => return Err(format!("unknown option `{key}`")),
         }
@@ -153,6 +173,7 @@ pub fn replay(
                     acquisition: settings.acquisition,
                     exploration: settings.exploration,
                     fit: fit.clone(),
+                    recommendation_sigmas: settings.recommendation_sigmas,
                 };
                 suggest_batch(&request)?.picks
             }
@@ -192,7 +213,12 @@ pub fn replay(
                 &settings.reference,
             ),
             Strategy::Labloop | Strategy::Random => {
-                rank(&GaussianProcess::fit(&labloop_obs, &fit)?, problem.inputs)[0].index
+                rank_by(
+                    &GaussianProcess::fit(&labloop_obs, &fit)?,
+                    problem.inputs,
+                    settings.recommendation_sigmas,
+                )[0]
+                .index
             }
         };
         out.recommended.push(best);
@@ -305,6 +331,8 @@ pub fn summarize(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::HyperPrior;
+    use crate::RECOMMENDATION_SIGMAS;
     use rand_distr::{Distribution, Normal};
 
     #[test]
@@ -330,6 +358,7 @@ mod tests {
                 bounds: crate::bounds_of(&inputs),
                 restarts: 2,
                 seed: 5,
+                prior: HyperPrior::default(),
             },
             acquisition: Acquisition::Thompson,
             exploration: 0.0,
@@ -337,6 +366,7 @@ mod tests {
                 prior_mean: 800.0,
                 ..BayesGapSettings::default()
             },
+            recommendation_sigmas: RECOMMENDATION_SIGMAS,
         };
         let with_kg = ReplaySettings {
             acquisition: Acquisition::KnowledgeGradient,

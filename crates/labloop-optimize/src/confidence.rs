@@ -71,6 +71,7 @@ pub fn best_probability(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::HyperPrior;
     use crate::{FitOptions, KernelKind, Observation};
 
     fn fit(noise_var: f64, replicates: usize) -> (GaussianProcess, Vec<Vec<f64>>) {
@@ -90,6 +91,7 @@ mod tests {
             bounds: vec![(0.0, 1.0)],
             restarts: 2,
             seed: 1,
+            prior: HyperPrior::default(),
         };
         (GaussianProcess::fit(&obs, &options).unwrap(), candidates)
     }

@@ -34,6 +34,32 @@ pub struct FitOptions {
     pub restarts: usize,
     /// Seed for the random starts.
     pub seed: u64,
+    /// Priors on the log hyperparameters (MAP fit).
+    pub prior: HyperPrior,
+}
+
+/// Log-normal priors (centre, spread of the log) on the hyperparameters, in the scaled space
+/// (inputs in the unit box, outputs standardised): the fit maximises likelihood × prior.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct HyperPrior {
+    /// Each length scale's.
+    pub log_length: (f64, f64),
+    /// The signal variance's.
+    pub log_signal: (f64, f64),
+    /// The fitted noise variance's (added to each observation's own).
+    pub log_noise: (f64, f64),
+}
+
+impl Default for HyperPrior {
+    /// Weak priors: they keep the fit sane with few points without pinning it when data are
+    /// plentiful.
+    fn default() -> Self {
+        Self {
+            log_length: (-0.7, 1.0),
+            log_signal: (0.0, 1.5),
+            log_noise: (-3.0, 2.0),
+        }
+    }
 }
 
 /// The smallest box holding every point: per input, (lowest, highest). Use it as
@@ -127,12 +153,6 @@ pub struct GaussianProcess {
 /// Distinct inputs the hyperparameters are fitted on at most (see [`GaussianProcess::fit`]).
 pub const MAX_FIT_POINTS: usize = 64;
 
-/// Weak log-normal priors (centre, spread) on the log hyperparameters: they keep the fit sane with few
-/// points without pinning it when data are plentiful.
-const PRIOR_LOG_LENGTH: (f64, f64) = (-0.7, 1.0);
-const PRIOR_LOG_SIGNAL: (f64, f64) = (0.0, 1.5);
-const PRIOR_LOG_NOISE: (f64, f64) = (-3.0, 2.0);
-
 impl GaussianProcess {
     /// Fits hyperparameters by maximising the log marginal likelihood (plus priors), then conditions.
     ///
@@ -144,8 +164,9 @@ impl GaussianProcess {
         let subset = (data.n() > MAX_FIT_POINTS).then(|| data.subset(MAX_FIT_POINTS, options.seed));
         let fit_data = subset.as_ref().unwrap_or(&data);
         let d = options.bounds.len();
-        let prior_centre: Vec<f64> = std::iter::repeat_n(PRIOR_LOG_LENGTH.0, d)
-            .chain([PRIOR_LOG_SIGNAL.0, PRIOR_LOG_NOISE.0])
+        let prior = &options.prior;
+        let prior_centre: Vec<f64> = std::iter::repeat_n(prior.log_length.0, d)
+            .chain([prior.log_signal.0, prior.log_noise.0])
             .collect();
         let mut rng = StdRng::seed_from_u64(options.seed);
         let mut best: Option<(f64, Vec<f64>)> = None;
@@ -158,8 +179,10 @@ impl GaussianProcess {
                     .map(|c| c + rng.random_range(-1.0..1.0))
                     .collect()
             };
-            let candidate = minimise(fit_data, init.clone()).unwrap_or(init);
-            if let Some(cost) = fit_data.cost_and_gradient(&candidate).map(|(c, _)| c)
+            let candidate = minimise(fit_data, prior, init.clone()).unwrap_or(init);
+            if let Some(cost) = fit_data
+                .cost_and_gradient(&candidate, prior)
+                .map(|(c, _)| c)
                 && best.as_ref().is_none_or(|(b, _)| cost < *b)
             {
                 best = Some((cost, candidate));
@@ -226,6 +249,7 @@ impl GaussianProcess {
             bounds: self.bounds.clone(),
             restarts: 0,
             seed: 0,
+            prior: HyperPrior::default(),
         };
         Self::condition(self.data(), &options, &self.hyper.log_theta())
     }
@@ -443,16 +467,16 @@ impl Data {
         Some((chol, alpha, lml))
     }
 
-    fn log_prior(theta: &[f64], d: usize) -> (f64, Vec<f64>) {
+    fn log_prior(theta: &[f64], d: usize, prior: &HyperPrior) -> (f64, Vec<f64>) {
         let mut value = 0.0;
         let mut grad = vec![0.0; theta.len()];
         for (k, t) in theta.iter().enumerate() {
             let (centre, spread) = if k < d {
-                PRIOR_LOG_LENGTH
+                prior.log_length
             } else if k == d {
-                PRIOR_LOG_SIGNAL
+                prior.log_signal
             } else {
-                PRIOR_LOG_NOISE
+                prior.log_noise
             };
             value -= 0.5 * ((t - centre) / spread).powi(2);
             grad[k] -= (t - centre) / (spread * spread);
@@ -462,7 +486,7 @@ impl Data {
 
     /// Negative log posterior of the log hyperparameters, and its gradient: analytic for the kernel's
     /// parameters, a central difference for the noise (which also moves the pooled data).
-    fn cost_and_gradient(&self, theta: &[f64]) -> Option<(f64, Vec<f64>)> {
+    fn cost_and_gradient(&self, theta: &[f64], prior: &HyperPrior) -> Option<(f64, Vec<f64>)> {
         let (ell, sf2, sn2) = split(theta, self.d);
         let n = self.n();
         let (chol, alpha, lml) = self.fit_at(&ell, sf2, sn2)?;
@@ -490,19 +514,20 @@ impl Data {
                 - noise_lml(theta[self.d + 1] - h)?)
                 / (2.0 * h);
         }
-        let (prior, prior_grad) = Self::log_prior(theta, self.d);
+        let (log_prior, prior_grad) = Self::log_prior(theta, self.d, prior);
         for (g, p) in grad.iter_mut().zip(prior_grad) {
             *g -= p;
         }
-        let cost = -lml - prior;
+        let cost = -lml - log_prior;
         cost.is_finite().then_some((cost, grad))
     }
 }
 
-fn minimise(data: &Data, init: Vec<f64>) -> Option<Vec<f64>> {
+fn minimise(data: &Data, prior: &HyperPrior, init: Vec<f64>) -> Option<Vec<f64>> {
     let solver = LBFGS::new(MoreThuenteLineSearch::new(), 7);
     let objective = Objective {
         data,
+        prior,
         last: RefCell::new(None),
     };
     let result = Executor::new(objective, solver)
@@ -516,6 +541,7 @@ fn minimise(data: &Data, init: Vec<f64>) -> Option<Vec<f64>> {
 /// same point, and both come from one factorisation: the last point's pair is kept.
 struct Objective<'a> {
     data: &'a Data,
+    prior: &'a HyperPrior,
     #[allow(clippy::type_complexity)]
     last: RefCell<Option<(Vec<f64>, Option<(f64, Vec<f64>)>)>>,
 }
@@ -528,7 +554,7 @@ impl Objective<'_> {
         {
             return value.clone();
         }
-        let value = self.data.cost_and_gradient(theta);
+        let value = self.data.cost_and_gradient(theta, self.prior);
         *last = Some((theta.to_vec(), value.clone()));
         value
     }
@@ -607,6 +633,7 @@ mod tests {
             bounds: vec![(0.0, 1.0); d],
             restarts: 3,
             seed: 1,
+            prior: HyperPrior::default(),
         }
     }
 
@@ -706,15 +733,16 @@ mod tests {
     fn check_gradient(data: &[Observation]) {
         let d = Data::new(data, &options(2)).unwrap();
         let theta = vec![-0.5, -1.0, 0.2, -3.0];
-        let (_, grad) = d.cost_and_gradient(&theta).unwrap();
+        let prior = HyperPrior::default();
+        let (_, grad) = d.cost_and_gradient(&theta, &prior).unwrap();
         for k in 0..theta.len() {
             let h = 1e-5;
             let mut up = theta.clone();
             up[k] += h;
             let mut down = theta.clone();
             down[k] -= h;
-            let numeric = (d.cost_and_gradient(&up).unwrap().0
-                - d.cost_and_gradient(&down).unwrap().0)
+            let numeric = (d.cost_and_gradient(&up, &prior).unwrap().0
+                - d.cost_and_gradient(&down, &prior).unwrap().0)
                 / (2.0 * h);
             assert!(
                 (numeric - grad[k]).abs() < 1e-4 * (1.0 + numeric.abs()),

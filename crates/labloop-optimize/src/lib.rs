@@ -33,11 +33,12 @@ pub mod suite;
 mod update;
 
 pub use batch::{
-    Acquisition, BatchRequest, RECOMMENDATION_SIGMAS, Ranked, Suggestion, rank, suggest_batch,
+    Acquisition, BatchRequest, RECOMMENDATION_SIGMAS, Ranked, Suggestion, rank, rank_by,
+    suggest_batch,
 };
 pub use bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 pub use confidence::best_probability;
-pub use gp::{FitOptions, GaussianProcess, Hyperparameters, Observation, bounds_of};
+pub use gp::{FitOptions, GaussianProcess, HyperPrior, Hyperparameters, Observation, bounds_of};
 pub use kernel::KernelKind;
 pub use logei::{log_expected_improvement, log_h};
 pub use space::{

@@ -5,8 +5,8 @@
 //! on every point drawn, so nothing infeasible is ever suggested.
 
 use crate::OptimizeError;
-use crate::batch::{Acquisition, BatchRequest, suggest_batch};
-use crate::gp::{FitOptions, Observation};
+use crate::batch::{Acquisition, BatchRequest, RECOMMENDATION_SIGMAS, suggest_batch};
+use crate::gp::{FitOptions, HyperPrior, Observation};
 use crate::kernel::KernelKind;
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -340,7 +340,9 @@ pub fn suggest_in_space(request: &SpaceRequest<'_>) -> Result<Vec<Vec<f64>>, Spa
             bounds: space.encoded_bounds(),
             restarts: 3,
             seed: request.seed,
+            prior: HyperPrior::default(),
         },
+        recommendation_sigmas: RECOMMENDATION_SIGMAS,
     };
     Ok(suggest_batch(&batch)?
         .picks

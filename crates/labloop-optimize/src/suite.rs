@@ -272,6 +272,7 @@ pub fn aggregate(reports: &[LandscapeReport], half: Half, strategies: &[Strategy
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::HyperPrior;
     use crate::batch::Acquisition;
     use crate::gp::FitOptions;
     use crate::kernel::KernelKind;
@@ -298,10 +299,12 @@ mod tests {
                 bounds: Vec::new(),
                 restarts: 1,
                 seed: 0,
+                prior: HyperPrior::default(),
             },
             acquisition: Acquisition::KnowledgeGradient,
             exploration: 2.0,
             reference: BayesGapSettings::default(),
+            recommendation_sigmas: 2.0,
         };
         let reports: Vec<LandscapeReport> = landscapes
             .iter()

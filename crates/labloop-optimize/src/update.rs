@@ -58,7 +58,7 @@ impl GaussianProcess {
 
 #[cfg(test)]
 mod tests {
-    use crate::{FitOptions, GaussianProcess, KernelKind, Observation};
+    use crate::{FitOptions, GaussianProcess, HyperPrior, KernelKind, Observation};
 
     fn observation(x: f64, z: f64, y: f64) -> Observation {
         Observation {
@@ -83,6 +83,7 @@ mod tests {
             bounds: vec![(0.0, 1.0); 2],
             restarts: 2,
             seed: 4,
+            prior: HyperPrior::default(),
         }
     }
 

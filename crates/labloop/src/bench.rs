@@ -213,6 +213,7 @@ impl ProtocolGrid {
             acquisition: optimizer_settings::acquisition(workflow),
             exploration: workflow.optimizer.exploration,
             reference: BayesGapSettings::default(),
+            recommendation_sigmas: labloop_optimize::RECOMMENDATION_SIGMAS,
         };
         for o in overrides {
             template

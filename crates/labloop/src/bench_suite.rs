@@ -111,7 +111,9 @@ pub fn suite(args: &BenchArgs, name: &str) -> Result<()> {
         println!(
             "split: even member indices are the development half, odd ones the validation half"
         );
-        println!("options for --set: acquisition, kernel, restarts, exploration");
+        println!(
+            "options for --set: acquisition, kernel, restarts, exploration, recommendation_sigmas, length_prior, signal_prior, noise_prior (centre,spread of the log), inputs (all | free)"
+        );
         for l in &all {
             println!(
                 "{:<44} {:<12} σ {:>3.0}{} batch {:>2}  {} candidates",
