@@ -25,5 +25,6 @@ pub fn acquisition(wf: &Workflow) -> Acquisition {
         AcquisitionSpec::Ucb => Acquisition::Ucb,
         AcquisitionSpec::LogEi => Acquisition::LogEi,
         AcquisitionSpec::KnowledgeGradient => Acquisition::KnowledgeGradient,
+        AcquisitionSpec::Portfolio => Acquisition::Portfolio,
     }
 }

@@ -190,22 +190,42 @@ pub fn settings_for(landscape: &Landscape, template: &ReplaySettings) -> ReplayS
 /// noise, reported with the variance a campaign's predictor would state for it. Every strategy gets
 /// the same stream under one seed.
 pub fn observer(landscape: &Landscape, seed: u64) -> impl FnMut(usize) -> (f64, f64) + '_ {
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x6f62_7365_7276_6521);
-    let noise = Normal::new(0.0, landscape.noise_sd).expect("σ ≥ 0");
-    let spread = Normal::new(0.0, landscape.relative_sd).expect("σ ≥ 0");
+    let mut rng = observation_stream(seed);
     move |i| {
-        // Without spread no draw is spent on it: a table's stream is `--truth FILE`'s.
-        let cell = if landscape.relative_sd > 0.0 {
-            landscape.truth[i] * spread.sample(&mut rng).exp()
-        } else {
-            landscape.truth[i]
-        };
-        let y = cell + noise.sample(&mut rng);
-        (
-            y,
-            landscape.noise_sd.powi(2) + (landscape.relative_sd * y.abs()).powi(2),
+        noisy_observation(
+            landscape.truth[i],
+            landscape.noise_sd,
+            landscape.relative_sd,
+            &mut rng,
         )
     }
+}
+
+/// The random stream of one seed's observations (`labloop bench optimize --truth FILE` uses it too).
+pub fn observation_stream(seed: u64) -> StdRng {
+    StdRng::seed_from_u64(seed ^ 0x6f62_7365_7276_6521)
+}
+
+/// One observation of a candidate whose true mean is `truth`: log-normal cell-to-cell spread
+/// `relative_sd` (no draw spent on it when 0), then Gaussian noise `noise_sd`; with the variance a
+/// predictor would state for it.
+pub fn noisy_observation(
+    truth: f64,
+    noise_sd: f64,
+    relative_sd: f64,
+    rng: &mut StdRng,
+) -> (f64, f64) {
+    let cell = if relative_sd > 0.0 {
+        truth
+            * Normal::new(0.0, relative_sd)
+                .expect("σ ≥ 0")
+                .sample(rng)
+                .exp()
+    } else {
+        truth
+    };
+    let y = cell + Normal::new(0.0, noise_sd).expect("σ ≥ 0").sample(rng);
+    (y, noise_sd.powi(2) + (relative_sd * y.abs()).powi(2))
 }
 
 /// Per round: mean of `a − b` over seeds (paired by seed) and its standard error.

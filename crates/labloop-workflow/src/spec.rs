@@ -277,6 +277,8 @@ pub enum AcquisitionSpec {
     /// protocol finally recommended most, picks hallucinated one after another.
     #[default]
     KnowledgeGradient,
+    /// Half the picks by the knowledge gradient, half by Thompson draws, alternating.
+    Portfolio,
 }
 
 /// GP kernels.

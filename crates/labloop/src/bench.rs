@@ -11,9 +11,6 @@ use labloop_optimize::bench::{
 };
 use labloop_predict::{EarlyData, LinearModel, Predictor};
 use labloop_sim::{SimCell, expected_life};
-use rand::SeedableRng;
-use rand::rngs::StdRng;
-use rand_distr::{Distribution, Normal};
 use std::path::Path;
 
 /// What the command line asked for.
@@ -342,16 +339,15 @@ fn one_replay(
     settings.seed = seed;
     settings.fit.seed = seed;
     // The same observation stream for every strategy under one seed.
-    let mut rng = StdRng::seed_from_u64(seed ^ 0x6f62_7365_7276_6521);
+    let mut rng = labloop_optimize::suite::observation_stream(seed);
     let mut observe = |i: usize| -> (f64, f64) {
         match truth {
-            Truth::Table { noise_sd } => {
-                let noise = Normal::new(0.0, *noise_sd).expect("σ ≥ 0");
-                (
-                    problem.truth[i] + noise.sample(&mut rng),
-                    noise_sd * noise_sd,
-                )
-            }
+            Truth::Table { noise_sd } => labloop_optimize::suite::noisy_observation(
+                problem.truth[i],
+                *noise_sd,
+                0.0,
+                &mut rng,
+            ),
             Truth::Simulator {
                 model,
                 cycles,

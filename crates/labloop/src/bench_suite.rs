@@ -112,7 +112,7 @@ pub fn suite(args: &BenchArgs, name: &str) -> Result<()> {
             "split: even member indices are the development half, odd ones the validation half"
         );
         println!(
-            "options for --set: acquisition, kernel, restarts, exploration, recommendation_sigmas, length_prior, signal_prior, noise_prior (centre,spread of the log), inputs (all | free)"
+            "options for --set: acquisition, kernel, restarts, exploration, recommendation_sigmas, length_prior, signal_prior, noise_prior (centre,spread of the log)"
         );
         for l in &all {
             println!(

@@ -80,11 +80,13 @@ impl Default for Physics {
 
 impl Physics {
     /// A plausible other cell, drawn from `rng`. Ranges (uniform, or log-uniform where marked):
-    /// heat rise 0.3–0.9 °C/C², SEI activation 20–60 kJ/mol, plating onset 5–12 C at empty and
-    /// 0–3 %/K, plating weight 0.05–1.5 (log), cracking weight 0.002–0.05 (log) with exponent 2–4 and
+    /// heat rise 0.2–0.9 °C/C², SEI activation 20–60 kJ/mol, plating onset 4–12 C at empty and
+    /// 0–3 %/K, plating weight 0.05–5 (log), cracking weight 0.001–0.2 (log) with exponent 1.2–4 and
     /// an SOC profile from flat to falling to 0.1 at 70 % SOC, rising instead in a quarter of draws
     /// (a cathode-limited cell), cell-to-cell spread 4–15 %. The life scale is set afterwards so the
-    /// calibrated protocol 4.8-4.8-4.8-4.8 lives as long as under the default physics.
+    /// calibrated protocol 4.8-4.8-4.8-4.8 lives as long as under the default physics. Over the CLO
+    /// grid the best protocol then lands anywhere from 4.0-5.2-5.6 to 8-7-4.8, on the grid's edges
+    /// in about a third of draws.
     pub fn variant(rng: &mut impl Rng) -> Self {
         let log_uniform = |lo: f64, hi: f64, rng: &mut dyn rand::RngCore| {
             (rng.random_range(lo.ln()..hi.ln())).exp()
@@ -96,13 +98,13 @@ impl Physics {
             rng.random_range(0.0..(cracking_at_empty - 0.1) / 0.7)
         };
         let mut physics = Self {
-            heat_rise_c_per_c2: rng.random_range(0.3..0.9),
+            heat_rise_c_per_c2: rng.random_range(0.2..0.9),
             sei_activation_j_per_mol: rng.random_range(20e3..60e3),
-            plating_onset_c_rate_at_empty: rng.random_range(5.0..12.0),
+            plating_onset_c_rate_at_empty: rng.random_range(4.0..12.0),
             plating_onset_per_kelvin: rng.random_range(0.0..0.03),
-            plating_weight: log_uniform(0.05, 1.5, rng),
-            cracking_weight: log_uniform(0.002, 0.05, rng),
-            cracking_exponent: rng.random_range(2.0..4.0),
+            plating_weight: log_uniform(0.05, 5.0, rng),
+            cracking_weight: log_uniform(0.001, 0.2, rng),
+            cracking_exponent: rng.random_range(1.2..4.0),
             cracking_at_empty,
             cracking_soc_slope,
             life_at_unit_damage: 1.0,
@@ -383,6 +385,49 @@ mod tests {
     use super::*;
     use rand::SeedableRng;
     use rand::rngs::StdRng;
+
+    #[test]
+    fn physics_variants_move_the_optimum_and_keep_the_reference_life() {
+        // The CLO grid: CC4 from the ten-minute constraint, within 0.1–4.81 C.
+        let rates = [3.6, 4.0, 4.4, 4.8, 5.2, 5.6, 6.0, 7.0, 8.0];
+        let grid: Vec<[f64; 4]> = rates
+            .iter()
+            .flat_map(|&a| rates[..8].iter().map(move |&b| (a, b)))
+            .flat_map(|(a, b)| rates[..6].iter().map(move |&c| (a, b, c)))
+            .filter_map(|(a, b, c)| {
+                let rest: f64 = 1.0 / 6.0 - 0.2 / a - 0.2 / b - 0.2 / c;
+                let d = 0.2 / rest;
+                (rest > 0.0 && (0.1..=4.81).contains(&d)).then_some([a, b, c, d])
+            })
+            .collect();
+        let reference = expected_life(&fast_charge_to_80(&[4.8, 4.8, 4.8, 4.8]));
+        let mut rng = StdRng::seed_from_u64(3);
+        let mut bests = std::collections::HashSet::new();
+        let mut on_edge = 0;
+        for _ in 0..12 {
+            let physics = Physics::variant(&mut rng);
+            let life = |p: &[f64; 4]| stress_under(&fast_charge_to_80(p), &physics).expected_life;
+            let uniform = life(&[4.8, 4.8, 4.8, 4.8]);
+            assert!(
+                (uniform - reference).abs() < 1e-6 * reference,
+                "{uniform} {reference}"
+            );
+            let best = grid
+                .iter()
+                .max_by(|a, b| life(a).total_cmp(&life(b)))
+                .unwrap();
+            on_edge +=
+                usize::from(best[0] >= 7.0 || best[0] <= 4.0 || best[1] >= 7.0 || best[2] >= 5.6);
+            bests.insert(best.map(|r| (r * 10.0) as i64));
+        }
+        assert!(bests.len() >= 5, "{bests:?}");
+        assert!(on_edge >= 2, "{bests:?}");
+        assert_eq!(Physics::default(), Physics::default());
+        assert_eq!(
+            stress(&fast_charge_to_80(&[4.8; 4])).expected_life,
+            reference
+        );
+    }
 
     #[test]
     fn gentler_protocols_live_longer() {
