@@ -389,6 +389,47 @@ mod tests {
     }
 
     #[test]
+    fn overrides_set_the_named_option_and_refuse_unknown_ones() {
+        let mut s = ReplaySettings {
+            batch: 8,
+            rounds: 2,
+            seed: 1,
+            fit: FitOptions {
+                kernel: KernelKind::Matern52,
+                bounds: vec![(0.0, 1.0)],
+                restarts: 3,
+                seed: 1,
+                prior: HyperPrior::default(),
+            },
+            acquisition: Acquisition::KnowledgeGradient,
+            exploration: 2.0,
+            reference: BayesGapSettings::default(),
+            recommendation_sigmas: RECOMMENDATION_SIGMAS,
+        };
+        for o in [
+            "acquisition=portfolio",
+            "kernel=rbf",
+            "recommendation_sigmas=1",
+            "length_prior=-1,0.5",
+        ] {
+            s.apply(o).unwrap();
+        }
+        assert_eq!(s.acquisition, Acquisition::Portfolio);
+        assert_eq!(s.fit.kernel, KernelKind::Rbf);
+        assert_eq!(s.recommendation_sigmas, 1.0);
+        assert_eq!(s.fit.prior.log_length, (-1.0, 0.5));
+        assert_eq!(
+            s.apply("colour=red").unwrap_err(),
+            "unknown option `colour`"
+        );
+        assert_eq!(
+            s.apply("length_prior=1").unwrap_err(),
+            "`1`: expected centre,spread"
+        );
+        assert!(s.apply("acquisition").is_err());
+    }
+
+    #[test]
     fn summary_counts_cells_to_target_and_censors_misses() {
         let truth = vec![100.0, 90.0, 50.0];
         let replay = |values: &[f64]| Replay {
