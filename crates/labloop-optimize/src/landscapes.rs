@@ -4,6 +4,7 @@
 //! table are built by the caller (they need the simulator and a file) and join as plain
 //! [`Landscape`]s.
 
+use crate::kernel::scaled_distance2;
 use crate::space::{Mixture, Parameter, Space};
 use nalgebra::{DMatrix, DVector};
 use rand::rngs::StdRng;
@@ -190,13 +191,7 @@ pub fn gp_prior_family(
                 .map(|_| rng.random_range(0.12f64.ln()..1.2f64.ln()).exp())
                 .collect();
             let k = |i: usize, j: usize| {
-                let r = unit[i]
-                    .iter()
-                    .zip(&unit[j])
-                    .zip(&ell)
-                    .map(|((a, b), l)| ((a - b) / l).powi(2))
-                    .sum::<f64>()
-                    .sqrt();
+                let r = scaled_distance2(&unit[i], &unit[j], &ell).sqrt();
                 matern(nu, r)
             };
             let draw = gp_draw(unit.len(), k, &mut rng);
@@ -487,13 +482,7 @@ pub fn formulation_family(members: usize) -> Vec<Landscape> {
                     gp_draw(
                         points.len(),
                         |i, j| {
-                            let r = numbers[i]
-                                .iter()
-                                .zip(&numbers[j])
-                                .zip(&ell)
-                                .map(|((a, b), l)| ((a - b) / l).powi(2))
-                                .sum::<f64>()
-                                .sqrt();
+                            let r = scaled_distance2(&numbers[i], &numbers[j], &ell).sqrt();
                             let same = if additive[i] == additive[j] { 1.0 } else { rho };
                             matern(2.5, r) * same
                         },

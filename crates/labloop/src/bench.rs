@@ -61,6 +61,23 @@ pub struct BenchArgs {
     pub json: bool,
 }
 
+impl BenchArgs {
+    /// The strategies asked for (`--strategy`), all of them by default.
+    pub(crate) fn strategies(&self) -> Result<Vec<Strategy>> {
+        if self.strategies.is_empty() {
+            return Ok(Strategy::ALL.to_vec());
+        }
+        self.strategies
+            .iter()
+            .map(|s| {
+                Strategy::parse(s).with_context(|| {
+                    format!("unknown strategy `{s}`: expected labloop, clo-reference or random")
+                })
+            })
+            .collect()
+    }
+}
+
 /// Where observations come from.
 enum Truth {
     /// A table of true means; observations add Gaussian noise.
@@ -265,18 +282,7 @@ pub fn optimize(args: &BenchArgs) -> Result<()> {
             },
         )
     };
-    let strategies: Vec<Strategy> = if args.strategies.is_empty() {
-        Strategy::ALL.to_vec()
-    } else {
-        args.strategies
-            .iter()
-            .map(|s| {
-                Strategy::parse(s).with_context(|| {
-                    format!("unknown strategy `{s}`: expected labloop, clo-reference or random")
-                })
-            })
-            .collect::<Result<_>>()?
-    };
+    let strategies = args.strategies()?;
     if args.batch == 0 || args.rounds == 0 || args.seeds == 0 {
         bail!("--batch, --rounds and --seeds must be at least 1");
     }

@@ -149,18 +149,7 @@ pub fn suite(args: &BenchArgs, name: &str) -> Result<()> {
     if args.seeds == 0 {
         bail!("--seeds must be at least 1");
     }
-    let strategies: Vec<Strategy> = if args.strategies.is_empty() {
-        Strategy::ALL.to_vec()
-    } else {
-        args.strategies
-            .iter()
-            .map(|s| {
-                Strategy::parse(s).with_context(|| {
-                    format!("unknown strategy `{s}`: expected labloop, clo-reference or random")
-                })
-            })
-            .collect::<Result<_>>()?
-    };
+    let strategies = args.strategies()?;
     let template = grid.template(args.batch, args.rounds, &args.overrides)?;
     let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
     let started = Instant::now();
