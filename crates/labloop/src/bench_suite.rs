@@ -3,8 +3,7 @@
 //! published CLO table, a file; the simulator's physics variants, `labloop-sim`) and prints.
 
 use crate::bench::{BenchArgs, ProtocolGrid, read_table};
-use anyhow::{Context, Result, bail};
-use labloop_optimize::bench::Strategy;
+use anyhow::{Result, bail};
 use labloop_optimize::landscapes::{
     Family, Half, Landscape, ROUNDS, formulation_family, gp_prior_family, scenario,
     test_function_family,
