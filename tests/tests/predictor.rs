@@ -1,10 +1,11 @@
 //! The shipped lifetime models reproduce from the real Severson et al. cells, and reach the published
 //! accuracy on the primary test set. `UPDATE_EXPECT=1` rewrites the shipped model files.
 
+use labloop_predict::shift::{self, BatchCell};
 use labloop_predict::train::{
     DISCHARGE_FEATURES, LabelledCell, TrainOptions, VARIANCE_FEATURES, evaluate, fit_elastic_net,
 };
-use labloop_predict::{LinearModel, builtin_model, severson};
+use labloop_predict::{LinearModel, ModelFile, builtin_model, severson};
 use labloop_tests::{repo_root, shared_data};
 
 fn split(name: &str) -> Vec<LabelledCell> {
@@ -35,6 +36,22 @@ fn with_cycler_capacities(name: &str) -> Vec<LabelledCell> {
     .collect()
 }
 
+/// The training cells with their batches (`train_cells.csv`), with the cycler's capacities or
+/// capacities read at 2.0 V.
+fn train_batches(cycler_capacities: bool) -> Vec<BatchCell> {
+    let data = shared_data().join("severson");
+    let capacities = data.join("capacity_per_cycle_train.csv");
+    let set = severson::ArraySet {
+        cells: &data.join("train"),
+        lives: &data.join("cycle_lives/train_cycle_lives.csv"),
+        capacities: cycler_capacities.then_some(capacities.as_path()),
+        exclude: &[],
+    };
+    severson::with_batches(set.load(100).unwrap(), &data.join("train_cells.csv")).unwrap()
+}
+
+/// Fits as `labloop predict train --batches train_cells.csv` does: the model, then its batch σ
+/// measured by training on each of the training cells' two batches and scoring the other.
 fn train(name: &str, features: &[&str], cells: &[LabelledCell], source: &str) -> LinearModel {
     let options = TrainOptions::severson(
         name,
@@ -42,7 +59,14 @@ fn train(name: &str, features: &[&str], cells: &[LabelledCell], source: &str) ->
         100,
         &format!("Severson et al. 2019 training cells (41), Qdlin cycles 2-100, {source}"),
     );
-    fit_elastic_net(cells, &options).expect("training succeeds")
+    let fit = |cells: &[LabelledCell]| fit_elastic_net(cells, &options).map(ModelFile::Linear);
+    let mut file = fit(cells).expect("training succeeds");
+    let batches = train_batches(source == "cycler capacities");
+    shift::measure_batch_sigma(&mut file, &batches, &fit).expect("two batches");
+    match file {
+        ModelFile::Linear(m) => m,
+        ModelFile::Neural(_) => unreachable!("an elastic net"),
+    }
 }
 
 /// The shipped model `name` is a fresh fit (`UPDATE_EXPECT=1` rewrites it).
@@ -60,8 +84,9 @@ fn matches_shipped(name: &str, model: &LinearModel) {
     }
 }
 
-/// Scores a model on held-out cells: RMSE below `published × tolerance` and an honest σ (roughly
-/// two thirds of the cells inside ±1σ, nearly all inside ±2σ).
+/// Scores a model on held-out cells: RMSE below `published × tolerance` and an honest σ (at least
+/// half the cells inside ±1σ, nearly all inside ±2σ). These cells come from the training cells'
+/// own batches, so σ, which carries the spread of a new batch, is wide here: no upper bound.
 fn check_test(
     name: &str,
     model: &LinearModel,
@@ -76,10 +101,7 @@ fn check_test(
         "{name} test RMSE {} vs published {published}",
         m.rmse_cycles
     );
-    assert!(
-        (0.45..=0.9).contains(&m.within_1_sigma),
-        "{name} 1σ coverage {m:?}"
-    );
+    assert!(m.within_1_sigma >= 0.45, "{name} 1σ coverage {m:?}");
     assert!(m.within_2_sigma >= 0.8, "{name} 2σ coverage {m:?}");
 }
 
@@ -141,6 +163,8 @@ fn neural_model_beats_the_published_models_through_the_cli() {
             .arg(data.join("train"))
             .arg("--lives")
             .arg(data.join("cycle_lives/train_cycle_lives.csv"))
+            .arg("--batches")
+            .arg(data.join("train_cells.csv"))
             .arg("--out")
             .arg(&model),
     );
@@ -168,10 +192,8 @@ fn neural_model_beats_the_published_models_through_the_cli() {
     assert!(rmse < 86.0, "neural RMSE {rmse} does not beat 86 cycles");
     let in1 = eval["within_1_sigma"].as_f64().unwrap();
     let in2 = eval["within_2_sigma"].as_f64().unwrap();
-    assert!(
-        (0.5..=0.9).contains(&in1) && in2 >= 0.85,
-        "coverage {in1} / {in2}"
-    );
+    // σ carries a new batch's spread, so on cells of the training batches it is wide.
+    assert!(in1 >= 0.5 && in2 >= 0.85, "coverage {in1} / {in2}");
 
     let run = labloop_tests::json_result(
         std::process::Command::new(labloop_tests::labloop_bin())
@@ -198,6 +220,126 @@ fn neural_model_beats_the_published_models_through_the_cli() {
             .as_str()
             .unwrap()
             .starts_with("severson-2019/")
+    );
+    // The batch σ was measured on the training cells' two batches, not assumed.
+    let source = file["trust"]["batch_sigma_source"].as_str().unwrap();
+    assert!(
+        source.contains("by-batch") && source.contains("5/12/17"),
+        "{source}"
+    );
+}
+
+/// Copies test1's `cellN.csv` to `dir`, with ΔQ₁₀₀₋₁₀(V) multiplied by `amplify` (cycle 100's
+/// column rebuilt from cycle 10's).
+fn copy_cell(n: usize, dir: &std::path::Path, amplify: f64) {
+    let source = shared_data().join(format!("severson/test1/cell{n}.csv"));
+    let text = std::fs::read_to_string(source).unwrap();
+    let rows: Vec<String> = text
+        .lines()
+        .filter(|l| !l.trim().is_empty())
+        .map(|line| {
+            let mut v: Vec<f64> = line.split(',').map(|x| x.trim().parse().unwrap()).collect();
+            v[98] = v[8] + amplify * (v[98] - v[8]);
+            v.iter().map(f64::to_string).collect::<Vec<_>>().join(",")
+        })
+        .collect();
+    std::fs::write(dir.join(format!("cell{n}.csv")), rows.join("\n")).unwrap();
+}
+
+/// A cell far outside the training domain is flagged on stderr and in `--json`, with a wider σ
+/// than the same cell in domain; and `predict adapt` on five cells of one batch writes a model
+/// that predicts them better, recording what it was adapted on.
+#[test]
+fn out_of_domain_cells_are_flagged_and_a_model_adapts_through_the_cli() {
+    let dir = labloop_tests::fresh_dir("ood-cli");
+    let (plain, far) = (dir.join("plain"), dir.join("far"));
+    std::fs::create_dir_all(&plain).unwrap();
+    std::fs::create_dir_all(&far).unwrap();
+    copy_cell(1, &plain, 1.0);
+    copy_cell(1, &far, 40.0);
+    let run = |cells: &std::path::Path| {
+        let out = labloop_tests::succeeds(
+            std::process::Command::new(labloop_tests::labloop_bin())
+                .args(["predict", "run", "--json", "--model", "severson-variance"])
+                .arg("--cells")
+                .arg(cells),
+        );
+        let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        (
+            json["predictions"][0].clone(),
+            String::from_utf8_lossy(&out.stderr).into_owned(),
+        )
+    };
+    let (inside, quiet) = run(&plain);
+    let (outside, warned) = run(&far);
+    assert_eq!(inside["out_of_domain"], false, "{quiet}");
+    assert!(!quiet.contains("warning"), "{quiet}");
+    assert_eq!(outside["out_of_domain"], true);
+    assert!(
+        warned.contains("outside severson-variance's training domain")
+            && warned.contains("log_var_dq"),
+        "{warned}"
+    );
+    assert!(
+        outside["sigma_log10"].as_f64().unwrap() > 2.0 * inside["sigma_log10"].as_f64().unwrap(),
+        "{inside} vs {outside}"
+    );
+
+    // Five cells of test1's 6/30/17 batch (cells 23-27), with their lives.
+    let batch = dir.join("batch");
+    std::fs::create_dir_all(&batch).unwrap();
+    let lives = [335, 480, 561, 458, 485];
+    for (i, n) in (23..=27).enumerate() {
+        std::fs::copy(
+            shared_data().join(format!("severson/test1/cell{n}.csv")),
+            batch.join(format!("cell{}.csv", i + 1)),
+        )
+        .unwrap();
+    }
+    let lives_file = dir.join("lives.csv");
+    std::fs::write(&lives_file, lives.map(|l| l.to_string()).join("\n")).unwrap();
+    let adapted = dir.join("adapted.json");
+    labloop_tests::succeeds(
+        std::process::Command::new(labloop_tests::labloop_bin())
+            .args(["predict", "adapt", "--model", "severson-variance"])
+            .arg("--cells")
+            .arg(&batch)
+            .arg("--lives")
+            .arg(&lives_file)
+            .arg("--out")
+            .arg(&adapted),
+    );
+    let rmse = |model: &std::path::Path| {
+        labloop_tests::json_result(
+            std::process::Command::new(labloop_tests::labloop_bin())
+                .args(["predict", "eval", "--json", "--model"])
+                .arg(model)
+                .arg("--cells")
+                .arg(&batch)
+                .arg("--lives")
+                .arg(&lives_file),
+        )["rmse_cycles"]
+            .as_f64()
+            .unwrap()
+    };
+    let before = rmse(std::path::Path::new("severson-variance"));
+    let after = rmse(&adapted);
+    assert!(after < 0.8 * before, "RMSE {before} → {after}");
+    let file: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(&adapted).unwrap()).unwrap();
+    let adaptation = &file["trust"]["adaptation"];
+    assert_eq!(adaptation["cells"], 5);
+    assert!(
+        adaptation["adapted_on"].as_str().unwrap().contains("batch"),
+        "{adaptation}"
+    );
+    assert_eq!(adaptation["cells_sha256"].as_str().unwrap().len(), 64);
+    // The model's own training provenance is kept.
+    assert!(
+        file["trained_on"]
+            .as_str()
+            .unwrap()
+            .contains("training cells")
     );
 }
 
@@ -279,7 +421,7 @@ fn bad_prediction_inputs_are_named() {
 /// by prediction, within 10⁻³ log₁₀), and beats the paper's best model on the primary test set.
 #[test]
 fn shipped_neural_model_matches_a_fresh_fit() {
-    use labloop_predict::{Compute, ModelFile, NeuralOptions, Predictor, fit_neural};
+    use labloop_predict::{Compute, NeuralOptions, Predictor, fit_neural};
     let train_cells = split("train");
     let options = NeuralOptions::new(
         "severson-neural",
@@ -287,7 +429,14 @@ fn shipped_neural_model_matches_a_fresh_fit() {
         100,
         "Severson et al. 2019 training cells (41), Qdlin cycles 2-100, capacities at 2.0 V",
     );
-    let fresh = fit_neural(&train_cells, &options, &Compute::cpu()).unwrap();
+    let fit = |cells: &[LabelledCell]| {
+        fit_neural(cells, &options, &Compute::cpu()).map(ModelFile::Neural)
+    };
+    let mut file = fit(&train_cells).unwrap();
+    shift::measure_batch_sigma(&mut file, &train_batches(false), &fit).unwrap();
+    let ModelFile::Neural(fresh) = file else {
+        unreachable!("a neural model")
+    };
     let path = repo_root().join("crates/labloop-predict/models/severson-neural.json");
     if std::env::var_os("UPDATE_EXPECT").is_some() {
         std::fs::write(&path, fresh.to_json() + "\n").unwrap();

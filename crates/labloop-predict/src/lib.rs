@@ -13,13 +13,16 @@
 //! reader of the published data, used when training.
 
 pub mod compute;
+pub mod domain;
 pub mod features;
 mod model;
 pub mod neural;
 pub mod severson;
+pub mod shift;
 pub mod train;
 
 pub use compute::{Backend, Compute};
+pub use domain::{Adaptation, Domain, DomainCheck, Trust};
 pub use features::{
     DQ_CURVE_FEATURES, EarlyData, FEATURE_DEFINITION, FeatureSet, VOLTAGE_GRID_POINTS, voltage_grid,
 };

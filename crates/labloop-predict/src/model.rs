@@ -1,6 +1,7 @@
 //! Trained models and the files they live in.
 
 use crate::PredictError;
+use crate::domain::Trust;
 use crate::features::FeatureSet;
 use serde::{Deserialize, Serialize};
 
@@ -15,6 +16,10 @@ pub struct Prediction {
     pub log10_life: f64,
     /// One standard deviation in log₁₀ cycles.
     pub sigma_log10: f64,
+    /// The cell lies outside the model's training domain (see [`crate::domain`]): the prediction
+    /// is an extrapolation and σ has been widened for it.
+    #[serde(default)]
+    pub out_of_domain: bool,
 }
 
 /// Anything that turns early features into predicted lives.
@@ -27,6 +32,10 @@ pub trait Predictor {
 
     /// One prediction per cell.
     fn predict(&self, cells: &[FeatureSet]) -> Result<Vec<Prediction>, PredictError>;
+
+    /// Where the model was trained and how far it trusts itself off there; `None` for a model
+    /// file from before training domains were recorded.
+    fn trust(&self) -> Option<&Trust>;
 }
 
 /// Identifies the file format.
@@ -66,6 +75,9 @@ pub struct LinearModel {
     /// SHA-256 of the training data (features and lives), for provenance.
     #[serde(default)]
     pub training_data_sha256: String,
+    /// Training domain, batch spread and adaptation (absent in files from before the field).
+    #[serde(default)]
+    pub trust: Option<Trust>,
 }
 
 /// A model file that does not hold together, naming the file.
@@ -132,6 +144,7 @@ pub fn prediction_from_log10(log10_life: f64, sigma_log10: f64) -> Prediction {
         sigma: cycle_life * std::f64::consts::LN_10 * sigma_log10,
         log10_life,
         sigma_log10,
+        out_of_domain: false,
     }
 }
 
@@ -151,6 +164,9 @@ impl LinearModel {
         }
         check_sigma(path, model.sigma_log10)?;
         check_definition(path, &model.feature_definition)?;
+        if let Some(trust) = &model.trust {
+            trust.validate(path)?;
+        }
         Ok(model)
     }
 
@@ -185,15 +201,21 @@ impl Predictor for LinearModel {
     }
 
     fn predict(&self, cells: &[FeatureSet]) -> Result<Vec<Prediction>, PredictError> {
-        cells
-            .iter()
-            .map(|cell| {
-                Ok(prediction_from_log10(
-                    self.predict_log10(cell)?,
-                    self.sigma_log10,
-                ))
-            })
-            .collect()
+        crate::domain::predict_trusted(self.trust.as_ref(), cells, |cells| {
+            cells
+                .iter()
+                .map(|cell| {
+                    Ok(prediction_from_log10(
+                        self.predict_log10(cell)?,
+                        self.sigma_log10,
+                    ))
+                })
+                .collect()
+        })
+    }
+
+    fn trust(&self) -> Option<&Trust> {
+        self.trust.as_ref()
     }
 }
 
@@ -291,6 +313,22 @@ impl ModelFile {
         match self {
             Self::Linear(m) => &m.feature_definition,
             Self::Neural(m) => &m.feature_definition,
+        }
+    }
+
+    /// The model's trust, to read or to adapt.
+    pub fn trust_mut(&mut self) -> &mut Option<Trust> {
+        match self {
+            Self::Linear(m) => &mut m.trust,
+            Self::Neural(m) => &mut m.trust,
+        }
+    }
+
+    /// The model as pretty JSON, whichever its kind.
+    pub fn to_json(&self) -> String {
+        match self {
+            Self::Linear(m) => m.to_json(),
+            Self::Neural(m) => m.to_json(),
         }
     }
 

@@ -8,6 +8,7 @@
 
 use crate::PredictError;
 use crate::compute::Compute;
+use crate::domain::{Domain, Trust};
 use crate::features::{FEATURE_DEFINITION, FeatureSet};
 use crate::model::{
     Prediction, Predictor, check_sigma, model_file_error, parse_versioned, prediction_from_log10,
@@ -67,6 +68,9 @@ pub struct NeuralModel {
     pub trained_on: String,
     /// SHA-256 of the training data (features and lives), for provenance.
     pub training_data_sha256: String,
+    /// Training domain, batch spread and adaptation (absent in files from before the field).
+    #[serde(default)]
+    pub trust: Option<Trust>,
 }
 
 /// How to train a [`NeuralModel`].
@@ -211,6 +215,10 @@ pub fn fit_neural(
         feature_definition: FEATURE_DEFINITION.to_owned(),
         trained_on: options.trained_on.clone(),
         training_data_sha256: crate::train::training_hash(cells, &options.features),
+        trust: Some(Trust::new(Domain::of(
+            &options.features,
+            &design(cells, &options.features)?,
+        ))),
     })
 }
 
@@ -332,6 +340,9 @@ impl NeuralModel {
             }
         }
         check_sigma(path, model.sigma_log10)?;
+        if let Some(trust) = &model.trust {
+            trust.validate(path)?;
+        }
         Ok(model)
     }
 
@@ -342,7 +353,19 @@ impl NeuralModel {
 
     /// Predicts on `compute`'s device: all members in one pass of batched tensor operations.
     /// σ² = the cross-validated error² + the ensemble's variance (both in log₁₀ space).
+    /// The model's trust (see [`crate::domain`]) is applied.
     pub fn predict_on(
+        &self,
+        cells: &[FeatureSet],
+        compute: &Compute,
+    ) -> Result<Vec<Prediction>, PredictError> {
+        crate::domain::predict_trusted(self.trust.as_ref(), cells, |cells| {
+            self.raw_on(cells, compute)
+        })
+    }
+
+    /// [`Self::predict_on`] without the trust.
+    fn raw_on(
         &self,
         cells: &[FeatureSet],
         compute: &Compute,
@@ -395,11 +418,13 @@ impl NeuralModel {
     /// The same predictions computed member by member in f64 on the CPU, without burn: the
     /// reference the tensor path is checked against on every backend.
     pub fn predict_reference(&self, cells: &[FeatureSet]) -> Result<Vec<Prediction>, PredictError> {
-        let z = self.standardised_inputs(cells)?;
-        let per_member = forward_members(&self.members, &z, self.hidden);
-        Ok((0..z.len())
-            .map(|r| self.combine(per_member.iter().map(|m| m[r])))
-            .collect())
+        crate::domain::predict_trusted(self.trust.as_ref(), cells, |cells| {
+            let z = self.standardised_inputs(cells)?;
+            let per_member = forward_members(&self.members, &z, self.hidden);
+            Ok((0..z.len())
+                .map(|r| self.combine(per_member.iter().map(|m| m[r])))
+                .collect())
+        })
     }
 
     /// One cell's prediction from its members' standardised outputs: the mean in log₁₀ space, and
@@ -448,6 +473,10 @@ impl Predictor for NeuralModel {
 
     fn predict(&self, cells: &[FeatureSet]) -> Result<Vec<Prediction>, PredictError> {
         self.predict_on(cells, Compute::default_device())
+    }
+
+    fn trust(&self) -> Option<&Trust> {
+        self.trust.as_ref()
     }
 }
 

@@ -279,3 +279,103 @@ pub fn read_numbers_rows(path: &Path) -> Result<Vec<Vec<f64>>, PredictError> {
         })
         .collect()
 }
+
+/// A table of cells and their batches: a CSV file with a header row naming a `cell` column and a
+/// `batch_date` or `batch` column (the layout of the Severson data's `train_cells.csv`). Returns
+/// (cell, batch) in file order.
+pub fn read_batch_table(path: &Path) -> Result<Vec<(String, String)>, PredictError> {
+    let text = read_text(path)?;
+    let error = |line: usize, message: String| PredictError::DataFile {
+        path: path.display().to_string(),
+        line,
+        message,
+    };
+    let mut lines = text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty());
+    let Some((_, header)) = lines.next() else {
+        return Err(error(
+            1,
+            "empty: expected a header with `cell` and `batch_date`".to_owned(),
+        ));
+    };
+    let columns: Vec<&str> = header.split(',').map(str::trim).collect();
+    let find = |names: &[&str]| columns.iter().position(|c| names.contains(c));
+    let (Some(cell), Some(batch)) = (find(&["cell"]), find(&["batch_date", "batch"])) else {
+        return Err(error(
+            1,
+            format!("the header `{header}` names no `cell` and `batch_date` (or `batch`) columns"),
+        ));
+    };
+    lines
+        .map(|(n, line)| {
+            let fields: Vec<&str> = line.split(',').map(str::trim).collect();
+            match (fields.get(cell), fields.get(batch)) {
+                (Some(c), Some(b)) if !c.is_empty() && !b.is_empty() => {
+                    Ok(((*c).to_owned(), (*b).to_owned()))
+                }
+                _ => Err(error(n + 1, format!("expected {} fields", columns.len()))),
+            }
+        })
+        .collect()
+}
+
+/// Labels each cell with its batch from `table` ([`read_batch_table`]); a cell the table does
+/// not name is an error naming the table.
+pub fn with_batches(
+    cells: Vec<(String, LabelledCell)>,
+    table: &Path,
+) -> Result<Vec<crate::shift::BatchCell>, PredictError> {
+    let batches = read_batch_table(table)?;
+    cells
+        .into_iter()
+        .map(|(name, cell)| {
+            let batch = batches
+                .iter()
+                .find(|(c, _)| *c == name)
+                .map(|(_, b)| b.clone())
+                .ok_or_else(|| PredictError::DataFile {
+                    path: table.display().to_string(),
+                    line: 0,
+                    message: format!("no batch for {name}"),
+                })?;
+            Ok(crate::shift::BatchCell { name, batch, cell })
+        })
+        .collect()
+}
+
+/// Every cell of the Severson data in `dir` (training and primary test sets) with its batch, named
+/// `train/cellN` and `test1/cellN`. With `cycler_capacities` the capacity features are the
+/// cycler's, and the primary test set's cell 22 (for which the data has none) is left out;
+/// without, capacities are read off the arrays at 2.0 V.
+pub fn load_batches(
+    dir: &Path,
+    cycler_capacities: bool,
+    window: u32,
+) -> Result<Vec<crate::shift::BatchCell>, PredictError> {
+    let mut all = Vec::new();
+    for (split, capacities, exclude) in [
+        ("train", "capacity_per_cycle_train.csv", vec![]),
+        (
+            "test1",
+            "capacity_per_cycle_test1_no_outlier.csv",
+            vec!["cell22".to_owned()],
+        ),
+    ] {
+        let lives = dir.join(format!("cycle_lives/{split}_cycle_lives.csv"));
+        let capacities = dir.join(capacities);
+        let set = ArraySet {
+            cells: &dir.join(split),
+            lives: &lives,
+            capacities: cycler_capacities.then_some(capacities.as_path()),
+            exclude: if cycler_capacities { &exclude } else { &[] },
+        };
+        let cells = with_batches(set.load(window)?, &dir.join(format!("{split}_cells.csv")))?;
+        all.extend(cells.into_iter().map(|mut c| {
+            c.name = format!("{split}/{}", c.name);
+            c
+        }));
+    }
+    Ok(all)
+}

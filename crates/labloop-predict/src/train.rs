@@ -1,6 +1,7 @@
 //! Training elastic nets on log₁₀ cycle life by cross-validation (smartcore), and scoring them.
 
 use crate::PredictError;
+use crate::domain::{Domain, Trust};
 use crate::features::{FEATURE_DEFINITION, FeatureSet};
 use crate::model::{LinearModel, MODEL_FORMAT, Predictor};
 use smartcore::linalg::basic::arrays::Array;
@@ -129,6 +130,7 @@ pub fn fit_elastic_net(
     let mut model = fit_once(&x, &y, alpha, l1_ratio, options)?;
     model.sigma_log10 = cv_rmse;
     model.training_data_sha256 = training_hash(cells, &options.features);
+    model.trust = Some(Trust::new(Domain::of(&options.features, &x)));
     Ok(model)
 }
 
@@ -274,6 +276,7 @@ fn fit_once(
         trained_on: options.trained_on.clone(),
         feature_definition: FEATURE_DEFINITION.to_owned(),
         training_data_sha256: String::new(),
+        trust: None,
     })
 }
 

@@ -9,7 +9,7 @@ use labloop_predict::train::{
 };
 use labloop_predict::{
     Backend, Compute, DQ_CURVE_FEATURES, FeatureSet, ModelFile, NeuralOptions, Prediction,
-    Predictor, fit_neural, severson,
+    Predictor, fit_neural, severson, shift,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -23,6 +23,25 @@ pub enum PredictCommand {
     Eval(EvalArgs),
     /// Predict the cycle life (with σ) of every cellN.csv in a folder.
     Run(RunArgs),
+    /// Adapt a model to a new batch from a few of its cells whose lives are known: the batch's
+    /// offset and a recalibrated σ, recorded in the new model file.
+    Adapt(AdaptArgs),
+}
+
+/// `labloop predict adapt`.
+#[derive(Args)]
+pub struct AdaptArgs {
+    /// A model file, or a built-in model's name.
+    #[arg(long)]
+    model: String,
+    #[command(flatten)]
+    data: LabelledArgs,
+    /// Where to write the adapted model (JSON).
+    #[arg(long)]
+    out: PathBuf,
+    /// Backend for neural models: cpu, gpu or auto.
+    #[arg(long, default_value = "auto")]
+    backend: Backend,
 }
 
 /// Cells and their lives: Qdlin arrays and a lives file, or a campaign's cells that reached end of
@@ -30,7 +49,7 @@ pub enum PredictCommand {
 #[derive(Args)]
 pub struct LabelledArgs {
     /// Folder of cellN.csv Qdlin arrays (1000 voltages × cycles 2..100).
-    #[arg(long, required_unless_present = "store", requires = "lives")]
+    #[arg(long, requires = "lives")]
     cells: Option<PathBuf>,
     /// One cycle life per line; line N belongs to cellN.csv.
     #[arg(long, requires = "cells")]
@@ -111,16 +130,36 @@ pub struct TrainArgs {
     /// Seed of the neural model's initialisation.
     #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// The cells' batches: a CSV with a header naming `cell` and `batch_date` (or `batch`)
+    /// columns, like the Severson data's `train_cells.csv`. With two batches or more the model's
+    /// batch σ is measured by training on each batch's complement and scoring it; without, it is
+    /// labloop's default.
+    #[arg(long)]
+    batches: Option<PathBuf>,
 }
 
 /// `labloop predict eval`.
 #[derive(Args)]
 pub struct EvalArgs {
-    /// A model file, or a built-in model's name.
-    #[arg(long)]
-    model: String,
+    /// A model file, or a built-in model's name. With `--split by-batch`: the models to train,
+    /// comma-separated (variance, discharge, neural, ...; default variance,discharge,neural).
+    #[arg(long, required_unless_present = "split")]
+    model: Option<String>,
     #[command(flatten)]
     data: LabelledArgs,
+    /// `by-batch`: train on every batch but one and score that one, for each batch, then adapt
+    /// to 1, 2, 5 and 10 of its cells and score the rest. The cells come from `--severson DIR`,
+    /// or from `--cells`/`--lives` (or `--store`) with `--batches`.
+    #[arg(long, value_parser = ["by-batch"])]
+    split: Option<String>,
+    /// The cells' batches (see `predict train --batches`).
+    #[arg(long)]
+    batches: Option<PathBuf>,
+    /// With `--split by-batch`: every cell of the Severson data in DIR (training and primary
+    /// test sets, batches from their `*_cells.csv`); the discharge model reads the cycler's
+    /// capacities, the others the arrays at 2.0 V, as the built-in models were trained.
+    #[arg(long, requires = "split")]
+    severson: Option<PathBuf>,
     /// Backend for neural models: cpu, gpu or auto.
     #[arg(long, default_value = "auto")]
     backend: Backend,
@@ -158,6 +197,7 @@ pub fn run(command: &PredictCommand) -> Result<()> {
         PredictCommand::Train(args) => train(args),
         PredictCommand::Eval(args) => eval(args),
         PredictCommand::Run(args) => predict(args),
+        PredictCommand::Adapt(args) => adapt(args),
     }
 }
 
@@ -229,64 +269,96 @@ fn from_store(url: &str, campaign: &str, window: u32) -> Result<Vec<(String, Lab
     })
 }
 
+/// How a model is trained, by the name `predict train --model` takes.
+#[derive(Clone, Copy)]
+struct Procedure<'a> {
+    /// variance, discharge, full, neural or neural-curve.
+    model: &'a str,
+    window: u32,
+    backend: Backend,
+    seed: u64,
+}
+
+impl Procedure<'_> {
+    /// Fits the model on `cells`; `trained_on` is its provenance.
+    fn fit(&self, cells: &[LabelledCell], trained_on: &str) -> Result<ModelFile> {
+        let linear = |name: &str, features: &[&str]| -> Result<ModelFile> {
+            let options = TrainOptions::severson(
+                &format!("severson-{name}"),
+                features,
+                self.window,
+                trained_on,
+            );
+            let fitted = fit_elastic_net(cells, &options).with_context(|| {
+                if name == "full" {
+                    "the full model needs charge time, temperature and internal resistance, which \
+                     Qdlin arrays do not carry"
+                        .to_owned()
+                } else {
+                    format!("training {name}")
+                }
+            })?;
+            Ok(ModelFile::Linear(fitted))
+        };
+        let neural = |features: Vec<&str>| -> Result<ModelFile> {
+            let compute = Compute::select(self.backend).map_err(anyhow::Error::msg)?;
+            let mut options = NeuralOptions::new(self.model, &features, self.window, trained_on);
+            options.seed = self.seed;
+            Ok(ModelFile::Neural(fit_neural(cells, &options, &compute)?))
+        };
+        match self.model {
+            "variance" => linear("variance", &VARIANCE_FEATURES),
+            "discharge" => linear("discharge", &DISCHARGE_FEATURES),
+            "full" => linear("full", &FULL_FEATURES),
+            "neural" => neural(DISCHARGE_FEATURES.to_vec()),
+            "neural-curve" => neural(
+                DISCHARGE_FEATURES
+                    .iter()
+                    .chain(DQ_CURVE_FEATURES.iter())
+                    .copied()
+                    .collect(),
+            ),
+            other => bail!(
+                "unknown model `{other}`: expected variance, discharge, full, neural or neural-curve"
+            ),
+        }
+    }
+
+    /// [`Self::fit`] as the by-batch split calls it.
+    fn fitter(
+        &self,
+    ) -> impl Fn(&[LabelledCell]) -> Result<ModelFile, labloop_predict::PredictError> + '_ {
+        move |cells| {
+            self.fit(cells, "by-batch split")
+                .map_err(|e| labloop_predict::PredictError::Training(format!("{e:#}")))
+        }
+    }
+}
+
 fn train(args: &TrainArgs) -> Result<()> {
-    let cells: Vec<LabelledCell> = labelled(&args.data, args.window)?
-        .into_iter()
-        .map(|(_, c)| c)
-        .collect();
+    let named = labelled(&args.data, args.window)?;
+    let cells: Vec<LabelledCell> = named.iter().map(|(_, c)| c.clone()).collect();
     let trained_on = format!(
         "{} cells from {}, cycles 2-{}",
         cells.len(),
         args.data.describe(),
         args.window
     );
+    let procedure = Procedure {
+        model: &args.model,
+        window: args.window,
+        backend: args.backend,
+        seed: args.seed,
+    };
     let started = Instant::now();
-    let linear = |name: &str, features: &[&str]| -> Result<ModelFile> {
-        let options = TrainOptions::severson(
-            &format!("severson-{name}"),
-            features,
-            args.window,
-            &trained_on,
-        );
-        let fitted = fit_elastic_net(&cells, &options).with_context(|| {
-            if name == "full" {
-                "the full model needs charge time, temperature and internal resistance, which \
-                 Qdlin arrays do not carry"
-                    .to_owned()
-            } else {
-                format!("training {name}")
-            }
-        })?;
-        Ok(ModelFile::Linear(fitted))
-    };
-    let neural = |features: Vec<&str>| -> Result<ModelFile> {
-        let compute = Compute::select(args.backend).map_err(anyhow::Error::msg)?;
-        let mut options = NeuralOptions::new(&args.model, &features, args.window, &trained_on);
-        options.seed = args.seed;
-        Ok(ModelFile::Neural(fit_neural(&cells, &options, &compute)?))
-    };
-    let model = match args.model.as_str() {
-        "variance" => linear("variance", &VARIANCE_FEATURES)?,
-        "discharge" => linear("discharge", &DISCHARGE_FEATURES)?,
-        "full" => linear("full", &FULL_FEATURES)?,
-        "neural" => neural(DISCHARGE_FEATURES.to_vec())?,
-        "neural-curve" => neural(
-            DISCHARGE_FEATURES
-                .iter()
-                .chain(DQ_CURVE_FEATURES.iter())
-                .copied()
-                .collect(),
-        )?,
-        other => bail!(
-            "unknown model `{other}`: expected variance, discharge, full, neural or neural-curve"
-        ),
-    };
+    let mut model = procedure.fit(&cells, &trained_on)?;
+    if let Some(table) = &args.batches {
+        let batched = severson::with_batches(named, table)?;
+        let directions = shift::measure_batch_sigma(&mut model, &batched, &procedure.fitter())?;
+        print_directions(&args.model, &directions);
+    }
     let seconds = started.elapsed().as_secs_f64();
-    let json = match &model {
-        ModelFile::Linear(m) => m.to_json(),
-        ModelFile::Neural(m) => m.to_json(),
-    };
-    std::fs::write(&args.out, json + "\n")
+    std::fs::write(&args.out, model.to_json() + "\n")
         .with_context(|| format!("writing {}", args.out.display()))?;
     let predictor = model.into_predictor();
     let m = evaluate(predictor.as_ref(), &cells)?;
@@ -345,6 +417,10 @@ impl Predictor for OnDevice {
         cells: &[FeatureSet],
     ) -> Result<Vec<Prediction>, labloop_predict::PredictError> {
         self.model.predict_on(cells, &self.compute)
+    }
+
+    fn trust(&self) -> Option<&labloop_predict::Trust> {
+        self.model.trust.as_ref()
     }
 }
 
@@ -409,9 +485,13 @@ fn capacity_mismatch(
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {
+    if args.split.is_some() {
+        return eval_by_batch(args);
+    }
+    let name = args.model.as_deref().context("give --model")?;
     let arrays = args.data.cells.is_some();
     let model = load(
-        &args.model,
+        name,
         args.backend,
         arrays.then_some(args.data.capacities.is_some()),
     )?;
@@ -419,6 +499,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
     let labelled: Vec<LabelledCell> = cells.iter().map(|(_, c)| c.clone()).collect();
     let features: Vec<FeatureSet> = labelled.iter().map(|c| c.features.clone()).collect();
     let predictions = model.predict(&features)?;
+    warn_out_of_domain(model.as_ref(), &cells_named(&cells), &predictions);
     let m = score(&labelled, &predictions);
     let published = published_rmse(model.name(), !args.data.exclude.is_empty());
     if args.json {
@@ -458,6 +539,7 @@ fn prediction_json(cell: &str, p: &Prediction) -> serde_json::Value {
         "sigma": p.sigma,
         "log10_life": p.log10_life,
         "sigma_log10": p.sigma_log10,
+        "out_of_domain": p.out_of_domain,
     })
 }
 
@@ -488,6 +570,7 @@ fn predict(args: &RunArgs) -> Result<()> {
     )?;
     let features: Vec<FeatureSet> = cells.iter().map(|(_, f)| f.clone()).collect();
     let predictions = model.predict(&features)?;
+    warn_out_of_domain(model.as_ref(), &cells, &predictions);
     if args.json {
         let rows: Vec<serde_json::Value> = cells
             .iter()
@@ -507,6 +590,168 @@ fn predict(args: &RunArgs) -> Result<()> {
             println!("{name:<10} {:>12.0} {:>8.0}", p.cycle_life, p.sigma);
         }
     }
+    Ok(())
+}
+
+/// `(name, features)` of named labelled cells.
+fn cells_named(cells: &[(String, LabelledCell)]) -> Vec<(String, FeatureSet)> {
+    cells
+        .iter()
+        .map(|(n, c)| (n.clone(), c.features.clone()))
+        .collect()
+}
+
+/// Says on stderr which cells lie outside the model's training domain, by which features and how
+/// far, and what σ they were given; or that the model cannot tell (a file without a domain).
+fn warn_out_of_domain(
+    model: &dyn Predictor,
+    cells: &[(String, FeatureSet)],
+    predictions: &[Prediction],
+) {
+    let Some(trust) = model.trust() else {
+        eprintln!(
+            "warning: {} records no training domain (an old model file): it cannot tell an \
+             extrapolation; retrain it with `labloop predict train`",
+            model.name()
+        );
+        return;
+    };
+    let mut flagged = 0;
+    for ((name, features), p) in cells.iter().zip(predictions) {
+        if p.out_of_domain {
+            flagged += 1;
+            eprintln!(
+                "warning: {name} is outside {}'s training domain ({}): predicted {:.0} ± {:.0} \
+                 cycles, σ widened for the extrapolation",
+                model.name(),
+                trust.domain.check(features).describe(),
+                p.cycle_life,
+                p.sigma
+            );
+        }
+    }
+    if flagged > 0 {
+        eprintln!(
+            "warning: {flagged} of {} cells are out of {}'s domain",
+            cells.len(),
+            model.name()
+        );
+    }
+}
+
+/// `predict eval --split by-batch`: for each model, both (all) directions and the adaptation curve.
+fn eval_by_batch(args: &EvalArgs) -> Result<()> {
+    let models = args
+        .model
+        .as_deref()
+        .unwrap_or("variance,discharge,neural")
+        .split(',')
+        .map(str::trim)
+        .filter(|m| !m.is_empty())
+        .map(str::to_owned)
+        .collect::<Vec<_>>();
+    let mut report = Vec::new();
+    for model in &models {
+        let procedure = Procedure {
+            model,
+            window: 100,
+            backend: args.backend,
+            seed: 1,
+        };
+        let cells = match (&args.severson, &args.batches) {
+            (Some(dir), _) => severson::load_batches(dir, model == "discharge", 100)?,
+            (None, Some(table)) => severson::with_batches(labelled(&args.data, 100)?, table)?,
+            (None, None) => bail!(
+                "--split by-batch needs the cells' batches: --severson DIR, or --batches FILE \
+                 with --cells and --lives (or --store)"
+            ),
+        };
+        let directions = shift::by_batch(&cells, &procedure.fitter())?;
+        let curve = shift::adaptation_curve(&cells, &procedure.fitter(), &[0, 1, 2, 5, 10], 20, 7)?;
+        if !args.json {
+            print_directions(model, &directions);
+            print_curve(&curve);
+        }
+        report.push(serde_json::json!({
+            "model": model, "cells": cells.len(), "directions": directions,
+            "batch_sigma_log10": shift::batch_sigma(&directions), "adaptation": curve,
+        }));
+    }
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&report)?);
+    }
+    Ok(())
+}
+
+fn print_directions(model: &str, directions: &[shift::Direction]) {
+    println!(
+        "{:<12} {:<12} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8}",
+        "model", "scored on", "train", "cells", "RMSE", "MAPE %", "in ±1σ", "in ±2σ", "offset"
+    );
+    for d in directions {
+        let m = &d.metrics;
+        println!(
+            "{:<12} {:<12} {:>6} {:>6} {:>7.0} {:>7.1} {:>6.0}% {:>7.0}% {:>+8.3}   {:.0} % out of domain",
+            model,
+            d.scored_on,
+            d.trained_cells,
+            m.cells,
+            m.rmse_cycles,
+            m.mape_percent,
+            100.0 * m.within_1_sigma,
+            100.0 * m.within_2_sigma,
+            d.bias_log10,
+            100.0 * d.out_of_domain
+        );
+    }
+    println!(
+        "batch σ (root mean square of the offsets): {:.3} log10 cycles",
+        shift::batch_sigma(directions)
+    );
+}
+
+fn print_curve(curve: &[shift::CurvePoint]) {
+    println!("adapted to k labelled cells of the held-out batch (mean over batches and 20 draws):");
+    for p in curve {
+        println!(
+            "  k = {:>2}: RMSE {:>5.0} cycles, in ±1σ {:>3.0} %, in ±2σ {:>3.0} %",
+            p.labelled,
+            p.rmse_cycles,
+            100.0 * p.within_1_sigma,
+            100.0 * p.within_2_sigma
+        );
+    }
+}
+
+/// `predict adapt`: the model adapted to the labelled cells, written with its provenance.
+fn adapt(args: &AdaptArgs) -> Result<()> {
+    let mut file = ModelFile::resolve(&args.model)?;
+    let window = match &file {
+        ModelFile::Linear(m) => m.window,
+        ModelFile::Neural(m) => m.window,
+    };
+    let cells: Vec<LabelledCell> = labelled(&args.data, window)?
+        .into_iter()
+        .map(|(_, c)| c)
+        .collect();
+    let before = score(&cells, &shift::predict_cells(&file, &cells)?);
+    let adapted_on = format!("{} cells from {}", cells.len(), args.data.describe());
+    let a = shift::adapt(&mut file, &cells, &adapted_on)?;
+    std::fs::write(&args.out, file.to_json() + "\n")
+        .with_context(|| format!("writing {}", args.out.display()))?;
+    let after = score(&cells, &shift::predict_cells(&file, &cells)?);
+    eprintln!(
+        "wrote {}: batch offset {:+.3} ± {:.3} log10 cycles (×{:.2}), σ ×{:.2}; on its {} cells \
+         RMSE {:.0} → {:.0} cycles",
+        args.out.display(),
+        a.offset_log10,
+        a.offset_sigma_log10,
+        10f64.powf(a.offset_log10),
+        a.sigma_scale,
+        cells.len(),
+        before.rmse_cycles,
+        after.rmse_cycles
+    );
     Ok(())
 }
 

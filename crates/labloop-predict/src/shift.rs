@@ -1,0 +1,364 @@
+//! Batch shift, measured and adapted to: train on some batches of cells and score another
+//! ([`by_batch`]), the batch σ that follows from it ([`batch_sigma`]), and the update of a model
+//! from a few labelled cells of a new batch ([`adapt`], [`adaptation_curve`]).
+
+use crate::PredictError;
+use crate::domain::{Adaptation, Trust};
+use crate::features::FeatureSet;
+use crate::model::{ModelFile, Prediction};
+use crate::train::{LabelledCell, Metrics, score, training_hash};
+use rand::SeedableRng;
+use rand::seq::SliceRandom;
+
+/// Prior weight, in cells, of the model's own σ when the labelled cells' scatter recalibrates it.
+pub const SIGMA_PRIOR_CELLS: f64 = 4.0;
+
+/// A labelled cell and the batch it came from.
+#[derive(Clone, Debug)]
+pub struct BatchCell {
+    /// Its name (`cell7`).
+    pub name: String,
+    /// Its batch (a production lot, a batch date).
+    pub batch: String,
+    /// Features and life.
+    pub cell: LabelledCell,
+}
+
+/// One direction of a by-batch evaluation: trained on every batch but one, scored on that one.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct Direction {
+    /// The batch scored.
+    pub scored_on: String,
+    /// Cells trained on.
+    pub trained_cells: usize,
+    /// Scores on the held-out batch.
+    pub metrics: Metrics,
+    /// Mean of log₁₀(observed) − log₁₀(predicted) on the held-out batch: the batch's offset.
+    pub bias_log10: f64,
+    /// Share of the held-out cells flagged out of domain.
+    pub out_of_domain: f64,
+}
+
+/// The batches present, in order of first appearance.
+pub fn batches(cells: &[BatchCell]) -> Vec<String> {
+    let mut seen: Vec<String> = Vec::new();
+    for c in cells {
+        if !seen.contains(&c.batch) {
+            seen.push(c.batch.clone());
+        }
+    }
+    seen
+}
+
+fn labelled(cells: &[&BatchCell]) -> Vec<LabelledCell> {
+    cells.iter().map(|c| c.cell.clone()).collect()
+}
+
+/// Predictions of `model` for `cells`.
+pub fn predict_cells(
+    model: &ModelFile,
+    cells: &[LabelledCell],
+) -> Result<Vec<Prediction>, PredictError> {
+    let features: Vec<FeatureSet> = cells.iter().map(|c| c.features.clone()).collect();
+    model.clone().into_predictor().predict(&features)
+}
+
+/// Trains with `fit` on all batches but one and scores the held-out one, for each batch in turn.
+/// Needs at least two batches.
+pub fn by_batch(
+    cells: &[BatchCell],
+    fit: &dyn Fn(&[LabelledCell]) -> Result<ModelFile, PredictError>,
+) -> Result<Vec<Direction>, PredictError> {
+    let names = batches(cells);
+    if names.len() < 2 {
+        return Err(PredictError::Training(format!(
+            "a by-batch split needs cells of at least two batches, these are all of `{}`",
+            names.first().map_or("", String::as_str)
+        )));
+    }
+    names
+        .iter()
+        .map(|held_out| {
+            let (test, train): (Vec<&BatchCell>, Vec<&BatchCell>) =
+                cells.iter().partition(|c| &c.batch == held_out);
+            let model = fit(&labelled(&train))?;
+            let test = labelled(&test);
+            let predictions = predict_cells(&model, &test)?;
+            Ok(Direction {
+                scored_on: held_out.clone(),
+                trained_cells: train.len(),
+                metrics: score(&test, &predictions),
+                bias_log10: mean(
+                    test.iter()
+                        .zip(&predictions)
+                        .map(|(c, p)| c.cycle_life.log10() - p.log10_life),
+                ),
+                out_of_domain: mean(
+                    predictions
+                        .iter()
+                        .map(|p| f64::from(u8::from(p.out_of_domain))),
+                ),
+            })
+        })
+        .collect()
+}
+
+fn mean(values: impl Iterator<Item = f64>) -> f64 {
+    let (sum, n) = values.fold((0.0, 0usize), |(s, n), v| (s + v, n + 1));
+    sum / n.max(1) as f64
+}
+
+/// The σ of a new batch's offset from a by-batch evaluation: the root mean square of the held-out
+/// batches' offsets. Each is the difference between two batches' offsets, so this errs wide, as
+/// a σ for a batch nobody has seen should.
+pub fn batch_sigma(directions: &[Direction]) -> f64 {
+    mean(directions.iter().map(|d| d.bias_log10.powi(2))).sqrt()
+}
+
+/// Adapts `model` to the batch of `cells` (labelled cells of one new batch): the batch's offset
+/// (a Gaussian posterior, the batch σ its prior) and a recalibrated σ (the cells' scatter around
+/// the offset, shrunk towards the model's own with a weight of [`SIGMA_PRIOR_CELLS`] cells).
+/// Replaces any earlier adaptation: give all the batch's labelled cells each time.
+pub fn adapt(
+    model: &mut ModelFile,
+    cells: &[LabelledCell],
+    adapted_on: &str,
+) -> Result<Adaptation, PredictError> {
+    if cells.is_empty() {
+        return Err(PredictError::Training(
+            "adapting needs at least one cell with a known life".to_owned(),
+        ));
+    }
+    let Some(trust) = model.trust_mut().as_mut() else {
+        return Err(PredictError::Training(
+            "this model file has no training domain (it predates them): retrain it with \
+             `labloop predict train` before adapting it"
+                .to_owned(),
+        ));
+    };
+    trust.adaptation = None;
+    let batch_variance = trust.batch_sigma_log10.powi(2);
+    let fresh = model.clone();
+    let predictions = predict_cells(&fresh, cells)?;
+    // Each cell's residual and its variance without the batch's part.
+    let residuals: Vec<(f64, f64)> = cells
+        .iter()
+        .zip(&predictions)
+        .map(|(c, p)| {
+            let own = (p.sigma_log10.powi(2) - batch_variance).max(1e-8);
+            (c.cycle_life.log10() - p.log10_life, own)
+        })
+        .collect();
+    let precision = 1.0 / batch_variance + residuals.iter().map(|(_, v)| 1.0 / v).sum::<f64>();
+    let offset = residuals.iter().map(|(r, v)| r / v).sum::<f64>() / precision;
+    let scatter: f64 = residuals
+        .iter()
+        .map(|(r, v)| (r - offset).powi(2) / v)
+        .sum();
+    let sigma_scale =
+        ((SIGMA_PRIOR_CELLS + scatter) / (SIGMA_PRIOR_CELLS + cells.len() as f64 - 1.0)).sqrt();
+    let features = model_features(model);
+    let adaptation = Adaptation {
+        cells: cells.len(),
+        offset_log10: offset,
+        offset_sigma_log10: precision.recip().sqrt(),
+        sigma_scale,
+        adapted_on: adapted_on.to_owned(),
+        cells_sha256: training_hash(cells, &features),
+    };
+    if let Some(trust) = model.trust_mut().as_mut() {
+        trust.adaptation = Some(adaptation.clone());
+    }
+    Ok(adaptation)
+}
+
+fn model_features(model: &ModelFile) -> Vec<String> {
+    match model {
+        ModelFile::Linear(m) => m.features.clone(),
+        ModelFile::Neural(m) => m.features.clone(),
+    }
+}
+
+/// One point of an adaptation curve: scores on a held-out batch after adapting to `labelled`
+/// of its cells (mean over the draws and directions).
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct CurvePoint {
+    /// Labelled cells of the new batch.
+    pub labelled: usize,
+    /// RMSE in cycles on the batch's other cells.
+    pub rmse_cycles: f64,
+    /// Share inside ±1σ.
+    pub within_1_sigma: f64,
+    /// Share inside ±2σ.
+    pub within_2_sigma: f64,
+}
+
+/// Leave-one-batch-out adaptation: for each batch, train on the others with `fit`, adapt to
+/// `k` of its cells drawn at random (`draws` times, seeded) for each `k` in `sizes`, and score
+/// its remaining cells. `k = 0` is the unadapted model.
+pub fn adaptation_curve(
+    cells: &[BatchCell],
+    fit: &dyn Fn(&[LabelledCell]) -> Result<ModelFile, PredictError>,
+    sizes: &[usize],
+    draws: usize,
+    seed: u64,
+) -> Result<Vec<CurvePoint>, PredictError> {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
+    let mut sums = vec![(0.0, 0.0, 0.0, 0usize); sizes.len()];
+    for held_out in batches(cells) {
+        let (test, train): (Vec<&BatchCell>, Vec<&BatchCell>) =
+            cells.iter().partition(|c| c.batch == held_out);
+        let model = fit(&labelled(&train))?;
+        let test = labelled(&test);
+        for (slot, &k) in sizes.iter().enumerate() {
+            if k >= test.len() {
+                continue;
+            }
+            for _ in 0..if k == 0 { 1 } else { draws } {
+                let mut order: Vec<usize> = (0..test.len()).collect();
+                order.shuffle(&mut rng);
+                let (known, rest) = order.split_at(k);
+                let mut adapted = model.clone();
+                if k > 0 {
+                    let known: Vec<LabelledCell> = known.iter().map(|&i| test[i].clone()).collect();
+                    adapt(&mut adapted, &known, "adaptation curve")?;
+                }
+                let rest: Vec<LabelledCell> = rest.iter().map(|&i| test[i].clone()).collect();
+                let m = score(&rest, &predict_cells(&adapted, &rest)?);
+                let s = &mut sums[slot];
+                *s = (
+                    s.0 + m.rmse_cycles,
+                    s.1 + m.within_1_sigma,
+                    s.2 + m.within_2_sigma,
+                    s.3 + 1,
+                );
+            }
+        }
+    }
+    Ok(sizes
+        .iter()
+        .zip(sums)
+        .filter(|(_, s)| s.3 > 0)
+        .map(|(&k, (rmse, in1, in2, n))| {
+            let n = n as f64;
+            CurvePoint {
+                labelled: k,
+                rmse_cycles: rmse / n,
+                within_1_sigma: in1 / n,
+                within_2_sigma: in2 / n,
+            }
+        })
+        .collect())
+}
+
+/// Measures the batch σ of `model`'s training procedure `fit` on its own training cells, by batch
+/// ([`by_batch`]), and records it in the model's trust. Returns the directions.
+pub fn measure_batch_sigma(
+    model: &mut ModelFile,
+    cells: &[BatchCell],
+    fit: &dyn Fn(&[LabelledCell]) -> Result<ModelFile, PredictError>,
+) -> Result<Vec<Direction>, PredictError> {
+    let directions = by_batch(cells, fit)?;
+    if let Some(trust) = model.trust_mut().as_mut() {
+        set_batch_sigma(trust, &directions);
+    }
+    Ok(directions)
+}
+
+/// Sets `trust`'s batch σ from a by-batch evaluation of the same training procedure.
+fn set_batch_sigma(trust: &mut Trust, directions: &[Direction]) {
+    trust.batch_sigma_log10 = batch_sigma(directions).max(1e-3);
+    trust.batch_sigma_source = format!(
+        "by-batch split of the training cells: offsets {} (log10 cycles)",
+        directions
+            .iter()
+            .map(|d| format!("{:+.3} on batch {}", d.bias_log10, d.scored_on))
+            .collect::<Vec<_>>()
+            .join(", ")
+    );
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::train::{TrainOptions, fit_elastic_net};
+
+    /// Two batches with the same law but an offset of 0.15 log₁₀ cycles, one feature.
+    fn two_batches() -> Vec<BatchCell> {
+        (0..60)
+            .map(|i| {
+                let batch = i % 2;
+                let x = -4.0 + (i / 2) as f64 / 30.0 + 0.002 * ((i * 13 % 7) as f64 - 3.0);
+                let life = 10f64
+                    .powf(2.0 - 0.25 * x - 0.15 * batch as f64 + 0.01 * ((i * 7 % 5) as f64 - 2.0));
+                let mut features = FeatureSet::default();
+                features.push("log_var_dq", x);
+                BatchCell {
+                    name: format!("cell{i}"),
+                    batch: format!("b{batch}"),
+                    cell: LabelledCell {
+                        features,
+                        cycle_life: life,
+                    },
+                }
+            })
+            .collect()
+    }
+
+    fn fit(cells: &[LabelledCell]) -> Result<ModelFile, PredictError> {
+        let options = TrainOptions::severson("t", &["log_var_dq"], 100, "synthetic");
+        fit_elastic_net(cells, &options).map(ModelFile::Linear)
+    }
+
+    #[test]
+    fn by_batch_finds_the_offset_and_adapting_removes_it() {
+        let cells = two_batches();
+        let directions = by_batch(&cells, &fit).unwrap();
+        assert_eq!(directions.len(), 2);
+        for d in &directions {
+            assert!((d.bias_log10.abs() - 0.15).abs() < 0.03, "{d:?}");
+        }
+        assert!((batch_sigma(&directions) - 0.15).abs() < 0.03);
+
+        // Trained on b0, adapted with 3 cells of b1: the other b1 cells are predicted much
+        // better, and the model records what it was adapted on.
+        let b0: Vec<LabelledCell> = cells
+            .iter()
+            .filter(|c| c.batch == "b0")
+            .map(|c| c.cell.clone())
+            .collect();
+        let b1: Vec<LabelledCell> = cells
+            .iter()
+            .filter(|c| c.batch == "b1")
+            .map(|c| c.cell.clone())
+            .collect();
+        let mut model = fit(&b0).unwrap();
+        let before = score(&b1[3..], &predict_cells(&model, &b1[3..]).unwrap());
+        let a = adapt(&mut model, &b1[..3], "three cells of b1").unwrap();
+        assert!((a.offset_log10 + 0.15).abs() < 0.05, "{a:?}");
+        assert!(a.offset_sigma_log10 < 0.05);
+        let after = score(&b1[3..], &predict_cells(&model, &b1[3..]).unwrap());
+        assert!(
+            after.rmse_cycles < 0.5 * before.rmse_cycles,
+            "{before:?} → {after:?}"
+        );
+        assert!(after.within_2_sigma >= 0.9, "{after:?}");
+        let text = model.to_json();
+        let back = ModelFile::from_json(&text, "adapted.json").unwrap();
+        let trust = match &back {
+            ModelFile::Linear(m) => m.trust.clone().unwrap(),
+            ModelFile::Neural(_) => unreachable!(),
+        };
+        assert_eq!(trust.adaptation.unwrap().adapted_on, "three cells of b1");
+    }
+
+    #[test]
+    fn one_batch_cannot_be_split_by_batch() {
+        let cells: Vec<BatchCell> = two_batches()
+            .into_iter()
+            .filter(|c| c.batch == "b0")
+            .collect();
+        let err = by_batch(&cells, &fit).unwrap_err();
+        assert!(err.to_string().contains("at least two batches"), "{err}");
+    }
+}
