@@ -66,6 +66,8 @@ pub enum EngineEvent {
         cycle_life: f64,
         /// Its σ.
         sigma: f64,
+        /// Why the cell is outside the model's training domain, when it is.
+        out_of_domain: Option<String>,
     },
     /// An experiment failed (the campaign goes on).
     ExperimentFailed {
@@ -910,6 +912,7 @@ mod tests {
                 log10_life: 900f64.log10(),
                 sigma_log10: 0.06,
                 features_json: "{}".into(),
+                out_of_domain: None,
             },
             observed,
         }

@@ -313,6 +313,15 @@ impl StepCall<'_> {
         let prediction = predictor
             .predict(std::slice::from_ref(&features))
             .map_err(|e| StepFailure::Failed(e.to_string()))?[0];
+        // An extrapolation is recorded as one, with the features that make it so.
+        let out_of_domain = prediction
+            .out_of_domain
+            .then(|| {
+                predictor
+                    .trust()
+                    .map(|t| t.domain.check(&features).describe())
+            })
+            .map(|detail| detail.unwrap_or_else(|| "outside the training domain".to_owned()));
         let features_json = serde_json::to_string(
             &features
                 .iter()
@@ -329,6 +338,7 @@ impl StepCall<'_> {
                     log10_life: prediction.log10_life,
                     sigma_log10: prediction.sigma_log10,
                     features_json,
+                    out_of_domain: out_of_domain.clone(),
                 },
             )
             .await?;
@@ -340,6 +350,7 @@ impl StepCall<'_> {
             protocol: self.run.label.clone(),
             cycle_life: prediction.cycle_life,
             sigma: prediction.sigma,
+            out_of_domain,
         });
         Ok(StepOutcome(
             json!({"cycle_life": prediction.cycle_life, "sigma": prediction.sigma}),

@@ -64,6 +64,21 @@ pub(crate) async fn metrics(
             );
         }
     }
+    out.push_str("# HELP labloop_predictions_out_of_domain Predictions made outside their model's training domain, per campaign.\n");
+    out.push_str("# TYPE labloop_predictions_out_of_domain counter\n");
+    for c in &campaigns {
+        let n = store
+            .observations(&c.id)
+            .await?
+            .iter()
+            .filter(|o| o.prediction.out_of_domain.is_some())
+            .count();
+        let _ = writeln!(
+            out,
+            "labloop_predictions_out_of_domain_total{{campaign=\"{}\"}} {n}",
+            label(&c.id)
+        );
+    }
     out.push_str("# HELP labloop_optimizer_seconds How long the optimizer took to choose the latest round's batch.\n");
     out.push_str("# TYPE labloop_optimizer_seconds gauge\n");
     for c in &campaigns {

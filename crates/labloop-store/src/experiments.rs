@@ -63,6 +63,9 @@ pub struct PredictionRow {
     pub sigma_log10: f64,
     /// The features it was made from (JSON object).
     pub features_json: String,
+    /// Why the cell lies outside the model's training domain (features, how far out), when it
+    /// does: the prediction is an extrapolation, its σ widened for it.
+    pub out_of_domain: Option<String>,
 }
 
 /// A predicted experiment, as the optimizer sees it.
@@ -342,8 +345,8 @@ impl Store {
         p: &PredictionRow,
     ) -> Result<(), StoreError> {
         sqlx::query(
-            "INSERT INTO predictions (experiment_id, model, cycle_life, sigma, log10_life, sigma_log10, features, created_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8) ON CONFLICT (experiment_id) DO NOTHING",
+            "INSERT INTO predictions (experiment_id, model, cycle_life, sigma, log10_life, sigma_log10, features, created_at, out_of_domain) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9) ON CONFLICT (experiment_id) DO NOTHING",
         )
         .bind(experiment)
         .bind(&p.model)
@@ -353,6 +356,7 @@ impl Store {
         .bind(p.sigma_log10)
         .bind(&p.features_json)
         .bind(now())
+        .bind(&p.out_of_domain)
         .execute(self.pool())
         .await
         .map_err(db(format!("recording the prediction of {experiment}")))?;
@@ -391,7 +395,7 @@ impl Store {
     pub async fn observations(&self, campaign: &str) -> Result<Vec<ObservationRow>, StoreError> {
         let rows = sqlx::query(
             "SELECT e.id, e.round, e.candidate_index, e.protocol_label, p.model, p.cycle_life, p.sigma, p.log10_life, \
-             p.sigma_log10, p.features, o.cycle_life, o.censored FROM experiments e JOIN predictions p ON p.experiment_id = e.id \
+             p.sigma_log10, p.features, o.cycle_life, o.censored, p.out_of_domain FROM experiments e JOIN predictions p ON p.experiment_id = e.id \
              LEFT JOIN observed_lives o ON o.experiment_id = e.id WHERE e.campaign_id = $1 ORDER BY e.id",
         )
         .bind(campaign)
@@ -413,6 +417,7 @@ impl Store {
                         log10_life: get(r, 7, t)?,
                         sigma_log10: get(r, 8, t)?,
                         features_json: get(r, 9, t)?,
+                        out_of_domain: get(r, 12, t)?,
                     },
                     observed: match get::<Option<f64>>(r, 10, t)? {
                         Some(life) => Some((life, get::<Option<i64>>(r, 11, t)?.unwrap_or(0) != 0)),

@@ -161,6 +161,7 @@ async fn suite(store: Store) {
         log10_life: 3.005,
         sigma_log10: 0.069,
         features_json: r#"{"log_var_dq":-4.1}"#.into(),
+        out_of_domain: Some("log_var_dq = -1.0 outside [-4.7, -2.9] by 5.0 σ".into()),
     };
     store.record_prediction(&e.id, &p).await.unwrap();
     store

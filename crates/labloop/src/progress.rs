@@ -70,6 +70,22 @@ pub async fn show(mut events: UnboundedReceiver<EngineEvent>, enabled: bool) {
                     ));
                 }
             }
+            EngineEvent::ExperimentPredicted {
+                experiment,
+                cycle_life,
+                sigma,
+                out_of_domain: Some(why),
+                ..
+            } => {
+                let line = format!(
+                    "  warning: {experiment} is outside the model's training domain ({why}): \
+                     {cycle_life:.0} ± {sigma:.0} cycles, σ widened"
+                );
+                match &bar {
+                    Some(b) => b.println(line),
+                    None => eprintln!("{line}"),
+                }
+            }
             EngineEvent::CampaignStarted { .. } | EngineEvent::ExperimentPredicted { .. } => {}
         }
     }
