@@ -114,3 +114,69 @@ async fn loop_finds_a_top_protocol_and_stores_every_cycle() {
         192
     );
 }
+
+/// A model whose training domain the lab's cells fall outside: every prediction of the campaign is
+/// recorded as an extrapolation, with the feature that makes it one, reported in the engine's
+/// events, and given a wider σ than the same model in domain.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn predictions_outside_the_models_domain_are_recorded_and_reported() {
+    let path = repo_root().join("workflows/fast-charge-clo.yaml");
+    let text = std::fs::read_to_string(&path).unwrap();
+    let mut workflow = labloop_workflow::load(&path).unwrap();
+    workflow.stopping.max_rounds = 1;
+    let inst = &workflow.instruments[0];
+    let sim = SimCycler::new(
+        &inst.name,
+        inst.channels,
+        SimClock { acceleration: 1e6 },
+        11,
+    );
+    let db = std::env::temp_dir().join(format!("labloop-ood-{}.sqlite", std::process::id()));
+    let _ = std::fs::remove_file(&db);
+    let store = Store::connect(&format!("sqlite://{}", db.display()))
+        .await
+        .unwrap();
+    // The shipped variance model, told it was trained only on cells of much lower ΔQ variance.
+    let mut model = resolve_model("severson-variance").unwrap();
+    let in_domain_sigma = {
+        let trust = model.trust.as_mut().unwrap();
+        let sigma = (model.sigma_log10.powi(2) + trust.batch_sigma_log10.powi(2)).sqrt();
+        trust.domain.min = vec![-9.0];
+        trust.domain.max = vec![-8.5];
+        sigma
+    };
+    let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
+    let runner = CampaignRunner::new(
+        workflow,
+        text,
+        store.clone(),
+        labloop_engine::Instruments {
+            cyclers: vec![Arc::new(sim) as Arc<dyn Cycler>],
+            builders: Vec::new(),
+        },
+        Arc::new(model),
+    )
+    .with_events(tx);
+    let result = runner.run().await.unwrap();
+    let observations = store.observations(&result.campaign).await.unwrap();
+    assert!(!observations.is_empty());
+    for o in &observations {
+        let why = o.prediction.out_of_domain.as_deref().unwrap_or_default();
+        assert!(
+            why.contains("log_var_dq") && why.contains("outside"),
+            "{o:?}"
+        );
+        assert!(o.prediction.sigma_log10 > in_domain_sigma, "{o:?}");
+    }
+    let mut reported = 0;
+    while let Ok(event) = rx.try_recv() {
+        if let EngineEvent::ExperimentPredicted {
+            out_of_domain: Some(_),
+            ..
+        } = event
+        {
+            reported += 1;
+        }
+    }
+    assert_eq!(reported, observations.len());
+}
