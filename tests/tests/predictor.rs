@@ -550,3 +550,46 @@ experiment:
         "{eval}"
     );
 }
+
+/// Under the by-batch split of the Severson cells (train on one batch, score the other, both
+/// ways), every built-in model's ±2σ covers at least 85 % of the true lives, and adapting to five
+/// labelled cells of the held-out batch cuts the error.
+#[test]
+fn every_built_in_keeps_its_sigma_honest_under_batch_shift() {
+    let report = labloop_tests::json_result(
+        std::process::Command::new(labloop_tests::labloop_bin())
+            .args([
+                "predict",
+                "eval",
+                "--split",
+                "by-batch",
+                "--json",
+                "--backend",
+                "cpu",
+            ])
+            .arg("--severson")
+            .arg(shared_data().join("severson")),
+    );
+    let models = report.as_array().unwrap();
+    assert_eq!(models.len(), 3, "{report:#}");
+    for m in models {
+        let directions = m["directions"].as_array().unwrap();
+        assert_eq!(directions.len(), 2, "{m:#}");
+        for d in directions {
+            let in2 = d["metrics"]["within_2_sigma"].as_f64().unwrap();
+            assert!(
+                in2 >= 0.85,
+                "{} on {}: ±2σ {in2}",
+                m["model"],
+                d["scored_on"]
+            );
+        }
+        let curve = m["adaptation"].as_array().unwrap();
+        let rmse = |k: u64| {
+            curve.iter().find(|p| p["labelled"] == k).unwrap()["rmse_cycles"]
+                .as_f64()
+                .unwrap()
+        };
+        assert!(rmse(5) < 0.8 * rmse(0), "{}: {curve:?}", m["model"]);
+    }
+}

@@ -785,9 +785,10 @@ impl CampaignRunner {
         sign: f64,
     ) -> Result<Vec<Observation>, EngineError> {
         let rows = self.store.observations(campaign).await?;
+        let shared = SharedOffset::of(self.predictor.as_ref());
         Ok(rows
             .iter()
-            .map(|o| to_observation(o, inputs, sign))
+            .map(|o| to_observation(o, inputs, sign, &shared))
             .collect())
     }
 
@@ -840,18 +841,56 @@ impl CampaignRunner {
     }
 }
 
-/// An experiment's objective and its σ: the life observed by cycling to end of life where there is
-/// one (only the measurement error remains, ≈2 % of life; a censored life is a lower bound, kept less
-/// certain), the early prediction otherwise.
-fn objective_of(o: &ObservationRow) -> (f64, f64) {
-    match o.observed {
-        Some((life, censored)) => (life, life * if censored { 0.15 } else { 0.02 }),
-        None => (o.prediction.cycle_life, o.prediction.sigma),
+/// The part of a model's σ that every cell of one campaign shares: its batch's offset (the batch
+/// σ, or what is left of it once the model is adapted), in log₁₀ cycles. A common factor on every
+/// predicted life moves none of them relative to another, so the optimizer, which compares
+/// protocols, is given each prediction's σ without it.
+struct SharedOffset {
+    model: String,
+    sigma_log10: f64,
+}
+
+impl SharedOffset {
+    fn of(predictor: &(dyn Predictor + Send + Sync)) -> Self {
+        let sigma_log10 = predictor.trust().map_or(0.0, |t| match &t.adaptation {
+            Some(a) => a.offset_sigma_log10,
+            None => t.batch_sigma_log10,
+        });
+        Self {
+            model: predictor.name().to_owned(),
+            sigma_log10,
+        }
+    }
+
+    /// A prediction's σ in cycles without the shared part (only for the model it describes).
+    fn without(&self, p: &labloop_store::PredictionRow) -> f64 {
+        if p.model != self.model || self.sigma_log10 <= 0.0 {
+            return p.sigma;
+        }
+        let own = (p.sigma_log10.powi(2) - self.sigma_log10.powi(2))
+            .max(0.0)
+            .sqrt();
+        p.cycle_life * std::f64::consts::LN_10 * own
     }
 }
 
-fn to_observation(o: &ObservationRow, inputs: &[Vec<f64>], sign: f64) -> Observation {
-    let (y, sd) = objective_of(o);
+/// An experiment's objective and its σ: the life observed by cycling to end of life where there is
+/// one (only the measurement error remains, ≈2 % of life; a censored life is a lower bound, kept less
+/// certain), the early prediction otherwise (without its campaign-wide part, [`SharedOffset`]).
+fn objective_of(o: &ObservationRow, shared: &SharedOffset) -> (f64, f64) {
+    match o.observed {
+        Some((life, censored)) => (life, life * if censored { 0.15 } else { 0.02 }),
+        None => (o.prediction.cycle_life, shared.without(&o.prediction)),
+    }
+}
+
+fn to_observation(
+    o: &ObservationRow,
+    inputs: &[Vec<f64>],
+    sign: f64,
+    shared: &SharedOffset,
+) -> Observation {
+    let (y, sd) = objective_of(o, shared);
     Observation {
         x: inputs[o.candidate_index].clone(),
         y: sign * y,
@@ -924,6 +963,13 @@ mod tests {
     #[test]
     fn an_observed_life_replaces_the_prediction() {
         let inputs = vec![vec![3.6], vec![4.8]];
+        let none = SharedOffset {
+            model: "severson-variance".into(),
+            sigma_log10: 0.0,
+        };
+        let to_observation = |o: &ObservationRow, inputs: &[Vec<f64>], sign: f64| {
+            to_observation(o, inputs, sign, &none)
+        };
         let predicted = to_observation(&row(None), &inputs, 1.0);
         assert_eq!((predicted.x, predicted.y), (vec![4.8], 900.0));
         assert!((predicted.noise_var - 120.0 * 120.0).abs() < 1e-9);
@@ -935,5 +981,27 @@ mod tests {
         assert!((censored.noise_var - 150.0 * 150.0).abs() < 1e-9);
         assert!(observed.noise_var < predicted.noise_var);
         assert!(observed.noise_var < censored.noise_var);
+    }
+
+    /// The batch offset every cell of a campaign shares is left out of the optimizer's noise: of
+    /// σ = 0.06 log₁₀ with a shared 0.036, 0.048 remains; another model's predictions keep theirs.
+    #[test]
+    fn the_shared_batch_offset_is_not_noise_to_the_optimizer() {
+        let shared = SharedOffset {
+            model: "severson-variance".into(),
+            sigma_log10: 0.036,
+        };
+        let inputs = vec![vec![3.6], vec![4.8]];
+        let o = to_observation(&row(None), &inputs, 1.0, &shared);
+        let expected = 900.0 * std::f64::consts::LN_10 * 0.048;
+        assert!(
+            (o.noise_var.sqrt() - expected).abs() < 1e-9,
+            "{}",
+            o.noise_var.sqrt()
+        );
+        let mut other = row(None);
+        other.prediction.model = "my-model".into();
+        let o = to_observation(&other, &inputs, 1.0, &shared);
+        assert!((o.noise_var - 120.0 * 120.0).abs() < 1e-9);
     }
 }
