@@ -9,6 +9,7 @@
 //! The engine knows instruments only through [`labloop_drivers::Cycler`], lifetimes only through
 //! [`labloop_predict::Predictor`], and suggestions only through [`labloop_optimize`].
 
+mod adaptation;
 mod channels;
 mod context;
 mod design;

@@ -777,15 +777,19 @@ impl CampaignRunner {
         Ok(())
     }
 
-    /// The optimizer's observations, read back from the store.
+    /// The optimizer's observations, read back from the store, with the model adapted to the
+    /// campaign's observed lives ([`crate::adaptation`]).
     async fn observations(
         &self,
         campaign: &str,
         inputs: &[Vec<f64>],
         sign: f64,
     ) -> Result<Vec<Observation>, EngineError> {
-        let rows = self.store.observations(campaign).await?;
-        let shared = SharedOffset::of(self.predictor.as_ref());
+        let mut rows = self.store.observations(campaign).await?;
+        let predictor =
+            crate::adaptation::adapt_to_observed(&self.store, &self.predictor, campaign, &mut rows)
+                .await?;
+        let shared = SharedOffset::of(predictor.as_ref());
         Ok(rows
             .iter()
             .map(|o| to_observation(o, inputs, sign, &shared))

@@ -188,9 +188,45 @@ pub struct FeatureSet {
     values: Vec<(&'static str, f64)>,
 }
 
+/// Every feature [`EarlyData::features`] computes besides the ΔQ(V) bands, by name.
+pub const SUMMARY_FEATURES: [&str; 16] = [
+    "log_var_dq",
+    "log_abs_min_dq",
+    "log_abs_mean_dq",
+    "log_abs_skew_dq",
+    "log_abs_kurt_dq",
+    "fade_slope",
+    "fade_intercept",
+    "fade_slope_last10",
+    "fade_intercept_last10",
+    "qd_cycle2",
+    "qd_max_minus_cycle2",
+    "qd_last",
+    "charge_time_first5",
+    "temperature_integral",
+    "ir_min",
+    "ir_last_minus_cycle2",
+];
+
 impl FeatureSet {
     pub(crate) fn push(&mut self, name: &'static str, value: f64) {
         self.values.push((name, value));
+    }
+
+    /// Features read back by name (from a stored prediction's features, say); names labloop does
+    /// not compute are left out.
+    pub fn from_named<'a>(named: impl IntoIterator<Item = (&'a str, f64)>) -> Self {
+        let mut set = Self::default();
+        for (name, value) in named {
+            let known = SUMMARY_FEATURES
+                .iter()
+                .chain(DQ_CURVE_FEATURES.iter())
+                .find(|k| **k == name);
+            if let Some(known) = known {
+                set.push(known, value);
+            }
+        }
+        set
     }
 
     /// The value of a feature, if this cell has it.
@@ -329,6 +365,16 @@ mod tests {
             .collect();
         let g = EarlyData::from_records(&faster, 100).unwrap().features();
         assert!(g.get("log_var_dq").unwrap() > f.get("log_var_dq").unwrap() + 1.0);
+    }
+
+    #[test]
+    fn every_computed_feature_reads_back_by_name() {
+        let records: Vec<CycleRecord> = (1..=100)
+            .map(|c| record(c, 1.07 - 1e-4 * c as f64, 1e-4 * c as f64))
+            .collect();
+        let f = EarlyData::from_records(&records, 100).unwrap().features();
+        let back = FeatureSet::from_named(f.iter().chain([("nonsense", 1.0)]));
+        assert_eq!(back, f);
     }
 
     #[test]

@@ -36,6 +36,9 @@ pub trait Predictor {
     /// Where the model was trained and how far it trusts itself off there; `None` for a model
     /// file from before training domains were recorded.
     fn trust(&self) -> Option<&Trust>;
+
+    /// The model as a file, to adapt or to save; `None` for predictors that are not one.
+    fn model_file(&self) -> Option<ModelFile>;
 }
 
 /// Identifies the file format.
@@ -216,6 +219,10 @@ impl Predictor for LinearModel {
 
     fn trust(&self) -> Option<&Trust> {
         self.trust.as_ref()
+    }
+
+    fn model_file(&self) -> Option<ModelFile> {
+        Some(ModelFile::Linear(self.clone()))
     }
 }
 

@@ -478,6 +478,10 @@ impl Predictor for NeuralModel {
     fn trust(&self) -> Option<&Trust> {
         self.trust.as_ref()
     }
+
+    fn model_file(&self) -> Option<crate::ModelFile> {
+        Some(crate::ModelFile::Neural(self.clone()))
+    }
 }
 
 #[cfg(test)]

@@ -172,6 +172,27 @@ pub fn adapt(
     Ok(adaptation)
 }
 
+/// A predictor shared between tasks.
+pub type SharedPredictor = std::sync::Arc<dyn crate::Predictor + Send + Sync>;
+
+/// A campaign's predictor adapted to the cells whose lives it has observed (all of them, each
+/// time): the adapted predictor and its adaptation, or `None` when there is nothing to adapt (no
+/// labelled cells, or a predictor that is no model file or has no trust).
+pub fn adapted_predictor(
+    predictor: &dyn crate::Predictor,
+    cells: &[LabelledCell],
+    adapted_on: &str,
+) -> Result<Option<(SharedPredictor, Adaptation)>, PredictError> {
+    let Some(mut file) = predictor.model_file() else {
+        return Ok(None);
+    };
+    if cells.is_empty() || file.trust_mut().is_none() {
+        return Ok(None);
+    }
+    let adaptation = adapt(&mut file, cells, adapted_on)?;
+    Ok(Some((file.into_predictor(), adaptation)))
+}
+
 fn model_features(model: &ModelFile) -> Vec<String> {
     match model {
         ModelFile::Linear(m) => m.features.clone(),

@@ -363,6 +363,55 @@ impl Store {
         Ok(())
     }
 
+    /// Records a prediction re-made by the campaign's model adapted on the cells whose SHA-256 is
+    /// `adaptation` (described by `adapted_on`). Idempotent per experiment and adaptation.
+    pub async fn record_reprediction(
+        &self,
+        experiment: &str,
+        adaptation: &str,
+        adapted_on: &str,
+        p: &PredictionRow,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO repredictions (experiment_id, adaptation, adapted_on, model, cycle_life, sigma, log10_life, sigma_log10, out_of_domain, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) ON CONFLICT (experiment_id, adaptation) DO NOTHING",
+        )
+        .bind(experiment)
+        .bind(adaptation)
+        .bind(adapted_on)
+        .bind(&p.model)
+        .bind(p.cycle_life)
+        .bind(p.sigma)
+        .bind(p.log10_life)
+        .bind(p.sigma_log10)
+        .bind(&p.out_of_domain)
+        .bind(now())
+        .execute(self.pool())
+        .await
+        .map_err(db(format!("recording the re-made prediction of {experiment}")))?;
+        Ok(())
+    }
+
+    /// An experiment's re-made predictions, oldest first: (adapted on, life, σ).
+    pub async fn repredictions(
+        &self,
+        experiment: &str,
+    ) -> Result<Vec<(String, f64, f64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT adapted_on, cycle_life, sigma FROM repredictions WHERE experiment_id = $1 ORDER BY created_at, adaptation",
+        )
+        .bind(experiment)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(format!("reading re-made predictions of {experiment}")))?;
+        rows.iter()
+            .map(|r| {
+                let t = "repredictions";
+                Ok((get(r, 0, t)?, get(r, 1, t)?, get(r, 2, t)?))
+            })
+            .collect()
+    }
+
     /// Every experiment of a campaign with its current state, by id.
     pub async fn experiments(&self, campaign: &str) -> Result<Vec<ExperimentRow>, StoreError> {
         let rows = sqlx::query(

@@ -422,6 +422,10 @@ impl Predictor for OnDevice {
     fn trust(&self) -> Option<&labloop_predict::Trust> {
         self.model.trust.as_ref()
     }
+
+    fn model_file(&self) -> Option<ModelFile> {
+        Some(ModelFile::Neural(self.model.clone()))
+    }
 }
 
 /// Published primary-test RMSE (Severson et al. 2019, Table 1): without the outlier cell when the
