@@ -227,6 +227,16 @@ pub struct Adaptation {
     /// The model's own σ is multiplied by this (the labelled cells' scatter around the offset,
     /// shrunk towards the model's σ).
     pub sigma_scale: f64,
+    /// The batch's change of slope: a prediction `p` (log₁₀) becomes
+    /// `p + offset + slope · (p − reference_log10)`.
+    #[serde(default)]
+    pub slope: f64,
+    /// The prediction the slope turns about: the labelled cells' mean prediction, log₁₀ cycles.
+    #[serde(default)]
+    pub reference_log10: f64,
+    /// The slope's posterior σ.
+    #[serde(default)]
+    pub slope_sigma: f64,
     /// Where the labelled cells came from.
     pub adapted_on: String,
     /// SHA-256 of the labelled cells' features and lives.
@@ -269,7 +279,14 @@ impl Trust {
     pub fn apply(&self, cell: &FeatureSet, raw: &Prediction, at_edge: &Prediction) -> Prediction {
         let extrapolation = raw.log10_life - at_edge.log10_life;
         let (offset, batch_sigma, scale) = match &self.adaptation {
-            Some(a) => (a.offset_log10, a.offset_sigma_log10, a.sigma_scale),
+            Some(a) => {
+                let u = raw.log10_life - a.reference_log10;
+                (
+                    a.offset_log10 + a.slope * u,
+                    (a.offset_sigma_log10.powi(2) + (a.slope_sigma * u).powi(2)).sqrt(),
+                    a.sigma_scale,
+                )
+            }
             None => (0.0, self.batch_sigma_log10, 1.0),
         };
         let sigma =
