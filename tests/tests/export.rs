@@ -7,7 +7,7 @@ use parquet::file::reader::{FileReader, SerializedFileReader};
 use std::path::Path;
 use std::process::Command;
 
-const EXPERIMENT_COLUMNS: [&str; 12] = [
+const EXPERIMENT_COLUMNS: [&str; 16] = [
     "experiment_id",
     "round",
     "candidate_index",
@@ -18,6 +18,10 @@ const EXPERIMENT_COLUMNS: [&str; 12] = [
     "predicted_life",
     "predicted_sigma",
     "prediction_model",
+    "prediction_out_of_domain",
+    "remade_life",
+    "remade_sigma",
+    "remade_adapted_on",
     "observed_life",
     "observed_censored",
 ];
@@ -108,8 +112,8 @@ fn a_campaign_exports_to_parquet_and_csv_that_pandas_reads() {
         &dir,
     );
     for (table, columns, rows) in [
-        ("experiments", &EXPERIMENT_COLUMNS, 48),
-        ("cycles", &CYCLE_COLUMNS, 4800),
+        ("experiments", &EXPERIMENT_COLUMNS[..], 48),
+        ("cycles", &CYCLE_COLUMNS[..], 4800),
     ] {
         let (names, count) = parquet_shape(&parquet.join(format!("{table}.parquet")));
         assert_eq!(names, columns.to_vec(), "{table}.parquet columns");

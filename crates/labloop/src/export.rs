@@ -3,6 +3,9 @@
 //!
 //! - `experiments`: one row per cell — `experiment_id`, `round`, `candidate_index`, `protocol`,
 //!   `cell_id`, `channel_id`, `state`, `predicted_life`, `predicted_sigma`, `prediction_model`,
+//!   `prediction_out_of_domain` (why the cell was outside the model's training domain, if it was),
+//!   `remade_life`, `remade_sigma`, `remade_adapted_on` (the latest prediction re-made after the
+//!   campaign's model was adapted to its observed lives, and what it was adapted on),
 //!   `observed_life`, `observed_censored`;
 //! - `cycles`: one row per cycle record — `experiment_id`, `cycle`, `charge_capacity_ah`,
 //!   `discharge_capacity_ah`, `internal_resistance_ohm`, `temperature_min_c`, `temperature_avg_c`,
@@ -158,6 +161,10 @@ async fn tables(url: &str, campaign: &str) -> Result<(Table, Table)> {
     let rows = store.experiments(campaign).await?;
     let observations = store.observations(campaign).await?;
     let observed = |id: &str| observations.iter().find(|o| o.experiment_id == id);
+    let mut remade = Vec::with_capacity(rows.len());
+    for r in &rows {
+        remade.push(store.repredictions(&r.id).await?.pop());
+    }
     let text = |f: &dyn Fn(usize) -> Option<String>| Column::Text((0..rows.len()).map(f).collect());
     let float = |f: &dyn Fn(usize) -> Option<f64>| Column::Float((0..rows.len()).map(f).collect());
     let experiments = Table {
@@ -191,6 +198,16 @@ async fn tables(url: &str, campaign: &str) -> Result<(Table, Table)> {
             (
                 "prediction_model",
                 text(&|i| observed(&rows[i].id).map(|o| o.prediction.model.clone())),
+            ),
+            (
+                "prediction_out_of_domain",
+                text(&|i| observed(&rows[i].id).and_then(|o| o.prediction.out_of_domain.clone())),
+            ),
+            ("remade_life", float(&|i| remade[i].as_ref().map(|r| r.1))),
+            ("remade_sigma", float(&|i| remade[i].as_ref().map(|r| r.2))),
+            (
+                "remade_adapted_on",
+                text(&|i| remade[i].as_ref().map(|r| r.0.clone())),
             ),
             (
                 "observed_life",
