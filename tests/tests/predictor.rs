@@ -593,3 +593,73 @@ fn every_built_in_keeps_its_sigma_honest_under_batch_shift() {
         assert!(rmse(5) < 0.8 * rmse(0), "{}: {curve:?}", m["model"]);
     }
 }
+
+/// A cycler declared not to record discharge curves cannot feed the variance model (its ΔQ(V)
+/// feature): `labloop run` refuses the campaign before any cell is cycled, naming the model, the
+/// feature, the instrument and what it records.
+#[test]
+fn a_campaign_whose_cycler_cannot_feed_its_model_is_refused_up_front() {
+    let dir = labloop_tests::fresh_dir("records-refused");
+    let workflow = dir.join("no-curves.yaml");
+    std::fs::write(
+        &workflow,
+        r#"campaign:
+  name: no-curves
+  seed: 5
+  objective: {name: cycle_life, direction: maximize}
+  search_space:
+    charge_protocol:
+      soc_breakpoints: [0.0, 0.2, 0.4, 0.6, 0.8]
+      charge_time_min: 10
+      free_steps:
+        - [3.6, 4.8, 6.0, 8.0]
+        - [3.6, 4.8, 6.0, 7.0]
+        - [3.6, 4.8, 5.6]
+      last_step: {min_c_rate: 0.1, max_c_rate: 4.81}
+      finish: {c_rate: 1.0, cv_voltage_v: 3.6}
+optimizer: {kind: random, batch_size: 4}
+stopping: {max_rounds: 1}
+instruments:
+  - {name: cycler1, driver: sim, channels: 4, clock_acceleration: 1000000000, records: [internal_resistance, temperature]}
+experiment:
+  steps:
+    - id: early
+      cycle: {cycles: 100, discharge_c_rate: 4.0}
+    - id: predict
+      predict: {model: severson-variance}
+"#,
+    )
+    .unwrap();
+    let store = format!("sqlite://{}", dir.join("no-curves.sqlite").display());
+    let out = std::process::Command::new(labloop_tests::labloop_bin())
+        .args(["run", "--store", &store])
+        .arg(&workflow)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    for part in [
+        "severson-variance",
+        "log_var_dq",
+        "discharge_curve",
+        "cycler1",
+    ] {
+        assert!(stderr.contains(part), "`{part}` missing from: {stderr}");
+    }
+    // Declaring the curves makes the same campaign run.
+    let text = std::fs::read_to_string(&workflow).unwrap();
+    std::fs::write(
+        &workflow,
+        text.replace(
+            "records: [internal_resistance, temperature]",
+            "records: [discharge_curve]",
+        ),
+    )
+    .unwrap();
+    let store = format!("sqlite://{}", dir.join("curves.sqlite").display());
+    labloop_tests::succeeds(
+        std::process::Command::new(labloop_tests::labloop_bin())
+            .args(["run", "--store", &store])
+            .arg(&workflow),
+    );
+}

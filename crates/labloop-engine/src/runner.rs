@@ -257,6 +257,38 @@ impl CampaignRunner {
         self
     }
 
+    /// The model's features must be computable from what the cyclers record (their `records`):
+    /// refused before any cell is cycled, not after its early cycles.
+    fn check_recorded_features(&self) -> Result<(), EngineError> {
+        let Some(trust) = self.predictor.trust() else {
+            return Ok(());
+        };
+        for instrument in &self.workflow.instruments {
+            let (labloop_workflow::InstrumentKind::Cycler, Some(records)) =
+                (instrument.kind, &instrument.records)
+            else {
+                continue;
+            };
+            let missing = trust.domain.features.iter().find_map(|feature| {
+                labloop_predict::needs_recorded(feature)
+                    .filter(|need| !records.iter().any(|r| r.as_str() == *need))
+                    .map(|need| (feature, need))
+            });
+            if let Some((feature, need)) = missing {
+                let declared: Vec<&str> = records.iter().map(|r| r.as_str()).collect();
+                return Err(EngineError::Workflow(format!(
+                    "model `{}` needs feature `{feature}`, computed from the {need} of each cycle, \
+                     which instrument `{}` does not record (its records: [{}]): choose a model \
+                     without it, or a cycler that records it",
+                    self.predictor.name(),
+                    instrument.name,
+                    declared.join(", ")
+                )));
+            }
+        }
+        Ok(())
+    }
+
     fn check(&self) -> Result<(), EngineError> {
         let wf = &self.workflow;
         let cycle = wf
@@ -269,6 +301,9 @@ impl CampaignRunner {
                 self.predictor.name(),
                 self.predictor.window()
             )));
+        }
+        if wf.predict_step().is_some() {
+            self.check_recorded_features()?;
         }
         if self
             .instruments

@@ -208,6 +208,23 @@ pub const SUMMARY_FEATURES: [&str; 16] = [
     "ir_last_minus_cycle2",
 ];
 
+/// What a cycler must record, beyond capacities, for `feature`: `discharge_curve` (the ΔQ(V)
+/// features), `internal_resistance`, `temperature` or `charge_time`; `None` for the capacity
+/// features, which every cycler records.
+pub fn needs_recorded(feature: &str) -> Option<&'static str> {
+    if feature.starts_with("ir_") {
+        Some("internal_resistance")
+    } else if feature.starts_with("temperature") {
+        Some("temperature")
+    } else if feature.starts_with("charge_time") {
+        Some("charge_time")
+    } else if feature.starts_with("fade_") || feature.starts_with("qd_") {
+        None
+    } else {
+        Some("discharge_curve")
+    }
+}
+
 impl FeatureSet {
     pub(crate) fn push(&mut self, name: &'static str, value: f64) {
         self.values.push((name, value));
@@ -375,6 +392,17 @@ mod tests {
         let f = EarlyData::from_records(&records, 100).unwrap().features();
         let back = FeatureSet::from_named(f.iter().chain([("nonsense", 1.0)]));
         assert_eq!(back, f);
+    }
+
+    #[test]
+    fn each_feature_names_what_it_is_computed_from() {
+        assert_eq!(needs_recorded("log_var_dq"), Some("discharge_curve"));
+        assert_eq!(needs_recorded("dq_band_07"), Some("discharge_curve"));
+        assert_eq!(needs_recorded("qd_cycle2"), None);
+        assert_eq!(needs_recorded("fade_slope"), None);
+        assert_eq!(needs_recorded("ir_min"), Some("internal_resistance"));
+        assert_eq!(needs_recorded("temperature_integral"), Some("temperature"));
+        assert_eq!(needs_recorded("charge_time_first5"), Some("charge_time"));
     }
 
     #[test]

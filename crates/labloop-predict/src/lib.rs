@@ -24,7 +24,8 @@ pub mod train;
 pub use compute::{Backend, Compute};
 pub use domain::{Adaptation, Domain, DomainCheck, Trust};
 pub use features::{
-    DQ_CURVE_FEATURES, EarlyData, FEATURE_DEFINITION, FeatureSet, VOLTAGE_GRID_POINTS, voltage_grid,
+    DQ_CURVE_FEATURES, EarlyData, FEATURE_DEFINITION, FeatureSet, VOLTAGE_GRID_POINTS,
+    needs_recorded, voltage_grid,
 };
 pub use model::{
     BUILTIN_MODELS, LinearModel, MODEL_FORMAT, ModelFile, Prediction, Predictor, builtin_model,

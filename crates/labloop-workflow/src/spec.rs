@@ -334,6 +334,37 @@ pub struct InstrumentSpec {
     /// reports a reading beyond them.
     #[serde(default)]
     pub safety: SafetyLimits,
+    /// What a cycler's records carry beyond capacities (`discharge_curve`, `internal_resistance`,
+    /// `temperature`, `charge_time`); absent: all of them. A campaign whose lifetime model needs
+    /// what its cyclers do not record is refused before any cell is cycled.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub records: Option<Vec<RecordField>>,
+}
+
+/// What a cycle record may carry beyond capacities.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+#[serde(rename_all = "snake_case")]
+pub enum RecordField {
+    /// The discharge's voltage–capacity curve (for the ΔQ(V) features).
+    DischargeCurve,
+    /// Internal resistance.
+    InternalResistance,
+    /// Cell temperature.
+    Temperature,
+    /// Charge time.
+    ChargeTime,
+}
+
+impl RecordField {
+    /// As the workflow spells it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::DischargeCurve => "discharge_curve",
+            Self::InternalResistance => "internal_resistance",
+            Self::Temperature => "temperature",
+            Self::ChargeTime => "charge_time",
+        }
+    }
 }
 
 fn default_channels() -> u32 {
