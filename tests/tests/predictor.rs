@@ -275,6 +275,10 @@ fn out_of_domain_cells_are_flagged_and_a_model_adapts_through_the_cli() {
     assert_eq!(inside["out_of_domain"], false, "{quiet}");
     assert!(!quiet.contains("warning"), "{quiet}");
     assert_eq!(outside["out_of_domain"], true);
+    let named = &outside["domain"]["outside"][0];
+    assert_eq!(named["feature"], "log_var_dq", "{outside}");
+    assert!(named["by_std"].as_f64().unwrap() > 1.0, "{outside}");
+    assert!(inside.get("domain").is_none(), "{inside}");
     assert!(
         warned.contains("outside severson-variance's training domain")
             && warned.contains("log_var_dq"),

@@ -511,7 +511,7 @@ fn eval(args: &EvalArgs) -> Result<()> {
             .iter()
             .zip(&predictions)
             .map(|((name, cell), p)| {
-                let mut row = prediction_json(name, p);
+                let mut row = prediction_json(model.as_ref(), name, &cell.features, p);
                 row["observed"] = serde_json::json!(cell.cycle_life);
                 row
             })
@@ -535,16 +535,27 @@ fn eval(args: &EvalArgs) -> Result<()> {
     Ok(())
 }
 
-/// One cell's prediction as `--json` prints it.
-fn prediction_json(cell: &str, p: &Prediction) -> serde_json::Value {
-    serde_json::json!({
+/// One cell's prediction as `--json` prints it; an out-of-domain cell carries its domain check
+/// (`domain`: the Mahalanobis distance and its limit, each feature outside its range and by how
+/// many training σ).
+fn prediction_json(
+    model: &dyn Predictor,
+    cell: &str,
+    features: &FeatureSet,
+    p: &Prediction,
+) -> serde_json::Value {
+    let mut row = serde_json::json!({
         "cell": cell,
         "cycle_life": p.cycle_life,
         "sigma": p.sigma,
         "log10_life": p.log10_life,
         "sigma_log10": p.sigma_log10,
         "out_of_domain": p.out_of_domain,
-    })
+    });
+    if let (true, Some(trust)) = (p.out_of_domain, model.trust()) {
+        row["domain"] = serde_json::json!(trust.domain.check(features));
+    }
+    row
 }
 
 fn print_table(name: &str, m: &Metrics, published: Option<f64>) {
@@ -579,7 +590,7 @@ fn predict(args: &RunArgs) -> Result<()> {
         let rows: Vec<serde_json::Value> = cells
             .iter()
             .zip(&predictions)
-            .map(|((name, _), p)| prediction_json(name, p))
+            .map(|((name, features), p)| prediction_json(model.as_ref(), name, features, p))
             .collect();
         println!(
             "{}",
