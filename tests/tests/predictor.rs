@@ -468,6 +468,39 @@ fn shipped_neural_model_matches_a_fresh_fit() {
     assert!(m.rmse_cycles < 86.0, "{m:?}");
 }
 
+/// A one-round campaign of `cells` random CLO protocols on a simulated cycler with one channel per
+/// cell (`instrument` appends to its entry), 100 early cycles predicted by the variance model, then
+/// `steps` (YAML list items).
+fn small_campaign(name: &str, cells: u32, instrument: &str, steps: &str) -> String {
+    format!(
+        r#"campaign:
+  name: {name}
+  seed: 5
+  objective: {{name: cycle_life, direction: maximize}}
+  search_space:
+    charge_protocol:
+      soc_breakpoints: [0.0, 0.2, 0.4, 0.6, 0.8]
+      charge_time_min: 10
+      free_steps:
+        - [3.6, 4.8, 6.0, 8.0]
+        - [3.6, 4.8, 6.0, 7.0]
+        - [3.6, 4.8, 5.6]
+      last_step: {{min_c_rate: 0.1, max_c_rate: 4.81}}
+      finish: {{c_rate: 1.0, cv_voltage_v: 3.6}}
+optimizer: {{kind: random, batch_size: {cells}}}
+stopping: {{max_rounds: 1}}
+instruments:
+  - {{name: cycler1, driver: sim, channels: {cells}, clock_acceleration: 1000000000{instrument}}}
+experiment:
+  steps:
+    - id: early
+      cycle: {{cycles: 100, discharge_c_rate: 4.0}}
+    - id: predict
+      predict: {{model: severson-variance}}
+{steps}"#
+    )
+}
+
 /// A lab retrains on its own cells: a campaign whose cells cycle to end of life, then `labloop
 /// predict train --store --campaign` fits a model on their early records and observed lives, and
 /// `predict eval` scores it on the same store.
@@ -477,33 +510,12 @@ fn trains_from_a_campaigns_observed_lives() {
     let workflow = dir.join("eol.yaml");
     std::fs::write(
         &workflow,
-        r#"campaign:
-  name: eol-lives
-  seed: 5
-  objective: {name: cycle_life, direction: maximize}
-  search_space:
-    charge_protocol:
-      soc_breakpoints: [0.0, 0.2, 0.4, 0.6, 0.8]
-      charge_time_min: 10
-      free_steps:
-        - [3.6, 4.8, 6.0, 8.0]
-        - [3.6, 4.8, 6.0, 7.0]
-        - [3.6, 4.8, 5.6]
-      last_step: {min_c_rate: 0.1, max_c_rate: 4.81}
-      finish: {c_rate: 1.0, cv_voltage_v: 3.6}
-optimizer: {kind: random, batch_size: 12}
-stopping: {max_rounds: 1}
-instruments:
-  - {name: cycler1, driver: sim, channels: 12, clock_acceleration: 1000000000}
-experiment:
-  steps:
-    - id: early
-      cycle: {cycles: 100, discharge_c_rate: 4.0}
-    - id: predict
-      predict: {model: severson-variance}
-    - id: eol
-      cycle_to_eol: {end_fraction: 0.8, max_cycles: 4000}
-"#,
+        small_campaign(
+            "eol-lives",
+            12,
+            "",
+            "    - id: eol\n      cycle_to_eol: {end_fraction: 0.8, max_cycles: 4000}\n",
+        ),
     )
     .unwrap();
     let store = format!("sqlite://{}", dir.join("eol.sqlite").display());
@@ -607,31 +619,12 @@ fn a_campaign_whose_cycler_cannot_feed_its_model_is_refused_up_front() {
     let workflow = dir.join("no-curves.yaml");
     std::fs::write(
         &workflow,
-        r#"campaign:
-  name: no-curves
-  seed: 5
-  objective: {name: cycle_life, direction: maximize}
-  search_space:
-    charge_protocol:
-      soc_breakpoints: [0.0, 0.2, 0.4, 0.6, 0.8]
-      charge_time_min: 10
-      free_steps:
-        - [3.6, 4.8, 6.0, 8.0]
-        - [3.6, 4.8, 6.0, 7.0]
-        - [3.6, 4.8, 5.6]
-      last_step: {min_c_rate: 0.1, max_c_rate: 4.81}
-      finish: {c_rate: 1.0, cv_voltage_v: 3.6}
-optimizer: {kind: random, batch_size: 4}
-stopping: {max_rounds: 1}
-instruments:
-  - {name: cycler1, driver: sim, channels: 4, clock_acceleration: 1000000000, records: [internal_resistance, temperature]}
-experiment:
-  steps:
-    - id: early
-      cycle: {cycles: 100, discharge_c_rate: 4.0}
-    - id: predict
-      predict: {model: severson-variance}
-"#,
+        small_campaign(
+            "no-curves",
+            4,
+            ", records: [internal_resistance, temperature]",
+            "",
+        ),
     )
     .unwrap();
     let store = format!("sqlite://{}", dir.join("no-curves.sqlite").display());

@@ -64,21 +64,12 @@ pub(crate) async fn adapt_to_observed(
         let Ok(made) = adapted.predict(std::slice::from_ref(&features)) else {
             continue;
         };
-        let p = made[0];
-        let remade = PredictionRow {
-            model: o.prediction.model.clone(),
-            cycle_life: p.cycle_life,
-            sigma: p.sigma,
-            log10_life: p.log10_life,
-            sigma_log10: p.sigma_log10,
-            features_json: o.prediction.features_json.clone(),
-            out_of_domain: p.out_of_domain.then(|| {
-                adapted
-                    .trust()
-                    .map(|t| t.domain.check(&features).describe())
-                    .unwrap_or_default()
-            }),
-        };
+        let remade = crate::steps::prediction_row(
+            adapted.as_ref(),
+            &features,
+            &made[0],
+            o.prediction.features_json.clone(),
+        );
         store
             .record_reprediction(
                 &o.experiment_id,

@@ -6,7 +6,7 @@ use crate::experiment::{ExperimentRun, Outputs};
 use crate::runner::EngineEvent;
 use labloop_core::{CcCvFinish, ChargeProtocol, CycleRecord, ExperimentState};
 use labloop_drivers::{CellOrder, CyclingTest, DriverError};
-use labloop_predict::EarlyData;
+use labloop_predict::{EarlyData, FeatureSet, Prediction, Predictor};
 use labloop_store::{PredictionRow, StoreError};
 use labloop_workflow::{StepAction, StepSpec, interpolate, parse_duration};
 use serde_json::{Value, json};
@@ -313,35 +313,15 @@ impl StepCall<'_> {
         let prediction = predictor
             .predict(std::slice::from_ref(&features))
             .map_err(|e| StepFailure::Failed(e.to_string()))?[0];
-        // An extrapolation is recorded as one, with the features that make it so.
-        let out_of_domain = prediction
-            .out_of_domain
-            .then(|| {
-                predictor
-                    .trust()
-                    .map(|t| t.domain.check(&features).describe())
-            })
-            .map(|detail| detail.unwrap_or_else(|| "outside the training domain".to_owned()));
         let features_json = serde_json::to_string(
             &features
                 .iter()
                 .collect::<std::collections::BTreeMap<_, _>>(),
         )
         .unwrap_or_else(|_| "{}".into());
-        store
-            .record_prediction(
-                &self.run.id,
-                &PredictionRow {
-                    model: predictor.name().to_owned(),
-                    cycle_life: prediction.cycle_life,
-                    sigma: prediction.sigma,
-                    log10_life: prediction.log10_life,
-                    sigma_log10: prediction.sigma_log10,
-                    features_json,
-                    out_of_domain: out_of_domain.clone(),
-                },
-            )
-            .await?;
+        let row = prediction_row(predictor.as_ref(), &features, &prediction, features_json);
+        let out_of_domain = row.out_of_domain.clone();
+        store.record_prediction(&self.run.id, &row).await?;
         store
             .transition(&self.run.id, ExperimentState::Predicted, None)
             .await?;
@@ -473,5 +453,24 @@ fn show(value: &Value) -> String {
             text.trim_end_matches('0').trim_end_matches('.').to_owned()
         }
         other => other.to_string(),
+    }
+}
+
+/// A prediction as the store keeps it: an extrapolation is recorded as one, with the features that
+/// make it so (for first predictions and re-made ones alike).
+pub(crate) fn prediction_row(
+    predictor: &(dyn Predictor + Send + Sync),
+    features: &FeatureSet,
+    prediction: &Prediction,
+    features_json: String,
+) -> PredictionRow {
+    PredictionRow {
+        model: predictor.name().to_owned(),
+        cycle_life: prediction.cycle_life,
+        sigma: prediction.sigma,
+        log10_life: prediction.log10_life,
+        sigma_log10: prediction.sigma_log10,
+        features_json,
+        out_of_domain: labloop_predict::out_of_domain_reason(predictor, features, prediction),
     }
 }

@@ -298,6 +298,21 @@ impl Trust {
     }
 }
 
+/// Why `prediction` of `cell` by `predictor` is out of domain (which features, how far out), or
+/// `None` when it is not: what the CLI, a campaign's store and its events all report.
+pub fn out_of_domain_reason(
+    predictor: &dyn crate::Predictor,
+    cell: &FeatureSet,
+    prediction: &Prediction,
+) -> Option<String> {
+    prediction.out_of_domain.then(|| {
+        predictor.trust().map_or_else(
+            || "outside the training domain".to_owned(),
+            |t| t.domain.check(cell).describe(),
+        )
+    })
+}
+
 /// A model's predictions of `cells` with its trust applied: `raw` predicts a batch of cells as
 /// the model alone does; it is called on the cells and, when there is a trust, on the cells
 /// clamped to the training domain. The one path every kind of model predicts through.

@@ -22,7 +22,7 @@ pub mod shift;
 pub mod train;
 
 pub use compute::{Backend, Compute};
-pub use domain::{Adaptation, Domain, DomainCheck, Trust};
+pub use domain::{Adaptation, Domain, DomainCheck, Trust, out_of_domain_reason};
 pub use features::{
     DQ_CURVE_FEATURES, EarlyData, FEATURE_DEFINITION, FeatureSet, VOLTAGE_GRID_POINTS,
     needs_recorded, voltage_grid,

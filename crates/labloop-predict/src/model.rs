@@ -339,6 +339,22 @@ impl ModelFile {
         }
     }
 
+    /// The model's input features, in order.
+    pub fn features(&self) -> &[String] {
+        match self {
+            Self::Linear(m) => &m.features,
+            Self::Neural(m) => &m.features,
+        }
+    }
+
+    /// The early window, in cycles, its features are computed over.
+    pub fn window(&self) -> u32 {
+        match self {
+            Self::Linear(m) => m.window,
+            Self::Neural(m) => m.window,
+        }
+    }
+
     /// SHA-256 of the training data.
     pub fn training_data_sha256(&self) -> &str {
         match self {

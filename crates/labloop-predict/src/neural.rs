@@ -215,10 +215,7 @@ pub fn fit_neural(
         feature_definition: FEATURE_DEFINITION.to_owned(),
         trained_on: options.trained_on.clone(),
         training_data_sha256: crate::train::training_hash(cells, &options.features),
-        trust: Some(Trust::new(Domain::of(
-            &options.features,
-            &design(cells, &options.features)?,
-        ))),
+        trust: Some(Trust::new(Domain::of(&options.features, &x))),
     })
 }
 

@@ -69,12 +69,24 @@ pub fn predict_cells(
     model.clone().into_predictor().predict(&features)
 }
 
-/// Trains with `fit` on all batches but one and scores the held-out one, for each batch in turn.
-/// Needs at least two batches.
-pub fn by_batch(
+/// One batch held out: the model fitted on every other batch, and the held-out batch's cells.
+#[derive(Clone, Debug)]
+pub struct HeldOut {
+    /// The batch held out.
+    pub batch: String,
+    /// Cells the model was trained on.
+    pub trained_cells: usize,
+    /// The model, trained without the batch.
+    pub model: ModelFile,
+    /// The batch's cells.
+    pub cells: Vec<LabelledCell>,
+}
+
+/// For each batch in turn, fits `fit` on all the others. Needs at least two batches.
+pub fn hold_out_each_batch(
     cells: &[BatchCell],
     fit: &dyn Fn(&[LabelledCell]) -> Result<ModelFile, PredictError>,
-) -> Result<Vec<Direction>, PredictError> {
+) -> Result<Vec<HeldOut>, PredictError> {
     let names = batches(cells);
     if names.len() < 2 {
         return Err(PredictError::Training(format!(
@@ -83,19 +95,42 @@ pub fn by_batch(
         )));
     }
     names
-        .iter()
-        .map(|held_out| {
+        .into_iter()
+        .map(|batch| {
             let (test, train): (Vec<&BatchCell>, Vec<&BatchCell>) =
-                cells.iter().partition(|c| &c.batch == held_out);
-            let model = fit(&labelled(&train))?;
-            let test = labelled(&test);
-            let predictions = predict_cells(&model, &test)?;
-            Ok(Direction {
-                scored_on: held_out.clone(),
+                cells.iter().partition(|c| c.batch == batch);
+            Ok(HeldOut {
+                model: fit(&labelled(&train))?,
                 trained_cells: train.len(),
-                metrics: score(&test, &predictions),
+                cells: labelled(&test),
+                batch,
+            })
+        })
+        .collect()
+}
+
+/// Trains with `fit` on all batches but one and scores the held-out one, for each batch in turn.
+/// Needs at least two batches.
+pub fn by_batch(
+    cells: &[BatchCell],
+    fit: &dyn Fn(&[LabelledCell]) -> Result<ModelFile, PredictError>,
+) -> Result<Vec<Direction>, PredictError> {
+    directions(&hold_out_each_batch(cells, fit)?)
+}
+
+/// Each held-out batch scored by the model trained without it.
+pub fn directions(held_out: &[HeldOut]) -> Result<Vec<Direction>, PredictError> {
+    held_out
+        .iter()
+        .map(|h| {
+            let predictions = predict_cells(&h.model, &h.cells)?;
+            Ok(Direction {
+                scored_on: h.batch.clone(),
+                trained_cells: h.trained_cells,
+                metrics: score(&h.cells, &predictions),
                 bias_log10: mean(
-                    test.iter()
+                    h.cells
+                        .iter()
                         .zip(&predictions)
                         .map(|(c, p)| c.cycle_life.log10() - p.log10_life),
                 ),
@@ -145,8 +180,7 @@ pub fn adapt(
     };
     trust.adaptation = None;
     let batch_variance = trust.batch_sigma_log10.powi(2);
-    let fresh = model.clone();
-    let predictions = predict_cells(&fresh, cells)?;
+    let predictions = predict_cells(model, cells)?;
     // Each cell's residual and its variance without the batch's part.
     let residuals: Vec<(f64, f64)> = cells
         .iter()
@@ -184,7 +218,6 @@ pub fn adapt(
         .sum();
     let sigma_scale =
         ((SIGMA_PRIOR_CELLS + scatter) / (SIGMA_PRIOR_CELLS + cells.len() as f64 - 1.0)).sqrt();
-    let features = model_features(model);
     let adaptation = Adaptation {
         cells: cells.len(),
         offset_log10: offset,
@@ -194,7 +227,7 @@ pub fn adapt(
         reference_log10: reference,
         slope_sigma: s22.sqrt(),
         adapted_on: adapted_on.to_owned(),
-        cells_sha256: training_hash(cells, &features),
+        cells_sha256: training_hash(cells, model.features()),
     };
     if let Some(trust) = model.trust_mut().as_mut() {
         trust.adaptation = Some(adaptation.clone());
@@ -223,13 +256,6 @@ pub fn adapted_predictor(
     Ok(Some((file.into_predictor(), adaptation)))
 }
 
-fn model_features(model: &ModelFile) -> Vec<String> {
-    match model {
-        ModelFile::Linear(m) => m.features.clone(),
-        ModelFile::Neural(m) => m.features.clone(),
-    }
-}
-
 /// One point of an adaptation curve: scores on a held-out batch after adapting to `labelled`
 /// of its cells (mean over the draws and directions).
 #[derive(Clone, Debug, serde::Serialize)]
@@ -244,23 +270,21 @@ pub struct CurvePoint {
     pub within_2_sigma: f64,
 }
 
-/// Leave-one-batch-out adaptation: for each batch, train on the others with `fit`, adapt to
-/// `k` of its cells drawn at random (`draws` times, seeded) for each `k` in `sizes`, and score
-/// its remaining cells. `k = 0` is the unadapted model.
+/// Leave-one-batch-out adaptation: for each held-out batch ([`hold_out_each_batch`]), adapt the
+/// model trained without it to `k` of its cells drawn at random (`draws` times, seeded) for each
+/// `k` in `sizes`, and score its remaining cells. `k = 0` is the unadapted model.
 pub fn adaptation_curve(
-    cells: &[BatchCell],
-    fit: &dyn Fn(&[LabelledCell]) -> Result<ModelFile, PredictError>,
+    held_out: &[HeldOut],
     sizes: &[usize],
     draws: usize,
     seed: u64,
 ) -> Result<Vec<CurvePoint>, PredictError> {
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
     let mut sums = vec![(0.0, 0.0, 0.0, 0usize); sizes.len()];
-    for held_out in batches(cells) {
-        let (test, train): (Vec<&BatchCell>, Vec<&BatchCell>) =
-            cells.iter().partition(|c| c.batch == held_out);
-        let model = fit(&labelled(&train))?;
-        let test = labelled(&test);
+    for HeldOut {
+        model, cells: test, ..
+    } in held_out
+    {
         for (slot, &k) in sizes.iter().enumerate() {
             if k >= test.len() {
                 continue;

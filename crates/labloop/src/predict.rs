@@ -623,23 +623,22 @@ fn warn_out_of_domain(
     cells: &[(String, FeatureSet)],
     predictions: &[Prediction],
 ) {
-    let Some(trust) = model.trust() else {
+    if model.trust().is_none() {
         eprintln!(
             "warning: {} records no training domain (an old model file): it cannot tell an \
              extrapolation; retrain it with `labloop predict train`",
             model.name()
         );
         return;
-    };
+    }
     let mut flagged = 0;
     for ((name, features), p) in cells.iter().zip(predictions) {
-        if p.out_of_domain {
+        if let Some(why) = labloop_predict::out_of_domain_reason(model, features, p) {
             flagged += 1;
             eprintln!(
-                "warning: {name} is outside {}'s training domain ({}): predicted {:.0} ± {:.0} \
+                "warning: {name} is outside {}'s training domain ({why}): predicted {:.0} ± {:.0} \
                  cycles, σ widened for the extrapolation",
                 model.name(),
-                trust.domain.check(features).describe(),
                 p.cycle_life,
                 p.sigma
             );
@@ -665,6 +664,9 @@ fn eval_by_batch(args: &EvalArgs) -> Result<()> {
         .filter(|m| !m.is_empty())
         .map(str::to_owned)
         .collect::<Vec<_>>();
+    // Each set of cells is read once: with the cycler's capacities (for the discharge model of
+    // the Severson data) or as given.
+    let mut loaded: [Option<Vec<shift::BatchCell>>; 2] = [None, None];
     let mut report = Vec::new();
     for model in &models {
         let procedure = Procedure {
@@ -673,16 +675,22 @@ fn eval_by_batch(args: &EvalArgs) -> Result<()> {
             backend: args.backend,
             seed: 1,
         };
-        let cells = match (&args.severson, &args.batches) {
-            (Some(dir), _) => severson::load_batches(dir, model == "discharge", 100)?,
-            (None, Some(table)) => severson::with_batches(labelled(&args.data, 100)?, table)?,
-            (None, None) => bail!(
-                "--split by-batch needs the cells' batches: --severson DIR, or --batches FILE \
-                 with --cells and --lives (or --store)"
-            ),
-        };
-        let directions = shift::by_batch(&cells, &procedure.fitter())?;
-        let curve = shift::adaptation_curve(&cells, &procedure.fitter(), &[0, 1, 2, 5, 10], 20, 7)?;
+        let cycler_capacities = args.severson.is_some() && model == "discharge";
+        let slot = &mut loaded[usize::from(cycler_capacities)];
+        if slot.is_none() {
+            *slot = Some(match (&args.severson, &args.batches) {
+                (Some(dir), _) => severson::load_batches(dir, cycler_capacities, 100)?,
+                (None, Some(table)) => severson::with_batches(labelled(&args.data, 100)?, table)?,
+                (None, None) => bail!(
+                    "--split by-batch needs the cells' batches: --severson DIR, or --batches FILE \
+                     with --cells and --lives (or --store)"
+                ),
+            });
+        }
+        let cells = slot.as_deref().unwrap_or_default();
+        let held_out = shift::hold_out_each_batch(cells, &procedure.fitter())?;
+        let directions = shift::directions(&held_out)?;
+        let curve = shift::adaptation_curve(&held_out, &[0, 1, 2, 5, 10], 20, 7)?;
         if !args.json {
             print_directions(model, &directions);
             print_curve(&curve);
@@ -741,11 +749,7 @@ fn print_curve(curve: &[shift::CurvePoint]) {
 /// `predict adapt`: the model adapted to the labelled cells, written with its provenance.
 fn adapt(args: &AdaptArgs) -> Result<()> {
     let mut file = ModelFile::resolve(&args.model)?;
-    let window = match &file {
-        ModelFile::Linear(m) => m.window,
-        ModelFile::Neural(m) => m.window,
-    };
-    let cells: Vec<LabelledCell> = labelled(&args.data, window)?
+    let cells: Vec<LabelledCell> = labelled(&args.data, file.window())?
         .into_iter()
         .map(|(_, c)| c)
         .collect();
