@@ -8,10 +8,11 @@
 
 mod experiment;
 mod ids;
+pub mod integral;
 mod protocol;
 mod record;
 
 pub use experiment::{ExperimentState, TransitionError};
 pub use ids::{CampaignId, ChannelId, ExperimentId};
 pub use protocol::{CcCvFinish, ChargeProtocol, ChargeStep, ProtocolSpaceError, StepProtocolSpace};
-pub use record::{CycleRecord, DischargeCurve};
+pub use record::{CURVE_RISE_TOLERANCE_V, CycleRecord, DischargeCurve};

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 /// One charge/discharge cycle of one cell, as the cycler measured it (SI units).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CycleRecord {
-    /// Cycle index, counted from 1.
+    /// Cycle index, counted from 1 (`41.0` reads as 41).
+    #[serde(deserialize_with = "crate::integral::u32_lenient")]
     pub cycle: u32,
     /// Charge passed in during charging (Ah).
     pub charge_capacity_ah: f64,
@@ -44,7 +45,55 @@ pub struct DischargeCurve {
     pub capacity_ah: Vec<f64>,
 }
 
+/// How far a discharge curve's voltage may rise above its running minimum (measurement noise)
+/// before the curve is not a discharge (V).
+pub const CURVE_RISE_TOLERANCE_V: f64 = 0.05;
+
 impl DischargeCurve {
+    /// Whether this is the shape of a discharge, and if not why: as many voltages as capacities
+    /// (at least two), all finite, capacity never falling, voltage falling from first to last and
+    /// never rising more than [`CURVE_RISE_TOLERANCE_V`] above its running minimum.
+    pub fn check_shape(&self) -> Result<(), String> {
+        let (nv, nq) = (self.voltage_v.len(), self.capacity_ah.len());
+        if nv != nq {
+            return Err(format!(
+                "discharge_curve has {nv} voltages but {nq} capacities (they pair up one to one)"
+            ));
+        }
+        if nv < 2 {
+            return Err(format!("discharge_curve has {nv} samples (at least 2)"));
+        }
+        if let Some(i) =
+            (0..nv).find(|&i| !self.voltage_v[i].is_finite() || !self.capacity_ah[i].is_finite())
+        {
+            return Err(format!("discharge_curve sample {i} is not a finite number"));
+        }
+        if let Some(i) = (1..nq).find(|&i| self.capacity_ah[i] < self.capacity_ah[i - 1]) {
+            return Err(format!(
+                "discharge_curve.capacity_ah falls at sample {i} ({} → {} Ah): it is the capacity discharged so far",
+                self.capacity_ah[i - 1],
+                self.capacity_ah[i]
+            ));
+        }
+        let (first, last) = (self.voltage_v[0], self.voltage_v[nv - 1]);
+        if last >= first {
+            return Err(format!(
+                "discharge_curve.voltage_v rises from {first} V to {last} V: a discharge's voltage falls"
+            ));
+        }
+        let mut floor = f64::INFINITY;
+        for (i, &v) in self.voltage_v.iter().enumerate() {
+            if v > floor + CURVE_RISE_TOLERANCE_V {
+                return Err(format!(
+                    "discharge_curve.voltage_v rises to {v} V at sample {i}, {:.3} V above the {floor} V before it: a discharge's voltage falls",
+                    v - floor
+                ));
+            }
+            floor = floor.min(v);
+        }
+        Ok(())
+    }
+
     /// Discharged capacity Q(V) at each voltage of `grid_v` (which must fall, like `3.6 → 2.0`), by
     /// linear interpolation — the `Qdlin` of Severson et al. Measurement noise can make the voltage
     /// rise briefly; the curve is read through its running minimum so Q(V) stays single-valued.
@@ -108,6 +157,44 @@ mod tests {
         let q = curve.capacity_at(&[3.3, 3.1]);
         assert!((q[0] - 0.2).abs() < 1e-12);
         assert!(q[1] > 0.4 && q[1] < 1.0);
+    }
+
+    #[test]
+    fn shapes_that_are_not_a_discharge_are_named() {
+        let good = DischargeCurve {
+            voltage_v: vec![3.5, 3.3, 3.31, 2.0],
+            capacity_ah: vec![0.0, 0.5, 0.6, 1.1],
+        };
+        assert_eq!(good.check_shape(), Ok(()));
+        let cases = [
+            (vec![3.5, 2.0], vec![0.0], "1 capacities"),
+            (vec![2.0, 3.5], vec![0.0, 1.0], "rises from 2 V to 3.5 V"),
+            (
+                vec![3.5, 3.0, 3.2, 2.0],
+                vec![0.0, 0.4, 0.5, 1.0],
+                "at sample 2",
+            ),
+            (
+                vec![3.5, 3.0, 2.0],
+                vec![0.0, 0.5, 0.4],
+                "capacity_ah falls at sample 2",
+            ),
+            (
+                vec![3.5, f64::NAN],
+                vec![0.0, 0.5],
+                "sample 1 is not a finite",
+            ),
+            (vec![3.5], vec![0.0], "1 samples"),
+        ];
+        for (voltage_v, capacity_ah, expected) in cases {
+            let e = DischargeCurve {
+                voltage_v,
+                capacity_ah,
+            }
+            .check_shape()
+            .unwrap_err();
+            assert!(e.contains(expected), "{e} lacks {expected}");
+        }
     }
 
     #[test]

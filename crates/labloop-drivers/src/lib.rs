@@ -62,16 +62,41 @@ pub struct CyclingTest {
     /// from there.
     #[serde(default)]
     pub cycles_before: u32,
-    /// What the cell is made of, by component, as recorded with the test (simulators model its
-    /// chemistry from it; real instruments keep it as metadata).
+    /// The electrolyte's mixture, by component (fractions summing to 1), as recorded with the test
+    /// (simulators model its chemistry from it; real instruments keep it as metadata).
     #[serde(default)]
     pub formulation: Vec<(String, f64)>,
+    /// The campaign's other design parameters for this cell (additive loading, temperature, ...),
+    /// by name with their values and units; metadata, like `formulation`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<DesignParameter>,
     /// The charging protocol to run every cycle.
     pub protocol: ChargeProtocol,
     /// Discharge current as a C-rate (Severson et al. used 4C to 2.0 V).
     pub discharge_c_rate: f64,
     /// Stop after this many cycles.
     pub cycles: u32,
+}
+
+/// A design parameter of a cell that is not a mixture fraction: a named value in its own unit, as
+/// the workflow's search space defines it (`{"name": "VC_wt_pct", "value": 2.14, "unit": "wt%",
+/// "min": 0, "max": 3}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DesignParameter {
+    /// Its name in the workflow.
+    pub name: String,
+    /// Its value: a number for a continuous or integer parameter, the choice's name for a
+    /// categorical one.
+    pub value: serde_json::Value,
+    /// The unit of `value`, when the workflow names one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
+    /// The lower end of the range the campaign searches (numeric parameters).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub min: Option<f64>,
+    /// The upper end of that range.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub max: Option<f64>,
 }
 
 /// A cycle record with the channel's sequence number, which counts from 1 without gaps so the receiver
@@ -91,6 +116,29 @@ pub struct RecordBatch {
     pub records: Vec<Telemetry>,
     /// Whether the test on the channel has ended: no record will follow the last one here.
     pub finished: bool,
+    /// Why the test ended early, when the instrument stopped it on a fault (its own words).
+    pub fault: Option<String>,
+}
+
+/// The test a channel holds.
+#[derive(Clone, Debug, PartialEq)]
+pub struct LoadedTest {
+    /// Its idempotency key.
+    pub key: String,
+    /// Whether it has ended (finished, stopped or faulted).
+    pub ended: bool,
+}
+
+/// Who an instrument says it is (the `identify` operation).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Identity {
+    /// Its model, free text.
+    pub model: String,
+    /// The protocol version it speaks (`1.1`).
+    pub protocol: String,
+    /// Its channels' local names (`ch01`, ...); none for a cell builder.
+    #[serde(default)]
+    pub channels: Vec<String>,
 }
 
 /// What a channel is doing.
@@ -142,6 +190,32 @@ pub enum DriverError {
         /// How long the driver waited.
         after: Duration,
     },
+    /// The instrument is not there: never seen on its link, or announced gone.
+    #[error("{instrument} is offline: {detail}")]
+    Offline {
+        /// The instrument's name.
+        instrument: String,
+        /// What was (not) seen, and where.
+        detail: String,
+    },
+    /// The instrument's messages do not follow the protocol.
+    #[error("{instrument}: protocol error: {detail}")]
+    Protocol {
+        /// The instrument's name.
+        instrument: String,
+        /// The first offending message and what was wrong with it.
+        detail: String,
+    },
+    /// The instrument no longer has records that labloop has not stored (it lost its state).
+    #[error("{instrument}: records lost on {channel}: {detail}")]
+    LostRecords {
+        /// The instrument's name.
+        instrument: String,
+        /// The channel.
+        channel: ChannelId,
+        /// What was asked for and what the instrument has.
+        detail: String,
+    },
     /// The instrument refused the command or faulted.
     #[error("{instrument}: {message}")]
     Instrument {
@@ -161,6 +235,20 @@ pub trait Cycler: Send + Sync {
     /// Its channels.
     fn channels(&self) -> Vec<ChannelId>;
 
+    /// Who the instrument says it is. In-process instruments answer with their own channels and
+    /// [`wire::PROTOCOL_VERSION`]; remote ones send `identify`.
+    async fn identify(&self) -> Result<Identity, DriverError> {
+        Ok(Identity {
+            model: self.name().to_owned(),
+            protocol: wire::PROTOCOL_VERSION.to_owned(),
+            channels: self
+                .channels()
+                .iter()
+                .map(|c| wire_name(c).to_owned())
+                .collect(),
+        })
+    }
+
     /// Loads and starts a test on an idle (or finished) channel. Sequence numbers restart at 1.
     async fn start(&self, channel: &ChannelId, test: CyclingTest) -> Result<(), DriverError>;
 
@@ -169,6 +257,13 @@ pub trait Cycler: Send + Sync {
 
     /// What the channel is doing.
     async fn status(&self, channel: &ChannelId) -> Result<ChannelStatus, DriverError>;
+
+    /// The test loaded on the channel, as the instrument reports it (`None`: no test was ever
+    /// loaded, or an instrument that cannot tell). Remote instruments answer a `data` with `max: 0`.
+    async fn loaded_test(&self, channel: &ChannelId) -> Result<Option<LoadedTest>, DriverError> {
+        let _ = channel;
+        Ok(None)
+    }
 
     /// Records with `seq >= from_seq`. Waits until at least one is available or the test has ended,
     /// so a caller can follow a channel without polling; asking again for an old `from_seq` replays.
@@ -222,6 +317,10 @@ pub struct CellOrder {
     /// Electrolyte composition, by component (fractions summing to 1), dispensed from the robot's
     /// stock solutions.
     pub formulation: Vec<(String, f64)>,
+    /// The campaign's other design parameters for this cell, with their units (an additive's
+    /// loading, a formation temperature): never fractions, never dispensed as a stock.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub parameters: Vec<DesignParameter>,
     /// Electrolyte volume (µL).
     pub electrolyte_ul: f64,
     /// The cathode to pick (a name in the robot's inventory); empty: the robot's default.
@@ -243,4 +342,13 @@ pub trait CellBuilder: Send + Sync {
 
     /// Builds one cell; returns when it is sealed.
     async fn build(&self, order: CellOrder) -> Result<BuiltCell, DriverError>;
+
+    /// Who the robot says it is (remote builders send `identify`; in-process ones answer themselves).
+    async fn identify(&self) -> Result<Identity, DriverError> {
+        Ok(Identity {
+            model: self.name().to_owned(),
+            protocol: wire::PROTOCOL_VERSION.to_owned(),
+            channels: Vec::new(),
+        })
+    }
 }

@@ -11,17 +11,23 @@ pub use crate::broker::BrokerAddress;
 use crate::remote::CommandLink;
 use crate::wire::{
     Ack, Command, InstrumentStatus, Op, TelemetryMessage, Topics, WireError, WireFault, decode,
-    encode, status_from_value,
+    decode_telemetry, encode, status_from_value,
 };
-use crate::{ChannelStatus, Cycler, CyclingTest, DriverError, RecordBatch, Telemetry};
+use crate::{
+    ChannelStatus, Cycler, CyclingTest, DriverError, Identity, LoadedTest, RecordBatch, Telemetry,
+};
 use async_trait::async_trait;
 use labloop_core::{ChannelId, CycleRecord};
 use rumqttc::{AsyncClient, Event, Packet, QoS};
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, Weak};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tokio::sync::{oneshot, watch};
+
+/// Messages in a row on one topic that fail to decode before the driver gives up on the channel
+/// (or the command) with [`DriverError::Protocol`], quoting the first.
+pub const PROTOCOL_ERROR_LIMIT: u64 = 10;
 
 /// Timing of the driver.
 #[derive(Clone, Copy, Debug)]
@@ -65,6 +71,24 @@ struct Inner {
     buffers: Mutex<HashMap<String, ChannelBuffer>>,
     changed: watch::Sender<u64>,
     counters: Counters,
+    presence: Mutex<Presence>,
+    /// Per topic: messages in a row that did not decode, and the first of them.
+    rejected: Mutex<HashMap<String, Rejected>>,
+}
+
+/// What the driver knows of the instrument's presence, for saying why it does not answer.
+struct Presence {
+    since: Instant,
+    broker_connected: bool,
+    broker_error: Option<String>,
+    /// The last retained status seen, and when.
+    status: Option<(InstrumentStatus, Instant)>,
+}
+
+#[derive(Default)]
+struct Rejected {
+    in_a_row: u64,
+    first: String,
 }
 
 /// What the driver has seen go wrong on the link, for logs and tests.
@@ -139,6 +163,13 @@ impl MqttCycler {
             buffers: Mutex::new(HashMap::new()),
             changed: watch::channel(0).0,
             counters: Counters::default(),
+            presence: Mutex::new(Presence {
+                since: Instant::now(),
+                broker_connected: false,
+                broker_error: None,
+                status: None,
+            }),
+            rejected: Mutex::new(HashMap::new()),
         });
         tokio::spawn(run_link(Arc::downgrade(&inner), eventloop));
         Ok(Self { inner })
@@ -202,10 +233,7 @@ impl MqttCycler {
             }
         }
         inner.pending.lock().expect("pending lock").remove(&id);
-        Err(DriverError::Timeout {
-            instrument: inner.name.clone(),
-            after: patience * inner.options.attempts,
-        })
+        Err(inner.silence(patience * inner.options.attempts))
     }
 
     fn refusal(&self, ack: Ack) -> DriverError {
@@ -214,17 +242,58 @@ impl MqttCycler {
             .into_error(&self.inner.name)
     }
 
-    async fn replay(&self, channel: &str, from_seq: u64) {
+    /// Asks for a replay from `from_seq`; returns how many records the instrument says it sends
+    /// again (`None` when it did not answer, or without a count).
+    async fn replay(&self, channel: &str, from_seq: u64) -> Option<u64> {
         self.inner.counters.replays.fetch_add(1, Ordering::Relaxed);
         tracing::debug!(instrument = %self.inner.name, channel, from_seq, "asking for a replay");
-        if let Err(e) = self
+        match self
             .request(Op::Replay {
                 channel: channel.to_owned(),
                 from_seq,
             })
             .await
         {
-            tracing::warn!(instrument = %self.inner.name, channel, error = %e, "replay not acknowledged");
+            Ok(result) => result
+                .get("count")
+                .and_then(serde_json::Value::as_f64)
+                .map(|c| c as u64),
+            Err(e) => {
+                tracing::warn!(instrument = %self.inner.name, channel, error = %e, "replay not acknowledged");
+                None
+            }
+        }
+    }
+
+    /// After a replay that brought nothing: whether the instrument still has our test. It lost our
+    /// records when it holds another test (or none), or when it holds ours but has nothing from
+    /// `from_seq` while we know later records exist (`gap`).
+    async fn check_not_lost(
+        &self,
+        channel: &ChannelId,
+        local: &str,
+        key: &str,
+        from_seq: u64,
+        gap: bool,
+    ) -> Result<(), DriverError> {
+        let loaded = self.loaded_test(channel).await?;
+        let lost = |detail: String| DriverError::LostRecords {
+            instrument: self.inner.name.clone(),
+            channel: channel.clone(),
+            detail,
+        };
+        match loaded {
+            Some(t) if t.key == key && !gap => Ok(()),
+            Some(t) if t.key == key => Err(lost(format!(
+                "a replay of test {key} from seq {from_seq} returned no record, though later ones exist"
+            ))),
+            Some(t) => Err(lost(format!(
+                "asked {local} for test {key} from seq {from_seq}; it holds test {} instead (did the bridge restart without its state?)",
+                t.key
+            ))),
+            None => Err(lost(format!(
+                "asked {local} for test {key} from seq {from_seq}; it holds no test at all (did the bridge restart without its state?)"
+            ))),
         }
     }
 }
@@ -245,6 +314,11 @@ async fn run_link(inner: Weak<Inner>, mut eventloop: rumqttc::EventLoop) {
         match event {
             Ok(Event::Incoming(Packet::ConnAck(_))) => {
                 backoff = Duration::from_millis(100);
+                {
+                    let mut presence = inner.presence.lock().expect("presence lock");
+                    presence.broker_connected = true;
+                    presence.broker_error = None;
+                }
                 inner.counters.connects.fetch_add(1, Ordering::Relaxed);
                 for topic in [
                     inner.topics.ack(),
@@ -260,6 +334,11 @@ async fn run_link(inner: Weak<Inner>, mut eventloop: rumqttc::EventLoop) {
             Ok(Event::Incoming(Packet::Publish(p))) => inner.receive(&p.topic, &p.payload),
             Ok(_) => {}
             Err(e) => {
+                {
+                    let mut presence = inner.presence.lock().expect("presence lock");
+                    presence.broker_connected = false;
+                    presence.broker_error = Some(e.to_string());
+                }
                 tracing::warn!(instrument = %inner.name, error = %e, retry_in = ?backoff, "broker connection lost");
                 drop(inner);
                 tokio::time::sleep(backoff).await;
@@ -280,18 +359,92 @@ impl Inner {
         } else if topic == self.topics.status() {
             decode::<InstrumentStatus>(topic, payload).map(|s| {
                 tracing::info!(instrument = %self.name, state = %s.state, protocol = %s.protocol, "instrument status");
+                if s.state == "online"
+                    && let Err(e) = crate::wire::check_protocol(&s.protocol)
+                {
+                    tracing::warn!(instrument = %self.name, error = %e, "instrument status");
+                }
+                self.presence.lock().expect("presence lock").status = Some((s, Instant::now()));
             })
         } else if let Some(channel) = self.topics.channel_of(topic) {
-            decode::<TelemetryMessage>(topic, payload)
-                .and_then(|m| self.telemetry(channel, m, topic))
+            decode_telemetry(topic, payload).and_then(|m| self.telemetry(channel, m, topic))
         } else {
             Ok(())
         };
-        if let Err(e) = outcome {
-            self.counters
-                .protocol_errors
-                .fetch_add(1, Ordering::Relaxed);
-            tracing::warn!(instrument = %self.name, error = %e, "protocol error; message dropped");
+        let mut rejected = self.rejected.lock().expect("rejected lock");
+        match outcome {
+            Ok(()) => {
+                rejected.remove(topic);
+            }
+            Err(e) => {
+                self.counters
+                    .protocol_errors
+                    .fetch_add(1, Ordering::Relaxed);
+                let entry = rejected.entry(topic.to_owned()).or_default();
+                entry.in_a_row += 1;
+                if entry.in_a_row == 1 {
+                    entry.first = e.to_string();
+                    tracing::warn!(instrument = %self.name, error = %e, "protocol error; message dropped");
+                } else {
+                    // One warning per run of errors, not one per message.
+                    tracing::debug!(instrument = %self.name, error = %e, "protocol error; message dropped");
+                }
+                drop(rejected);
+                // A follower waiting for records learns of the errors.
+                self.changed.send_modify(|n| *n += 1);
+            }
+        }
+    }
+
+    /// The protocol error of `topic`, once [`PROTOCOL_ERROR_LIMIT`] messages in a row failed there.
+    fn rejected_on(&self, topic: &str, limit: u64) -> Option<DriverError> {
+        let rejected = self.rejected.lock().expect("rejected lock");
+        let r = rejected.get(topic).filter(|r| r.in_a_row >= limit)?;
+        Some(DriverError::Protocol {
+            instrument: self.name.clone(),
+            detail: format!(
+                "{} messages in a row rejected on {topic}; the first: {}",
+                r.in_a_row, r.first
+            ),
+        })
+    }
+
+    /// Why the instrument did not answer for `after`: broker down, instrument never seen or gone,
+    /// its replies unreadable — or, when all looks well, a plain timeout.
+    fn silence(&self, after: Duration) -> DriverError {
+        if let Some(e) = self.rejected_on(&self.topics.ack(), 1) {
+            return e;
+        }
+        let presence = self.presence.lock().expect("presence lock");
+        let offline = |detail: String| DriverError::Offline {
+            instrument: self.name.clone(),
+            detail,
+        };
+        if !presence.broker_connected {
+            return offline(format!(
+                "the broker is not reachable ({}); no command can reach the instrument",
+                presence
+                    .broker_error
+                    .as_deref()
+                    .unwrap_or("not connected yet")
+            ));
+        }
+        match &presence.status {
+            None => offline(format!(
+                "no status on {} in {:.0?} since connecting: no instrument has announced itself under this prefix (is its bridge running, with this prefix?)",
+                self.topics.status(),
+                presence.since.elapsed()
+            )),
+            Some((s, at)) if s.state != "online" => offline(format!(
+                "it announced `{}` on {} {:.0?} ago (its last will, when its connection dropped)",
+                s.state,
+                self.topics.status(),
+                at.elapsed()
+            )),
+            Some(_) => DriverError::Timeout {
+                instrument: self.name.clone(),
+                after,
+            },
         }
     }
 
@@ -379,21 +532,37 @@ impl Cycler for MqttCycler {
         Ok(status_from_value(&result))
     }
 
+    async fn identify(&self) -> Result<Identity, DriverError> {
+        crate::remote::identify_via(self, self.inner.options.command_timeout).await
+    }
+
+    async fn loaded_test(&self, channel: &ChannelId) -> Result<Option<LoadedTest>, DriverError> {
+        let local = self.local(channel)?.to_owned();
+        crate::remote::loaded_test_via(self, &local, self.inner.options.command_timeout).await
+    }
+
     async fn records(
         &self,
         channel: &ChannelId,
         from_seq: u64,
     ) -> Result<RecordBatch, DriverError> {
         let local = self.local(channel)?.to_owned();
+        let topic = self.inner.topics.telemetry(&local);
         let from_seq = from_seq.max(1);
         let mut changes = self.inner.changed.subscribe();
         let mut first_look = true;
         // Silence is normal on a slow real cycler: replays for it back off.
         let mut silence = self.inner.options.replay_after;
         loop {
-            let ask_replay = {
+            if let Some(e) = self.inner.rejected_on(&topic, PROTOCOL_ERROR_LIMIT) {
+                return Err(e);
+            }
+            let (ask_replay, gap, key) = {
                 let buffers = self.inner.buffers.lock().expect("buffers lock");
-                let Some(buffer) = buffers.get(&local).filter(|b| b.test_key.is_some()) else {
+                let Some((buffer, key)) = buffers
+                    .get(&local)
+                    .and_then(|b| Some((b, b.test_key.clone()?)))
+                else {
                     return Err(DriverError::Instrument {
                         instrument: self.inner.name.clone(),
                         message: format!("{channel}: no test started through this driver"),
@@ -413,6 +582,7 @@ impl Cycler for MqttCycler {
                     return Ok(RecordBatch {
                         records: run,
                         finished: ended,
+                        fault: buffer.fault.clone().filter(|_| ended),
                     });
                 }
                 // Something later than `from_seq` is here (or the end is announced) but not it: lost.
@@ -421,11 +591,12 @@ impl Cycler for MqttCycler {
                 // Asked for more than this driver has seen could come next (a restart): ask at once.
                 let behind = first_look
                     && buffer.records.keys().next_back().copied().unwrap_or(0) + 1 < from_seq;
-                gap || behind
+                (gap || behind, gap, key)
             };
             first_look = false;
-            if ask_replay {
-                self.replay(&local, from_seq).await;
+            if ask_replay && self.replay(&local, from_seq).await == Some(0) {
+                self.check_not_lost(channel, &local, &key, from_seq, gap)
+                    .await?;
             }
             match tokio::time::timeout(silence, changes.changed()).await {
                 Ok(Ok(())) => {}
@@ -437,7 +608,10 @@ impl Cycler for MqttCycler {
                 }
                 // Silence: a record may have been lost with nothing after it to show the gap.
                 Err(_) => {
-                    self.replay(&local, from_seq).await;
+                    if self.replay(&local, from_seq).await == Some(0) {
+                        self.check_not_lost(channel, &local, &key, from_seq, false)
+                            .await?;
+                    }
                     silence = (silence * 2).min(Duration::from_secs(60));
                 }
             }

@@ -2,10 +2,13 @@
 //! brings back their JSON results (the MQTT and serial links) gives a [`CellBuilder`] here, so a robot
 //! is driven the same way whichever wire it hangs on.
 
-use crate::wire::Op;
-use crate::{BuiltCell, CellBuilder, CellOrder, DriverError};
+use crate::wire::{DataReply, Op};
+use crate::{BuiltCell, CellBuilder, CellOrder, DriverError, Identity, LoadedTest};
 use async_trait::async_trait;
 use std::time::Duration;
+
+/// How long one attempt of `identify` waits for its reply.
+pub const IDENTIFY_PATIENCE: Duration = Duration::from_secs(3);
 
 /// A connection that carries commands to one instrument and returns their results.
 #[async_trait]
@@ -16,6 +19,40 @@ pub trait CommandLink: Send + Sync {
     /// Sends `op` and waits up to `patience` per attempt for its result, repeating it (idempotently)
     /// when no reply comes; a refusal is the instrument's error.
     async fn command(&self, op: Op, patience: Duration) -> Result<serde_json::Value, DriverError>;
+}
+
+/// Asks the instrument who it is (`identify`).
+pub async fn identify_via<L: CommandLink + ?Sized>(
+    link: &L,
+    patience: Duration,
+) -> Result<Identity, DriverError> {
+    let result = link.command(Op::Identify, patience).await?;
+    serde_json::from_value(result).map_err(|e| DriverError::Protocol {
+        instrument: link.instrument().to_owned(),
+        detail: format!("an identify reply is {{model, protocol, channels}}: {e}"),
+    })
+}
+
+/// The test loaded on `channel` (a local name), read with a `data` command asking for no records.
+pub async fn loaded_test_via<L: CommandLink + ?Sized>(
+    link: &L,
+    channel: &str,
+    patience: Duration,
+) -> Result<Option<LoadedTest>, DriverError> {
+    let op = Op::Data {
+        channel: channel.to_owned(),
+        from_seq: 1,
+        max: 0,
+    };
+    let result = link.command(op, patience).await?;
+    let reply: DataReply = serde_json::from_value(result).map_err(|e| DriverError::Protocol {
+        instrument: link.instrument().to_owned(),
+        detail: format!("a data reply: {e}"),
+    })?;
+    Ok(reply.test_key.map(|key| LoadedTest {
+        key,
+        ended: reply.end_seq.is_some(),
+    }))
 }
 
 /// A coin-cell builder reached through a [`CommandLink`]: `build` commands carry the order, whose
@@ -44,13 +81,28 @@ impl<L: CommandLink> CellBuilder for RemoteCellBuilder<L> {
     }
 
     async fn build(&self, order: CellOrder) -> Result<BuiltCell, DriverError> {
-        let result = self
-            .link
-            .command(Op::Build { order }, self.patience)
-            .await?;
-        serde_json::from_value(result).map_err(|e| DriverError::Instrument {
+        let key = order.key.clone();
+        let result = match self.link.command(Op::Build { order }, self.patience).await {
+            Err(DriverError::Timeout { after, .. }) => {
+                // Is the robot there at all? Then the build itself stalled.
+                let who = identify_via(&self.link, IDENTIFY_PATIENCE).await?;
+                return Err(DriverError::Instrument {
+                    instrument: self.link.instrument().to_owned(),
+                    message: format!(
+                        "build stalled: order {key} not finished after {after:?}, though the robot ({}) answers",
+                        who.model
+                    ),
+                });
+            }
+            other => other?,
+        };
+        serde_json::from_value(result).map_err(|e| DriverError::Protocol {
             instrument: self.link.instrument().to_owned(),
-            message: format!("protocol error: a build reply is a built cell: {e}"),
+            detail: format!("a build reply is a built cell: {e}"),
         })
+    }
+
+    async fn identify(&self) -> Result<Identity, DriverError> {
+        identify_via(&self.link, IDENTIFY_PATIENCE).await
     }
 }

@@ -276,6 +276,7 @@ mod tests {
             cell_id: "cell-1".into(),
             cycles_before: 0,
             formulation: vec![("EC".into(), 0.5)],
+            parameters: Vec::new(),
             protocol: ChargeProtocol {
                 steps: vec![ChargeStep {
                     soc_from: 0.0,
@@ -315,6 +316,7 @@ mod tests {
                 order: crate::CellOrder {
                     key: "exp-1/build/1".into(),
                     formulation: vec![("EC".into(), 0.3)],
+                    parameters: Vec::new(),
                     electrolyte_ul: 70.0,
                     ..crate::CellOrder::default()
                 },

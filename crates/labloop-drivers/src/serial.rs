@@ -12,7 +12,9 @@
 use crate::remote::CommandLink;
 use crate::scpi::{self, MAX_LINE};
 use crate::wire::{DataReply, Op, status_from_value};
-use crate::{ChannelStatus, Cycler, CyclingTest, DriverError, RecordBatch, Telemetry};
+use crate::{
+    ChannelStatus, Cycler, CyclingTest, DriverError, Identity, LoadedTest, RecordBatch, Telemetry,
+};
 use async_trait::async_trait;
 use labloop_core::ChannelId;
 use std::collections::HashMap;
@@ -255,7 +257,10 @@ impl CommandLink for SerialLink {
                 Ok(Ok(Ok(payload))) => {
                     return scpi::result_value(&op, &payload).map_err(|e| {
                         self.protocol_error(&e.to_string());
-                        self.failure(format!("protocol error: {e}"))
+                        DriverError::Protocol {
+                            instrument: self.name.clone(),
+                            detail: e.to_string(),
+                        }
                     });
                 }
                 Ok(Ok(Err(fault))) => return Err(fault.into_error(&self.name)),
@@ -350,6 +355,15 @@ impl Cycler for SerialCycler {
         Ok(status_from_value(&result))
     }
 
+    async fn identify(&self) -> Result<Identity, DriverError> {
+        crate::remote::identify_via(&self.link, self.link.options.command_timeout).await
+    }
+
+    async fn loaded_test(&self, channel: &ChannelId) -> Result<Option<LoadedTest>, DriverError> {
+        let local = self.local(channel)?.to_owned();
+        crate::remote::loaded_test_via(&self.link, &local, self.link.options.command_timeout).await
+    }
+
     async fn records(
         &self,
         channel: &ChannelId,
@@ -377,16 +391,28 @@ impl Cycler for SerialCycler {
                     max: options.max_records,
                 })
                 .await?;
-            let reply: DataReply = serde_json::from_value(result).map_err(|e| {
-                self.link.protocol_error(&e.to_string());
-                self.link
-                    .failure(format!("protocol error: a DATA? reply: {e}"))
-            })?;
+            let reply: DataReply = serde_json::from_value(result)
+                .map_err(|e| e.to_string())
+                .and_then(|r: DataReply| r.check().map(|()| r))
+                .map_err(|e| {
+                    self.link.protocol_error(&e);
+                    DriverError::Protocol {
+                        instrument: self.link.name.clone(),
+                        detail: format!("a DATA? reply on {local}: {e}"),
+                    }
+                })?;
             if reply.test_key.as_deref() != Some(key.as_str()) {
-                return Err(self.link.failure(format!(
-                    "{channel}: runs test {:?}, not {key:?}",
-                    reply.test_key
-                )));
+                return Err(DriverError::LostRecords {
+                    instrument: self.link.name.clone(),
+                    channel: channel.clone(),
+                    detail: format!(
+                        "asked {local} for test {key} from seq {from_seq}; it holds {} (did the instrument restart without its state?)",
+                        reply
+                            .test_key
+                            .as_deref()
+                            .map_or("no test at all".to_owned(), |k| format!("test {k} instead"))
+                    ),
+                });
             }
             let records: Vec<Telemetry> = reply
                 .records
@@ -402,7 +428,11 @@ impl Cycler for SerialCycler {
             let next = from_seq + records.len() as u64;
             let finished = reply.end_seq.is_some_and(|end| next > end);
             if !records.is_empty() || finished {
-                return Ok(RecordBatch { records, finished });
+                return Ok(RecordBatch {
+                    records,
+                    finished,
+                    fault: reply.fault.filter(|_| finished),
+                });
             }
             tokio::time::sleep(pause).await;
             pause = (pause * 2).min(options.poll_max);

@@ -7,8 +7,29 @@ use crate::{ChannelStatus, CyclingTest, DriverError};
 use labloop_core::{ChannelId, CycleRecord};
 use serde::{Deserialize, Serialize};
 
-/// Protocol version carried in `status` messages; a driver refuses an instrument with another major.
-pub const PROTOCOL_VERSION: &str = "1.0";
+/// Protocol version carried in `status` messages and `identify` replies; a driver refuses an
+/// instrument with another major ([`check_protocol`]).
+pub const PROTOCOL_VERSION: &str = "1.1";
+
+/// Whether an instrument speaking `version` can be driven: the same major version (a later minor
+/// only adds what a reader may ignore).
+pub fn check_protocol(version: &str) -> Result<(), String> {
+    let ours = PROTOCOL_VERSION.split('.').next().unwrap_or("1");
+    let mut parts = version.trim().split('.');
+    let major = parts.next().unwrap_or("");
+    let minor_ok = parts.next().is_none_or(|m| m.parse::<u32>().is_ok()) && parts.next().is_none();
+    if major.parse::<u32>().is_err() || !minor_ok {
+        return Err(format!(
+            "protocol version {version:?} is not MAJOR.MINOR (labloop speaks {PROTOCOL_VERSION})"
+        ));
+    }
+    if major != ours {
+        return Err(format!(
+            "speaks protocol {version}; labloop speaks {PROTOCOL_VERSION} (major versions must match)"
+        ));
+    }
+    Ok(())
+}
 
 /// A command to an instrument (`<prefix>/cmd`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -48,6 +69,7 @@ pub enum Op {
         /// The channel.
         channel: String,
         /// First sequence number wanted.
+        #[serde(deserialize_with = "labloop_core::integral::u64_lenient")]
         from_seq: u64,
     },
     /// Records of the channel's current test with `seq >= from_seq`, at most `max`, returned in the
@@ -56,9 +78,13 @@ pub enum Op {
         /// The channel.
         channel: String,
         /// First sequence number wanted.
+        #[serde(deserialize_with = "labloop_core::integral::u64_lenient")]
         from_seq: u64,
         /// Most records in one reply.
-        #[serde(default = "default_max_records")]
+        #[serde(
+            default = "default_max_records",
+            deserialize_with = "labloop_core::integral::u32_lenient"
+        )]
         max: u32,
     },
     /// Build a coin cell (cell builders), idempotent by `order.key`; the reply is a
@@ -76,33 +102,56 @@ fn default_max_records() -> u32 {
 /// Records per `data` reply when the command does not say.
 pub const DEFAULT_MAX_RECORDS: u32 = 100;
 
-/// The result of [`Op::Data`].
+/// The result of [`Op::Data`]. Unknown fields are ignored.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct DataReply {
     /// The idempotency key of the test on the channel (none: no test was ever loaded).
     pub test_key: Option<String>,
     /// Records with their `seq`, in order, from the one asked for.
     pub records: Vec<SeqRecord>,
     /// Set once the test has ended: its last `seq` (0 when it produced none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "labloop_core::integral::option_u64_lenient"
+    )]
     pub end_seq: Option<u64>,
     /// Why the test stopped, when it stopped on a fault.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
 }
 
-/// One record and its sequence number.
+impl DataReply {
+    /// Checks every record ([`check_record`]); the first bad one names its `seq`.
+    pub fn check(&self) -> Result<(), String> {
+        self.records.iter().try_for_each(|r| {
+            check_record(&r.record).map_err(|e| format!("record seq {}: {e}", r.seq))
+        })
+    }
+}
+
+/// What a record must be beyond its JSON shape: a discharge curve, when present, has the shape of a
+/// discharge (equal lengths, voltage falling; [`labloop_core::DischargeCurve::check_shape`]), so a
+/// curve that would silently mislead a lifetime model is a protocol error instead.
+pub fn check_record(record: &CycleRecord) -> Result<(), String> {
+    match &record.discharge_curve {
+        Some(curve) => curve.check_shape(),
+        None => Ok(()),
+    }
+}
+
+/// One record and its sequence number. Unknown fields are ignored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct SeqRecord {
     /// Per-test sequence number, from 1.
+    #[serde(deserialize_with = "labloop_core::integral::u64_lenient")]
     pub seq: u64,
     /// The measurement.
     pub record: CycleRecord,
 }
 
-/// The result of [`Op::Status`] as JSON (`{"state": "running", "cycle": 17}`, ...).
+/// The result of [`Op::Status`] as JSON (`{"state": "running", "cycle": 17}`, ...); an instrument
+/// speaking 1.1 adds the channel's `test_key`.
 pub fn status_value(status: &ChannelStatus) -> serde_json::Value {
     match status {
         ChannelStatus::Idle => serde_json::json!({"state": "idle"}),
@@ -200,20 +249,28 @@ impl WireFault {
     }
 }
 
-/// One message on `<prefix>/telemetry/<channel>`: a record, or the end of the test.
+/// One message on `<prefix>/telemetry/<channel>`: a record, or the end of the test. Unknown fields
+/// (a bridge's own time stamp, say) are ignored.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct TelemetryMessage {
     /// The test's idempotency key (records of another test are ignored).
     pub test_key: String,
     /// Per-test sequence number of the record, from 1 without gaps; absent on the end message.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "labloop_core::integral::option_u64_lenient"
+    )]
     pub seq: Option<u64>,
     /// The record (with `seq`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub record: Option<CycleRecord>,
     /// On the end message: the last `seq` of the test (0 when it produced none).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(
+        default,
+        skip_serializing_if = "Option::is_none",
+        deserialize_with = "labloop_core::integral::option_u64_lenient"
+    )]
     pub end_seq: Option<u64>,
     /// On the end message when the test stopped on a fault: why.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -246,15 +303,35 @@ pub struct WireError {
     pub message: String,
 }
 
-/// Decodes a JSON payload arriving on `topic`.
+/// Decodes a JSON payload arriving on `topic`; an error names the field (`record.cycle: ...`) and
+/// quotes the start of the payload.
 pub fn decode<T: for<'de> Deserialize<'de>>(topic: &str, payload: &[u8]) -> Result<T, WireError> {
-    serde_json::from_slice(payload).map_err(|e| WireError {
+    let quote = || String::from_utf8_lossy(&payload[..payload.len().min(120)]).into_owned();
+    let mut reader = serde_json::Deserializer::from_slice(payload);
+    let value: T = serde_path_to_error::deserialize(&mut reader).map_err(|e| WireError {
         topic: topic.to_owned(),
-        message: format!(
-            "{e} in `{}`",
-            String::from_utf8_lossy(&payload[..payload.len().min(120)])
-        ),
-    })
+        message: match e.path().to_string().as_str() {
+            "." => format!("{} in `{}`", e.inner(), quote()),
+            path => format!("field `{path}`: {} in `{}`", e.inner(), quote()),
+        },
+    })?;
+    reader.end().map_err(|e| WireError {
+        topic: topic.to_owned(),
+        message: format!("{e} in `{}`", quote()),
+    })?;
+    Ok(value)
+}
+
+/// [`decode`], then the checks beyond shape ([`check_record`]) for telemetry.
+pub fn decode_telemetry(topic: &str, payload: &[u8]) -> Result<TelemetryMessage, WireError> {
+    let message: TelemetryMessage = decode(topic, payload)?;
+    if let Some(record) = &message.record {
+        check_record(record).map_err(|e| WireError {
+            topic: topic.to_owned(),
+            message: format!("seq {}: record.{e}", message.seq.unwrap_or(0)),
+        })?;
+    }
+    Ok(message)
 }
 
 /// Encodes a message as JSON.
@@ -338,6 +415,98 @@ mod tests {
             let e = decode::<Command>("lab/c1/cmd", bad).unwrap_err();
             assert!(e.to_string().starts_with("lab/c1/cmd: "), "{e}");
         }
+    }
+
+    fn record_json(cycle: &str, curve: &str) -> String {
+        format!(
+            r#"{{"cycle": {cycle}, "charge_capacity_ah": 1.07, "discharge_capacity_ah": 1.06,
+            "internal_resistance_ohm": 0.016, "temperature_min_c": 30.0, "temperature_avg_c": 33.0,
+            "temperature_max_c": 36.0, "charge_time_s": 600.0{curve}}}"#
+        )
+    }
+
+    /// What numpy and pandas bridges send (whole numbers as floats) and envelope fields of a
+    /// bridge's own are read, not refused.
+    #[test]
+    fn integral_floats_and_extra_envelope_fields_are_accepted() {
+        let text = format!(
+            r#"{{"test_key": "k", "seq": 41.0, "ts": "2026-12-02T10:00:00Z", "record": {}}}"#,
+            record_json("41.0", "")
+        );
+        let m: TelemetryMessage = decode("t", text.as_bytes()).unwrap();
+        assert_eq!(m.seq, Some(41));
+        assert_eq!(m.record.unwrap().cycle, 41);
+        let end: TelemetryMessage = decode(
+            "t",
+            br#"{"test_key": "k", "end_seq": 100.0, "bridge": "x"}"#,
+        )
+        .unwrap();
+        assert_eq!(end.end_seq, Some(100));
+        let data: DataReply = decode(
+            "t",
+            format!(
+                r#"{{"test_key": "k", "records": [{{"seq": 1.0, "record": {}}}], "host": "b"}}"#,
+                record_json("1", "")
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+        assert_eq!(data.records[0].seq, 1);
+        let cmd: Command = decode(
+            "t",
+            br#"{"id": "1", "op": "data", "channel": "ch01", "from_seq": 3.0, "max": 10.0}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            cmd.op,
+            Op::Data {
+                channel: "ch01".into(),
+                from_seq: 3,
+                max: 10
+            }
+        );
+    }
+
+    /// Leniency stops where meaning would change: a fraction of a cycle, a negative seq.
+    #[test]
+    fn non_whole_numbers_stay_errors_naming_the_field() {
+        for (cycle, seq) in [("41.5", "41"), ("41", "-1"), ("41", "1.5"), ("1e20", "1")] {
+            let text = format!(
+                r#"{{"test_key": "k", "seq": {seq}, "record": {}}}"#,
+                record_json(cycle, "")
+            );
+            assert!(
+                decode::<TelemetryMessage>("t", text.as_bytes()).is_err(),
+                "{cycle} {seq}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_curve_that_is_not_a_discharge_is_a_protocol_error() {
+        let rising = r#", "discharge_curve": {"voltage_v": [2.0, 3.0, 3.6], "capacity_ah": [0.0, 0.5, 1.0]}"#;
+        let uneven =
+            r#", "discharge_curve": {"voltage_v": [3.6, 3.0, 2.0], "capacity_ah": [0.0, 0.5]}"#;
+        let good = r#", "discharge_curve": {"voltage_v": [3.6, 3.0, 2.0], "capacity_ah": [0.0, 0.5, 1.0]}"#;
+        let read = |curve: &str| -> CycleRecord {
+            serde_json::from_str(&record_json("1", curve)).unwrap()
+        };
+        assert!(check_record(&read(rising)).unwrap_err().contains("rises"));
+        assert!(
+            check_record(&read(uneven))
+                .unwrap_err()
+                .contains("3 voltages but 2 capacities")
+        );
+        assert_eq!(check_record(&read(good)), Ok(()));
+    }
+
+    #[test]
+    fn protocol_versions_must_share_the_major() {
+        assert_eq!(check_protocol("1.0"), Ok(()));
+        assert_eq!(check_protocol("1.7"), Ok(()));
+        assert!(check_protocol("2.7").unwrap_err().contains("major"));
+        assert!(check_protocol("").is_err());
+        assert!(check_protocol("one").is_err());
     }
 
     #[test]

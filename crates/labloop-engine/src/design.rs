@@ -3,6 +3,7 @@
 
 use crate::EngineError;
 use labloop_core::ChargeProtocol;
+use labloop_drivers::DesignParameter;
 use labloop_optimize::{Mixture, Parameter, Space};
 use labloop_workflow::{SearchSpaceSpec, Workflow};
 use rand::SeedableRng;
@@ -17,8 +18,11 @@ pub struct Candidates {
     pub labels: Vec<String>,
     /// The charge protocol each runs.
     pub protocols: Vec<ChargeProtocol>,
-    /// What each cell is made of: each variable scaled to [0, 1] (empty for protocol campaigns).
+    /// Each cell's electrolyte mixture: the components' fractions, summing to 1 (empty for
+    /// protocol campaigns).
     pub formulations: Vec<Vec<(String, f64)>>,
+    /// Each cell's other design parameters, in their own units (empty for protocol campaigns).
+    pub parameters: Vec<Vec<DesignParameter>>,
     /// Values in the workflow's own terms (JSON), recorded with each experiment.
     pub values: Vec<serde_json::Value>,
 }
@@ -33,6 +37,7 @@ impl Candidates {
                     inputs: protocols.iter().map(ChargeProtocol::c_rates).collect(),
                     labels: protocols.iter().map(ToString::to_string).collect(),
                     formulations: vec![Vec::new(); protocols.len()],
+                    parameters: vec![Vec::new(); protocols.len()],
                     values: protocols
                         .iter()
                         .map(|p| serde_json::json!(p.c_rates()))
@@ -101,7 +106,11 @@ impl Candidates {
                     labels: points.iter().map(|x| label(&space, x)).collect(),
                     formulations: points
                         .iter()
-                        .map(|x| scaled(&space, spec.total, x))
+                        .map(|x| fractions(&space, spec.total, x))
+                        .collect(),
+                    parameters: points
+                        .iter()
+                        .map(|x| design_parameters(&space, &spec.parameters, x))
                         .collect(),
                     values: points
                         .iter()
@@ -164,26 +173,45 @@ fn label(space: &Space, x: &[f64]) -> String {
         .join(" · ")
 }
 
-/// Each variable on [0, 1]: components as fractions of the total, parameters by their bounds.
-fn scaled(space: &Space, total: f64, x: &[f64]) -> Vec<(String, f64)> {
+/// The mixture's components as fractions of the total (summing to 1).
+fn fractions(space: &Space, total: f64, x: &[f64]) -> Vec<(String, f64)> {
     let components = space.mixture.as_ref().map_or(0, |m| m.components.len());
     space
         .parameters
         .iter()
         .zip(x)
-        .enumerate()
-        .map(|(i, (p, &v))| {
-            let s = match p {
-                _ if i < components => v / total,
-                Parameter::Continuous { low, high, .. } => (v - low) / (high - low),
-                Parameter::Integer { low, high, .. } => {
-                    (v - *low as f64) / ((*high - *low) as f64).max(1.0)
-                }
-                Parameter::Categorical { choices, .. } => {
-                    v / (choices.len().saturating_sub(1)).max(1) as f64
-                }
+        .take(components)
+        .map(|(p, &v)| (name_of(p).to_owned(), v / total))
+        .collect()
+}
+
+/// The parameters after the mixture's components, as named values in their units with the range
+/// the campaign searches.
+fn design_parameters(
+    space: &Space,
+    specs: &[labloop_workflow::ParameterSpec],
+    x: &[f64],
+) -> Vec<DesignParameter> {
+    let components = space.mixture.as_ref().map_or(0, |m| m.components.len());
+    space
+        .parameters
+        .iter()
+        .zip(x)
+        .skip(components)
+        .zip(specs)
+        .map(|((p, &v), spec)| {
+            let (min, max) = match p {
+                Parameter::Continuous { low, high, .. } => (Some(*low), Some(*high)),
+                Parameter::Integer { low, high, .. } => (Some(*low as f64), Some(*high as f64)),
+                Parameter::Categorical { .. } => (None, None),
             };
-            (name_of(p).to_owned(), s)
+            DesignParameter {
+                name: name_of(p).to_owned(),
+                value: value_of(p, v),
+                unit: spec.unit.clone(),
+                min,
+                max,
+            }
         })
         .collect()
 }

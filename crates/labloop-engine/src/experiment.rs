@@ -24,6 +24,7 @@ pub(crate) struct ExperimentRun {
     pub label: String,
     pub protocol: ChargeProtocol,
     pub formulation: Vec<(String, f64)>,
+    pub parameters: Vec<labloop_drivers::DesignParameter>,
     pub ctx: Arc<Context>,
     /// Told once the experiment has its objective (predicted, observed) or has ended.
     pub observed: Option<oneshot::Sender<()>>,

@@ -43,6 +43,9 @@ pub enum EngineError {
     /// The workflow asks for something this engine cannot do.
     #[error("workflow: {0}")]
     Workflow(String),
+    /// An instrument is not what the workflow says, or not there (found before anything started).
+    #[error("instruments: {0}")]
+    Instrument(String),
     /// The predictor failed (its model could not be loaded).
     #[error("predictor: {0}")]
     Predict(#[from] labloop_predict::PredictError),

@@ -113,8 +113,14 @@ pub struct RankedProtocol {
     pub sigma: f64,
     /// Cells tested under this protocol.
     pub cells: usize,
-    /// Mean of their early predictions, if any were tested.
+    /// Mean of their early predictions, if any were predicted.
+    pub mean_predicted: Option<f64>,
+    /// Mean of the lives observed to end of life, if any cell reached it (censored ones excluded).
     pub mean_observed: Option<f64>,
+    /// Cells still alive when their test stopped: their lives are only lower bounds.
+    pub censored: usize,
+    /// The smallest of those bounds: every censored cell lived at least this long.
+    pub at_least: Option<f64>,
 }
 
 /// What a finished campaign returns.
@@ -318,9 +324,76 @@ impl CampaignRunner {
         Ok(())
     }
 
+    /// Asks every instrument who it is (`identify`) and checks it against the workflow: the protocol's
+    /// major version, and every channel the workflow gives a cycler. All are asked at once; every
+    /// problem is reported together, and nothing has started.
+    async fn check_instruments(&self) -> Result<(), EngineError> {
+        let mut asked = tokio::task::JoinSet::new();
+        for cycler in &self.instruments.cyclers {
+            let cycler = Arc::clone(cycler);
+            asked.spawn(async move {
+                let wanted: Vec<String> = cycler
+                    .channels()
+                    .iter()
+                    .map(|c| labloop_drivers::wire_name(c).to_owned())
+                    .collect();
+                (cycler.name().to_owned(), wanted, cycler.identify().await)
+            });
+        }
+        for builder in &self.instruments.builders {
+            let builder = Arc::clone(builder);
+            asked.spawn(async move {
+                (
+                    builder.name().to_owned(),
+                    Vec::new(),
+                    builder.identify().await,
+                )
+            });
+        }
+        let mut problems = Vec::new();
+        while let Some(answer) = asked.join_next().await {
+            let (name, wanted, identity) =
+                answer.map_err(|e| EngineError::Internal(format!("identify: {e}")))?;
+            let identity = match identity {
+                Ok(identity) => identity,
+                Err(e) => {
+                    problems.push(format!("{name} did not identify itself: {e}"));
+                    continue;
+                }
+            };
+            if let Err(e) = labloop_drivers::wire::check_protocol(&identity.protocol) {
+                problems.push(format!("{name} ({}) {e}", identity.model));
+            }
+            let missing: Vec<&str> = wanted
+                .iter()
+                .filter(|w| !identity.channels.contains(w))
+                .map(String::as_str)
+                .collect();
+            if !missing.is_empty() {
+                problems.push(format!(
+                    "{name} ({}) announces channels [{}], but the workflow gives it {} ({}): {} missing",
+                    identity.model,
+                    identity.channels.join(", "),
+                    wanted.len(),
+                    wanted.join(", "),
+                    missing.join(", ")
+                ));
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        problems.sort();
+        Err(EngineError::Instrument(format!(
+            "{}; nothing was started",
+            problems.join("; ")
+        )))
+    }
+
     /// Records a new campaign and runs it.
     pub async fn run(self) -> Result<CampaignResult, EngineError> {
         self.check()?;
+        self.check_instruments().await?;
         let campaign = self
             .store
             .create_campaign(&self.workflow.campaign.name, &self.workflow_yaml)
@@ -380,6 +453,7 @@ impl CampaignRunner {
     /// Continues a campaign recorded in the store, from where the store says it stands.
     pub async fn resume(self, campaign: &str) -> Result<CampaignResult, EngineError> {
         self.check()?;
+        self.check_instruments().await?;
         let row = self.store.campaign(campaign).await?.ok_or_else(|| {
             EngineError::Workflow(format!("no campaign `{campaign}` in the store"))
         })?;
@@ -549,6 +623,7 @@ impl CampaignRunner {
                         label: candidates.labels[i].clone(),
                         protocol: candidates.protocols[i].clone(),
                         formulation: candidates.formulations[i].clone(),
+                        parameters: candidates.parameters[i].clone(),
                         ctx: Arc::clone(&ctx),
                         observed: Some(tx),
                         channel_hint: exp.channel_id.clone(),
@@ -840,16 +915,23 @@ impl CampaignRunner {
         sign: f64,
     ) -> Result<(Vec<RankedProtocol>, f64), EngineError> {
         let observations = self.observations(campaign, inputs, sign).await?;
-        let by_candidate: HashMap<usize, Vec<f64>> =
-            self.store.observations(campaign).await?.into_iter().fold(
-                HashMap::new(),
-                |mut m, o| {
-                    m.entry(o.candidate_index)
-                        .or_default()
-                        .push(o.observed.map_or(o.prediction.cycle_life, |(l, _)| l));
-                    m
-                },
-            );
+        #[derive(Default, Clone)]
+        struct Tally {
+            predicted: Vec<f64>,
+            observed: Vec<f64>,
+            bounds: Vec<f64>,
+        }
+        let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
+        let mut by_candidate: HashMap<usize, Tally> = HashMap::new();
+        for o in self.store.observations(campaign).await? {
+            let t = by_candidate.entry(o.candidate_index).or_default();
+            t.predicted.push(o.prediction.cycle_life);
+            match o.observed {
+                Some((life, false)) => t.observed.push(life),
+                Some((bound, true)) => t.bounds.push(bound),
+                None => {}
+            }
+        }
         let fit = fit.clone();
         let shared = Arc::clone(inputs);
         let (ranked, p): (Vec<Ranked>, f64) = compute(move || {
@@ -870,9 +952,11 @@ impl CampaignRunner {
                     c_rates: candidates.protocols[r.index].c_rates(),
                     predicted_life: sign * r.mean,
                     sigma: r.sd,
-                    cells: tested.len(),
-                    mean_observed: (!tested.is_empty())
-                        .then(|| tested.iter().sum::<f64>() / tested.len() as f64),
+                    cells: tested.predicted.len(),
+                    mean_predicted: mean(&tested.predicted),
+                    mean_observed: mean(&tested.observed),
+                    censored: tested.bounds.len(),
+                    at_least: tested.bounds.iter().copied().reduce(f64::min),
                 }
             })
             .collect();
@@ -913,13 +997,26 @@ impl SharedOffset {
     }
 }
 
+/// Least σ of a censored life, as a fraction of its bound: the early prediction it is drawn from
+/// was wrong enough to need the bound, so it is not trusted to place the life closer than this.
+const CENSORED_SIGMA_FRACTION: f64 = 0.15;
+
 /// An experiment's objective and its σ: the life observed by cycling to end of life where there is
-/// one (only the measurement error remains, ≈2 % of life; a censored life is a lower bound, kept less
-/// certain), the early prediction otherwise (without its campaign-wide part, [`SharedOffset`]).
+/// one (only the measurement error remains, ≈2 % of life); for a censored life (alive at the bound
+/// when its test stopped) the early prediction cut below the bound
+/// ([`labloop_optimize::censored::lower_bounded`]), its σ at least
+/// [`CENSORED_SIGMA_FRACTION`] of the bound; the early prediction otherwise (without its
+/// campaign-wide part, [`SharedOffset`]).
 fn objective_of(o: &ObservationRow, shared: &SharedOffset) -> (f64, f64) {
+    let predicted = (o.prediction.cycle_life, shared.without(&o.prediction));
     match o.observed {
-        Some((life, censored)) => (life, life * if censored { 0.15 } else { 0.02 }),
-        None => (o.prediction.cycle_life, shared.without(&o.prediction)),
+        Some((life, false)) => (life, life * 0.02),
+        Some((bound, true)) => {
+            let (mean, sd) =
+                labloop_optimize::censored::lower_bounded(predicted.0, predicted.1, bound);
+            (mean, sd.max(CENSORED_SIGMA_FRACTION * bound))
+        }
+        None => predicted,
     }
 }
 
@@ -1016,10 +1113,27 @@ mod tests {
         assert_eq!(observed.y, 1000.0);
         assert!((observed.noise_var - 20.0 * 20.0).abs() < 1e-9);
         let censored = to_observation(&row(Some((1000.0, true))), &inputs, -1.0);
-        assert_eq!(censored.y, -1000.0);
+        assert!(censored.y < -1000.0, "{}", censored.y);
         assert!((censored.noise_var - 150.0 * 150.0).abs() < 1e-9);
         assert!(observed.noise_var < predicted.noise_var);
         assert!(observed.noise_var < censored.noise_var);
+    }
+
+    /// A censored life is a lower bound, never a measurement at the bound: a cell predicted at 900
+    /// and still alive at 400 keeps (about) its prediction; one predicted at 900 and alive at 1000
+    /// lives longer than 1000 by what the prediction's tail says.
+    #[test]
+    fn a_censored_life_is_a_lower_bound() {
+        let none = SharedOffset {
+            model: "severson-variance".into(),
+            sigma_log10: 0.0,
+        };
+        let (early_cut, sd) = objective_of(&row(Some((400.0, true))), &none);
+        assert!((early_cut - 900.0).abs() < 1.0, "{early_cut}");
+        assert!((sd - 120.0).abs() < 1.0, "{sd}");
+        let (late_cut, sd) = objective_of(&row(Some((1000.0, true))), &none);
+        assert!(late_cut > 1050.0 && late_cut < 1200.0, "{late_cut}");
+        assert!((sd - 150.0).abs() < 1e-9, "{sd}");
     }
 
     /// The batch offset every cell of a campaign shares is left out of the optimizer's noise: of

@@ -96,6 +96,7 @@ impl StepCall<'_> {
                     .build(CellOrder {
                         key: self.key(),
                         formulation: self.run.formulation.clone(),
+                        parameters: self.run.parameters.clone(),
                         electrolyte_ul: build.electrolyte_ul,
                         cathode: build.cathode.clone().unwrap_or_default(),
                         anode: build.anode.clone().unwrap_or_default(),
@@ -131,7 +132,9 @@ impl StepCall<'_> {
                         cv_voltage_v: self.run.protocol.finish.cv_voltage_v,
                     },
                 );
-                let records = self.cycle(protocol, f.c_rate, f.cycles, None).await?;
+                let cycled = self.cycle(protocol, f.c_rate, f.cycles, None).await?;
+                cycled.complete(f.cycles)?;
+                let records = cycled.records;
                 let last = records.last();
                 Ok(StepOutcome(json!({
                     "cycles_run": records.len(),
@@ -141,7 +144,7 @@ impl StepCall<'_> {
             }
             StepAction::Cycle(c) => {
                 let first = self.cycles_before() + 1;
-                let records = self
+                let cycled = self
                     .cycle(
                         self.run.protocol.clone(),
                         c.discharge_c_rate,
@@ -149,13 +152,8 @@ impl StepCall<'_> {
                         None,
                     )
                     .await?;
-                if (records.len() as u32) < c.cycles {
-                    return Err(StepFailure::Failed(format!(
-                        "the test ended after {} of {} cycles",
-                        records.len(),
-                        c.cycles
-                    )));
-                }
+                cycled.complete(c.cycles)?;
+                let records = cycled.records;
                 Ok(StepOutcome(json!({
                     "cycles_run": records.len(),
                     "cycles": records.len(),
@@ -170,14 +168,15 @@ impl StepCall<'_> {
     }
 
     /// Runs a cycling test on the experiment's channel and stores every record; returns the records
-    /// of this test (those stored before a restart included). `end_of_life` may end it early.
+    /// of this test (those stored before a restart included) and the instrument's fault, if it
+    /// stopped the test on one. `end_of_life` may end it early.
     async fn cycle(
         &self,
         protocol: ChargeProtocol,
         discharge_c_rate: f64,
         cycles: u32,
         end_of_life: Option<&(dyn Fn(&CycleRecord) -> bool + Sync)>,
-    ) -> Result<Vec<CycleRecord>, StepFailure> {
+    ) -> Result<Cycled, StepFailure> {
         let ctx = &self.run.ctx;
         let store = &ctx.store;
         let channel = self
@@ -205,14 +204,14 @@ impl StepCall<'_> {
             cell_id: self.cell_id(),
             cycles_before: before,
             formulation: self.run.formulation.clone(),
+            parameters: self.run.parameters.clone(),
             protocol,
             discharge_c_rate,
             cycles,
         };
         match channel.cycler.start(&channel.id, test.clone()).await {
             Err(DriverError::Busy { .. }) => {
-                // We hold the channel alone, so a test with another key is left from before a crash.
-                channel.cycler.stop(&channel.id).await?;
+                self.free_busy_channel(channel).await?;
                 channel.cycler.start(&channel.id, test).await?;
             }
             other => other?,
@@ -236,7 +235,10 @@ impl StepCall<'_> {
         if records.iter().any(|r| end_of_life.is_some_and(|f| f(r)))
             || records.len() as u32 >= cycles
         {
-            return Ok(records);
+            return Ok(Cycled {
+                records,
+                fault: None,
+            });
         }
         loop {
             let batch = tokio::time::timeout(
@@ -282,16 +284,81 @@ impl StepCall<'_> {
                     let ended = end_of_life.is_some_and(|f| f(&r));
                     records.push(r);
                     if ended {
-                        return Ok(records);
+                        return Ok(Cycled {
+                            records,
+                            fault: None,
+                        });
                     }
                 }
             }
             let done = next_seq > u64::from(cycles)
                 || (batch.finished && next_seq > batch.records.last().map_or(0, |t| t.seq));
             if done {
-                return Ok(records);
+                if let Some(fault) = &batch.fault {
+                    tracing::warn!(experiment = %self.run.id, channel = %channel.id, %fault, "the instrument stopped the test on a fault");
+                }
+                return Ok(Cycled {
+                    records,
+                    fault: batch.fault,
+                });
             }
         }
+    }
+
+    /// The channel runs a test with another key. Only a test labloop's own records show to be stale
+    /// is stopped — an earlier attempt of this experiment, or a test of an experiment of this store
+    /// that has ended — and that is said aloud and recorded. Anything else is someone's test: the
+    /// step fails naming it, and the channel is left alone.
+    async fn free_busy_channel(&self, channel: &Channel) -> Result<(), StepFailure> {
+        let loaded = channel.cycler.loaded_test(&channel.id).await?;
+        let Some(loaded) = loaded else {
+            return Err(StepFailure::Failed(format!(
+                "{} is busy with a test the instrument does not name; labloop does not stop a test it cannot tell is its own: free the channel on the instrument and retry",
+                channel.id
+            )));
+        };
+        let experiment = loaded.key.rsplitn(3, '/').nth(2).unwrap_or("");
+        let state = if experiment.is_empty() {
+            None
+        } else {
+            self.run.ctx.store.experiment_state(experiment).await?
+        };
+        let stale = experiment == self.run.id || state.is_some_and(|s| s.is_terminal());
+        if !stale {
+            return Err(StepFailure::Failed(format!(
+                "{} is busy with test {}, which {}; labloop leaves it running: free the channel on the instrument and retry",
+                channel.id,
+                loaded.key,
+                match state {
+                    Some(s) => format!("belongs to experiment {experiment}, still {s}"),
+                    None => "labloop did not start".to_owned(),
+                }
+            )));
+        }
+        let note = format!(
+            "stopped test {} left on {} by {} (an earlier attempt, per this store)",
+            loaded.key,
+            channel.id,
+            if experiment == self.run.id {
+                "this experiment".to_owned()
+            } else {
+                format!("ended experiment {experiment}")
+            }
+        );
+        tracing::warn!(experiment = %self.run.id, channel = %channel.id, stale = %loaded.key, "{note}");
+        self.run
+            .ctx
+            .store
+            .step_event(
+                &self.run.id,
+                self.step_id,
+                self.attempt,
+                "note",
+                Some(&note),
+            )
+            .await?;
+        channel.cycler.stop(&channel.id).await?;
+        Ok(())
     }
 
     async fn predict(&self) -> Result<StepOutcome, StepFailure> {
@@ -379,7 +446,7 @@ impl StepCall<'_> {
                 json!({"cycles_run": 0, "cycle_life": life, "censored": false}),
             ));
         }
-        let records = self
+        let cycled = self
             .cycle(
                 self.run.protocol.clone(),
                 discharge,
@@ -387,9 +454,18 @@ impl StepCall<'_> {
                 Some(&crossed),
             )
             .await?;
+        let records = &cycled.records;
         let (life, censored) = match records.iter().find(|r| crossed(r)) {
             Some(r) => (life_of(r), false),
-            None => (f64::from(eol.max_cycles), true),
+            // A fault before end of life says nothing about the life: no observation.
+            None if let Some(fault) = &cycled.fault => {
+                return Err(StepFailure::Failed(format!(
+                    "the test ended after {} of {remaining} cycles before end of life: the instrument reported a fault: {fault}",
+                    records.len()
+                )));
+            }
+            // Still above the line when the test ended: alive at its last cycle (a lower bound).
+            None => (early as f64 + records.len() as f64, true),
         };
         ctx.store
             .record_observed_life(&self.run.id, life, censored)
@@ -441,6 +517,30 @@ impl StepCall<'_> {
             }
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
+    }
+}
+
+/// What a cycling test gave: its records, and the instrument's fault if it stopped the test on one.
+pub(crate) struct Cycled {
+    records: Vec<CycleRecord>,
+    fault: Option<String>,
+}
+
+impl Cycled {
+    /// Whether all `cycles` ran; if not, the step fails saying how far it got and the instrument's
+    /// own reason.
+    fn complete(&self, cycles: u32) -> Result<(), StepFailure> {
+        if self.records.len() as u32 >= cycles {
+            return Ok(());
+        }
+        Err(StepFailure::Failed(format!(
+            "the test ended after {} of {cycles} cycles: {}",
+            self.records.len(),
+            match &self.fault {
+                Some(fault) => format!("the instrument reported a fault: {fault}"),
+                None => "the instrument ended it without a fault".to_owned(),
+            }
+        )))
     }
 }
 

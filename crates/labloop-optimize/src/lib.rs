@@ -22,6 +22,7 @@
 mod batch;
 mod bayesgap;
 pub mod bench;
+pub mod censored;
 mod confidence;
 mod gp;
 mod kernel;

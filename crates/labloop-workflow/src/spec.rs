@@ -187,6 +187,9 @@ pub struct ParameterSpec {
     /// One of named choices.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub categorical: Option<Vec<String>>,
+    /// The unit its values are in (`wt%`, `mol/L`, `°C`), passed to instruments with each value.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
 /// Real bounds.

@@ -45,6 +45,7 @@ fn test(i: u32, cycles: u32, run: &str) -> CyclingTest {
         cell_id: format!("{run}-cell-{i}"),
         cycles_before: 0,
         formulation: Vec::new(),
+        parameters: Vec::new(),
         protocol: ChargeProtocol {
             steps: vec![ChargeStep {
                 soc_from: 0.0,

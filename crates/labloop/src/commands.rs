@@ -34,6 +34,21 @@ fn print_diagnostics(problems: &[Diagnostic]) {
     );
 }
 
+/// What the cells of a ranked candidate were seen to live: the mean of those cycled to end of
+/// life, and the lower bound of those still alive when their test stopped (censored).
+fn observed_life(r: &labloop_engine::RankedProtocol) -> String {
+    let observed = r.mean_observed.map(|m| format!("{m:.0}"));
+    let censored = r
+        .at_least
+        .map(|b| format!("≥ {b:.0} ({} censored)", r.censored));
+    match (observed, censored) {
+        (Some(o), Some(c)) => format!("{o}; {c}"),
+        (Some(o), None) => o,
+        (None, Some(c)) => c,
+        (None, None) => "-".into(),
+    }
+}
+
 /// Where the simulator's ground truth puts the campaign's answer.
 #[derive(Serialize)]
 struct SimulatorTruth {
@@ -527,18 +542,24 @@ fn execute(
         .max()
         .unwrap_or(22);
     println!(
-        "{:>4}  {:<width$} {:>18}  {:>5}  {:>14}",
-        "rank", heading, "predicted life", "cells", "mean of cells"
+        "{:>4}  {:<width$} {:>18}  {:>5}  {:>14}  {:>20}",
+        "rank", heading, "predicted life", "cells", "mean predicted", "observed life"
     );
     for r in shown {
         println!(
-            "{:>4}  {:<width$} {:>10.0} ± {:<5.0}  {:>5}  {:>14}",
+            "{:>4}  {:<width$} {:>10.0} ± {:<5.0}  {:>5}  {:>14}  {:>20}",
             r.rank,
             r.protocol,
             r.predicted_life,
             r.sigma,
             r.cells,
-            r.mean_observed.map_or("-".into(), |m| format!("{m:.0}"))
+            r.mean_predicted.map_or("-".into(), |m| format!("{m:.0}")),
+            observed_life(r)
+        );
+    }
+    if result.ranking.iter().any(|r| r.censored > 0) {
+        println!(
+            "(≥ N: cells still alive at N cycles when their test stopped; their lives are lower bounds, not measurements.)"
         );
     }
     if let Some(t) = truth {

@@ -105,6 +105,13 @@ impl CellBuilder for SimCellBuilder {
         {
             return refuse(format!("cannot dispense a fraction {x} of `{stock}`"));
         }
+        // Fractions of one electrolyte sum to 1 (the protocol's rule); anything else is not a recipe.
+        let sum: f64 = order.formulation.iter().map(|(_, x)| x).sum();
+        if !order.formulation.is_empty() && (sum - 1.0).abs() > 1e-6 {
+            return refuse(format!(
+                "the formulation's fractions sum to {sum}, not 1: refusing to guess the recipe"
+            ));
+        }
         // An order without a formulation gets the robot's standard electrolyte.
         let standard = [("standard electrolyte".to_owned(), 1.0)];
         let order = if order.formulation.iter().map(|(_, x)| x).sum::<f64>() > 0.0 {
@@ -136,6 +143,7 @@ mod tests {
         CellOrder {
             key: key.into(),
             formulation: vec![("EC".into(), 0.3)],
+            parameters: Vec::new(),
             electrolyte_ul: 70.0,
             ..CellOrder::default()
         }

@@ -1,11 +1,13 @@
 //! The virtual cycler: channels that run tests on simulated cells and stream their cycle records.
 
 use crate::degradation::SimCell;
-use crate::formulation::formulation_factor;
+use crate::formulation::design_factor;
 use crate::journal::{Journal, JournalEntry, now_ms};
 use async_trait::async_trait;
 use labloop_core::{ChannelId, ChargeProtocol};
-use labloop_drivers::{ChannelStatus, Cycler, CyclingTest, DriverError, RecordBatch, Telemetry};
+use labloop_drivers::{
+    ChannelStatus, Cycler, CyclingTest, DriverError, LoadedTest, RecordBatch, Telemetry,
+};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use std::collections::HashMap;
@@ -200,7 +202,8 @@ impl SimCycler {
         }
         let mut rng = StdRng::seed_from_u64(self.cell_seed(&test.cell_id));
         let mut cell = SimCell::new(&test.protocol, test.discharge_c_rate, &mut rng);
-        cell.life *= formulation_factor(&test.formulation);
+        let design = design_factor(&test);
+        cell.life *= design;
         // The cell's earlier cycles happened (on this or another test): draw past them.
         for cycle in 1..=test.cycles_before {
             let _ = cell.record(cycle, &mut rng);
@@ -213,7 +216,7 @@ impl SimCycler {
                 cell_id: test.cell_id.clone(),
                 channel: channel.clone(),
                 protocol: test.protocol.clone(),
-                expected_life: cell.stress.expected_life * formulation_factor(&test.formulation),
+                expected_life: cell.stress.expected_life * design,
                 life: cell.life,
             });
         *state = Channel {
@@ -322,6 +325,14 @@ impl Cycler for SimCycler {
         })
     }
 
+    async fn loaded_test(&self, channel: &ChannelId) -> Result<Option<LoadedTest>, DriverError> {
+        let snap = self.snapshot(channel, u64::MAX)?;
+        Ok(snap.key.map(|key| LoadedTest {
+            key,
+            ended: snap.finished,
+        }))
+    }
+
     async fn records(
         &self,
         channel: &ChannelId,
@@ -342,6 +353,7 @@ impl Cycler for SimCycler {
                     return Ok(RecordBatch {
                         records,
                         finished: state.finished,
+                        fault: state.fault.clone().filter(|_| state.finished),
                     });
                 }
             }
@@ -371,6 +383,7 @@ mod tests {
             cell_id: cell.into(),
             cycles_before: 0,
             formulation: Vec::new(),
+            parameters: Vec::new(),
             protocol: ChargeProtocol {
                 steps,
                 finish: CcCvFinish {

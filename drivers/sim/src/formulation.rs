@@ -3,6 +3,7 @@
 //! variable has a preferred value drawn from its name, and life falls off smoothly away from the
 //! preferred point. The truth is hidden from the optimizer and differs for other component names.
 
+use labloop_drivers::{CyclingTest, DesignParameter};
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 /// Preferred scaled value of a variable called `name`, in [0.15, 0.85].
@@ -23,6 +24,33 @@ pub fn formulation_factor(formulation: &[(String, f64)]) -> f64 {
         .map(|(name, x)| (x - preferred(name)).powi(2))
         .sum();
     0.55 + 0.75 * (-distance2 / 0.12).exp()
+}
+
+/// A design parameter on [0, 1]: a number by the range the campaign searches, a choice by its name.
+fn scaled(p: &DesignParameter) -> f64 {
+    match (p.value.as_f64(), p.min, p.max) {
+        (Some(v), Some(low), Some(high)) if high > low => {
+            ((v - low) / (high - low)).clamp(0.0, 1.0)
+        }
+        (Some(v), _, _) => v.clamp(0.0, 1.0),
+        (None, _, _) => {
+            let mut h = DefaultHasher::new();
+            ("labloop-sim choice", &p.name, p.value.to_string()).hash(&mut h);
+            (h.finish() % 10_000) as f64 / 10_000.0
+        }
+    }
+}
+
+/// [`formulation_factor`] of everything a test says the cell is made of: its mixture fractions and
+/// its other design parameters.
+pub fn design_factor(test: &CyclingTest) -> f64 {
+    let design: Vec<(String, f64)> = test
+        .formulation
+        .iter()
+        .cloned()
+        .chain(test.parameters.iter().map(|p| (p.name.clone(), scaled(p))))
+        .collect();
+    formulation_factor(&design)
 }
 
 #[cfg(test)]

@@ -91,8 +91,13 @@ impl Station {
             }
             Op::Status { channel } => {
                 let sim = self.need_cycler()?;
-                let status = sim.status(&self.channel_id(channel)).await.map_err(fault)?;
-                Ok(status_value(&status))
+                let id = self.channel_id(channel);
+                let status = sim.status(&id).await.map_err(fault)?;
+                let mut value = status_value(&status);
+                // Protocol 1.1: the channel's test key with its status.
+                value["test_key"] =
+                    serde_json::json!(sim.snapshot(&id, u64::MAX).map_err(fault)?.key);
+                Ok(value)
             }
             Op::Data {
                 channel,

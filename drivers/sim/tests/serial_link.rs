@@ -187,6 +187,7 @@ async fn a_cell_builder_on_the_serial_line() {
         let order = CellOrder {
             key: format!("exp-{i}/build/1"),
             formulation: vec![("EC".into(), 0.3), ("EMC".into(), 0.7)],
+            parameters: Vec::new(),
             electrolyte_ul: 70.0,
             cathode: "NMC811-18mg".into(),
             anode: "graphite-10mg".into(),
@@ -215,6 +216,7 @@ async fn a_cell_builder_on_the_serial_line() {
         .build(CellOrder {
             key: "too-much".into(),
             formulation: Vec::new(),
+            parameters: Vec::new(),
             electrolyte_ul: 900.0,
             ..CellOrder::default()
         })

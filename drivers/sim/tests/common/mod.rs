@@ -29,6 +29,7 @@ pub fn test(i: usize) -> CyclingTest {
         cell_id: format!("cell-{i}"),
         cycles_before: 0,
         formulation: Vec::new(),
+        parameters: Vec::new(),
         protocol: ChargeProtocol {
             steps: vec![ChargeStep {
                 soc_from: 0.0,
