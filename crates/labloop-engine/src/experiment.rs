@@ -155,7 +155,7 @@ impl ExperimentRun {
                 }
                 StepEnd::Aborted(reason) => {
                     if let Some(ch) = &channel {
-                        let _ = ch.cycler.stop(&ch.id).await;
+                        self.stop_own_test(ch).await;
                     }
                     store
                         .transition(&self.id, ExperimentState::Failed, Some(&reason))
@@ -171,7 +171,7 @@ impl ExperimentRun {
             if Some(i) == last_channel_step
                 && let Some(ch) = channel.take()
             {
-                let _ = ch.cycler.stop(&ch.id).await;
+                self.stop_own_test(&ch).await;
                 ctx.channels.give_back(ch);
             }
         }
@@ -191,7 +191,7 @@ impl ExperimentRun {
     async fn cancel(&mut self, channel: &Option<Channel>) -> Result<(), EngineError> {
         let ctx = &self.ctx;
         if let Some(ch) = channel {
-            let _ = ch.cycler.stop(&ch.id).await;
+            self.stop_own_test(ch).await;
         }
         ctx.store
             .transition(
@@ -207,6 +207,24 @@ impl ExperimentRun {
         });
         self.signal_observed();
         Ok(())
+    }
+
+    /// Stops the channel's test when it is this experiment's and still running. A test the
+    /// instrument names as someone else's is left alone (a channel found busy with it is never
+    /// stopped behind its owner's back); one it cannot name is stopped, as stopping is harmless
+    /// on an idle channel.
+    async fn stop_own_test(&self, ch: &Channel) {
+        match ch.cycler.loaded_test(&ch.id).await {
+            Ok(Some(t)) if !t.key.starts_with(&format!("{}/", self.id)) => {
+                tracing::info!(experiment = %self.id, channel = %ch.id, test = %t.key, "not stopping a test this experiment did not start");
+                return;
+            }
+            Ok(Some(t)) if t.ended => return,
+            _ => {}
+        }
+        if let Err(e) = ch.cycler.stop(&ch.id).await {
+            tracing::warn!(experiment = %self.id, channel = %ch.id, error = %e, "stopping the channel's test failed");
+        }
     }
 
     /// Runs one step to success, skip, abort or pause, by its policy.
@@ -311,7 +329,7 @@ impl ExperimentRun {
                         .await?;
                     tracing::info!(experiment = %self.id, step = step_id, attempt, %reason, "step failed");
                     if let Some(ch) = channel {
-                        let _ = ch.cycler.stop(&ch.id).await;
+                        self.stop_own_test(ch).await;
                     }
                     let retry = !unsafe_cell
                         && (attempt <= spec.retries || spec.on_failure == OnFailure::Retry);

@@ -108,6 +108,31 @@ impl Store {
         Ok(out)
     }
 
+    /// Every step event of an experiment in the order written: (step, attempt, state, detail).
+    pub async fn step_history(
+        &self,
+        experiment: &str,
+    ) -> Result<Vec<(String, u32, String, Option<String>)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT step, attempt, state, detail FROM step_events WHERE experiment_id = $1 ORDER BY at, step, version",
+        )
+        .bind(experiment)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(format!("reading the steps of {experiment}")))?;
+        rows.iter()
+            .map(|r| {
+                let attempt: i64 = r.try_get(1).map_err(db("reading step_events"))?;
+                Ok((
+                    r.try_get(0).map_err(db("reading step_events"))?,
+                    attempt as u32,
+                    r.try_get(2).map_err(db("reading step_events"))?,
+                    r.try_get(3).map_err(db("reading step_events"))?,
+                ))
+            })
+            .collect()
+    }
+
     /// Records the cell an experiment runs on (a builder's id replaces the planned one).
     pub async fn set_cell(&self, experiment: &str, cell_id: &str) -> Result<(), StoreError> {
         sqlx::query("UPDATE experiments SET cell_id = $1 WHERE id = $2")

@@ -142,11 +142,28 @@ mod tests {
     fn order(key: &str) -> CellOrder {
         CellOrder {
             key: key.into(),
-            formulation: vec![("EC".into(), 0.3)],
+            formulation: vec![("EC".into(), 0.3), ("EMC".into(), 0.7)],
             parameters: Vec::new(),
             electrolyte_ul: 70.0,
             ..CellOrder::default()
         }
+    }
+
+    /// A robot following the spec refuses a "formulation" that is not fractions of one electrolyte
+    /// (what a campaign's non-mixture parameter mixed in would look like).
+    #[tokio::test]
+    async fn fractions_that_do_not_sum_to_one_are_refused() {
+        let robot = SimCellBuilder::new("robot", 1, SimClock { acceleration: 1e6 });
+        let bad = CellOrder {
+            formulation: vec![
+                ("EC".into(), 0.3),
+                ("EMC".into(), 0.7),
+                ("VC_wt_pct".into(), 0.71),
+            ],
+            ..order("k")
+        };
+        let e = robot.build(bad).await.unwrap_err().to_string();
+        assert!(e.contains("sum to 1.71"), "{e}");
     }
 
     #[tokio::test]
