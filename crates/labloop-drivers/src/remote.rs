@@ -106,3 +106,47 @@ impl<L: CommandLink> CellBuilder for RemoteCellBuilder<L> {
         identify_via(&self.link, IDENTIFY_PATIENCE).await
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A robot that answers `identify` but never finishes a build.
+    struct StalledRobot;
+
+    #[async_trait]
+    impl CommandLink for StalledRobot {
+        fn instrument(&self) -> &str {
+            "robot1"
+        }
+        async fn command(
+            &self,
+            op: Op,
+            patience: Duration,
+        ) -> Result<serde_json::Value, DriverError> {
+            match op {
+                Op::Identify => Ok(
+                    serde_json::json!({"model": "crimper-3000", "protocol": "1.1", "channels": []}),
+                ),
+                _ => Err(DriverError::Timeout {
+                    instrument: "robot1".into(),
+                    after: patience * 5,
+                }),
+            }
+        }
+    }
+
+    #[tokio::test]
+    async fn a_build_that_never_finishes_is_named_stalled() {
+        let robot = RemoteCellBuilder::new(StalledRobot, Duration::from_secs(1));
+        let order = CellOrder {
+            key: "exp/build/1".into(),
+            ..CellOrder::default()
+        };
+        let e = robot.build(order).await.unwrap_err().to_string();
+        assert_eq!(
+            e,
+            "robot1: build stalled: order exp/build/1 not finished after 5s, though the robot (crimper-3000) answers"
+        );
+    }
+}

@@ -54,6 +54,33 @@ pub fn voltage_grid() -> Vec<f64> {
         .collect()
 }
 
+/// A discharge curve must reach this low for Q(V) on [`voltage_grid`] to mean what it meant on the
+/// training cells (V): they discharged to 2.0 V, and below its last sample a curve reads as flat.
+pub const CURVE_MUST_REACH_V: f64 = 2.2;
+/// ...and must start at least this high (V), just under the top of the LFP plateau's shoulder.
+pub const CURVE_MUST_START_ABOVE_V: f64 = 3.3;
+
+/// Whether `curve` spans the voltage window the features read (see [`CURVE_MUST_REACH_V`]); a
+/// curve cut short would move a prediction by hundreds of cycles without a word.
+fn check_coverage(curve: &labloop_core::DischargeCurve, cycle: u32) -> Result<(), PredictError> {
+    let low = curve
+        .voltage_v
+        .iter()
+        .copied()
+        .fold(f64::INFINITY, f64::min);
+    let high = curve
+        .voltage_v
+        .iter()
+        .copied()
+        .fold(f64::NEG_INFINITY, f64::max);
+    if low <= CURVE_MUST_REACH_V && high >= CURVE_MUST_START_ABOVE_V {
+        return Ok(());
+    }
+    Err(PredictError::MissingData(format!(
+        "the discharge curve of cycle {cycle} spans {high:.2}–{low:.2} V, but the features read Q(V) on 3.6–2.0 V:          a curve must start at {CURVE_MUST_START_ABOVE_V} V or above and reach {CURVE_MUST_REACH_V} V or below          (record the whole discharge, to the cycler's 2.0 V cut-off)"
+    )))
+}
+
 /// What the features are computed from: a cell's first `window` cycles.
 #[derive(Clone, Debug, PartialEq)]
 pub struct EarlyData {
@@ -94,12 +121,13 @@ impl EarlyData {
         }
         let grid = voltage_grid();
         let curve_at = |cycle: u32| -> Result<Vec<f64>, PredictError> {
-            by_cycle[cycle as usize - 1]
+            let curve = by_cycle[cycle as usize - 1]
                 .and_then(|r| r.discharge_curve.as_ref())
-                .map(|c| c.capacity_at(&grid))
                 .ok_or_else(|| {
                     PredictError::MissingData(format!("no discharge curve at cycle {cycle}"))
-                })
+                })?;
+            check_coverage(curve, cycle)?;
+            Ok(curve.capacity_at(&grid))
         };
         let series = |f: fn(&CycleRecord) -> f64| -> Vec<f64> {
             by_cycle.iter().map(|r| r.map_or(f64::NAN, f)).collect()
@@ -355,6 +383,26 @@ mod tests {
                 capacity_ah,
             }),
         }
+    }
+
+    /// A curve that stops at 3.0 V would read as a cell that lost its low-voltage capacity: refused,
+    /// naming the cycle and the window.
+    #[test]
+    fn a_curve_cut_short_is_refused_not_misread() {
+        let mut records: Vec<CycleRecord> = (1..=30).map(|c| record(c, 1.07, 0.0)).collect();
+        assert!(EarlyData::from_records(&records, 30).is_ok());
+        let curve = records[9].discharge_curve.as_mut().unwrap();
+        let keep = curve.voltage_v.iter().take_while(|v| **v >= 3.0).count();
+        curve.voltage_v.truncate(keep);
+        curve.capacity_ah.truncate(keep);
+        let e = EarlyData::from_records(&records, 30)
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("discharge curve of cycle 10 spans 3.50–3.01 V"),
+            "{e}"
+        );
+        assert!(e.contains("reach 2.2 V or below"), "{e}");
     }
 
     #[test]
