@@ -8,6 +8,7 @@
 //! formats.
 
 pub mod broker;
+pub mod conformance;
 pub mod mqtt;
 pub mod remote;
 pub mod scpi;

@@ -9,6 +9,7 @@ mod bench_predict;
 mod bench_queue;
 mod bench_serve;
 mod bench_suite;
+mod check_instrument;
 mod commands;
 mod export;
 mod predict;
@@ -161,6 +162,9 @@ enum Command {
     Bench(BenchCommand),
     /// A worker: claim queued jobs this machine can do and run a command for each.
     Agent(agent::AgentArgs),
+    /// Check a bridge against drivers/PROTOCOL.md: a pass/fail report per rule, with what was sent
+    /// and received.
+    CheckInstrument(check_instrument::CheckArgs),
     /// Write a campaign's experiments and cycle records as Parquet or CSV files (pandas reads them).
     Export(export::ExportArgs),
     /// Save a campaign's report as one self-contained HTML file (plots and tables, no server needed).
@@ -308,6 +312,7 @@ fn main() -> ExitCode {
         }
         Command::Status { store } => commands::status(&store),
         Command::Agent(args) => agent::run(&args).map(|()| ExitCode::SUCCESS),
+        Command::CheckInstrument(args) => check_instrument::run(&args),
         Command::Export(args) => export::export(&args).map(|()| ExitCode::SUCCESS),
         Command::Report {
             campaign,

@@ -140,7 +140,10 @@ impl SimCycler {
         for entry in running {
             if cycler.shared.channels.contains_key(&entry.channel) {
                 let elapsed = Duration::from_millis(now_ms().saturating_sub(entry.started_ms));
-                cycler.launch(&entry.channel, entry.test, elapsed);
+                let until = entry
+                    .stopped_ms
+                    .map(|s| Duration::from_millis(s.saturating_sub(entry.started_ms)));
+                cycler.launch(&entry.channel, entry.test, elapsed, until);
             }
         }
         Ok(cycler)
@@ -193,8 +196,15 @@ impl SimCycler {
         (self.seed, cell_id).hash(&mut h);
         h.finish()
     }
-    /// Loads `test` on `channel` and cycles it, `elapsed` of wall time after it started.
-    fn launch(&self, channel: &ChannelId, test: CyclingTest, elapsed: Duration) {
+    /// Loads `test` on `channel` and cycles it, `elapsed` of wall time after it started; a test
+    /// stopped `until` after its start ends with the cycles it had completed by then.
+    fn launch(
+        &self,
+        channel: &ChannelId,
+        test: CyclingTest,
+        elapsed: Duration,
+        until: Option<Duration>,
+    ) {
         let (slot, notify) = &self.shared.channels[channel];
         let mut state = slot.lock().expect("channel lock");
         if let Some(task) = state.task.take() {
@@ -233,6 +243,9 @@ impl SimCycler {
         let begun = now.checked_sub(elapsed).unwrap_or(now);
         state.task = Some(tokio::spawn(async move {
             for n in 1..=test.cycles {
+                if until.is_some_and(|u| step * n > u) {
+                    break;
+                }
                 tokio::time::sleep_until(begun + step * n).await;
                 let record = cell.record(test.cycles_before + n, &mut rng);
                 let (slot, notify) = &shared.channels[&id];
@@ -286,16 +299,24 @@ impl Cycler for SimCycler {
                     message: format!("cannot write the journal: {e}"),
                 })?;
         }
-        self.launch(channel, test, Duration::ZERO);
+        self.launch(channel, test, Duration::ZERO, None);
         Ok(())
     }
 
     async fn stop(&self, channel: &ChannelId) -> Result<(), DriverError> {
         let (slot, notify) = self.channel(channel)?;
+        {
+            let state = slot.lock().expect("channel lock");
+            // An idle channel, or a test that has ended: nothing changes (its records stay).
+            if !state.started || state.finished {
+                return Ok(());
+            }
+        }
         if let Some(journal) = &self.shared.journal {
             journal
                 .append(&JournalEntry::Stop {
                     channel: channel.clone(),
+                    stopped_ms: now_ms(),
                 })
                 .map_err(|e| DriverError::Instrument {
                     instrument: self.name.clone(),

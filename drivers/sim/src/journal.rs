@@ -21,7 +21,12 @@ pub(crate) enum JournalEntry {
         test: CyclingTest,
     },
     /// The channel's test was stopped.
-    Stop { channel: ChannelId },
+    Stop {
+        channel: ChannelId,
+        /// When it stopped (0 in journals written before this was kept: the test is forgotten).
+        #[serde(default)]
+        stopped_ms: u64,
+    },
 }
 
 /// A test that was running when the journal was last written.
@@ -29,6 +34,8 @@ pub(crate) struct Running {
     pub channel: ChannelId,
     pub started_ms: u64,
     pub test: CyclingTest,
+    /// When it was stopped, if it was: it is restored with the records it had then.
+    pub stopped_ms: Option<u64>,
 }
 
 pub(crate) struct Journal {
@@ -76,11 +83,23 @@ impl Journal {
                             channel,
                             started_ms,
                             test,
+                            stopped_ms: None,
                         }),
                     );
                 }
-                Ok(JournalEntry::Stop { channel }) => {
+                Ok(JournalEntry::Stop {
+                    channel,
+                    stopped_ms: 0,
+                }) => {
                     latest.insert(channel, None);
+                }
+                Ok(JournalEntry::Stop {
+                    channel,
+                    stopped_ms,
+                }) => {
+                    if let Some(Some(r)) = latest.get_mut(&channel) {
+                        r.stopped_ms = Some(stopped_ms);
+                    }
                 }
                 Err(_) => {}
             }
