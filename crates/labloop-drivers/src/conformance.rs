@@ -549,19 +549,73 @@ pub async fn check(target: &Target, options: &CheckOptions) -> Vec<RuleResult> {
         run.skip("*", "the test's rules", "the check's test did not start");
         return run.results;
     }
-    let verdict = match run.call(&start).await {
-        Ok(Ok(_)) => match run.loaded(&channel).await {
-            Ok(d) if d.test_key.as_deref() == Some(&key) && d.records.is_empty() => {
-                Ok("the same key again: success, still the one test".into())
+    // busy
+    let status = run
+        .call(&Op::Status {
+            channel: channel.clone(),
+        })
+        .await;
+    let running = matches!(&status, Ok(Ok(v)) if v["state"] == "running");
+    if running {
+        let other_key = format!("labloop-check/{}/cycle/busy", run.nonce);
+        let busy = Op::Start {
+            channel: channel.clone(),
+            test: check_test(&other_key, options.cycles),
+        };
+        let verdict = match run.call(&busy).await {
+            Ok(Err(f)) if f.code == "BUSY" => Ok("BUSY".into()),
+            Ok(Err(f)) => Err(format!("refused with {} instead of BUSY", f.code)),
+            Ok(Ok(_)) => Err("started a second test over a running one".into()),
+            Err(e) => Err(e),
+        };
+        run.record(
+            "busy",
+            "start with another key on a running channel gets BUSY",
+            verdict,
+        );
+    } else {
+        run.skip(
+            "busy",
+            "BUSY",
+            "the test was no longer running (too fast to check)",
+        );
+    }
+
+    // Once the test has a record, the same key again must leave it as it is (not start it over).
+    let deadline = Instant::now() + options.wait;
+    let first_record = loop {
+        match run.data(&channel, 1, 1).await {
+            Ok(d) if !d.records.is_empty() => break Ok(d.records[0].clone()),
+            Ok(_) if Instant::now() < deadline => {
+                run.exchange.clear();
+                tokio::time::sleep(Duration::from_millis(100)).await;
             }
-            Ok(d) => Err(format!("the channel now holds {:?}", d.test_key)),
+            Ok(_) => break Err(format!("no record within {:?}", options.wait)),
+            Err(e) => break Err(e),
+        }
+    };
+    let verdict = match first_record {
+        Err(e) => Err(e),
+        Ok(first) => match run.call(&start).await {
+            Ok(Ok(_)) => match run.data(&channel, 1, 1).await {
+                Ok(d)
+                    if d.test_key.as_deref() == Some(&key) && d.records.first() == Some(&first) =>
+                {
+                    Ok("the same key again: success, the test goes on untouched".into())
+                }
+                Ok(d) if d.test_key.as_deref() == Some(&key) => Err(format!(
+                    "the same key again started the test over: its first record is now {:?}",
+                    d.records.first().map(|r| r.seq)
+                )),
+                Ok(d) => Err(format!("the channel now holds {:?}", d.test_key)),
+                Err(e) => Err(e),
+            },
+            Ok(Err(f)) => Err(format!(
+                "the same key again was refused: {} {}",
+                f.code, f.message
+            )),
             Err(e) => Err(e),
         },
-        Ok(Err(f)) => Err(format!(
-            "the same key again was refused: {} {}",
-            f.code, f.message
-        )),
-        Err(e) => Err(e),
     };
     run.record(
         "start-idempotent-by-key",
@@ -612,38 +666,6 @@ pub async fn check(target: &Target, options: &CheckOptions) -> Vec<RuleResult> {
             "command-id-replay",
             "id replay",
             "serial: repeated tags need no memory (every command is idempotent)",
-        );
-    }
-
-    // busy
-    let status = run
-        .call(&Op::Status {
-            channel: channel.clone(),
-        })
-        .await;
-    let running = matches!(&status, Ok(Ok(v)) if v["state"] == "running");
-    if running {
-        let other_key = format!("labloop-check/{}/cycle/busy", run.nonce);
-        let busy = Op::Start {
-            channel: channel.clone(),
-            test: check_test(&other_key, options.cycles),
-        };
-        let verdict = match run.call(&busy).await {
-            Ok(Err(f)) if f.code == "BUSY" => Ok("BUSY".into()),
-            Ok(Err(f)) => Err(format!("refused with {} instead of BUSY", f.code)),
-            Ok(Ok(_)) => Err("started a second test over a running one".into()),
-            Err(e) => Err(e),
-        };
-        run.record(
-            "busy",
-            "start with another key on a running channel gets BUSY",
-            verdict,
-        );
-    } else {
-        run.skip(
-            "busy",
-            "BUSY",
-            "the test was no longer running (too fast to check)",
         );
     }
 
