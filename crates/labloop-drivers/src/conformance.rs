@@ -62,7 +62,7 @@ pub enum Target {
     /// A bridge on an MQTT broker under a topic prefix.
     Mqtt(MqttProbe),
     /// An instrument on a serial line.
-    Serial(crate::serial::SerialLink),
+    Serial(Box<crate::serial::SerialLink>),
 }
 
 type Reply = Result<Value, WireFault>;

@@ -9,7 +9,7 @@ use std::f64::consts::{PI, SQRT_2};
 /// `α = (bound − mean)/sd`; for `α > 8`, where the normal's tail underflows, the inverse Mills ratio
 /// takes its asymptotic form. A zero `sd` gives `max(mean, bound)` with no spread.
 pub fn lower_bounded(mean: f64, sd: f64, bound: f64) -> (f64, f64) {
-    if !(sd > 0.0) {
+    if sd.is_nan() || sd <= 0.0 {
         return (mean.max(bound), 0.0);
     }
     let alpha = (bound - mean) / sd;

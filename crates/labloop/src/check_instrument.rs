@@ -62,15 +62,17 @@ pub fn run(args: &CheckArgs) -> Result<ExitCode> {
                         .map_err(anyhow::Error::msg)?,
                 )
             }
-            (None, Some(port)) => Target::Serial(labloop_drivers::serial::SerialLink::new(
-                "instrument",
-                port,
-                args.baud,
-                labloop_drivers::serial::SerialOptions {
-                    attempts: 2,
-                    ..Default::default()
-                },
-            )),
+            (None, Some(port)) => {
+                Target::Serial(Box::new(labloop_drivers::serial::SerialLink::new(
+                    "instrument",
+                    port,
+                    args.baud,
+                    labloop_drivers::serial::SerialOptions {
+                        attempts: 2,
+                        ..Default::default()
+                    },
+                )))
+            }
             _ => bail!("give the bridge: --mqtt URL --prefix P, or --serial PORT"),
         };
         Ok(conformance::check(&target, &options).await)

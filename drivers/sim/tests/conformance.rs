@@ -120,12 +120,12 @@ async fn labloop_sim_passes_over_serial() {
         }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    let target = Target::Serial(labloop_drivers::serial::SerialLink::new(
+    let target = Target::Serial(Box::new(labloop_drivers::serial::SerialLink::new(
         "sim",
         link.to_str().unwrap(),
         115_200,
         labloop_drivers::serial::SerialOptions::default(),
-    ));
+    )));
     let results = conformance::check(&target, &options(None)).await;
     assert_eq!(
         failed(&results),
