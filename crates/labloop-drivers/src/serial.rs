@@ -127,6 +127,8 @@ pub struct SerialLink {
     session: String,
     next_tag: AtomicU64,
     counters: SerialCounters,
+    /// The first protocol error since the last readable reply, to name a command's silence.
+    first_rejected: Mutex<Option<String>>,
 }
 
 impl SerialLink {
@@ -145,6 +147,7 @@ impl SerialLink {
             session: format!("{:x}{:x}", std::process::id() & 0xffff, nanos & 0xfffff),
             next_tag: AtomicU64::new(1),
             counters: SerialCounters::default(),
+            first_rejected: Mutex::new(None),
         }
     }
 
@@ -168,6 +171,10 @@ impl SerialLink {
             .protocol_errors
             .fetch_add(1, Ordering::Relaxed);
         tracing::warn!(instrument = %self.name, port = %self.path, error = message, "protocol error; line dropped");
+        self.first_rejected
+            .lock()
+            .expect("rejected lock")
+            .get_or_insert_with(|| message.to_owned());
     }
 
     /// Writes the command and reads lines until the reply with `tag` (or an untagged one) comes.
@@ -193,7 +200,10 @@ impl SerialLink {
                     self.counters.stale_replies.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(instrument = %self.name, tag = ?reply.tag, "stale reply dropped");
                 }
-                Ok(reply) => return Ok(reply.outcome),
+                Ok(reply) => {
+                    *self.first_rejected.lock().expect("rejected lock") = None;
+                    return Ok(reply.outcome);
+                }
             }
         }
     }
@@ -275,9 +285,20 @@ impl CommandLink for SerialLink {
                     tokio::time::sleep(backoff).await;
                 }
                 Err(_) if attempts >= self.options.attempts => {
-                    return Err(DriverError::Timeout {
-                        instrument: self.name.clone(),
-                        after: patience * attempts,
+                    // Lines came, but none could be read: that is the cause, not silence.
+                    let rejected = self.first_rejected.lock().expect("rejected lock").take();
+                    return Err(match rejected {
+                        Some(first) => DriverError::Protocol {
+                            instrument: self.name.clone(),
+                            detail: format!(
+                                "no readable reply on {} in {attempts} attempts; the first line rejected: {first}",
+                                self.path
+                            ),
+                        },
+                        None => DriverError::Timeout {
+                            instrument: self.name.clone(),
+                            after: patience * attempts,
+                        },
                     });
                 }
                 Err(_) => {

@@ -303,3 +303,32 @@ async fn one_simulator_process_presents_several_cyclers_and_a_builder() {
     }
     let _ = std::fs::remove_dir_all(dir);
 }
+
+/// A line that carries only noise names that as the cause, not "no reply".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_line_of_noise_is_named_a_protocol_error() {
+    let dir = scratch("noise");
+    let link = dir.join("cycler1.tty");
+    let _sim = simulator(
+        &link,
+        &["--channels", "1", "--garbage", "1", "--drop-reply", "1"],
+    );
+    let cycler = SerialCycler::new(
+        "cycler1",
+        1,
+        link.to_str().unwrap(),
+        115_200,
+        SerialOptions {
+            command_timeout: Duration::from_millis(200),
+            attempts: 3,
+            ..SerialOptions::default()
+        },
+    );
+    let e = cycler
+        .status(&ChannelId::from("cycler1/ch01"))
+        .await
+        .unwrap_err();
+    assert!(matches!(e, DriverError::Protocol { .. }), "{e}");
+    assert!(e.to_string().contains("no readable reply"), "{e}");
+    assert!(e.to_string().contains("in 3 attempts"), "{e}");
+}
