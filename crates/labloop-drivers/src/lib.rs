@@ -259,6 +259,12 @@ pub trait Cycler: Send + Sync {
     /// What the channel is doing.
     async fn status(&self, channel: &ChannelId) -> Result<ChannelStatus, DriverError>;
 
+    /// What the driver knows is wrong with the instrument right now (offline, unreachable), for
+    /// saying why a wait ran out; `None` when nothing is known to be wrong.
+    fn health(&self) -> Option<String> {
+        None
+    }
+
     /// The test loaded on the channel, as the instrument reports it (`None`: no test was ever
     /// loaded, or an instrument that cannot tell). Remote instruments answer a `data` with `max: 0`.
     async fn loaded_test(&self, channel: &ChannelId) -> Result<Option<LoadedTest>, DriverError> {

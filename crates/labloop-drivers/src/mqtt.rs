@@ -38,6 +38,10 @@ pub struct MqttOptionsExt {
     pub attempts: u32,
     /// Silence on a running channel after which a replay is asked for.
     pub replay_after: Duration,
+    /// An instrument offline this long (announced gone, never seen, or its broker unreachable)
+    /// fails a follower of its records as [`DriverError::Offline`]; shorter absences are waited
+    /// out, and what was published meanwhile is replayed.
+    pub offline_after: Duration,
 }
 
 impl Default for MqttOptionsExt {
@@ -46,6 +50,7 @@ impl Default for MqttOptionsExt {
             command_timeout: Duration::from_secs(3),
             attempts: 5,
             replay_after: Duration::from_secs(2),
+            offline_after: Duration::from_secs(600),
         }
     }
 }
@@ -81,6 +86,8 @@ struct Presence {
     since: Instant,
     broker_connected: bool,
     broker_error: Option<String>,
+    /// When the broker connection was lost (none while connected).
+    broker_lost_at: Option<Instant>,
     /// The last retained status seen, and when.
     status: Option<(InstrumentStatus, Instant)>,
 }
@@ -167,6 +174,7 @@ impl MqttCycler {
                 since: Instant::now(),
                 broker_connected: false,
                 broker_error: None,
+                broker_lost_at: None,
                 status: None,
             }),
             rejected: Mutex::new(HashMap::new()),
@@ -318,6 +326,7 @@ async fn run_link(inner: Weak<Inner>, mut eventloop: rumqttc::EventLoop) {
                     let mut presence = inner.presence.lock().expect("presence lock");
                     presence.broker_connected = true;
                     presence.broker_error = None;
+                    presence.broker_lost_at = None;
                 }
                 inner.counters.connects.fetch_add(1, Ordering::Relaxed);
                 for topic in [
@@ -338,6 +347,7 @@ async fn run_link(inner: Weak<Inner>, mut eventloop: rumqttc::EventLoop) {
                     let mut presence = inner.presence.lock().expect("presence lock");
                     presence.broker_connected = false;
                     presence.broker_error = Some(e.to_string());
+                    presence.broker_lost_at.get_or_insert_with(Instant::now);
                 }
                 tracing::warn!(instrument = %inner.name, error = %e, retry_in = ?backoff, "broker connection lost");
                 drop(inner);
@@ -409,42 +419,62 @@ impl Inner {
         })
     }
 
-    /// Why the instrument did not answer for `after`: broker down, instrument never seen or gone,
-    /// its replies unreadable — or, when all looks well, a plain timeout.
+    /// Why the instrument did not answer for `after`: its replies unreadable, or it is gone
+    /// ([`Self::gone`]) — or, when all looks well, a plain timeout.
     fn silence(&self, after: Duration) -> DriverError {
         if let Some(e) = self.rejected_on(&self.topics.ack(), 1) {
             return e;
         }
+        self.gone().map_or(
+            DriverError::Timeout {
+                instrument: self.name.clone(),
+                after,
+            },
+            |(_, e)| e,
+        )
+    }
+
+    /// Whether the instrument is gone, since how long, and how that reads: the broker
+    /// unreachable, the instrument never seen under its prefix, or announced offline.
+    fn gone(&self) -> Option<(Duration, DriverError)> {
         let presence = self.presence.lock().expect("presence lock");
         let offline = |detail: String| DriverError::Offline {
             instrument: self.name.clone(),
             detail,
         };
         if !presence.broker_connected {
-            return offline(format!(
-                "the broker is not reachable ({}); no command can reach the instrument",
-                presence
-                    .broker_error
-                    .as_deref()
-                    .unwrap_or("not connected yet")
+            let since = presence.broker_lost_at.unwrap_or(presence.since);
+            return Some((
+                since.elapsed(),
+                offline(format!(
+                    "the broker is not reachable ({}) for {:.0?}; no command can reach the instrument",
+                    presence
+                        .broker_error
+                        .as_deref()
+                        .unwrap_or("not connected yet"),
+                    since.elapsed()
+                )),
             ));
         }
         match &presence.status {
-            None => offline(format!(
-                "no status on {} in {:.0?} since connecting: no instrument has announced itself under this prefix (is its bridge running, with this prefix?)",
-                self.topics.status(),
-                presence.since.elapsed()
+            None => Some((
+                presence.since.elapsed(),
+                offline(format!(
+                    "no status on {} in {:.0?} since connecting: no instrument has announced itself under this prefix (is its bridge running, with this prefix?)",
+                    self.topics.status(),
+                    presence.since.elapsed()
+                )),
             )),
-            Some((s, at)) if s.state != "online" => offline(format!(
-                "it announced `{}` on {} {:.0?} ago (its last will, when its connection dropped)",
-                s.state,
-                self.topics.status(),
-                at.elapsed()
+            Some((s, at)) if s.state != "online" => Some((
+                at.elapsed(),
+                offline(format!(
+                    "it announced `{}` on {} {:.0?} ago (its last will, when its connection dropped)",
+                    s.state,
+                    self.topics.status(),
+                    at.elapsed()
+                )),
             )),
-            Some(_) => DriverError::Timeout {
-                instrument: self.name.clone(),
-                after,
-            },
+            Some(_) => None,
         }
     }
 
@@ -536,6 +566,10 @@ impl Cycler for MqttCycler {
         crate::remote::identify_via(self, self.inner.options.command_timeout).await
     }
 
+    fn health(&self) -> Option<String> {
+        self.inner.gone().map(|(_, e)| e.to_string())
+    }
+
     async fn loaded_test(&self, channel: &ChannelId) -> Result<Option<LoadedTest>, DriverError> {
         let local = self.local(channel)?.to_owned();
         crate::remote::loaded_test_via(self, &local, self.inner.options.command_timeout).await
@@ -555,6 +589,11 @@ impl Cycler for MqttCycler {
         let mut silence = self.inner.options.replay_after;
         loop {
             if let Some(e) = self.inner.rejected_on(&topic, PROTOCOL_ERROR_LIMIT) {
+                return Err(e);
+            }
+            if let Some((away, e)) = self.inner.gone()
+                && away >= self.inner.options.offline_after
+            {
                 return Err(e);
             }
             let (ask_replay, gap, key) = {
@@ -598,7 +637,8 @@ impl Cycler for MqttCycler {
                 self.check_not_lost(channel, &local, &key, from_seq, gap)
                     .await?;
             }
-            match tokio::time::timeout(silence, changes.changed()).await {
+            let wait = silence.min(self.inner.options.offline_after);
+            match tokio::time::timeout(wait, changes.changed()).await {
                 Ok(Ok(())) => {}
                 Ok(Err(_)) => {
                     return Err(DriverError::Instrument {

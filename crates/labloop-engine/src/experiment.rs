@@ -274,8 +274,13 @@ impl ExperimentRun {
                     Some(t) => tokio::time::timeout(limit(t), work)
                         .await
                         .unwrap_or_else(|_| {
+                            // Say why, when the instrument's driver knows.
+                            let cause = channel
+                                .and_then(|ch| ch.cycler.health())
+                                .map(|h| format!(": {h}"))
+                                .unwrap_or_default();
                             Err(StepFailure::Failed(format!(
-                                "timed out after {}",
+                                "timed out after {}{cause}",
                                 spec.timeout.as_deref().unwrap_or("")
                             )))
                         }),

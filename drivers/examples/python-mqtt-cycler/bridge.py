@@ -55,10 +55,6 @@ class Channel:
         self.fault = saved.get("fault")
         self.started_at = saved.get("started_at", 0.0)
 
-    def saved(self):
-        return {"test": self.test, "records": self.records, "ended": self.ended,
-                "fault": self.fault, "started_at": self.started_at}
-
     @property
     def key(self):
         return self.test["key"] if self.test else None
@@ -121,27 +117,46 @@ class Bridge:
         self.client.connect(url.hostname or "127.0.0.1", url.port or 1883, keepalive=5)
 
     # -- state that survives a restart -------------------------------------------------------
+    # An append-only journal (one JSON object per line, fsynced): each change is written before the
+    # reply or record it covers is sent, and costs one short line however long the tests grow.
     def load(self):
+        """The channels and replies the journal describes (empty without one)."""
+        state = {"channels": {}, "replies": {}}
         if not self.state_file or "forget-on-restart" in self.broken:
-            return {}
+            return state
         try:
-            with open(self.state_file) as f:
-                return json.load(f)
+            lines = open(self.state_file).read().splitlines()
         except FileNotFoundError:
-            return {}
+            return state
+        channels = state["channels"]
+        for line in lines:
+            try:
+                entry = json.loads(line)
+            except ValueError:
+                continue  # a line torn by a crash mid-write
+            ch = channels.setdefault(entry.get("channel"), {"records": []})
+            kind = entry["kind"]
+            if kind == "start":
+                channels[entry["channel"]] = {"test": entry["test"], "records": [],
+                                              "started_at": entry["at"]}
+            elif kind == "record":
+                ch["records"].append(entry["record"])
+            elif kind == "end":
+                ch["ended"], ch["fault"] = True, entry.get("fault")
+            elif kind == "clear":
+                channels[entry["channel"]] = {"records": []}
+            elif kind == "reply":
+                state["replies"][entry["id"]] = entry["reply"]
+        return state
 
-    def save(self):
-        """Written before the reply or record it covers is published."""
+    def journal(self, **entry):
         if not self.state_file:
             return
-        data = {"channels": {n: c.saved() for n, c in self.channels.items()},
-                "replies": self.replies}
-        tmp = self.state_file + ".tmp"
-        with open(tmp, "w") as f:
-            json.dump(data, f)
+        line = json.dumps(entry) + "\n"
+        with open(self.state_file, "a") as f:
+            f.write(line)
             f.flush()
             os.fsync(f.fileno())
-        os.replace(tmp, self.state_file)
 
     # -- MQTT ----------------------------------------------------------------------------------
     def topic(self, name):
@@ -178,7 +193,7 @@ class Bridge:
                 self.replies[cid] = reply
                 while len(self.replies) > REMEMBERED_IDS:
                     self.replies.pop(next(iter(self.replies)))
-                self.save()
+                self.journal(kind="reply", id=cid, reply=reply)
         self.publish("ack", reply)
         if command.get("op") == "replay" and reply.get("ok"):
             self.republish(command["channel"], int(command.get("from_seq", 1)))
@@ -212,14 +227,16 @@ class Bridge:
                 return err("BUSY", f"{name}: busy with test {ch.key}")
             ch.test, ch.records, ch.ended, ch.fault = test, [], False, None
             ch.started_at = time.time()
+            self.journal(kind="start", channel=name, test=test, at=ch.started_at)
             return ok()
         if op == "stop":
             if ch.running:
                 ch.ended = True
-                self.save()
+                self.journal(kind="end", channel=name)
                 self.end_message(name, ch)
             elif "stop-clears" in self.broken:
                 ch.test, ch.records = None, []
+                self.journal(kind="clear", channel=name)
             return ok()
         if op == "status":
             if ch.test is None:
@@ -274,7 +291,10 @@ class Bridge:
                     seq = len(ch.records)
                     done = seq >= int(ch.test.get("cycles", 0))
                     ch.ended = done
-                    self.save()  # stored before it is sent
+                    # Stored before it is sent.
+                    self.journal(kind="record", channel=name, record=record)
+                    if done:
+                        self.journal(kind="end", channel=name)
                     if not ("seq-gap" in self.broken and seq == 2):
                         self.publish(f"telemetry/{name}",
                                      {"test_key": ch.key, "seq": float(seq), "record": record,
@@ -290,7 +310,8 @@ def main():
     parser.add_argument("--channels", type=int, default=4)
     parser.add_argument("--cycle-seconds", type=float, default=1.0,
                         help="wall time per simulated cycle")
-    parser.add_argument("--state", help="state file: tests, records and replies survive a restart")
+    parser.add_argument("--state",
+                        help="journal file: tests, records and replies survive a restart")
     parser.add_argument("--seed", type=int, default=1)
     parser.add_argument("--break", dest="break_rules", action="append", choices=sorted(BREAKS),
                         help="break one rule on purpose (testing a checker)")

@@ -44,6 +44,7 @@ fn driver(prefix: &str) -> MqttCycler {
             command_timeout: Duration::from_millis(300),
             attempts: 3,
             replay_after: Duration::from_millis(300),
+            offline_after: Duration::from_secs(600),
         },
     )
     .unwrap()
@@ -273,4 +274,44 @@ async fn a_run_of_protocol_errors_fails_the_channel_quoting_the_first() {
     // It gives up after the limit, not after thousands of replays.
     assert!(replays <= PROTOCOL_ERROR_LIMIT, "{replays} replays");
     assert!(started.elapsed() < Duration::from_secs(15));
+}
+
+/// A bridge gone mid-test is waited for `offline_after`, then named: the step does not hold its
+/// channel for the whole step timeout saying only "timed out".
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_bridge_gone_mid_test_fails_its_follower_as_offline_after_the_bound() {
+    let prefix = unique_prefix("gone-mid-test");
+    let cycler = MqttCycler::connect(
+        "cycler1",
+        2,
+        &url(),
+        &prefix,
+        MqttOptionsExt {
+            command_timeout: Duration::from_millis(300),
+            attempts: 3,
+            replay_after: Duration::from_millis(300),
+            offline_after: Duration::from_secs(2),
+        },
+    )
+    .unwrap();
+    let ch = ChannelId::from("cycler1/ch01");
+    let sim = simulator(&prefix, "5000");
+    wait_identified(&cycler).await;
+    cycler.start(&ch, test(0)).await.unwrap();
+    let first = cycler.records(&ch, 1).await.unwrap();
+    let next = first.records.last().unwrap().seq + 1;
+    drop(sim);
+    let started = Instant::now();
+    let e = tokio::time::timeout(Duration::from_secs(20), cycler.records(&ch, next))
+        .await
+        .expect("bounded")
+        .unwrap_err();
+    assert!(matches!(e, DriverError::Offline { .. }), "{e}");
+    assert!(e.to_string().contains("announced `offline`"), "{e}");
+    assert!(
+        started.elapsed() >= Duration::from_secs(1),
+        "{:?}",
+        started.elapsed()
+    );
+    assert!(cycler.health().is_some_and(|h| h.contains("offline")));
 }

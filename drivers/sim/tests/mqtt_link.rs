@@ -59,6 +59,7 @@ fn driver(broker: &str, prefix: &str) -> MqttCycler {
             command_timeout: Duration::from_millis(400),
             attempts: 40,
             replay_after: Duration::from_millis(300),
+            offline_after: Duration::from_secs(600),
         },
     )
     .unwrap()

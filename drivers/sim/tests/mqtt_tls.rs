@@ -153,6 +153,7 @@ fn options() -> MqttOptionsExt {
         command_timeout: Duration::from_millis(400),
         attempts: 20,
         replay_after: Duration::from_millis(300),
+        offline_after: Duration::from_secs(600),
     }
 }
 
