@@ -5,7 +5,7 @@
 mod common;
 
 use async_trait::async_trait;
-use common::{WORKFLOW, fresh_store, run_campaign, runner};
+use common::{WORKFLOW, fresh_store, real_time_clo, run_campaign, runner};
 use labloop_core::{ChannelId, ExperimentState};
 use labloop_drivers::{
     BuiltCell, CellBuilder, CellOrder, ChannelStatus, Cycler, CyclingTest, DriverError, Identity,
@@ -26,6 +26,8 @@ struct Scripted {
     /// Records after which the instrument ends the test, with its reason.
     fault_after: Option<(u64, String)>,
     identity: Option<Identity>,
+    /// Records never come, and the driver knows why.
+    gone: Option<String>,
 }
 
 impl Scripted {
@@ -37,6 +39,7 @@ impl Scripted {
             stops: Mutex::new(Vec::new()),
             fault_after: None,
             identity: None,
+            gone: None,
         }
     }
 }
@@ -81,11 +84,17 @@ impl Cycler for Scripted {
             ended: false,
         }))
     }
+    fn health(&self) -> Option<String> {
+        self.gone.clone()
+    }
     async fn records(
         &self,
         channel: &ChannelId,
         from_seq: u64,
     ) -> Result<RecordBatch, DriverError> {
+        if self.gone.is_some() {
+            std::future::pending::<()>().await;
+        }
         let mut batch = self.sim.records(channel, from_seq).await?;
         if let Some((last, reason)) = &self.fault_after {
             batch.records.retain(|t| t.seq <= *last);
@@ -343,4 +352,26 @@ experiment:
         assert_eq!(wire["parameters"][0]["unit"], "wt%");
         assert_eq!(wire["formulation"].as_array().unwrap().len(), 2);
     }
+}
+
+/// "timed out after 2s" alone said nothing; the driver's known cause now follows it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_timeout_names_what_the_driver_knows() {
+    let mut cycler = Scripted::new(1);
+    cycler.gone = Some("cycler1 is offline: it announced `offline` 3s ago".into());
+    let text = real_time_clo(
+        1,
+        1,
+        "    - cycle:\n        cycles: 30\n        discharge_c_rate: 4.0\n      timeout: 2s\n    - predict:\n        model: severson-variance\n",
+    );
+    let (result, store) = run_campaign(&text, Arc::new(cycler), "timeout-cause").await;
+    assert!(result.is_err());
+    let campaign = &store.campaigns().await.unwrap()[0].id;
+    let e = &store.experiments(campaign).await.unwrap()[0];
+    let steps = store.step_states(&e.id).await.unwrap();
+    let detail = steps.values().find_map(|s| s.detail.clone()).unwrap();
+    assert!(
+        detail.contains("timed out after 2s: cycler1 is offline: it announced `offline`"),
+        "{detail}"
+    );
 }
