@@ -240,6 +240,20 @@ impl Run<'_> {
 
     /// Sends `op` under `id`; the reply, or why none came.
     async fn call_as(&mut self, id: &str, op: &Op) -> Result<Reply, String> {
+        let patience = match op {
+            // A build takes minutes; every other command answers at once.
+            Op::Build { .. } => self.options.wait,
+            _ => self.options.reply_timeout,
+        };
+        self.call_within(id, op, patience).await
+    }
+
+    async fn call_within(
+        &mut self,
+        id: &str,
+        op: &Op,
+        patience: Duration,
+    ) -> Result<Reply, String> {
         match self.target {
             Target::Mqtt(probe) => {
                 let payload = wire::encode(&wire::Command {
@@ -247,9 +261,7 @@ impl Run<'_> {
                     op: op.clone(),
                 });
                 self.exchange.push(format!("→ {}", text(&payload)));
-                let reply = probe
-                    .publish_and_wait(id, payload, self.options.reply_timeout)
-                    .await;
+                let reply = probe.publish_and_wait(id, payload, patience).await;
                 let reply = reply.inspect_err(|e| self.exchange.push(format!("← ({e})")))?;
                 self.exchange.push(format!("← {}", text(&reply)));
                 let ack: Ack =
@@ -263,7 +275,7 @@ impl Run<'_> {
             Target::Serial(link) => {
                 let line = crate::scpi::encode_command(id, op).map_err(|e| e.to_string())?;
                 self.exchange.push(format!("→ {}", line.trim_end()));
-                let outcome = link.command(op.clone(), self.options.reply_timeout).await;
+                let outcome = link.command(op.clone(), patience).await;
                 self.exchange.push(format!("← {outcome:?}"));
                 match outcome {
                     Ok(v) => Ok(Ok(v)),
@@ -453,11 +465,7 @@ pub async fn check(target: &Target, options: &CheckOptions) -> Vec<RuleResult> {
     }
 
     if identity.channels.is_empty() {
-        run.skip(
-            "*",
-            "cycler rules",
-            "no channels: a cell builder (its rules: identify, build)",
-        );
+        check_builder(&mut run, mqtt).await;
         return run.results;
     }
     let channel = options
@@ -955,6 +963,71 @@ pub async fn check(target: &Target, options: &CheckOptions) -> Vec<RuleResult> {
         verdict,
     );
     run.results
+}
+
+/// The rules of a cell builder: a build, idempotent by order key, and (MQTT) by command id.
+async fn check_builder(run: &mut Run<'_>, mqtt: bool) {
+    let order = |key: &str| crate::CellOrder {
+        key: key.to_owned(),
+        formulation: vec![("EC".into(), 0.3), ("EMC".into(), 0.7)],
+        parameters: Vec::new(),
+        electrolyte_ul: 70.0,
+        ..crate::CellOrder::default()
+    };
+    let key = format!("labloop-check/{}/build/1", run.nonce);
+    let build = Op::Build { order: order(&key) };
+    let build_id = run.id();
+    let cell = |reply: Result<Reply, String>| -> Result<crate::BuiltCell, String> {
+        match reply? {
+            Ok(v) => {
+                serde_json::from_value(v).map_err(|e| format!("a build reply is a built cell: {e}"))
+            }
+            Err(f) => Err(format!("refused: {} {}", f.code, f.message)),
+        }
+    };
+    let first = cell(run.call_as(&build_id, &build).await);
+    let verdict = first
+        .as_ref()
+        .map(|c| format!("cell {} ({} µL)", c.cell_id, c.electrolyte_ul))
+        .map_err(Clone::clone);
+    run.record(
+        "build",
+        "build answers a built cell {cell_id, electrolyte_ul, qc}",
+        verdict,
+    );
+    let Ok(first) = first else { return };
+    let again = cell(run.call(&build).await);
+    let verdict = match again {
+        Ok(c) if c == first => Ok("the same key again: the same cell".into()),
+        Ok(c) => Err(format!(
+            "the same key again built another cell: {} (first {})",
+            c.cell_id, first.cell_id
+        )),
+        Err(e) => Err(e),
+    };
+    run.record(
+        "build-idempotent-by-key",
+        "a repeated order key returns the same cell, never a second one",
+        verdict,
+    );
+    if mqtt {
+        let other = Op::Build {
+            order: order(&format!("labloop-check/{}/build/other", run.nonce)),
+        };
+        let verdict = match cell(run.call_as(&build_id, &other).await) {
+            Ok(c) if c == first => Ok("the repeated id got the first cell again".into()),
+            Ok(c) => Err(format!(
+                "the repeated id was carried out again: cell {}",
+                c.cell_id
+            )),
+            Err(e) => Err(e),
+        };
+        run.record(
+            "command-id-replay",
+            "a command id answered before is not carried out again",
+            verdict,
+        );
+    }
 }
 
 /// The report for people: one line per rule, and what was sent and received under a failed one.

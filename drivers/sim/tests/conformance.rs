@@ -287,3 +287,45 @@ async fn a_broken_bridge_fails_the_rule_it_breaks() {
     }
     assert!(wrong.is_empty(), "{}", wrong.join("\n"));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_labloop_sim_builder_passes_the_builder_rules() {
+    let prefix = format!("labloop-test/{}/robot1", unique("conform-robot"));
+    let _sim = Killed(
+        Command::new(env!("CARGO_BIN_EXE_labloop-sim"))
+            .args([
+                "mqtt",
+                "--broker",
+                &broker_url(),
+                "--prefix",
+                &prefix,
+                "--builder",
+            ])
+            .args(["--channels", "1", "--acceleration", "2000"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+    );
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let results = check_mqtt(&prefix, None).await;
+    assert_eq!(
+        failed(&results),
+        Vec::<&str>::new(),
+        "{}",
+        conformance::report(&results)
+    );
+    for rule in [
+        "identify",
+        "build",
+        "build-idempotent-by-key",
+        "command-id-replay",
+    ] {
+        assert_eq!(
+            outcome(&results, rule),
+            Outcome::Pass,
+            "{}",
+            conformance::report(&results)
+        );
+    }
+}
