@@ -215,7 +215,7 @@ impl ExperimentRun {
     /// on an idle channel.
     async fn stop_own_test(&self, ch: &Channel) {
         match ch.cycler.loaded_test(&ch.id).await {
-            Ok(Some(t)) if !t.key.starts_with(&format!("{}/", self.id)) => {
+            Ok(Some(t)) if crate::steps::experiment_of(&t.key) != Some(self.id.as_str()) => {
                 tracing::info!(experiment = %self.id, channel = %ch.id, test = %t.key, "not stopping a test this experiment did not start");
                 return;
             }

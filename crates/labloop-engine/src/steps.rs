@@ -43,6 +43,8 @@ pub(crate) struct StepCall<'a> {
 }
 
 impl StepCall<'_> {
+    /// The idempotency key of this attempt: `<experiment>/<step>/<attempt>` ([`experiment_of`]
+    /// reads it back).
     fn key(&self) -> String {
         format!("{}/{}/{}", self.run.id, self.step_id, self.attempt)
     }
@@ -317,7 +319,7 @@ impl StepCall<'_> {
                 channel.id
             )));
         };
-        let experiment = loaded.key.rsplitn(3, '/').nth(2).unwrap_or("");
+        let experiment = experiment_of(&loaded.key).unwrap_or("");
         let state = if experiment.is_empty() {
             None
         } else {
@@ -518,6 +520,11 @@ impl StepCall<'_> {
             tokio::time::sleep(Duration::from_millis(200)).await;
         }
     }
+}
+
+/// The experiment a test key names, for keys as [`StepCall::key`] writes them.
+pub(crate) fn experiment_of(key: &str) -> Option<&str> {
+    key.rsplitn(3, '/').nth(2)
 }
 
 /// What a cycling test gave: its records, and the instrument's fault if it stopped the test on one.

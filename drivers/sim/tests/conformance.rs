@@ -8,24 +8,12 @@
 
 mod common;
 
-use common::Killed;
+use common::{Killed, broker_url, unique, unique_prefix};
 use labloop_drivers::conformance::{self, CheckOptions, MqttProbe, Outcome, RuleResult, Target};
 use labloop_drivers::mqtt::BrokerAddress;
 use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Duration;
-
-fn broker_url() -> String {
-    std::env::var("LABLOOP_TEST_MQTT_URL").unwrap_or_else(|_| "mqtt://127.0.0.1:1883".into())
-}
-
-fn unique(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("{tag}-{}-{nanos}", std::process::id())
-}
 
 fn options(restart_hook: Option<String>) -> CheckOptions {
     CheckOptions {
@@ -61,23 +49,29 @@ fn outcome(results: &[RuleResult], rule: &str) -> Outcome {
         .outcome
 }
 
+/// A shell line that kills the process whose pid is in `pid` (if any) and starts `command` in the
+/// background in its place, logging to `log`.
+fn restart_line(pid: &std::path::Path, command: &str, log: &str) -> String {
+    let pid = pid.display();
+    format!(
+        "[ -f {pid} ] && kill $(cat {pid}) && sleep 0.3; {command} >{log} 2>&1 & echo $! > {pid}"
+    )
+}
+
 /// A shell line that (re)starts `labloop-sim mqtt` on `prefix` with a journal, killing the last.
 fn sim_restart_script(prefix: &str, dir: &std::path::Path) -> String {
-    let sim = env!("CARGO_BIN_EXE_labloop-sim");
-    let pid = dir.join("sim.pid");
-    format!(
-        "[ -f {pid} ] && kill $(cat {pid}) && sleep 0.3; \
-         {sim} mqtt --broker {url} --prefix {prefix} --channels 2 --acceleration 2000 --journal {journal} \
-         >/dev/null 2>&1 & echo $! > {pid}",
-        pid = pid.display(),
+    let command = format!(
+        "{sim} mqtt --broker {url} --prefix {prefix} --channels 2 --acceleration 2000 --journal {journal}",
+        sim = env!("CARGO_BIN_EXE_labloop-sim"),
         url = broker_url(),
         journal = dir.join("journal").display()
-    )
+    );
+    restart_line(&dir.join("sim.pid"), &command, "/dev/null")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn labloop_sim_passes_over_mqtt_restart_included() {
-    let prefix = format!("labloop-test/{}/cycler1", unique("conform-sim"));
+    let prefix = unique_prefix("conform-sim");
     let dir = std::env::temp_dir().join(unique("conform-sim"));
     std::fs::create_dir_all(&dir).unwrap();
     let script = sim_restart_script(&prefix, &dir);
@@ -167,23 +161,23 @@ fn bridge_restart_script(
     dir: &std::path::Path,
     breaks: &[&str],
 ) -> String {
-    let pid = dir.join("bridge.pid");
     let breaks: String = breaks.iter().map(|b| format!(" --break {b}")).collect();
-    format!(
-        "[ -f {pid} ] && kill $(cat {pid}) && sleep 0.3; \
-         {python} {script} --broker {url} --prefix {prefix} --channels 2 --cycle-seconds 0.3 --state {state}{breaks} \
-         >{log} 2>&1 & echo $! > {pid}",
-        pid = pid.display(),
+    let command = format!(
+        "{python} {script} --broker {url} --prefix {prefix} --channels 2 --cycle-seconds 0.3 --state {state}{breaks}",
         python = python.display(),
         script = bridge_script().display(),
         url = broker_url(),
         state = dir.join("state.json").display(),
-        log = dir.join("bridge.log").display(),
+    );
+    restart_line(
+        &dir.join("bridge.pid"),
+        &command,
+        &dir.join("bridge.log").display().to_string(),
     )
 }
 
 async fn check_python(python: &std::path::Path, breaks: &[&str], restart: bool) -> Vec<RuleResult> {
-    let prefix = format!("labloop-test/{}/cycler1", unique("conform-py"));
+    let prefix = unique_prefix("conform-py");
     let dir = std::env::temp_dir().join(unique("conform-py"));
     std::fs::create_dir_all(&dir).unwrap();
     let script = bridge_restart_script(python, &prefix, &dir, breaks);

@@ -5,7 +5,7 @@
 
 mod common;
 
-use common::{Killed, test};
+use common::{Killed, broker_url, test, unique_prefix};
 use labloop_core::ChannelId;
 use labloop_drivers::mqtt::{MqttCycler, MqttOptionsExt, PROTOCOL_ERROR_LIMIT};
 use labloop_drivers::{Cycler, DriverError};
@@ -13,38 +13,30 @@ use rumqttc::{AsyncClient, Event, MqttOptions, Packet, QoS};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+/// The test broker's host and port, for a raw client.
 fn broker() -> (String, u16) {
-    let url =
-        std::env::var("LABLOOP_TEST_MQTT_URL").unwrap_or_else(|_| "mqtt://127.0.0.1:1883".into());
+    let url = broker_url();
     let rest = url.trim_start_matches("mqtt://");
     let (host, port) = rest.rsplit_once(':').unwrap_or((rest, "1883"));
     (host.to_owned(), port.parse().unwrap())
 }
 
-fn url() -> String {
-    let (host, port) = broker();
-    format!("mqtt://{host}:{port}")
-}
-
-fn unique_prefix(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("labloop-test/{tag}-{}-{nanos}/cycler1", std::process::id())
-}
-
 fn driver(prefix: &str) -> MqttCycler {
+    driver_waiting(prefix, Duration::from_secs(600))
+}
+
+/// A driver on `prefix` that waits `offline_after` for a gone instrument.
+fn driver_waiting(prefix: &str, offline_after: Duration) -> MqttCycler {
     MqttCycler::connect(
         "cycler1",
         2,
-        &url(),
+        &broker_url(),
         prefix,
         MqttOptionsExt {
             command_timeout: Duration::from_millis(300),
             attempts: 3,
             replay_after: Duration::from_millis(300),
-            offline_after: Duration::from_secs(600),
+            offline_after,
         },
     )
     .unwrap()
@@ -53,7 +45,7 @@ fn driver(prefix: &str) -> MqttCycler {
 fn simulator(prefix: &str, acceleration: &str) -> Killed {
     Killed(
         Command::new(env!("CARGO_BIN_EXE_labloop-sim"))
-            .args(["mqtt", "--broker", &url(), "--prefix", prefix])
+            .args(["mqtt", "--broker", &broker_url(), "--prefix", prefix])
             .args([
                 "--channels",
                 "2",
@@ -281,19 +273,7 @@ async fn a_run_of_protocol_errors_fails_the_channel_quoting_the_first() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_bridge_gone_mid_test_fails_its_follower_as_offline_after_the_bound() {
     let prefix = unique_prefix("gone-mid-test");
-    let cycler = MqttCycler::connect(
-        "cycler1",
-        2,
-        &url(),
-        &prefix,
-        MqttOptionsExt {
-            command_timeout: Duration::from_millis(300),
-            attempts: 3,
-            replay_after: Duration::from_millis(300),
-            offline_after: Duration::from_secs(2),
-        },
-    )
-    .unwrap();
+    let cycler = driver_waiting(&prefix, Duration::from_secs(2));
     let ch = ChannelId::from("cycler1/ch01");
     let sim = simulator(&prefix, "5000");
     wait_identified(&cycler).await;

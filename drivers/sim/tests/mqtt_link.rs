@@ -8,7 +8,7 @@
 
 mod common;
 
-use common::{CYCLES, Killed, check, expected, run_tests, test};
+use common::{CYCLES, Killed, broker_url, check, expected, run_tests, test, unique_prefix};
 use labloop_core::ChannelId;
 use labloop_drivers::Cycler;
 use labloop_drivers::mqtt::{MqttCycler, MqttOptionsExt};
@@ -17,18 +17,6 @@ use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
 const ACCELERATION: &str = "2000000";
-
-fn broker_url() -> String {
-    std::env::var("LABLOOP_TEST_MQTT_URL").unwrap_or_else(|_| "mqtt://127.0.0.1:1883".into())
-}
-
-fn unique_prefix(tag: &str) -> String {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_nanos();
-    format!("labloop-test/{tag}-{}-{nanos}/cycler1", std::process::id())
-}
 
 fn simulator(broker: &str, prefix: &str, faults: &[&str]) -> Killed {
     let child = Command::new(env!("CARGO_BIN_EXE_labloop-sim"))

@@ -9,6 +9,25 @@ use labloop_sim::{SimClock, SimCycler};
 use std::process::Child;
 use std::time::Duration;
 
+/// The broker the MQTT tests use: `LABLOOP_TEST_MQTT_URL`, default `mqtt://127.0.0.1:1883`.
+pub fn broker_url() -> String {
+    std::env::var("LABLOOP_TEST_MQTT_URL").unwrap_or_else(|_| "mqtt://127.0.0.1:1883".into())
+}
+
+/// `tag` made unique to this run: `<tag>-<pid>-<nanos>`.
+pub fn unique(tag: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos();
+    format!("{tag}-{}-{nanos}", std::process::id())
+}
+
+/// A topic prefix of a cycler no other test run uses.
+pub fn unique_prefix(tag: &str) -> String {
+    format!("labloop-test/{}/cycler1", unique(tag))
+}
+
 /// Cycles per test.
 pub const CYCLES: u32 = 150;
 
