@@ -9,6 +9,7 @@
 mod experiment;
 mod ids;
 pub mod integral;
+pub mod limits;
 mod protocol;
 mod record;
 

@@ -115,6 +115,16 @@ pub enum ProtocolSpaceError {
     /// The charge time must be positive.
     #[error("charge time must be positive, got {0} s")]
     ChargeTime(f64),
+    /// The grids combine into more protocols than can be enumerated.
+    #[error(
+        "the grids combine into {combinations} protocols, more than the limit of {limit}: use fewer steps or coarser grids"
+    )]
+    TooLarge {
+        /// The grids' sizes multiplied (saturating).
+        combinations: u64,
+        /// [`crate::limits::MAX_CANDIDATES`].
+        limit: u64,
+    },
 }
 
 /// The Attia et al. template: SOC windows, a fixed time for the fast steps, grids for all steps but
@@ -164,6 +174,16 @@ impl StepProtocolSpace {
         }
         if !(self.charge_time_s.is_finite() && self.charge_time_s > 0.0) {
             return Err(ProtocolSpaceError::ChargeTime(self.charge_time_s));
+        }
+        let combinations = self
+            .grids
+            .iter()
+            .fold(1u64, |n, g| n.saturating_mul(g.len() as u64));
+        if combinations > crate::limits::MAX_CANDIDATES {
+            return Err(ProtocolSpaceError::TooLarge {
+                combinations,
+                limit: crate::limits::MAX_CANDIDATES,
+            });
         }
         Ok(())
     }

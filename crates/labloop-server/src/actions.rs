@@ -11,23 +11,22 @@
 //! POST /api/campaigns/{id}/approve {"experiment", "step", "approve": true, "note"} → 204
 //! ```
 
-use crate::auth::{Caller, OPERATORS};
-use crate::{ApiError, AppState, known_campaign};
+use crate::auth::{Caller, Operator};
+use crate::{ApiError, AppState, Body, known_campaign};
 use axum::Json;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
-use labloop_store::{Approval, RequestAction};
+use labloop_store::{Approval, RequestAction, TokenRow};
 use serde::Deserialize;
 
 async fn request(
     state: &AppState,
-    caller: Caller,
+    token: TokenRow,
     campaign: &str,
     action: RequestAction,
     experiment: Option<&str>,
 ) -> Result<Response, ApiError> {
-    let token = caller.require(OPERATORS)?;
     if let Some(experiment) = experiment {
         let known = state
             .store
@@ -66,30 +65,30 @@ async fn request(
 #[utoipa::path(post, path = "/api/campaigns/{id}/pause", tag = "act", params(("id" = String, Path, description = "campaign id")), responses((status = 202, description = "request recorded", body = serde_json::Value), (status = 404), (status = 409, description = "the campaign is completed or aborted"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn pause(
     State(state): State<AppState>,
-    caller: Caller,
+    Operator(token): Operator,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    request(&state, caller, &id, RequestAction::Pause, None).await
+    request(&state, token, &id, RequestAction::Pause, None).await
 }
 
 /// `POST /api/campaigns/{id}/resume`.
 #[utoipa::path(post, path = "/api/campaigns/{id}/resume", tag = "act", params(("id" = String, Path, description = "campaign id")), responses((status = 202, description = "request recorded", body = serde_json::Value), (status = 404), (status = 409, description = "the campaign is completed or aborted"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn resume(
     State(state): State<AppState>,
-    caller: Caller,
+    Operator(token): Operator,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    request(&state, caller, &id, RequestAction::Resume, None).await
+    request(&state, token, &id, RequestAction::Resume, None).await
 }
 
 /// `POST /api/campaigns/{id}/abort`: the campaign ends for good.
 #[utoipa::path(post, path = "/api/campaigns/{id}/abort", tag = "act", params(("id" = String, Path, description = "campaign id")), responses((status = 202, description = "request recorded", body = serde_json::Value), (status = 404), (status = 409, description = "the campaign is completed or aborted"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn abort(
     State(state): State<AppState>,
-    caller: Caller,
+    Operator(token): Operator,
     Path(id): Path<String>,
 ) -> Result<Response, ApiError> {
-    request(&state, caller, &id, RequestAction::Abort, None).await
+    request(&state, token, &id, RequestAction::Abort, None).await
 }
 
 /// The body of `abort-experiment`.
@@ -103,13 +102,13 @@ pub(crate) struct ExperimentBody {
 #[utoipa::path(post, path = "/api/campaigns/{id}/abort-experiment", tag = "act", params(("id" = String, Path, description = "campaign id")), request_body = ExperimentBody, responses((status = 202, description = "request recorded", body = serde_json::Value), (status = 404), (status = 409, description = "the campaign is completed or aborted"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn abort_experiment(
     State(state): State<AppState>,
-    caller: Caller,
+    Operator(token): Operator,
     Path(id): Path<String>,
-    Json(body): Json<ExperimentBody>,
+    Body(body): Body<ExperimentBody>,
 ) -> Result<Response, ApiError> {
     request(
         &state,
-        caller,
+        token,
         &id,
         RequestAction::AbortExperiment,
         Some(&body.experiment),
@@ -132,11 +131,10 @@ pub(crate) struct ApproveBody {
 #[utoipa::path(post, path = "/api/campaigns/{id}/approve", tag = "act", params(("id" = String, Path, description = "campaign id")), request_body = ApproveBody, responses((status = 204, description = "answered"), (status = 404, description = "nothing waits there"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
 pub(crate) async fn approve(
     State(state): State<AppState>,
-    caller: Caller,
+    Operator(token): Operator,
     Path(id): Path<String>,
-    Json(body): Json<ApproveBody>,
+    Body(body): Body<ApproveBody>,
 ) -> Result<Response, ApiError> {
-    let token = caller.require(OPERATORS)?;
     known_campaign(&state.store, &id).await?;
     let waiting = state
         .store

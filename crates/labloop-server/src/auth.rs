@@ -1,21 +1,25 @@
-//! Who is calling: `Authorization: Bearer <token>`, or the dashboard's `labloop_token` cookie (set by
-//! `POST /api/session`), checked against the store's hashed tokens. A token's secret never appears
-//! in logs; its id does. Clients that keep failing to authenticate are refused for a while
-//! (429), so tokens cannot be guessed at speed.
+//! Who is calling: `Authorization: Bearer <token>` (the scheme's case does not matter, RFC 7235),
+//! or the dashboard's session cookie (an opaque session id with an expiry, set by
+//! `POST /api/session`; never the token itself), checked against the store's hashes. A token's
+//! secret never appears in logs; its id does. A cookie-authenticated request that changes
+//! something must come from the dashboard's own origin with a JSON body (no cross-site forms).
+//! Addresses that keep presenting wrong credentials are refused for a while (429 with
+//! `Retry-After`), so secrets cannot be guessed at speed; a valid token is never refused for its
+//! address's failures (behind a proxy every client has one address).
 
 use crate::{ApiError, AppState};
 use axum::extract::{ConnectInfo, FromRequestParts};
 use axum::http::request::Parts;
-use axum::http::{HeaderMap, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use labloop_store::TokenRow;
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-/// The dashboard's session cookie: the token's secret, HttpOnly and SameSite=Strict, so scripts
-/// cannot read it and other sites cannot send it.
-pub(crate) const COOKIE: &str = "labloop_token";
+/// The dashboard's session cookie: a session id, HttpOnly and SameSite=Strict, so scripts cannot
+/// read it and other sites cannot send it.
+pub(crate) const COOKIE: &str = "labloop_session";
 
 /// Roles that may read.
 pub(crate) const READERS: &[&str] = &["viewer", "operator", "admin"];
@@ -36,12 +40,13 @@ pub(crate) struct FailureLimiter {
 }
 
 impl FailureLimiter {
-    /// Whether `ip` has failed too often lately.
-    fn blocked(&self, ip: IpAddr) -> bool {
+    /// How long `ip` stays refused, if it is.
+    fn retry_after(&self, ip: IpAddr) -> Option<Duration> {
         let failures = self.failures.lock().expect("limiter lock");
         failures
             .get(&ip)
-            .is_some_and(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+            .filter(|(n, since)| *n >= MAX_FAILURES && since.elapsed() < FAILURE_WINDOW)
+            .map(|(_, since)| FAILURE_WINDOW.saturating_sub(since.elapsed()))
     }
 
     /// Counts one failure of `ip`.
@@ -85,17 +90,32 @@ impl Caller {
     }
 }
 
-/// The bearer token of a request, from its `Authorization` header or the session cookie.
-pub(crate) fn secret(headers: &HeaderMap) -> Option<String> {
+/// What a request presents to say who it is.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) enum Credential {
+    /// An API token, from `Authorization: Bearer`.
+    Bearer(String),
+    /// A dashboard session id, from the cookie.
+    Session(String),
+}
+
+/// The credential of a request: its `Authorization` header, else the session cookie.
+pub(crate) fn credential(headers: &HeaderMap) -> Option<Credential> {
     let bearer = headers
         .get(header::AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
+        .and_then(|v| v.trim_start().split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
         .filter(|s| !s.is_empty());
     if let Some(b) = bearer {
-        return Some(b.to_owned());
+        return Some(Credential::Bearer(b.to_owned()));
     }
+    session_cookie(headers).map(Credential::Session)
+}
+
+/// The session id in the request's cookie, if any.
+pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
     headers
         .get_all(header::COOKIE)
         .iter()
@@ -105,6 +125,53 @@ pub(crate) fn secret(headers: &HeaderMap) -> Option<String> {
         .find(|(name, _)| *name == COOKIE)
         .map(|(_, value)| value.trim().to_owned())
         .filter(|s| !s.is_empty())
+}
+
+/// A cookie-authenticated request that changes something must be the dashboard's own: its
+/// `Origin` (or, lacking one, `Referer`) names this server's host, and its body, if any, is JSON.
+/// Bearer requests come from programs, which other sites cannot make a browser send.
+fn same_origin(parts: &Parts) -> Result<(), ApiError> {
+    if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
+        return Ok(());
+    }
+    let host = parts
+        .headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin = parts
+        .headers
+        .get(header::ORIGIN)
+        .or_else(|| parts.headers.get(header::REFERER))
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let origin_host = origin
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+    if host.is_empty() || origin_host != host {
+        return Err(ApiError::refused(
+            StatusCode::FORBIDDEN,
+            "a request signed in by cookie must come from this server's own page (Origin)",
+        ));
+    }
+    let json = parts
+        .headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|t| t.trim_start().starts_with("application/json"));
+    let has_body = parts
+        .headers
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|n| n.trim() != "0")
+        || parts.headers.contains_key(header::TRANSFER_ENCODING);
+    if has_body && !json {
+        return Err(ApiError::refused(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "expected a JSON body (content-type: application/json)",
+        ));
+    }
+    Ok(())
 }
 
 /// The client's address (loopback when the server was not given connection info).
@@ -129,42 +196,83 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
     }
 }
 
-/// The token whose secret this is, counting a failure against `ip` when there is none.
+/// The token behind a credential. A wrong one counts a failure against `ip`; an address with too
+/// many is answered 429 — unless what it presents now is valid.
 pub(crate) async fn check(
     state: &AppState,
     ip: IpAddr,
-    secret: Option<String>,
+    credential: Option<Credential>,
 ) -> Result<TokenRow, ApiError> {
-    if state.limiter.blocked(ip) {
-        return Err(ApiError::refused(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed authentications from this address; try again in a minute",
-        ));
-    }
-    // Only wrong tokens count as failures: a request without one guesses nothing.
-    let Some(secret) = secret else {
+    // Only wrong credentials count as failures: a request without one guesses nothing.
+    let Some(credential) = credential else {
         return Err(ApiError::refused(
             StatusCode::UNAUTHORIZED,
             "a bearer token is required (labloop token create --role ...)",
         ));
     };
-    let Some(token) = state.store.token(&secret).await? else {
-        state.limiter.failed(ip);
-        tracing::warn!(%ip, "request with an unknown or revoked token");
-        return Err(ApiError::refused(
-            StatusCode::UNAUTHORIZED,
-            "unknown or revoked token",
-        ));
+    let found = match &credential {
+        Credential::Bearer(secret) => state.store.token(secret).await?,
+        Credential::Session(id) => state.store.session(id).await?,
     };
-    Ok(token)
+    if let Some(token) = found {
+        return Ok(token);
+    }
+    state.limiter.failed(ip);
+    if let Some(wait) = state.limiter.retry_after(ip) {
+        let mut refusal = crate::error(
+            StatusCode::TOO_MANY_REQUESTS,
+            "too many failed authentications from this address; try again later",
+        );
+        refusal.headers_mut().insert(
+            header::RETRY_AFTER,
+            HeaderValue::from(wait.as_secs().max(1)),
+        );
+        return Err(ApiError::Refused(Box::new(refusal)));
+    }
+    tracing::warn!(%ip, "request with an unknown or revoked credential");
+    Err(ApiError::refused(
+        StatusCode::UNAUTHORIZED,
+        match credential {
+            Credential::Bearer(_) => "unknown or revoked token",
+            Credential::Session(_) => "the session has expired or was closed: sign in again",
+        },
+    ))
 }
 
 impl FromRequestParts<AppState> for Caller {
     type Rejection = ApiError;
 
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, ApiError> {
-        check(state, client_ip(parts), secret(&parts.headers))
-            .await
-            .map(Self)
+        let credential = credential(&parts.headers);
+        if matches!(credential, Some(Credential::Session(_))) {
+            same_origin(parts)?;
+        }
+        check(state, client_ip(parts), credential).await.map(Self)
     }
 }
+
+/// Callers with a role, as extractors: the role is checked before the body is read, so a caller
+/// without it learns nothing about what the body should be.
+macro_rules! role_extractor {
+    ($name:ident, $roles:expr, $doc:literal) => {
+        #[doc = $doc]
+        pub(crate) struct $name(pub TokenRow);
+
+        impl FromRequestParts<AppState> for $name {
+            type Rejection = ApiError;
+
+            async fn from_request_parts(
+                parts: &mut Parts,
+                state: &AppState,
+            ) -> Result<Self, ApiError> {
+                Caller::from_request_parts(parts, state)
+                    .await?
+                    .require($roles)
+                    .map(Self)
+            }
+        }
+    };
+}
+
+role_extractor!(Operator, OPERATORS, "A caller that may act on campaigns.");
+role_extractor!(Worker, WORKERS, "A caller that may use the queue API.");

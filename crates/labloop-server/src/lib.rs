@@ -11,13 +11,15 @@
 //!
 //! Every route but `/health` and the dashboard's static page needs a token (a bearer header, or
 //! the dashboard's HttpOnly session cookie). No CORS headers are sent: other origins are refused by
-//! browsers. Only this crate knows HTTP.
+//! browsers. Bodies are JSON of at most [`MAX_BODY_BYTES`]; every refusal is a JSON `{"error"}`.
+//! Only this crate knows HTTP.
 
-use axum::extract::FromRef;
-use axum::http::StatusCode;
+use axum::extract::{DefaultBodyLimit, FromRef, FromRequest, Request};
+use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
+use labloop_core::limits::MAX_BODY_BYTES;
 use labloop_store::Store;
 use std::sync::Arc;
 
@@ -41,6 +43,8 @@ pub struct AppState {
     store: Store,
     limiter: Arc<auth::FailureLimiter>,
     hub: Arc<live::Hub>,
+    /// Served over TLS: cookies are `Secure` and responses carry HSTS.
+    secure: bool,
 }
 
 impl FromRef<AppState> for Store {
@@ -53,10 +57,25 @@ impl FromRef<AppState> for Store {
 /// `into_make_service_with_connect_info::<SocketAddr>()` (or `::<ClientAddr>()`) so wrong tokens
 /// are counted per client address.
 pub fn router(store: Store) -> Router {
+    router_with(store, false)
+}
+
+/// The routes, for serving over TLS when `secure` (`Secure` cookies, HSTS).
+pub fn router_with(store: Store, secure: bool) -> Router {
     let state = AppState {
         store,
         limiter: Arc::default(),
         hub: Arc::default(),
+        secure,
+    };
+    let hsts = move |mut response: Response| async move {
+        if secure {
+            response.headers_mut().insert(
+                header::STRICT_TRANSPORT_SECURITY,
+                HeaderValue::from_static("max-age=31536000"),
+            );
+        }
+        response
     };
     Router::new()
         .route("/health", get(health))
@@ -87,7 +106,28 @@ pub fn router(store: Store) -> Router {
         .route("/api/queue/jobs/{*rest}", post(queue_api::change))
         .route("/metrics", get(metrics::metrics))
         .route("/api/openapi.json", get(openapi::document))
+        .layer(DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(axum::middleware::map_response(hsts))
         .with_state(state)
+}
+
+/// A JSON request body whose refusals (not JSON 400/415, too large 413, not the schema 422) are
+/// JSON `{"error"}` like every other.
+pub(crate) struct Body<T>(pub T);
+
+impl<S, T> FromRequest<S> for Body<T>
+where
+    Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    S: Send + Sync,
+{
+    type Rejection = Response;
+
+    async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
+        match Json::<T>::from_request(req, state).await {
+            Ok(Json(value)) => Ok(Self(value)),
+            Err(rejection) => Err(error(rejection.status(), &rejection.body_text())),
+        }
+    }
 }
 
 /// `GET /health`: no token needed.
@@ -151,7 +191,7 @@ pub async fn serve(
     tls: Option<Arc<rustls::ServerConfig>>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> std::io::Result<()> {
-    let app = router(store);
+    let app = router_with(store, tls.is_some());
     match tls {
         Some(config) => {
             axum::serve(

@@ -37,6 +37,7 @@ Every route but /health, / and this document needs a token: `Authorization: Bear
         queue_api::claim,
         queue_api::change,
         metrics::metrics,
+        document,
     ),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
@@ -51,8 +52,80 @@ struct ApiDoc;
 
 struct Security;
 
+/// Routes that need no token.
+const PUBLIC: [&str; 4] = ["/health", "/", "/api/openapi.json", "/api/session"];
+
+/// The refusals every route with a JSON body may answer, as a JSON `{"error"}`.
+const BODY_REFUSALS: [(&str, &str); 4] = [
+    ("400", "the body is not valid JSON"),
+    ("413", "the body is larger than the limit"),
+    ("415", "the body is not JSON (content-type)"),
+    (
+        "422",
+        "the body does not match the schema, or is beyond a limit",
+    ),
+];
+
+/// The refusals every route behind a token may answer.
+const AUTH_REFUSALS: [(&str, &str); 3] = [
+    (
+        "401",
+        "no, an unknown or a revoked token, or an expired session",
+    ),
+    (
+        "403",
+        "the token's role may not do this (or, by cookie, not from this server's page)",
+    ),
+    (
+        "429",
+        "too many wrong credentials from this address (see Retry-After)",
+    ),
+];
+
+fn error_response(description: &str) -> utoipa::openapi::Response {
+    use utoipa::openapi::{ContentBuilder, ObjectBuilder, ResponseBuilder, Type};
+    let schema = ObjectBuilder::new()
+        .property("error", ObjectBuilder::new().schema_type(Type::String))
+        .required("error");
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            "application/json",
+            ContentBuilder::new().schema(Some(schema)).build(),
+        )
+        .build()
+}
+
 impl Modify for Security {
     fn modify(&self, openapi: &mut utoipa::openapi::OpenApi) {
+        for (path, item) in openapi.paths.paths.iter_mut() {
+            let public = PUBLIC.contains(&path.as_str());
+            let operations = [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ];
+            for operation in operations.into_iter().flatten() {
+                let mut refusals: Vec<(&str, &str)> = Vec::new();
+                if operation.request_body.is_some() {
+                    refusals.extend(BODY_REFUSALS);
+                }
+                if public {
+                    operation.security = Some(Vec::new());
+                } else {
+                    refusals.extend(AUTH_REFUSALS);
+                }
+                for (status, description) in refusals {
+                    operation
+                        .responses
+                        .responses
+                        .entry(status.to_owned())
+                        .or_insert_with(|| error_response(description).into());
+                }
+            }
+        }
         let components = openapi.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
             "bearer",
@@ -71,6 +144,7 @@ pub fn openapi() -> utoipa::openapi::OpenApi {
 }
 
 /// `GET /api/openapi.json`.
+#[utoipa::path(get, path = "/api/openapi.json", tag = "health", responses((status = 200, description = "this document", body = serde_json::Value)))]
 pub(crate) async fn document() -> Json<utoipa::openapi::OpenApi> {
     Json(openapi())
 }

@@ -96,7 +96,8 @@ pub(crate) async fn campaign_view(
         "records": store.count_records(&id).await?,
         "rounds": rounds,
         "owner": store.campaign_owner(&id).await?.map(|o| o.owner),
-        "workflow_yaml": row.workflow_yaml,
+        // Viewers and reports never see a credential the workflow (or its store URL) carried.
+        "workflow_yaml": labloop_workflow::redact_secrets(&row.workflow_yaml),
     }))
 }
 

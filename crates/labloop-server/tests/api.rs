@@ -45,8 +45,11 @@ async fn lists_campaigns_and_experiments() {
         })
         .await
         .unwrap();
-    let (_, viewer) = store.create_token("viewer", "alice").await.unwrap();
-    let (_, worker) = store.create_token("worker", "robot").await.unwrap();
+    let (_, viewer) = store.create_token("viewer", "alice", &[]).await.unwrap();
+    let (_, worker) = store
+        .create_token("worker", "robot", &["coin-cell-robot"])
+        .await
+        .unwrap();
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
     tokio::spawn(async move {

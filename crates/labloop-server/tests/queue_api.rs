@@ -36,9 +36,15 @@ async fn workers_use_the_queue_over_http_and_nobody_else_can() {
     let store = Store::connect(&format!("sqlite://{}", db.display()))
         .await
         .unwrap();
-    let (_, worker) = store.create_token("worker", "robot-cell-2").await.unwrap();
-    let (_, viewer) = store.create_token("viewer", "alice").await.unwrap();
-    let (revoked_row, revoked) = store.create_token("worker", "old").await.unwrap();
+    let (_, worker) = store
+        .create_token("worker", "robot-cell-2", &["coin-cell-robot"])
+        .await
+        .unwrap();
+    let (_, viewer) = store.create_token("viewer", "alice", &[]).await.unwrap();
+    let (revoked_row, revoked) = store
+        .create_token("worker", "old", &["coin-cell-robot"])
+        .await
+        .unwrap();
     assert!(store.revoke_token(&revoked_row.id).await.unwrap());
     for i in 0..2 {
         store
@@ -166,7 +172,7 @@ async fn workers_use_the_queue_over_http_and_nobody_else_can() {
         r#"{"capabilities": ["oven"]}"#,
     )
     .await;
-    assert_eq!(code, 204, "nothing for an oven");
+    assert_eq!(code, 403, "this worker is not registered for ovens");
     store.close().await;
     let _ = std::fs::remove_file(db);
 }

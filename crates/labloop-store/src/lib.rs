@@ -60,6 +60,9 @@ pub enum StoreError {
         /// What is wrong.
         message: String,
     },
+    /// A request beyond one of the bounds in `labloop_core::limits` (says which).
+    #[error("{0}")]
+    Limit(String),
     /// A file-system problem preparing an SQLite file.
     #[error("preparing {path}: {message}")]
     Io {

@@ -8,9 +8,13 @@
 //! `BEGIN IMMEDIATE` transaction, which the database file's lock serialises across processes. Every
 //! change names the claim's lease token, so a worker whose lease was taken over cannot complete,
 //! fail or extend the job any more; a completion repeated by the same claim (a retry after a lost
-//! reply) is acknowledged again and stores nothing new.
+//! reply) is acknowledged again and stores nothing new. A lease token is 256 random bits and binds
+//! to the worker that claimed: another worker naming it is refused like a stale claim. Claims name
+//! at most [`MAX_CAPABILITIES`] capabilities and leases last at most [`MAX_LEASE_S`], so no worker
+//! can hold the database's write lock or a job for long.
 
 use crate::{Backend, Store, StoreError, db};
+use labloop_core::limits::{MAX_CAPABILITIES, MAX_LEASE_S, is_capability};
 use sqlx::Row;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -22,7 +26,24 @@ fn now_ms() -> i64 {
 }
 
 fn lease_ms(lease: Duration) -> i64 {
-    lease.as_millis().clamp(1, i64::MAX as u128) as i64
+    lease.as_millis().clamp(1, (MAX_LEASE_S * 1000.0) as u128) as i64
+}
+
+/// Checks a claim's capabilities against the bounds.
+fn check_capabilities(capabilities: &[&str]) -> Result<(), StoreError> {
+    if capabilities.len() > MAX_CAPABILITIES {
+        return Err(StoreError::Limit(format!(
+            "a claim names {} capabilities: at most {MAX_CAPABILITIES}",
+            capabilities.len()
+        )));
+    }
+    match capabilities.iter().find(|c| !is_capability(c)) {
+        Some(bad) => Err(StoreError::Limit(format!(
+            "capability `{}`: expected 1 to 64 letters, digits, `_`, `-` or `.`",
+            bad.chars().take(80).collect::<String>()
+        ))),
+        None => Ok(()),
+    }
 }
 
 /// A job to enqueue.
@@ -55,8 +76,11 @@ pub struct ClaimedJob {
     pub payload: String,
     /// This claim's number (1 for the first).
     pub attempt: u32,
-    /// The token that proves this claim; heartbeats, completion and failure name it.
+    /// The token that proves this claim; heartbeats, completion and failure name it (with the
+    /// worker).
     pub lease_token: String,
+    /// The worker that claimed.
+    pub worker: String,
 }
 
 /// A job as stored.
@@ -128,13 +152,15 @@ impl Store {
     }
 
     /// Claims the oldest job that one of `capabilities` can do — queued, or held under a lease that
-    /// has run out — for `worker`, with a lease of `lease`. `None` when there is nothing to do.
+    /// has run out — for `worker`, with a lease of `lease` (at most [`MAX_LEASE_S`]). `None` when
+    /// there is nothing to do; [`StoreError::Limit`] for more than [`MAX_CAPABILITIES`].
     pub async fn claim(
         &self,
         worker: &str,
         capabilities: &[&str],
         lease: Duration,
     ) -> Result<Option<ClaimedJob>, StoreError> {
+        check_capabilities(capabilities)?;
         if capabilities.is_empty() {
             return Ok(None);
         }
@@ -176,7 +202,7 @@ impl Store {
             return Ok(None);
         };
         let id: String = row.try_get(0).map_err(db("reading a job id"))?;
-        let token = format!("{worker}/{now}/{:x}", rand_suffix());
+        let token = format!("lease_{}", crate::tokens::random_hex());
         let row = sqlx::query(
             "UPDATE jobs SET state = 'claimed', worker = $1, lease_token = $2, lease_until = $3, \
              claimed_at = $4, attempts = attempts + 1 WHERE id = $5 \
@@ -205,22 +231,26 @@ impl Store {
                 .map_err(db(format!("reading job {id}")))? as u32,
             id,
             lease_token: token,
+            worker: worker.to_owned(),
         }))
     }
 
-    /// Extends the lease of a claimed job by `lease` from now.
+    /// Extends the lease of a job `worker` claimed by `lease` from now (at most [`MAX_LEASE_S`]).
     pub async fn heartbeat(
         &self,
         job: &str,
+        worker: &str,
         lease_token: &str,
         lease: Duration,
     ) -> Result<(), QueueError> {
         let result = sqlx::query(
-            "UPDATE jobs SET lease_until = $1 WHERE id = $2 AND lease_token = $3 AND state = 'claimed'",
+            "UPDATE jobs SET lease_until = $1 \
+             WHERE id = $2 AND lease_token = $3 AND worker = $4 AND state = 'claimed'",
         )
         .bind(now_ms() + lease_ms(lease))
         .bind(job)
         .bind(lease_token)
+        .bind(worker)
         .execute(self.pool())
         .await
         .map_err(db(format!("extending the lease of job {job}")))?;
@@ -231,28 +261,30 @@ impl Store {
         }
     }
 
-    /// Completes a claimed job with its result (JSON). Idempotent for the claim that did it.
+    /// Completes a job `worker` claimed with its result (JSON). Idempotent for the claim that did it.
     pub async fn complete(
         &self,
         job: &str,
+        worker: &str,
         lease_token: &str,
         result: &str,
     ) -> Result<Completion, QueueError> {
         let done = sqlx::query(
             "UPDATE jobs SET state = 'completed', result = $1, finished_at = $2 \
-             WHERE id = $3 AND lease_token = $4 AND state = 'claimed'",
+             WHERE id = $3 AND lease_token = $4 AND worker = $5 AND state = 'claimed'",
         )
         .bind(result)
         .bind(now_ms())
         .bind(job)
         .bind(lease_token)
+        .bind(worker)
         .execute(self.pool())
         .await
         .map_err(db(format!("completing job {job}")))?;
         if done.rows_affected() == 1 {
             return Ok(Completion::Completed);
         }
-        let row = sqlx::query("SELECT state, lease_token FROM jobs WHERE id = $1")
+        let row = sqlx::query("SELECT state, lease_token, worker FROM jobs WHERE id = $1")
             .bind(job)
             .fetch_optional(self.pool())
             .await
@@ -261,7 +293,9 @@ impl Store {
             Some(r)
                 if r.try_get::<String, _>(0).ok().as_deref() == Some("completed")
                     && r.try_get::<Option<String>, _>(1).ok().flatten().as_deref()
-                        == Some(lease_token) =>
+                        == Some(lease_token)
+                    && r.try_get::<Option<String>, _>(2).ok().flatten().as_deref()
+                        == Some(worker) =>
             {
                 Ok(Completion::AlreadyCompleted)
             }
@@ -269,11 +303,12 @@ impl Store {
         }
     }
 
-    /// Fails a claimed job: it goes back to the queue when `retry` and attempts are left, else it
-    /// fails for good with `reason`.
+    /// Fails a job `worker` claimed: it goes back to the queue when `retry` and attempts are left,
+    /// else it fails for good with `reason`.
     pub async fn fail(
         &self,
         job: &str,
+        worker: &str,
         lease_token: &str,
         reason: &str,
         retry: bool,
@@ -283,13 +318,14 @@ impl Store {
              state = CASE WHEN $1 = 1 AND attempts < max_attempts THEN 'queued' ELSE 'failed' END, \
              error = $2, lease_token = NULL, lease_until = NULL, \
              finished_at = CASE WHEN $1 = 1 AND attempts < max_attempts THEN NULL ELSE $3 END \
-             WHERE id = $4 AND lease_token = $5 AND state = 'claimed'",
+             WHERE id = $4 AND lease_token = $5 AND worker = $6 AND state = 'claimed'",
         )
         .bind(i64::from(retry))
         .bind(reason)
         .bind(now_ms())
         .bind(job)
         .bind(lease_token)
+        .bind(worker)
         .execute(self.pool())
         .await
         .map_err(db(format!("failing job {job}")))?;
@@ -300,13 +336,13 @@ impl Store {
         }
     }
 
-    /// Why a change naming a lease was refused.
+    /// Why a change naming a lease was refused: where the job stands, never who holds it.
     async fn refusal(&self, job: &str) -> QueueError {
         match self.job(job).await {
             Ok(Some(row)) => QueueError::LeaseLost {
                 job: job.to_owned(),
-                state: match row.worker {
-                    Some(w) if row.state == "claimed" => format!("claimed by {w}"),
+                state: match row.state.as_str() {
+                    "claimed" => "held under another claim".into(),
                     _ => row.state,
                 },
             },
@@ -375,10 +411,4 @@ impl Store {
             })
             .collect()
     }
-}
-
-/// A few random bits for lease tokens (a worker may claim twice in one millisecond).
-pub(crate) fn rand_suffix() -> u64 {
-    use std::hash::{BuildHasher, RandomState};
-    RandomState::new().hash_one(std::time::Instant::now())
 }

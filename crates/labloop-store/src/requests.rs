@@ -62,7 +62,9 @@ pub struct CampaignRequest {
 }
 
 impl Store {
-    /// Records a request; returns its id. The engine acts on it at its next poll.
+    /// Records a request; returns its id. The engine acts on it at its next poll. The same request
+    /// (action and experiment) asked again while one is still waiting is that one: a hundred
+    /// clicks on Abort queue one abort.
     pub async fn request(
         &self,
         campaign: &str,
@@ -70,10 +72,18 @@ impl Store {
         experiment: Option<&str>,
         requested_by: &str,
     ) -> Result<String, StoreError> {
+        let waiting = self
+            .requests(campaign, true)
+            .await?
+            .into_iter()
+            .find(|r| r.action == action && r.experiment_id.as_deref() == experiment);
+        if let Some(same) = waiting {
+            return Ok(same.id);
+        }
         let id = format!(
-            "req_{}_{:016x}",
+            "req_{}_{}",
             now().replace([':', '-', '.'], ""),
-            crate::queue::rand_suffix()
+            &crate::tokens::random_hex()[..16]
         );
         sqlx::query(
             "INSERT INTO campaign_requests (id, campaign_id, action, experiment_id, requested_by, requested_at) \

@@ -319,10 +319,13 @@ async fn queue_suite(store: Store) {
         ("j1", 1, "build_cell")
     );
     assert_eq!(a.payload, r#"{"order": "j1"}"#);
-    store.heartbeat(&a.id, &a.lease_token, long).await.unwrap();
+    store
+        .heartbeat(&a.id, &a.worker, &a.lease_token, long)
+        .await
+        .unwrap();
     assert_eq!(
         store
-            .complete(&a.id, &a.lease_token, r#"{"cell_id": "c1"}"#)
+            .complete(&a.id, &a.worker, &a.lease_token, r#"{"cell_id": "c1"}"#)
             .await
             .unwrap(),
         Completion::Completed
@@ -330,7 +333,7 @@ async fn queue_suite(store: Store) {
     // A completion repeated by the same claim (its reply was lost) stores nothing new.
     assert_eq!(
         store
-            .complete(&a.id, &a.lease_token, r#"{"cell_id": "other"}"#)
+            .complete(&a.id, &a.worker, &a.lease_token, r#"{"cell_id": "other"}"#)
             .await
             .unwrap(),
         Completion::AlreadyCompleted
@@ -339,11 +342,11 @@ async fn queue_suite(store: Store) {
     assert_eq!(row.state, "completed");
     assert_eq!(row.result.as_deref(), Some(r#"{"cell_id": "c1"}"#));
     assert!(matches!(
-        store.heartbeat("j1", &a.lease_token, long).await,
+        store.heartbeat("j1", &a.worker, &a.lease_token, long).await,
         Err(QueueError::LeaseLost { .. })
     ));
     assert!(matches!(
-        store.complete("nope", "t", "{}").await,
+        store.complete("nope", "w1", "t", "{}").await,
         Err(QueueError::Unknown(_))
     ));
 
@@ -376,16 +379,35 @@ async fn queue_suite(store: Store) {
         "taken over after the lease ran out"
     );
     let refused = store
-        .complete(&c.id, &c.lease_token, "{}")
+        .complete(&c.id, &c.worker, &c.lease_token, "{}")
         .await
         .unwrap_err();
     assert_eq!(
         refused.to_string(),
-        "job j3: the lease is no longer this claim's (claimed by w4)"
+        "job j3: the lease is no longer this claim's (held under another claim)",
+        "never who holds it"
     );
+    // A lease token binds to the worker that claimed: another naming it is refused.
+    assert!(matches!(
+        store.complete(&d.id, "w1", &d.lease_token, "{}").await,
+        Err(QueueError::LeaseLost { .. })
+    ));
+    assert!(matches!(
+        store.heartbeat(&d.id, "w1", &d.lease_token, long).await,
+        Err(QueueError::LeaseLost { .. })
+    ));
+    // A claim names a bounded list of capabilities (30 000 once held the write lock for seconds).
+    let many: Vec<String> = (0..30_000).map(|i| format!("cap-{i}")).collect();
+    let many: Vec<&str> = many.iter().map(String::as_str).collect();
+    let refused = store.claim("w9", &many, long).await.unwrap_err();
+    assert!(refused.to_string().contains("at most 32"), "{refused}");
+    assert!(matches!(
+        store.claim("w9", &["robot; DROP TABLE jobs"], long).await,
+        Err(labloop_store::StoreError::Limit(_))
+    ));
     // A failure with retry left: back to the queue; then out of attempts: failed for good.
     store
-        .fail(&d.id, &d.lease_token, "gripper jammed", true)
+        .fail(&d.id, &d.worker, &d.lease_token, "gripper jammed", true)
         .await
         .unwrap();
     let row = store.job("j3").await.unwrap().unwrap();
@@ -396,14 +418,14 @@ async fn queue_suite(store: Store) {
     assert!(store.enqueue(&job("j4", "robot", 3)).await.unwrap());
     let e = store.claim("w5", &["robot"], long).await.unwrap().unwrap();
     store
-        .fail(&e.id, &e.lease_token, "no cells left", true)
+        .fail(&e.id, &e.worker, &e.lease_token, "no cells left", true)
         .await
         .unwrap();
     assert_eq!(store.job("j4").await.unwrap().unwrap().state, "queued");
     let f = store.claim("w6", &["robot"], long).await.unwrap().unwrap();
     assert_eq!((f.id.as_str(), f.attempt), ("j4", 2));
     store
-        .fail(&f.id, &f.lease_token, "broken", false)
+        .fail(&f.id, &f.worker, &f.lease_token, "broken", false)
         .await
         .unwrap();
     assert_eq!(store.job("j4").await.unwrap().unwrap().state, "failed");

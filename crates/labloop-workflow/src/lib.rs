@@ -9,17 +9,21 @@
 //! The YAML library sits behind this crate's one `parse` function (DESIGN.md: a maintained
 //! serde_yaml successor), so swapping it touches one file.
 
+mod bounds;
 mod diagnostic;
 mod locate;
 mod refs;
 mod schema_check;
+mod secrets;
 mod spec;
 mod validate;
 
 pub use diagnostic::Diagnostic;
 pub use refs::{Reference, interpolate, references};
+pub use secrets::{redact_secrets, url_has_password};
 pub use spec::*;
 
+use labloop_core::limits::MAX_DIAGNOSTICS;
 use schema_check::SchemaChecker;
 use serde_json::Value;
 use std::path::Path;
@@ -40,6 +44,9 @@ pub fn parse(text: &str, file: &str) -> (Option<Workflow>, Vec<Diagnostic>) {
 /// Like [`parse`], with `include:` paths read relative to `base` rather than `file`'s folder (for a
 /// workflow that does not come from a file, or is named by a shorter path in diagnostics).
 pub fn parse_in(text: &str, file: &str, base: &Path) -> (Option<Workflow>, Vec<Diagnostic>) {
+    if let Some(d) = bounds::check_text(text, file) {
+        return (None, vec![d]);
+    }
     let mut root = match yaml_to_json(text, file) {
         Ok(v) => v,
         Err(d) => return (None, vec![d]),
@@ -76,18 +83,31 @@ pub fn parse_in(text: &str, file: &str, base: &Path) -> (Option<Workflow>, Vec<D
         problems.push(at(text, file, &path, message));
         unresolved.insert(path);
     }
-    // A value left as `${{ ... }}` because its reference failed is already reported.
-    for m in SchemaChecker::check(&schema, &schema, &root) {
-        if !unresolved.contains(&m.path) {
-            problems.push(at(text, file, &m.path, m.message));
-        }
+    // A value left as `${{ ... }}` because its reference failed is already reported. Only the
+    // first problems are located (each location reads the file); the rest are counted.
+    let mismatches: Vec<_> = SchemaChecker::check(&schema, &schema, &root)
+        .into_iter()
+        .filter(|m| !unresolved.contains(&m.path))
+        .collect();
+    let room = MAX_DIAGNOSTICS.saturating_sub(problems.len());
+    let more = mismatches.len().saturating_sub(room);
+    for m in mismatches.into_iter().take(room) {
+        problems.push(at(text, file, &m.path, m.message));
+    }
+    if more > 0 {
+        problems.push(at(text, file, "", format!("… and {more} more problems")));
     }
     if !problems.is_empty() {
         return (None, problems);
     }
     match serde_json::from_value::<Workflow>(root) {
         Ok(workflow) => {
-            let problems = validate::validate(&workflow, &sources);
+            let mut problems = validate::validate(&workflow, &sources);
+            if problems.len() > MAX_DIAGNOSTICS {
+                let more = problems.len() - MAX_DIAGNOSTICS;
+                problems.truncate(MAX_DIAGNOSTICS);
+                problems.push(at(text, file, "", format!("… and {more} more problems")));
+            }
             (Some(workflow), problems)
         }
         // The schema and the types come from the same code, so this is a bug if it ever shows.
@@ -131,7 +151,6 @@ fn include_files(
     let include_schema = include_schema_value(schema);
     for (i, name) in includes.iter().enumerate() {
         let Some(name) = name.as_str() else { continue };
-        let path = base.join(name);
         // Named in diagnostics as seen from the including file's name.
         let shown = Path::new(file)
             .parent()
@@ -139,19 +158,18 @@ fn include_files(
             .join(name)
             .display()
             .to_string();
-        let text = match std::fs::read_to_string(&path) {
+        let text = match bounds::read_include(base, name, i) {
             Ok(t) => t,
             Err(e) => {
                 let text = &sources[0].text;
-                problems.push(at(
-                    text,
-                    file,
-                    &format!("include[{i}]"),
-                    format!("cannot read `{shown}`: {e}"),
-                ));
+                problems.push(at(text, file, &format!("include[{i}]"), e));
                 continue;
             }
         };
+        if let Some(d) = bounds::check_text(&text, &shown) {
+            problems.push(d);
+            continue;
+        }
         let doc = match yaml_to_json(&text, &shown) {
             Ok(d) => d,
             Err(d) => {
@@ -164,6 +182,7 @@ fn include_files(
             problems.extend(
                 mismatches
                     .into_iter()
+                    .take(MAX_DIAGNOSTICS)
                     .map(|m| at(&text, &shown, &m.path, m.message)),
             );
             continue;
@@ -187,10 +206,17 @@ fn include_files(
     }
 }
 
+/// Reads a workflow file: a regular file (not a device or a FIFO) of at most
+/// `labloop_core::limits::MAX_WORKFLOW_BYTES` (a longer one reads one byte over, which [`parse`]
+/// refuses); `Err` says why not.
+pub fn read_file(path: &Path) -> Result<String, String> {
+    bounds::read_workflow(path)
+}
+
 /// Reads, parses and validates a workflow file; `Err` holds every problem.
 pub fn load(path: &Path) -> Result<Workflow, Vec<Diagnostic>> {
     let file = path.display().to_string();
-    let text = std::fs::read_to_string(path).map_err(|e| {
+    let text = read_file(path).map_err(|e| {
         vec![Diagnostic::new(
             &file,
             0,

@@ -4,6 +4,7 @@
 //! is known only while an experiment runs; it is checked here and filled in by the engine.
 
 use crate::diagnostic::did_you_mean;
+use labloop_core::limits::{MAX_DIAGNOSTICS, MAX_EXPANDED_BYTES, MAX_VARIABLES};
 use serde_json::Value;
 use std::collections::BTreeMap;
 
@@ -58,13 +59,22 @@ pub fn interpolate(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Strin
 }
 
 /// Replaces the references known at load time throughout `root` (not inside `variables` itself),
-/// returning (dotted path, message) for each reference that cannot be resolved.
+/// returning (dotted path, message) for each reference that cannot be resolved — at most
+/// [`MAX_DIAGNOSTICS`], the last one counting the rest. The substituted document may grow by at
+/// most [`MAX_EXPANDED_BYTES`]: a large variable referenced thousands of times is refused, not
+/// expanded into gigabytes.
 pub(crate) fn substitute_static(root: &mut Value) -> Vec<(String, String)> {
     let variables: BTreeMap<String, Value> = root
         .get("variables")
         .and_then(Value::as_object)
         .map(|m| m.iter().map(|(k, v)| (k.clone(), v.clone())).collect())
         .unwrap_or_default();
+    if variables.len() > MAX_VARIABLES {
+        return vec![(
+            "variables".into(),
+            format!("{} variables: at most {MAX_VARIABLES}", variables.len()),
+        )];
+    }
     let campaign = |key: &str| {
         root.get("campaign")
             .and_then(|c| c.get(key))
@@ -81,83 +91,148 @@ pub(crate) fn substitute_static(root: &mut Value) -> Vec<(String, String)> {
     if let Some(v) = campaign("seed") {
         context.insert("campaign.seed".into(), v);
     }
-    let mut problems = Vec::new();
+    let sizes = context
+        .iter()
+        .map(|(k, v)| (k.clone(), v.to_string().len()))
+        .collect();
+    let mut walk = Walk {
+        context,
+        sizes,
+        variables,
+        grown: 0,
+        problems: Vec::new(),
+        more: 0,
+    };
     if let Value::Object(map) = root {
         for (key, value) in map.iter_mut() {
             if key != "variables" {
-                walk(value, key, &context, &variables, &mut problems);
+                walk.value(value, key);
             }
         }
     }
-    problems
+    if walk.more > 0 {
+        walk.problems.push((
+            String::new(),
+            format!("… and {} more unknown references", walk.more),
+        ));
+    }
+    walk.problems
 }
 
-fn walk(
-    value: &mut Value,
-    path: &str,
-    context: &BTreeMap<String, Value>,
-    variables: &BTreeMap<String, Value>,
-    problems: &mut Vec<(String, String)>,
-) {
-    match value {
-        Value::Object(map) => {
-            for (key, item) in map.iter_mut() {
-                walk(item, &format!("{path}.{key}"), context, variables, problems);
-            }
+/// One substitution pass over a document.
+struct Walk {
+    context: BTreeMap<String, Value>,
+    /// Each known reference's value's size in bytes.
+    sizes: BTreeMap<String, usize>,
+    variables: BTreeMap<String, Value>,
+    /// Bytes the substitutions added so far.
+    grown: usize,
+    problems: Vec<(String, String)>,
+    /// Problems beyond the limit, only counted.
+    more: usize,
+}
+
+impl Walk {
+    fn report(&mut self, path: &str, message: impl FnOnce(&Self) -> String) {
+        if self.problems.len() < MAX_DIAGNOSTICS {
+            let message = message(self);
+            self.problems.push((path.to_owned(), message));
+        } else {
+            self.more += 1;
         }
-        Value::Array(items) => {
-            for (i, item) in items.iter_mut().enumerate() {
-                walk(item, &format!("{path}[{i}]"), context, variables, problems);
+    }
+
+    fn value(&mut self, value: &mut Value, path: &str) {
+        match value {
+            Value::Object(map) => {
+                for (key, item) in map.iter_mut() {
+                    self.value(item, &format!("{path}.{key}"));
+                }
             }
+            Value::Array(items) => {
+                for (i, item) in items.iter_mut().enumerate() {
+                    self.value(item, &format!("{path}[{i}]"));
+                }
+            }
+            Value::String(_) => self.string(value, path),
+            _ => {}
         }
-        Value::String(text) => {
-            let refs = match references(text) {
-                Ok(r) => r,
-                Err(e) => {
-                    problems.push((path.to_owned(), e));
-                    return;
-                }
-            };
-            for r in &refs {
-                if r.expr.starts_with("steps.") || context.contains_key(&r.expr) {
-                    continue;
-                }
-                let mut message = format!("unknown reference `{}`", r.expr);
-                if let Some(name) = r.expr.strip_prefix("variables.") {
-                    if variables.is_empty() {
-                        message.push_str("; the file has no `variables:`");
-                    } else {
-                        message.push_str(&format!(
-                            "; known variables: {}",
-                            variables.keys().cloned().collect::<Vec<_>>().join(", ")
-                        ));
-                        if let Some(hint) = did_you_mean(name, variables.keys()) {
-                            message.push_str(&format!("; did you mean `variables.{hint}`?"));
-                        }
-                    }
-                } else {
-                    message.push_str(
-                        "; expected `variables.<name>`, `campaign.name`, `campaign.seed` or `steps.<id>.outputs.<name>`",
-                    );
-                }
-                problems.push((path.to_owned(), message));
-            }
-            if let [only] = refs.as_slice()
-                && only.start == 0
-                && only.end == text.len()
-                && let Some(v) = context.get(&only.expr)
-            {
-                *value = v.clone();
+    }
+
+    fn string(&mut self, value: &mut Value, path: &str) {
+        let Value::String(text) = value else { return };
+        let refs = match references(text) {
+            Ok(r) => r,
+            Err(e) => {
+                self.report(path, |_| e);
                 return;
             }
-            *text = interpolate(text, |expr| {
-                context.get(expr).map(|v| match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
-                })
-            });
+        };
+        for r in &refs {
+            if r.expr.starts_with("steps.") || self.context.contains_key(&r.expr) {
+                continue;
+            }
+            self.report(path, |walk| walk.unknown(&r.expr));
         }
-        _ => {}
+        let added: usize = refs.iter().filter_map(|r| self.sizes.get(&r.expr)).sum();
+        if added > 0 && self.grown + added > MAX_EXPANDED_BYTES {
+            if self.grown <= MAX_EXPANDED_BYTES {
+                self.report(path, |_| {
+                    format!(
+                        "references here and before expand the document by more than {MAX_EXPANDED_BYTES} bytes: \
+                         reference a large value fewer times"
+                    )
+                });
+                self.grown = MAX_EXPANDED_BYTES + 1;
+            }
+            return;
+        }
+        self.grown += added;
+        if let [only] = refs.as_slice()
+            && only.start == 0
+            && only.end == text.len()
+            && let Some(v) = self.context.get(&only.expr)
+        {
+            *value = v.clone();
+            return;
+        }
+        *text = interpolate(text, |expr| {
+            self.context.get(expr).map(|v| match v {
+                Value::String(s) => s.clone(),
+                other => other.to_string(),
+            })
+        });
+    }
+
+    /// Why `expr` is unknown, with a hint (naming at most a few variables).
+    fn unknown(&self, expr: &str) -> String {
+        let mut message = format!("unknown reference `{expr}`");
+        if let Some(name) = expr.strip_prefix("variables.") {
+            if self.variables.is_empty() {
+                message.push_str("; the file has no `variables:`");
+            } else {
+                const SHOWN: usize = 10;
+                let names: Vec<&str> = self
+                    .variables
+                    .keys()
+                    .take(SHOWN)
+                    .map(String::as_str)
+                    .collect();
+                let rest = self.variables.len().saturating_sub(SHOWN);
+                message.push_str(&format!("; known variables: {}", names.join(", ")));
+                if rest > 0 {
+                    message.push_str(&format!(" and {rest} more"));
+                }
+                if let Some(hint) = did_you_mean(name, self.variables.keys()) {
+                    message.push_str(&format!("; did you mean `variables.{hint}`?"));
+                }
+            }
+        } else {
+            message.push_str(
+                "; expected `variables.<name>`, `campaign.name`, `campaign.seed` or `steps.<id>.outputs.<name>`",
+            );
+        }
+        message
     }
 }
 

@@ -10,6 +10,7 @@ use crate::spec::{
     DriverKind, InstrumentKind, SearchSpaceSpec, StepAction, TransportSpec, Workflow,
     parse_duration,
 };
+use labloop_core::limits::MAX_CANDIDATES;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 /// Fewest early cycles any prediction step accepts.
@@ -65,6 +66,20 @@ fn round9(x: f64) -> f64 {
     (x * 1e9).round() / 1e9
 }
 
+/// Reports `name` at `path` unless it is a plain name (it is shown in reports and dashboards).
+fn check_plain_name(c: &mut Checker<'_>, path: &str, name: &str) {
+    use labloop_core::limits::MAX_NAME_LEN;
+    if !labloop_core::limits::is_plain_name(name) {
+        let shown: String = name.chars().take(40).collect();
+        c.report(
+            path,
+            format!(
+                "`{shown}` is not a plain name: use at most {MAX_NAME_LEN} letters, digits, spaces and `_ - . + % / ( ) ,`"
+            ),
+        );
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -82,6 +97,18 @@ pub(crate) fn validate(workflow: &Workflow, sources: &[Source]) -> Vec<Diagnosti
         c.report(
             "campaign.name",
             format!("`{name}` is not a valid name: use letters, digits, `-` and `_`"),
+        );
+    }
+    if workflow
+        .store
+        .url
+        .as_deref()
+        .is_some_and(crate::url_has_password)
+    {
+        c.report(
+            "store.url",
+            "a password in the store URL would be stored with the campaign and shown to viewers: \
+             leave it out and set PGPASSWORD (or give the URL with --store)",
         );
     }
     check_space(&mut c, workflow);
@@ -148,6 +175,7 @@ fn check_space(c: &mut Checker<'_>, workflow: &Workflow) {
             let mut names = HashSet::new();
             for (i, comp) in spec.components.iter().enumerate() {
                 let path = format!("{base}.components[{i}]");
+                check_plain_name(c, &format!("{path}.name"), &comp.name);
                 if !names.insert(comp.name.as_str()) {
                     c.report(
                         &format!("{path}.name"),
@@ -179,6 +207,7 @@ fn check_space(c: &mut Checker<'_>, workflow: &Workflow) {
             }
             for (i, p) in spec.parameters.iter().enumerate() {
                 let path = format!("{base}.parameters[{i}]");
+                check_plain_name(c, &format!("{path}.name"), &p.name);
                 if !names.insert(p.name.as_str()) {
                     c.report(
                         &format!("{path}.name"),
@@ -221,6 +250,9 @@ fn check_space(c: &mut Checker<'_>, workflow: &Workflow) {
                     );
                 }
                 if let Some(choices) = &p.categorical {
+                    for (k, choice) in choices.iter().enumerate() {
+                        check_plain_name(c, &format!("{path}.categorical[{k}]"), choice);
+                    }
                     let unique: HashSet<_> = choices.iter().collect();
                     if choices.is_empty() || unique.len() != choices.len() {
                         c.report(
@@ -234,6 +266,12 @@ fn check_space(c: &mut Checker<'_>, workflow: &Workflow) {
                 c.report(
                     &format!("{base}.candidates"),
                     "expected at least 1 candidate",
+                );
+            }
+            if u64::from(spec.candidates) > MAX_CANDIDATES {
+                c.report(
+                    &format!("{base}.candidates"),
+                    format!("{} candidates: at most {MAX_CANDIDATES}", spec.candidates),
                 );
             }
         }
@@ -408,6 +446,14 @@ fn check_instruments(c: &mut Checker<'_>, workflow: &Workflow) {
         }) = &inst.transport
         {
             let tls = broker.starts_with("mqtts://");
+            if crate::url_has_password(broker) {
+                c.report_instrument(
+                    i,
+                    ".transport.mqtt.broker",
+                    "a password in the broker URL would be stored with the campaign and shown to viewers: \
+                     give `username` here and the password in an environment variable named by `password_env`",
+                );
+            }
             if !(broker.starts_with("mqtt://") || tls) {
                 c.report_instrument(
                     i,
@@ -483,6 +529,17 @@ fn check_steps(c: &mut Checker<'_>, workflow: &Workflow) {
     let steps = &workflow.experiment.steps;
     if steps.is_empty() {
         c.report("experiment.steps", "expected at least one step");
+        return;
+    }
+    if steps.len() > labloop_core::limits::MAX_STEPS {
+        c.report(
+            "experiment.steps",
+            format!(
+                "{} steps: at most {}",
+                steps.len(),
+                labloop_core::limits::MAX_STEPS
+            ),
+        );
         return;
     }
     let ids = workflow.step_ids();

@@ -84,7 +84,7 @@ async fn serve(args: &AgentArgs) -> Result<()> {
         let outcome = work(args, &store, &job).await;
         let reported = match outcome {
             Ok(result) => store
-                .complete(&job.id, &job.lease_token, &result)
+                .complete(&job.id, &name, &job.lease_token, &result)
                 .await
                 .map(|done| {
                     if done == Completion::Completed {
@@ -94,7 +94,9 @@ async fn serve(args: &AgentArgs) -> Result<()> {
                 }),
             Err(reason) => {
                 tracing::warn!(worker = %name, job = %job.id, %reason, "job failed");
-                store.fail(&job.id, &job.lease_token, &reason, true).await
+                store
+                    .fail(&job.id, &name, &job.lease_token, &reason, true)
+                    .await
             }
         };
         match reported {
@@ -134,7 +136,7 @@ async fn work(args: &AgentArgs, store: &Store, job: &ClaimedJob) -> Result<Strin
         tokio::select! {
             out = &mut output => break out.map_err(|e| format!("running `{}`: {e}", args.exec))?,
             () = tokio::time::sleep(beat) => {
-                if let Err(e) = store.heartbeat(&job.id, &job.lease_token, args.lease).await {
+                if let Err(e) = store.heartbeat(&job.id, &job.worker, &job.lease_token, args.lease).await {
                     // Dropping the future kills the command: the job is no longer ours.
                     return Err(format!("lease lost while running: {e}"));
                 }

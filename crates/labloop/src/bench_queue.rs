@@ -103,7 +103,9 @@ async fn workers(
                 {
                     Some(job) => {
                         let payload: serde_json::Value = serde_json::from_str(&job.payload)?;
-                        store.complete(&job.id, &job.lease_token, "{}").await?;
+                        store
+                            .complete(&job.id, &name, &job.lease_token, "{}")
+                            .await?;
                         let enqueued = payload["enqueued_ms"].as_f64().unwrap_or(0.0);
                         latencies.push((unix_ms() - enqueued) / 1e3);
                     }

@@ -125,7 +125,7 @@ pub fn serve(args: &ServeBenchArgs) -> Result<()> {
     let (instruments, _) = rt.block_on(async { instruments(&wf, &url) })?;
     let figures = rt.block_on(async {
         let store = Store::connect(&url).await?;
-        let (_, token) = store.create_token("viewer", "serve-bench").await?;
+        let (_, token) = store.create_token("viewer", "serve-bench", &[]).await?;
         let runner = CampaignRunner::new(
             wf.clone(),
             text,

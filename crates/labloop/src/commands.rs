@@ -95,8 +95,8 @@ pub fn run(
         rounds,
         seed,
     } = overrides;
-    let text =
-        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let text = labloop_workflow::read_file(path)
+        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
     let (workflow, problems) = labloop_workflow::parse(&text, &path.display().to_string());
     let mut workflow: Workflow = match workflow {
         Some(w) if problems.is_empty() => w,
@@ -684,7 +684,12 @@ pub fn report(campaign: &str, url: &str, out: Option<&std::path::Path>) -> Resul
 }
 
 /// Creates an API token and prints its secret (once) on stdout, its id on stderr.
-pub fn token_create(url: &str, role: &str, name: &str) -> Result<ExitCode> {
+pub fn token_create(
+    url: &str,
+    role: &str,
+    name: &str,
+    capabilities: &[String],
+) -> Result<ExitCode> {
     if !labloop_store::ROLES.contains(&role) {
         bail!(
             "--role {role}: expected one of {}",
@@ -693,7 +698,8 @@ pub fn token_create(url: &str, role: &str, name: &str) -> Result<ExitCode> {
     }
     runtime()?.block_on(async {
         let store = Store::connect(url).await?;
-        let (row, secret) = store.create_token(role, name).await?;
+        let capabilities: Vec<&str> = capabilities.iter().map(String::as_str).collect();
+        let (row, secret) = store.create_token(role, name, &capabilities).await?;
         store.close().await;
         eprintln!(
             "token {} ({}, for {}); keep the secret: it is not shown again",

@@ -193,6 +193,10 @@ enum TokenCommand {
         /// Who or what it is for (shown in logs instead of the secret).
         #[arg(long, default_value = "unnamed")]
         name: String,
+        /// A capability a worker token may claim jobs for (repeat for several); worker tokens
+        /// need at least one and claim nothing else.
+        #[arg(long = "capability", value_name = "NAME")]
+        capabilities: Vec<String>,
         /// Store URL.
         #[arg(long)]
         store: String,
@@ -319,9 +323,12 @@ fn main() -> ExitCode {
             store,
             out,
         } => commands::report(&campaign, &store, out.as_deref()),
-        Command::Token(TokenCommand::Create { role, name, store }) => {
-            commands::token_create(&store, &role, &name)
-        }
+        Command::Token(TokenCommand::Create {
+            role,
+            name,
+            capabilities,
+            store,
+        }) => commands::token_create(&store, &role, &name, &capabilities),
         Command::Token(TokenCommand::Revoke { id, store }) => commands::token_revoke(&store, &id),
         Command::Serve {
             store,
