@@ -404,7 +404,9 @@ impl CampaignRunner {
     /// Runs the campaign while holding it (when an ownership is set), and lets go at the end.
     async fn drive_owned(mut self, campaign: String) -> Result<CampaignResult, EngineError> {
         let Some(me) = self.ownership.clone() else {
-            return self.drive(campaign).await;
+            let store = self.store.clone();
+            let result = self.drive(campaign.clone()).await;
+            return paused_on_store_failure(&store, campaign, result).await;
         };
         crate::ownership::take(&self.store, &campaign, &me).await?;
         let store = self.store.clone();
@@ -442,6 +444,7 @@ impl CampaignRunner {
         });
         self.pause = Some(pause_rx);
         let result = self.drive(campaign.clone()).await;
+        let result = paused_on_store_failure(&store, campaign.clone(), result).await;
         keeper.abort();
         if *lost_flag.borrow() {
             return Err(EngineError::OwnershipLost { campaign });
@@ -1157,4 +1160,34 @@ mod tests {
         let o = to_observation(&other, &inputs, 1.0, &shared);
         assert!((o.noise_var - 120.0 * 120.0).abs() < 1e-9);
     }
+}
+
+/// A campaign whose store failed under it (a database locked past its busy timeout, a disk full, a
+/// server gone) is left `paused` with the reason — never `running` with no engine — so `labloop
+/// resume` continues it once the store is back. Marking it may fail for the same cause: a few
+/// tries with backoff.
+async fn paused_on_store_failure(
+    store: &labloop_store::Store,
+    campaign: String,
+    result: Result<CampaignResult, EngineError>,
+) -> Result<CampaignResult, EngineError> {
+    let Err(EngineError::Store(e)) = result else {
+        return result;
+    };
+    let reason = format!("the store failed: {e}");
+    for attempt in 0..6u32 {
+        match store.set_campaign_state(&campaign, "paused").await {
+            Ok(()) => break,
+            Err(again) => {
+                tracing::warn!(campaign = %campaign, error = %again, attempt, "marking the campaign paused");
+                tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
+            }
+        }
+    }
+    tracing::error!(campaign = %campaign, %reason, "campaign paused");
+    Err(EngineError::Paused {
+        campaign,
+        reason,
+        by_request: false,
+    })
 }

@@ -89,6 +89,11 @@ pub(crate) fn now() -> String {
         .expect("UTC timestamps format")
 }
 
+/// How long an SQLite writer waits for another's lock before failing: long enough that bursts of
+/// claims, dashboards and a second engine only delay a campaign (the engine pauses a campaign
+/// whose store still fails, with the reason).
+pub const SQLITE_BUSY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// Which database is behind the store.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Backend {
@@ -138,11 +143,41 @@ async fn migrate(pool: &AnyPool, backend: Backend) -> Result<(), StoreError> {
 }
 
 impl Store {
-    /// Connects (creating an SQLite file and its folder when needed) and migrates.
+    /// Connects (creating an SQLite file and its folder when needed) and migrates. An SQLite file
+    /// that exists is checked first (see [`Store::open`]).
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
+        Self::connect_checked(url, true).await
+    }
+
+    /// Opens a store that must exist: an SQLite file that is missing is an error, not a new empty
+    /// store. Either way an existing SQLite file must be a store: an empty file (truncated?) is
+    /// refused, and `PRAGMA quick_check` must pass, so a corrupted store never passes as healthy.
+    pub async fn open(url: &str) -> Result<Self, StoreError> {
+        Self::connect_checked(url, false).await
+    }
+
+    async fn connect_checked(url: &str, create: bool) -> Result<Self, StoreError> {
         install_default_drivers();
+        let mut existing_sqlite = false;
         let (backend, url) = if let Some(path) = url.strip_prefix("sqlite://") {
             let (file, _) = path.split_once('?').unwrap_or((path, ""));
+            let in_memory = file.is_empty() || file == ":memory:";
+            match std::fs::metadata(file) {
+                Ok(meta) if meta.len() == 0 => {
+                    return Err(StoreError::Io {
+                        path: file.to_owned(),
+                        message: "the file is empty, not a store (truncated?); remove it to start a new store there".into(),
+                    });
+                }
+                Ok(_) => existing_sqlite = true,
+                Err(_) if !create && !in_memory => {
+                    return Err(StoreError::Io {
+                        path: file.to_owned(),
+                        message: "no store there (`labloop run` creates one)".into(),
+                    });
+                }
+                Err(_) => {}
+            }
             if let Some(dir) = Path::new(file)
                 .parent()
                 .filter(|d| !d.as_os_str().is_empty())
@@ -167,9 +202,27 @@ impl Store {
         let connections = if backend == Backend::Sqlite { 4 } else { 8 };
         let pool = AnyPoolOptions::new()
             .max_connections(connections)
+            .after_connect(move |conn, _| {
+                Box::pin(async move {
+                    if backend == Backend::Sqlite {
+                        // SQLite's busy handler retries with backoff while another writer holds
+                        // the lock; past this, "database is locked" reaches the caller.
+                        sqlx::query(sqlx::AssertSqlSafe(format!(
+                            "PRAGMA busy_timeout = {}",
+                            SQLITE_BUSY_TIMEOUT.as_millis()
+                        )))
+                        .execute(conn)
+                        .await?;
+                    }
+                    Ok(())
+                })
+            })
             .connect(&url)
             .await
             .map_err(db(format!("connecting to {}", redact(&url))))?;
+        if existing_sqlite {
+            check_integrity(&pool).await?;
+        }
         if backend == Backend::Sqlite {
             // WAL lets readers (dashboard, status) run beside the engine's writes.
             sqlx::query("PRAGMA journal_mode=WAL")
@@ -307,6 +360,29 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// `PRAGMA quick_check` on an SQLite store: its pages and indexes are whole (not the meaning of
+/// what they hold). Cost: one read of the file.
+async fn check_integrity(pool: &AnyPool) -> Result<(), StoreError> {
+    let rows = sqlx::query("PRAGMA quick_check(20)")
+        .fetch_all(pool)
+        .await
+        .map_err(db("checking the store's integrity"))?;
+    let findings: Vec<String> = rows
+        .iter()
+        .filter_map(|r| r.try_get::<String, _>(0).ok())
+        .collect();
+    if findings.len() == 1 && findings[0] == "ok" {
+        return Ok(());
+    }
+    Err(StoreError::Corrupt {
+        table: "(the database file)",
+        message: format!(
+            "the integrity check failed; restore the store from a backup ({})",
+            findings.join("; ")
+        ),
+    })
 }
 
 /// A URL without its password, for messages and output.

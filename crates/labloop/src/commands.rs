@@ -138,7 +138,7 @@ pub fn resume(
 ) -> Result<ExitCode> {
     let rt = runtime()?;
     let row = rt.block_on(async {
-        let store = Store::connect(store_url).await?;
+        let store = Store::open(store_url).await?;
         let row = store.campaign(campaign).await?;
         store.close().await;
         anyhow::Ok(row)
@@ -608,7 +608,7 @@ pub fn validate(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
 
 pub fn status(url: &str) -> Result<ExitCode> {
     runtime()?.block_on(async {
-        let store = Store::connect(url).await?;
+        let store = Store::open(url).await?;
         let campaigns = store.campaigns().await?;
         if campaigns.is_empty() {
             println!("no campaigns in {}", labloop_store::redact(url));
@@ -643,7 +643,7 @@ pub fn serve(
         _ => bail!("--tls-cert and --tls-key go together"),
     };
     runtime()?.block_on(async {
-        let store = Store::connect(url).await?;
+        let store = Store::open(url).await?;
         let listener = tokio::net::TcpListener::bind(listen)
             .await
             .with_context(|| format!("listening on {listen}"))?;
@@ -665,7 +665,7 @@ pub fn serve(
 /// Writes a campaign's self-contained HTML report.
 pub fn report(campaign: &str, url: &str, out: Option<&std::path::Path>) -> Result<ExitCode> {
     let html = runtime()?.block_on(async {
-        let store = Store::connect(url).await?;
+        let store = Store::open(url).await?;
         let html = labloop_server::report(&store, campaign).await?;
         store.close().await;
         anyhow::Ok(html)
@@ -713,7 +713,7 @@ pub fn token_create(
 /// Revokes an API token by id.
 pub fn token_revoke(url: &str, id: &str) -> Result<ExitCode> {
     runtime()?.block_on(async {
-        let store = Store::connect(url).await?;
+        let store = Store::open(url).await?;
         let found = store.revoke_token(id).await?;
         store.close().await;
         if !found {
@@ -733,7 +733,7 @@ pub fn approve(
     answer: &labloop_store::Approval,
 ) -> Result<ExitCode> {
     runtime()?.block_on(async {
-        let store = Store::connect(store_url).await?;
+        let store = Store::open(store_url).await?;
         let pending = store.pending_approvals(campaign).await?;
         let chosen: Vec<_> = pending
             .iter()

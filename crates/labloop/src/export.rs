@@ -151,7 +151,7 @@ pub fn export(args: &ExportArgs) -> Result<()> {
 }
 
 async fn tables(url: &str, campaign: &str) -> Result<(Table, Table)> {
-    let store = Store::connect(url).await?;
+    let store = Store::open(url).await?;
     if store.campaign(campaign).await?.is_none() {
         bail!(
             "no campaign `{campaign}` in {}; `labloop status --store ...` lists them",

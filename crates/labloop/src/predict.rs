@@ -236,7 +236,7 @@ fn labelled(data: &LabelledArgs, window: u32) -> Result<Vec<(String, LabelledCel
 /// (and counted on stderr).
 fn from_store(url: &str, campaign: &str, window: u32) -> Result<Vec<(String, LabelledCell)>> {
     crate::commands::runtime()?.block_on(async {
-        let store = labloop_store::Store::connect(url).await?;
+        let store = labloop_store::Store::open(url).await?;
         let mut cells = Vec::new();
         let mut skipped = 0;
         for o in store.observations(campaign).await? {
