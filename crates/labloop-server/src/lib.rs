@@ -25,6 +25,7 @@ use std::sync::Arc;
 
 mod actions;
 mod auth;
+mod connections;
 mod dashboard;
 mod live;
 mod metrics;
@@ -184,7 +185,9 @@ pub(crate) async fn known_campaign(
 }
 
 /// Serves the API and dashboard on `listener` until `shutdown` resolves: over TLS when `tls` names a
-/// certificate and key (PEM), else plain HTTP.
+/// certificate and key (PEM), else plain HTTP. Clients get
+/// [`HEADER_READ_TIMEOUT_S`](labloop_core::limits::HEADER_READ_TIMEOUT_S) to send a request's
+/// headers.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     store: Store,
@@ -194,20 +197,8 @@ pub async fn serve(
     let app = router_with(store, tls.is_some());
     match tls {
         Some(config) => {
-            axum::serve(
-                TlsListener::new(listener, config)?,
-                app.into_make_service_with_connect_info::<ClientAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
+            connections::serve(TlsListener::new(listener, config)?, app, shutdown).await
         }
-        None => {
-            axum::serve(
-                listener,
-                app.into_make_service_with_connect_info::<ClientAddr>(),
-            )
-            .with_graceful_shutdown(shutdown)
-            .await
-        }
+        None => connections::serve(listener, app, shutdown).await,
     }
 }

@@ -124,6 +124,15 @@ impl Modify for Security {
                         .entry(status.to_owned())
                         .or_insert_with(|| error_response(description).into());
                 }
+                // Every refusal a handler documents is the same JSON `{"error"}`.
+                for (status, response) in operation.responses.responses.iter_mut() {
+                    if let utoipa::openapi::RefOr::T(response) = response
+                        && status.starts_with('4')
+                        && response.content.is_empty()
+                    {
+                        response.content = error_response("").content;
+                    }
+                }
             }
         }
         let components = openapi.components.get_or_insert_with(Default::default);
