@@ -8,7 +8,7 @@ use labloop_core::{CycleRecord, ExperimentState};
 use labloop_store::{NewExperiment, RequestAction, Store};
 use std::net::SocketAddr;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 
 fn record(cycle: u32) -> CycleRecord {
     CycleRecord {
