@@ -1072,6 +1072,36 @@ impl Drop for AbortOnDrop {
     }
 }
 
+/// A campaign whose store failed under it (a database locked past its busy timeout, a disk full, a
+/// server gone) is left `paused` with the reason — never `running` with no engine — so `labloop
+/// resume` continues it once the store is back. Marking it may fail for the same cause: a few
+/// tries with backoff.
+async fn paused_on_store_failure(
+    store: &labloop_store::Store,
+    campaign: String,
+    result: Result<CampaignResult, EngineError>,
+) -> Result<CampaignResult, EngineError> {
+    let Err(EngineError::Store(e)) = result else {
+        return result;
+    };
+    let reason = format!("the store failed: {e}");
+    for attempt in 0..6u32 {
+        match store.set_campaign_state(&campaign, "paused").await {
+            Ok(()) => break,
+            Err(again) => {
+                tracing::warn!(campaign = %campaign, error = %again, attempt, "marking the campaign paused");
+                tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
+            }
+        }
+    }
+    tracing::error!(campaign = %campaign, %reason, "campaign paused");
+    Err(EngineError::Paused {
+        campaign,
+        reason,
+        by_request: false,
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -1160,34 +1190,4 @@ mod tests {
         let o = to_observation(&other, &inputs, 1.0, &shared);
         assert!((o.noise_var - 120.0 * 120.0).abs() < 1e-9);
     }
-}
-
-/// A campaign whose store failed under it (a database locked past its busy timeout, a disk full, a
-/// server gone) is left `paused` with the reason — never `running` with no engine — so `labloop
-/// resume` continues it once the store is back. Marking it may fail for the same cause: a few
-/// tries with backoff.
-async fn paused_on_store_failure(
-    store: &labloop_store::Store,
-    campaign: String,
-    result: Result<CampaignResult, EngineError>,
-) -> Result<CampaignResult, EngineError> {
-    let Err(EngineError::Store(e)) = result else {
-        return result;
-    };
-    let reason = format!("the store failed: {e}");
-    for attempt in 0..6u32 {
-        match store.set_campaign_state(&campaign, "paused").await {
-            Ok(()) => break,
-            Err(again) => {
-                tracing::warn!(campaign = %campaign, error = %again, attempt, "marking the campaign paused");
-                tokio::time::sleep(std::time::Duration::from_millis(250 << attempt)).await;
-            }
-        }
-    }
-    tracing::error!(campaign = %campaign, %reason, "campaign paused");
-    Err(EngineError::Paused {
-        campaign,
-        reason,
-        by_request: false,
-    })
 }
