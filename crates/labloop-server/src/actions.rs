@@ -62,7 +62,7 @@ async fn request(
 }
 
 /// `POST /api/campaigns/{id}/pause`: no new step starts; running tests go on.
-#[utoipa::path(post, path = "/api/campaigns/{id}/pause", tag = "act", params(("id" = String, Path, description = "campaign id")), responses((status = 202, description = "request recorded", body = serde_json::Value), (status = 404), (status = 409, description = "the campaign is completed or aborted"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(post, path = "/api/campaigns/{id}/pause", tag = "act", params(("id" = String, Path, description = "campaign id")), responses((status = 202, description = "request recorded", body = serde_json::Value), (status = 404), (status = 409, description = "the campaign is completed or aborted")))]
 pub(crate) async fn pause(
     State(state): State<AppState>,
     Operator(token): Operator,
@@ -72,7 +72,7 @@ pub(crate) async fn pause(
 }
 
 /// `POST /api/campaigns/{id}/resume`.
-#[utoipa::path(post, path = "/api/campaigns/{id}/resume", tag = "act", params(("id" = String, Path, description = "campaign id")), responses((status = 202, description = "request recorded", body = serde_json::Value), (status = 404), (status = 409, description = "the campaign is completed or aborted"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(post, path = "/api/campaigns/{id}/resume", tag = "act", params(("id" = String, Path, description = "campaign id")), responses((status = 202, description = "request recorded", body = serde_json::Value), (status = 404), (status = 409, description = "the campaign is completed or aborted")))]
 pub(crate) async fn resume(
     State(state): State<AppState>,
     Operator(token): Operator,
@@ -82,7 +82,7 @@ pub(crate) async fn resume(
 }
 
 /// `POST /api/campaigns/{id}/abort`: the campaign ends for good.
-#[utoipa::path(post, path = "/api/campaigns/{id}/abort", tag = "act", params(("id" = String, Path, description = "campaign id")), responses((status = 202, description = "request recorded", body = serde_json::Value), (status = 404), (status = 409, description = "the campaign is completed or aborted"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(post, path = "/api/campaigns/{id}/abort", tag = "act", params(("id" = String, Path, description = "campaign id")), responses((status = 202, description = "request recorded", body = serde_json::Value), (status = 404), (status = 409, description = "the campaign is completed or aborted")))]
 pub(crate) async fn abort(
     State(state): State<AppState>,
     Operator(token): Operator,
@@ -99,7 +99,7 @@ pub(crate) struct ExperimentBody {
 }
 
 /// `POST /api/campaigns/{id}/abort-experiment`: one cell stops and its channel is freed.
-#[utoipa::path(post, path = "/api/campaigns/{id}/abort-experiment", tag = "act", params(("id" = String, Path, description = "campaign id")), request_body = ExperimentBody, responses((status = 202, description = "request recorded", body = serde_json::Value), (status = 404), (status = 409, description = "the campaign is completed or aborted"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(post, path = "/api/campaigns/{id}/abort-experiment", tag = "act", params(("id" = String, Path, description = "campaign id")), request_body = ExperimentBody, responses((status = 202, description = "request recorded", body = serde_json::Value), (status = 404), (status = 409, description = "the campaign is completed or aborted")))]
 pub(crate) async fn abort_experiment(
     State(state): State<AppState>,
     Operator(token): Operator,
@@ -128,7 +128,7 @@ pub(crate) struct ApproveBody {
 }
 
 /// `POST /api/campaigns/{id}/approve`: answers a step waiting for a person.
-#[utoipa::path(post, path = "/api/campaigns/{id}/approve", tag = "act", params(("id" = String, Path, description = "campaign id")), request_body = ApproveBody, responses((status = 204, description = "answered"), (status = 404, description = "nothing waits there"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(post, path = "/api/campaigns/{id}/approve", tag = "act", params(("id" = String, Path, description = "campaign id")), request_body = ApproveBody, responses((status = 204, description = "answered"), (status = 404, description = "nothing waits there")))]
 pub(crate) async fn approve(
     State(state): State<AppState>,
     Operator(token): Operator,

@@ -3,9 +3,10 @@
 //! `POST /api/session`; never the token itself), checked against the store's hashes. A token's
 //! secret never appears in logs; its id does. A cookie-authenticated request that changes
 //! something must come from the dashboard's own origin with a JSON body (no cross-site forms).
-//! Addresses that keep presenting wrong credentials are refused for a while (429 with
-//! `Retry-After`), so secrets cannot be guessed at speed; a valid token is never refused for its
-//! address's failures (behind a proxy every client has one address).
+//! Addresses that keep presenting wrong credentials are slowed down for a while (each further
+//! wrong one waits before its 401, which carries `Retry-After`), so secrets cannot be guessed at
+//! speed; a valid token is never refused or slowed for its address's failures (behind a proxy
+//! every client has one address).
 
 use crate::{ApiError, AppState};
 use axum::extract::{ConnectInfo, FromRequestParts};
@@ -30,8 +31,10 @@ pub(crate) const WORKERS: &[&str] = &["worker", "admin"];
 
 /// Authentication failures allowed per client address in one window before it is refused.
 const MAX_FAILURES: u32 = 10;
-/// The window failures are counted in (and how long a client stays refused).
+/// The window failures are counted in (and how long a client stays slowed down).
 const FAILURE_WINDOW: Duration = Duration::from_secs(60);
+/// How long each further wrong credential from a throttled address waits for its 401.
+const THROTTLE_DELAY: Duration = Duration::from_millis(50);
 
 /// Counts authentication failures per client address.
 #[derive(Default)]
@@ -197,7 +200,7 @@ impl<S: Send + Sync> FromRequestParts<S> for ClientIp {
 }
 
 /// The token behind a credential. A wrong one counts a failure against `ip`; an address with too
-/// many is answered 429 — unless what it presents now is valid.
+/// many is slowed down (still 401, with Retry-After) — unless what it presents now is valid.
 pub(crate) async fn check(
     state: &AppState,
     ip: IpAddr,
@@ -219,9 +222,11 @@ pub(crate) async fn check(
     }
     state.limiter.failed(ip);
     if let Some(wait) = state.limiter.retry_after(ip) {
+        // Still 401 (the credential is wrong), but slowly, and saying when to come back.
+        tokio::time::sleep(THROTTLE_DELAY).await;
         let mut refusal = crate::error(
-            StatusCode::TOO_MANY_REQUESTS,
-            "too many failed authentications from this address; try again later",
+            StatusCode::UNAUTHORIZED,
+            "unknown credential, and too many from this address: slowed down; try again later",
         );
         refusal.headers_mut().insert(
             header::RETRY_AFTER,

@@ -82,7 +82,7 @@ fn cookie(state: &AppState, value: &str, max_age: u64) -> String {
 /// `POST /api/session {"token"}`: checks the token and opens a session (an opaque id with an
 /// expiry, in an HttpOnly cookie; the token itself stays with the person); answers the token's
 /// role and name.
-#[utoipa::path(post, path = "/api/session", tag = "dashboard", request_body = Login, responses((status = 200, description = "signed in; sets the HttpOnly session cookie", body = serde_json::Value), (status = 401, description = "unknown or revoked token"), (status = 403, description = "not from this server's own page (Origin)"), (status = 400, description = "the body is not JSON"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 422, description = "the body does not match the schema"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(post, path = "/api/session", tag = "dashboard", request_body = Login, responses((status = 200, description = "signed in; sets the HttpOnly session cookie", body = serde_json::Value), (status = 401, description = "unknown or revoked token"), (status = 403, description = "not from this server's own page (Origin)"), (status = 400, description = "the body is not JSON"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 422, description = "the body does not match the schema")))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,

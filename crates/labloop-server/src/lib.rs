@@ -112,22 +112,40 @@ pub fn router_with(store: Store, secure: bool) -> Router {
         .with_state(state)
 }
 
-/// A JSON request body whose refusals (not JSON 400/415, too large 413, not the schema 422) are
-/// JSON `{"error"}` like every other.
+/// A JSON object as a request body, whose refusals (not JSON 400/415, too large 413, not an object
+/// or not the schema 422, naming the field) are JSON `{"error"}` like every other.
 pub(crate) struct Body<T>(pub T);
 
 impl<S, T> FromRequest<S> for Body<T>
 where
-    Json<T>: FromRequest<S, Rejection = axum::extract::rejection::JsonRejection>,
+    T: serde::de::DeserializeOwned,
     S: Send + Sync,
 {
     type Rejection = Response;
 
     async fn from_request(req: Request, state: &S) -> Result<Self, Response> {
-        match Json::<T>::from_request(req, state).await {
-            Ok(Json(value)) => Ok(Self(value)),
-            Err(rejection) => Err(error(rejection.status(), &rejection.body_text())),
+        let value = match Json::<serde_json::Value>::from_request(req, state).await {
+            Ok(Json(value)) => value,
+            Err(rejection) => return Err(error(rejection.status(), &rejection.body_text())),
+        };
+        // serde would take a list for a struct's fields in order; a body is always an object.
+        if !value.is_object() {
+            return Err(error(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "expected a JSON object as the body",
+            ));
         }
+        serde_path_to_error::deserialize(value)
+            .map(Self)
+            .map_err(|e| {
+                let at = e.path().to_string();
+                let message = if at == "." {
+                    e.inner().to_string()
+                } else {
+                    format!("{at}: {}", e.inner())
+                };
+                error(StatusCode::UNPROCESSABLE_ENTITY, &message)
+            })
     }
 }
 

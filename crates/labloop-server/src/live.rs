@@ -75,7 +75,7 @@ impl Hub {
 }
 
 /// `GET /api/campaigns/{id}/events`.
-#[utoipa::path(get, path = "/api/campaigns/{id}/events", tag = "live", params(("id" = String, Path, description = "campaign id")), responses((status = 200, description = "text/event-stream: record, state, alarm (failed experiments, paused campaigns, out-of-domain predictions), prediction, campaign, approvals, resync", content_type = "text/event-stream", body = String), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(get, path = "/api/campaigns/{id}/events", tag = "live", params(("id" = String, Path, description = "campaign id")), responses((status = 200, description = "text/event-stream: record, state, alarm (failed experiments, paused campaigns, out-of-domain predictions), prediction, campaign, approvals, resync", content_type = "text/event-stream", body = String), (status = 404)))]
 pub(crate) async fn events(
     State(state): State<AppState>,
     caller: Caller,

@@ -39,6 +39,7 @@ Every route but /health, / and this document needs a token: `Authorization: Bear
         metrics::metrics,
         document,
     ),
+    components(schemas(queue_api::JobAction, queue_api::Capability)),
     modifiers(&Security),
     security(("bearer" = []), ("session" = [])),
     tags(
@@ -67,18 +68,14 @@ const BODY_REFUSALS: [(&str, &str); 4] = [
 ];
 
 /// The refusals every route behind a token may answer.
-const AUTH_REFUSALS: [(&str, &str); 3] = [
+const AUTH_REFUSALS: [(&str, &str); 2] = [
     (
         "401",
-        "no, an unknown or a revoked token, or an expired session",
+        "no, an unknown or a revoked token, or an expired session (slowed down, with Retry-After, after many from one address)",
     ),
     (
         "403",
         "the token's role may not do this (or, by cookie, not from this server's page)",
-    ),
-    (
-        "429",
-        "too many wrong credentials from this address (see Retry-After)",
     ),
 ];
 

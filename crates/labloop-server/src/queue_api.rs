@@ -54,14 +54,9 @@ fn claimable(caller: &TokenRow, asked: Option<Vec<String>>) -> Result<Vec<String
             ),
         );
     }
+    // An admin token claims for the capabilities it names (none named: nothing to claim).
     if caller.role != "worker" {
-        return match asked {
-            Some(asked) if !asked.is_empty() => Ok(asked),
-            _ => refuse(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                "capabilities: an admin token names the capabilities it claims for",
-            ),
-        };
+        return Ok(asked.unwrap_or_default());
     }
     let Some(asked) = asked.filter(|a| !a.is_empty()) else {
         return Ok(caller.capabilities.clone());
@@ -90,13 +85,21 @@ fn claimable(caller: &TokenRow, asked: Option<Vec<String>>) -> Result<Vec<String
 pub(crate) struct ClaimRequest {
     /// The capabilities to claim for (default: all the token's registered ones).
     #[serde(default)]
+    #[schema(max_items = 32, value_type = Option<Vec<Capability>>)]
     capabilities: Option<Vec<String>>,
     /// The lease, 1 to 3600 s (default 30).
     #[serde(default)]
+    #[schema(minimum = 1.0, maximum = 3600.0)]
     lease_s: Option<f64>,
 }
 
-#[utoipa::path(post, path = "/api/queue/claim", tag = "queue", request_body = ClaimRequest, responses((status = 200, description = "a job, with its lease token", body = serde_json::Value), (status = 204, description = "nothing to do"), (status = 400, description = "the body is not JSON"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this, or it is not registered for a capability named"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 422, description = "the body does not match the schema, or is beyond a limit (capabilities, lease_s)"), (status = 429, description = "too many wrong tokens from this address")))]
+/// A capability's name.
+#[derive(utoipa::ToSchema)]
+#[schema(pattern = "^[A-Za-z0-9_.-]{1,64}$")]
+#[allow(dead_code)]
+pub(crate) struct Capability(String);
+
+#[utoipa::path(post, path = "/api/queue/claim", tag = "queue", request_body = ClaimRequest, responses((status = 200, description = "a job, with its lease token", body = serde_json::Value), (status = 204, description = "nothing to do"), (status = 400, description = "the body is not JSON"), (status = 403, description = "the token's role may not do this, or it is not registered for a capability named"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 422, description = "the body does not match the schema, or is beyond a limit (capabilities, lease_s)")))]
 pub(crate) async fn claim(
     State(store): State<Store>,
     Worker(caller): Worker,
@@ -125,12 +128,26 @@ pub(crate) async fn claim(
     })
 }
 
+/// What a worker does to a job it holds.
+#[derive(utoipa::ToSchema)]
+#[allow(dead_code)]
+#[schema(rename_all = "lowercase")]
+pub(crate) enum JobAction {
+    /// Renew the lease.
+    Heartbeat,
+    /// Complete with a result.
+    Complete,
+    /// Fail (to the queue again, when `retry` and attempts are left).
+    Fail,
+}
+
 /// The body of heartbeat, complete and fail.
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct JobChange {
     lease_token: String,
     #[serde(default)]
+    #[schema(minimum = 1.0, maximum = 3600.0)]
     lease_s: Option<f64>,
     #[serde(default)]
     result: Option<serde_json::Value>,
@@ -149,7 +166,7 @@ fn refused(e: QueueError) -> Result<Response, ApiError> {
 }
 
 /// `POST /api/queue/jobs/<id>/<heartbeat|complete|fail>` (job ids may contain slashes).
-#[utoipa::path(post, path = "/api/queue/jobs/{job}/{action}", tag = "queue", params(("job" = String, Path, description = "job id (may contain slashes)"), ("action" = String, Path, description = "heartbeat, complete or fail")), request_body = JobChange, responses((status = 200, description = "completed (new or again)", body = serde_json::Value), (status = 204, description = "done"), (status = 400, description = "the body is not JSON"), (status = 404, description = "no such job"), (status = 409, description = "the lease is not this worker's claim (taken over, or another worker's)"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 422, description = "the body does not match the schema, or lease_s is beyond 3600 s"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(post, path = "/api/queue/jobs/{job}/{action}", tag = "queue", params(("job" = String, Path, description = "job id (may contain slashes)"), ("action" = JobAction, Path, description = "heartbeat, complete or fail")), request_body = JobChange, responses((status = 200, description = "completed (new or again)", body = serde_json::Value), (status = 204, description = "done"), (status = 400, description = "the body is not JSON"), (status = 404, description = "no such job"), (status = 409, description = "the lease is not this worker's claim (taken over, or another worker's)"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 422, description = "the body does not match the schema, or lease_s is beyond 3600 s")))]
 pub(crate) async fn change(
     State(store): State<Store>,
     Worker(caller): Worker,

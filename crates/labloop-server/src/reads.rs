@@ -29,7 +29,7 @@ pub(crate) struct ExperimentView {
 }
 
 /// `GET /api/campaigns`.
-#[utoipa::path(get, path = "/api/campaigns", tag = "read", responses((status = 200, body = [CampaignView]), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(get, path = "/api/campaigns", tag = "read", responses((status = 200, body = [CampaignView])))]
 pub(crate) async fn campaigns(
     State(state): State<AppState>,
     caller: Caller,
@@ -51,7 +51,7 @@ pub(crate) async fn campaigns(
 
 /// `GET /api/campaigns/{id}`: the campaign, its rounds with the best prediction of each, and the
 /// workflow it runs.
-#[utoipa::path(get, path = "/api/campaigns/{id}", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(get, path = "/api/campaigns/{id}", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404)))]
 pub(crate) async fn campaign(
     State(state): State<AppState>,
     caller: Caller,
@@ -102,7 +102,7 @@ pub(crate) async fn campaign_view(
 }
 
 /// `GET /api/campaigns/{id}/experiments`.
-#[utoipa::path(get, path = "/api/campaigns/{id}/experiments", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = [ExperimentView]), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(get, path = "/api/campaigns/{id}/experiments", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = [ExperimentView]), (status = 404)))]
 pub(crate) async fn experiments(
     State(state): State<AppState>,
     caller: Caller,
@@ -142,7 +142,7 @@ pub(crate) async fn experiment_views(
 }
 
 /// `GET /api/campaigns/{id}/capacity`: every cell's fade curve, `{experiment: [[cycle, Ah], …]}`.
-#[utoipa::path(get, path = "/api/campaigns/{id}/capacity", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(get, path = "/api/campaigns/{id}/capacity", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404)))]
 pub(crate) async fn capacity(
     State(state): State<AppState>,
     caller: Caller,
@@ -167,7 +167,7 @@ pub(crate) async fn capacity_curves(
 }
 
 /// `GET /api/campaigns/{id}/approvals`: steps waiting for a person.
-#[utoipa::path(get, path = "/api/campaigns/{id}/approvals", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(get, path = "/api/campaigns/{id}/approvals", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404)))]
 pub(crate) async fn approvals(
     State(state): State<AppState>,
     caller: Caller,
@@ -187,7 +187,7 @@ pub(crate) async fn approvals(
 
 /// `GET /api/campaigns/{id}/requests`: what people asked of the campaign, and whether its engine
 /// has acted on it.
-#[utoipa::path(get, path = "/api/campaigns/{id}/requests", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(get, path = "/api/campaigns/{id}/requests", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404)))]
 pub(crate) async fn requests(
     State(state): State<AppState>,
     caller: Caller,
@@ -214,7 +214,7 @@ pub(crate) async fn requests(
 /// `GET /api/campaigns/{id}/surrogate`: the optimizer's posterior mean and σ over every candidate
 /// after the latest finished round (`{"round", "dimensions", "candidates": [{"x", "mean", "sd",
 /// "label", "cells"}]}`); 404 before the first round ends.
-#[utoipa::path(get, path = "/api/campaigns/{id}/surrogate", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404, description = "no such campaign, or no round finished yet"), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(get, path = "/api/campaigns/{id}/surrogate", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404, description = "no such campaign, or no round finished yet")))]
 pub(crate) async fn surrogate(
     State(state): State<AppState>,
     caller: Caller,
@@ -255,7 +255,7 @@ pub(crate) fn waiting(depth: &[(String, u64)]) -> serde_json::Value {
 
 /// `GET /api/campaigns/{id}/instruments`: the campaign's instruments (from its workflow: name,
 /// kind, driver, channels, safety limits) and which experiment holds each busy channel.
-#[utoipa::path(get, path = "/api/campaigns/{id}/instruments", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(get, path = "/api/campaigns/{id}/instruments", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404)))]
 pub(crate) async fn instruments(
     State(state): State<AppState>,
     caller: Caller,
@@ -298,7 +298,7 @@ pub(crate) async fn instruments(
 }
 
 /// `GET /api/queue`: jobs waiting per capability.
-#[utoipa::path(get, path = "/api/queue", tag = "read", responses((status = 200, body = serde_json::Value), (status = 401, description = "no or an unknown token"), (status = 403, description = "the token's role may not do this"), (status = 429, description = "too many wrong tokens from this address")))]
+#[utoipa::path(get, path = "/api/queue", tag = "read", responses((status = 200, body = serde_json::Value)))]
 pub(crate) async fn queue(
     State(state): State<AppState>,
     caller: Caller,

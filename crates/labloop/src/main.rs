@@ -139,7 +139,7 @@ enum Command {
         #[arg(long, default_value = "sqlite://labloop-data/fast-charge-clo.sqlite")]
         store: String,
     },
-    /// Serve the HTTP API over a store (read-only, no authentication yet: binds to loopback).
+    /// Serve the HTTP API and dashboard over a store (tokens from `labloop token create`; HTTPS with --tls-cert).
     Serve {
         /// Store URL.
         #[arg(long, default_value = "sqlite://labloop-data/fast-charge-clo.sqlite")]
