@@ -33,6 +33,9 @@ pub const MAX_CAPABILITY_LEN: usize = 64;
 /// The longest lease a claim or heartbeat may ask for, in seconds; a worker that needs longer
 /// renews it with heartbeats, so a dead worker holds a job at most this long.
 pub const MAX_LEASE_S: f64 = 3_600.0;
+/// Jobs one worker may hold under live leases at once: a robot does one thing at a time, so a
+/// worker cannot take a campaign's whole queue.
+pub const MAX_HELD_JOBS: u64 = 4;
 /// An HTTP request body, in bytes.
 pub const MAX_BODY_BYTES: usize = 1 << 20;
 /// How long a client may take to send a request's headers, in seconds.

@@ -99,7 +99,7 @@ pub(crate) struct ClaimRequest {
 #[allow(dead_code)]
 pub(crate) struct Capability(String);
 
-#[utoipa::path(post, path = "/api/queue/claim", tag = "queue", request_body = ClaimRequest, responses((status = 200, description = "a job, with its lease token", body = serde_json::Value), (status = 204, description = "nothing to do"), (status = 400, description = "the body is not JSON"), (status = 403, description = "the token's role may not do this, or it is not registered for a capability named"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 422, description = "the body does not match the schema, or is beyond a limit (capabilities, lease_s)")))]
+#[utoipa::path(post, path = "/api/queue/claim", tag = "queue", request_body = ClaimRequest, responses((status = 200, description = "a job, with its lease token", body = serde_json::Value), (status = 204, description = "nothing to do"), (status = 400, description = "the body is not JSON"), (status = 403, description = "the token's role may not do this, or it is not registered for a capability named"), (status = 409, description = "this worker holds as many jobs as it may at once"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 422, description = "the body does not match the schema, or is beyond a limit (capabilities, lease_s)")))]
 pub(crate) async fn claim(
     State(store): State<Store>,
     Worker(caller): Worker,
@@ -110,8 +110,17 @@ pub(crate) async fn claim(
     let capabilities: Vec<&str> = capabilities.iter().map(String::as_str).collect();
     let worker = crate::auth::Caller::who(&caller);
     let claimed = store.claim(&worker, &capabilities, lease).await;
-    if let Err(labloop_store::StoreError::Limit(message)) = &claimed {
-        return Err(ApiError::refused(StatusCode::UNPROCESSABLE_ENTITY, message));
+    match &claimed {
+        Err(e @ labloop_store::StoreError::Limit(_)) => {
+            return Err(ApiError::refused(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                &e.to_string(),
+            ));
+        }
+        Err(e @ labloop_store::StoreError::TooManyHeld { .. }) => {
+            return Err(ApiError::refused(StatusCode::CONFLICT, &e.to_string()));
+        }
+        _ => {}
     }
     Ok(match claimed? {
         Some(job) => Json(serde_json::json!({

@@ -63,6 +63,14 @@ pub enum StoreError {
     /// A request beyond one of the bounds in `labloop_core::limits` (says which).
     #[error("{0}")]
     Limit(String),
+    /// A worker asked for another job while it holds as many as it may.
+    #[error("this worker holds {held} jobs already (at most {limit} at once): finish one first")]
+    TooManyHeld {
+        /// Jobs it holds under live leases.
+        held: u64,
+        /// `labloop_core::limits::MAX_HELD_JOBS`.
+        limit: u64,
+    },
     /// A file-system problem preparing an SQLite file.
     #[error("preparing {path}: {message}")]
     Io {

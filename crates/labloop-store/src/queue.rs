@@ -14,7 +14,7 @@
 //! can hold the database's write lock or a job for long.
 
 use crate::{Backend, Store, StoreError, db};
-use labloop_core::limits::{MAX_CAPABILITIES, MAX_LEASE_S, is_capability};
+use labloop_core::limits::{MAX_CAPABILITIES, MAX_HELD_JOBS, MAX_LEASE_S, is_capability};
 use sqlx::Row;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -153,7 +153,8 @@ impl Store {
 
     /// Claims the oldest job that one of `capabilities` can do — queued, or held under a lease that
     /// has run out — for `worker`, with a lease of `lease` (at most [`MAX_LEASE_S`]). `None` when
-    /// there is nothing to do; [`StoreError::Limit`] for more than [`MAX_CAPABILITIES`].
+    /// there is nothing to do; [`StoreError::Limit`] for more than [`MAX_CAPABILITIES`],
+    /// [`StoreError::TooManyHeld`] while `worker` holds [`MAX_HELD_JOBS`] under live leases.
     pub async fn claim(
         &self,
         worker: &str,
@@ -177,6 +178,22 @@ impl Store {
         .await
         .map_err(db("failing jobs out of attempts"))?;
         let mut tx = self.begin_write().await?;
+        let held: i64 = sqlx::query(
+            "SELECT COUNT(*) FROM jobs WHERE worker = $1 AND state = 'claimed' AND lease_until >= $2",
+        )
+        .bind(worker)
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .and_then(|r| r.try_get(0))
+        .map_err(db("counting a worker's jobs"))?;
+        if held as u64 >= MAX_HELD_JOBS {
+            tx.commit().await.map_err(db("committing a claim"))?;
+            return Err(StoreError::TooManyHeld {
+                held: held as u64,
+                limit: MAX_HELD_JOBS,
+            });
+        }
         let placeholders: Vec<String> = (0..capabilities.len())
             .map(|i| format!("${}", i + 2))
             .collect();

@@ -445,6 +445,49 @@ async fn queue_suite(store: Store) {
         .collect();
     assert_eq!(states.len(), 4);
     assert!(store.queue_depth().await.unwrap().is_empty());
+
+    // One worker cannot take the whole queue: it holds at most MAX_HELD_JOBS at once.
+    for i in 0..6 {
+        store
+            .enqueue(&job(&format!("h{i}"), "arm", 3))
+            .await
+            .unwrap();
+    }
+    let held: Vec<_> = claim_all_as_hoarder(&store, long).await;
+    assert_eq!(held.len(), labloop_core::limits::MAX_HELD_JOBS as usize);
+    assert!(matches!(
+        store.claim("hoarder", &["arm"], long).await,
+        Err(labloop_store::StoreError::TooManyHeld { held: 4, limit: 4 })
+    ));
+    assert!(
+        store
+            .claim("other", &["arm"], long)
+            .await
+            .unwrap()
+            .is_some()
+    );
+    store
+        .complete(&held[0].id, "hoarder", &held[0].lease_token, "{}")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .claim("hoarder", &["arm"], long)
+            .await
+            .unwrap()
+            .is_some()
+    );
+}
+
+async fn claim_all_as_hoarder(
+    store: &Store,
+    lease: std::time::Duration,
+) -> Vec<labloop_store::ClaimedJob> {
+    let mut held = Vec::new();
+    while let Ok(Some(job)) = store.claim("hoarder", &["arm"], lease).await {
+        held.push(job);
+    }
+    held
 }
 
 #[tokio::test]
