@@ -37,6 +37,19 @@ fn the_openapi_document_validates_and_matches_the_routes() {
 
     let dir = fresh_dir("openapi");
     let store = format!("sqlite://{}", dir.join("s.sqlite").display());
+    // `serve` opens a store that exists (a mistyped path is an error, not an empty dashboard):
+    // making a token first creates it, as a lab would.
+    let made = Command::new(labloop_bin())
+        .args([
+            "token", "create", "--role", "viewer", "--name", "t", "--store", &store,
+        ])
+        .output()
+        .unwrap();
+    assert!(
+        made.status.success(),
+        "{}",
+        String::from_utf8_lossy(&made.stderr)
+    );
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -172,10 +172,15 @@ impl Store {
             let in_memory = file.is_empty() || file == ":memory:";
             match std::fs::metadata(file) {
                 Ok(meta) if meta.len() == 0 => {
-                    return Err(StoreError::Io {
-                        path: file.to_owned(),
-                        message: "the file is empty, not a store (truncated?); remove it to start a new store there".into(),
-                    });
+                    // Another process may have just created it (SQLite writes nothing until its
+                    // first statement): an empty file that stays empty is no store.
+                    if !grows(file).await {
+                        return Err(StoreError::Io {
+                            path: file.to_owned(),
+                            message: "the file is empty, not a store (truncated?); remove it to start a new store there".into(),
+                        });
+                    }
+                    existing_sqlite = true;
                 }
                 Ok(_) => existing_sqlite = true,
                 Err(_) if !create && !in_memory => {
@@ -368,6 +373,17 @@ impl Store {
             })
             .collect()
     }
+}
+
+/// Whether the empty file at `path` gets content within a few seconds (a store being created).
+async fn grows(path: &str) -> bool {
+    for _ in 0..30 {
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        if std::fs::metadata(path).is_ok_and(|m| m.len() > 0) {
+            return true;
+        }
+    }
+    false
 }
 
 /// `PRAGMA quick_check` on an SQLite store: its pages and indexes are whole (not the meaning of
