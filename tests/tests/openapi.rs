@@ -2,7 +2,7 @@
 //! validator), is served by `labloop serve`, and every path it documents is a route the server
 //! answers (no 404 or 405), so the document cannot drift from the code unseen.
 
-use labloop_tests::{Killed, fresh_dir, labloop_bin, repo_root};
+use labloop_tests::{Killed, fresh_dir, labloop_bin, repo_root, succeeds};
 use std::io::{Read, Write};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
@@ -39,17 +39,9 @@ fn the_openapi_document_validates_and_matches_the_routes() {
     let store = format!("sqlite://{}", dir.join("s.sqlite").display());
     // `serve` opens a store that exists (a mistyped path is an error, not an empty dashboard):
     // making a token first creates it, as a lab would.
-    let made = Command::new(labloop_bin())
-        .args([
-            "token", "create", "--role", "viewer", "--name", "t", "--store", &store,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    succeeds(Command::new(labloop_bin()).args([
+        "token", "create", "--role", "viewer", "--name", "t", "--store", &store,
+    ]));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -2,7 +2,7 @@
 //! makes (openssl), checked by curl against that certificate; silent clients do not hold up the
 //! handshakes of others; plain HTTP to the same port gets nothing; a missing key file is named.
 
-use labloop_tests::{Killed, fresh_dir, labloop_bin};
+use labloop_tests::{Killed, fresh_dir, labloop_bin, succeeds};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -45,17 +45,9 @@ fn serves_https_with_a_configured_certificate() {
     let store = format!("sqlite://{}", dir.join("s.sqlite").display());
     // `serve` opens a store that exists (a mistyped path is an error, not an empty dashboard):
     // making a token first creates it, as a lab would.
-    let made = Command::new(labloop_bin())
-        .args([
-            "token", "create", "--role", "viewer", "--name", "t", "--store", &store,
-        ])
-        .output()
-        .unwrap();
-    assert!(
-        made.status.success(),
-        "{}",
-        String::from_utf8_lossy(&made.stderr)
-    );
+    succeeds(Command::new(labloop_bin()).args([
+        "token", "create", "--role", "viewer", "--name", "t", "--store", &store,
+    ]));
     let port = std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

@@ -130,6 +130,23 @@ pub(crate) fn session_cookie(headers: &HeaderMap) -> Option<String> {
         .filter(|s| !s.is_empty())
 }
 
+/// Whether the page a browser says it sends from (`Origin`, else `Referer` when `or_referer`) is
+/// on this server's host; `None` when it names no page.
+pub(crate) fn from_this_host(headers: &HeaderMap, or_referer: bool) -> Option<bool> {
+    let page = headers
+        .get(header::ORIGIN)
+        .or_else(|| or_referer.then(|| headers.get(header::REFERER)).flatten())
+        .and_then(|v| v.to_str().ok())?;
+    let host = headers
+        .get(header::HOST)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    let page_host = page
+        .split_once("://")
+        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
+    Some(!host.is_empty() && page_host == host)
+}
+
 /// A cookie-authenticated request that changes something must be the dashboard's own: its
 /// `Origin` (or, lacking one, `Referer`) names this server's host, and its body, if any, is JSON.
 /// Bearer requests come from programs, which other sites cannot make a browser send.
@@ -137,21 +154,7 @@ fn same_origin(parts: &Parts) -> Result<(), ApiError> {
     if matches!(parts.method, Method::GET | Method::HEAD | Method::OPTIONS) {
         return Ok(());
     }
-    let host = parts
-        .headers
-        .get(header::HOST)
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let origin = parts
-        .headers
-        .get(header::ORIGIN)
-        .or_else(|| parts.headers.get(header::REFERER))
-        .and_then(|v| v.to_str().ok())
-        .unwrap_or("");
-    let origin_host = origin
-        .split_once("://")
-        .map_or("", |(_, rest)| rest.split('/').next().unwrap_or(""));
-    if host.is_empty() || origin_host != host {
+    if from_this_host(&parts.headers, true) != Some(true) {
         return Err(ApiError::refused(
             StatusCode::FORBIDDEN,
             "a request signed in by cookie must come from this server's own page (Origin)",

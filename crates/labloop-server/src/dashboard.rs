@@ -3,7 +3,7 @@
 //! cookie, so the page's live-event stream (which cannot send headers) is authenticated too and no
 //! script can read the secret.
 
-use crate::auth::{COOKIE, ClientIp, Credential, check, session_cookie};
+use crate::auth::{COOKIE, ClientIp, Credential, check, from_this_host, session_cookie};
 use crate::{ApiError, AppState, Body};
 use axum::Json;
 use axum::extract::State;
@@ -82,7 +82,7 @@ fn cookie(state: &AppState, value: &str, max_age: u64) -> String {
 /// `POST /api/session {"token"}`: checks the token and opens a session (an opaque id with an
 /// expiry, in an HttpOnly cookie; the token itself stays with the person); answers the token's
 /// role and name.
-#[utoipa::path(post, path = "/api/session", tag = "dashboard", request_body = Login, responses((status = 200, description = "signed in; sets the HttpOnly session cookie", body = serde_json::Value), (status = 401, description = "unknown or revoked token"), (status = 403, description = "not from this server's own page (Origin)"), (status = 400, description = "the body is not JSON"), (status = 413, description = "the body is too large"), (status = 415, description = "the body is not JSON"), (status = 422, description = "the body does not match the schema")))]
+#[utoipa::path(post, path = "/api/session", tag = "dashboard", request_body = Login, responses((status = 200, description = "signed in; sets the HttpOnly session cookie", body = serde_json::Value), (status = 401, description = "unknown or revoked token"), (status = 403, description = "not from this server's own page (Origin)")))]
 pub(crate) async fn login(
     State(state): State<AppState>,
     ClientIp(ip): ClientIp,
@@ -90,17 +90,11 @@ pub(crate) async fn login(
     Body(body): Body<Login>,
 ) -> Result<Response, ApiError> {
     // Signing in from another site's page would plant that site's session (login CSRF).
-    if let Some(origin) = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) {
-        let host = headers
-            .get(header::HOST)
-            .and_then(|v| v.to_str().ok())
-            .unwrap_or("");
-        if origin.split_once("://").map(|(_, h)| h) != Some(host) {
-            return Err(ApiError::refused(
-                StatusCode::FORBIDDEN,
-                "sign in from this server's own page (Origin)",
-            ));
-        }
+    if from_this_host(&headers, false) == Some(false) {
+        return Err(ApiError::refused(
+            StatusCode::FORBIDDEN,
+            "sign in from this server's own page (Origin)",
+        ));
     }
     let secret = body.token.trim().to_owned();
     let credential = Some(secret)

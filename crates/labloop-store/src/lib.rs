@@ -91,6 +91,13 @@ pub fn now_rfc3339() -> String {
     now()
 }
 
+/// Unix milliseconds now (leases, sessions).
+pub(crate) fn now_ms() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as i64)
+}
+
 pub(crate) fn now() -> String {
     OffsetDateTime::now_utc()
         .format(&Rfc3339)

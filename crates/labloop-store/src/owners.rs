@@ -2,15 +2,9 @@
 //! on different machines may share one store; an engine that dies stops renewing, and another takes
 //! the campaign over once the lease has run out.
 
-use crate::{Store, StoreError, db};
+use crate::{Store, StoreError, db, now_ms};
 use sqlx::Row;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use std::time::Duration;
 
 /// Who holds a campaign, and until when (Unix milliseconds).
 #[derive(Clone, Debug, PartialEq, Eq)]

@@ -13,17 +13,10 @@
 //! at most [`MAX_CAPABILITIES`] capabilities and leases last at most [`MAX_LEASE_S`], so no worker
 //! can hold the database's write lock or a job for long.
 
-use crate::{Backend, Store, StoreError, db};
+use crate::{Backend, Store, StoreError, db, now_ms};
 use labloop_core::limits::{MAX_CAPABILITIES, MAX_HELD_JOBS, MAX_LEASE_S, is_capability};
 use sqlx::Row;
-use std::time::{Duration, SystemTime, UNIX_EPOCH};
-
-/// Unix milliseconds now.
-fn now_ms() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
-}
+use std::time::Duration;
 
 fn lease_ms(lease: Duration) -> i64 {
     lease.as_millis().clamp(1, (MAX_LEASE_S * 1000.0) as u128) as i64

@@ -3,7 +3,7 @@
 //! token carries the capabilities it was registered for; it claims nothing else. The dashboard's
 //! sessions are opaque ids with an expiry, standing for a token, so a browser never holds the token.
 
-use crate::{Store, StoreError, db, now};
+use crate::{Store, StoreError, db, now, now_ms};
 use rand::RngCore;
 use sha2::{Digest, Sha256};
 use sqlx::Row;
@@ -36,12 +36,6 @@ pub(crate) fn random_hex() -> String {
     let mut bytes = [0u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     bytes.iter().map(|b| format!("{b:02x}")).collect()
-}
-
-fn now_ms() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.as_millis() as i64)
 }
 
 fn digest(secret: &str) -> String {
