@@ -404,13 +404,25 @@ pub struct RowRules {
     pub current_negated: bool,
 }
 
+/// Where a text's data ends: the number of fields its header has and, when the text does not
+/// end with a line end, its last line (a line cut short there means a truncated file).
+#[derive(Clone, Copy, Debug, Default)]
+pub struct TextEnd {
+    /// Fields of the header line.
+    pub header_fields: usize,
+    /// The text's last line when it has no line end.
+    pub unterminated_line: Option<u64>,
+}
+
 /// The samples of data lines under a header. Stops at the first empty line after data (some
-/// exports end with a footer) and refuses a field that is not a number, by line and column.
+/// exports end with a footer) and refuses a field that is not a number, by line and column, and
+/// a last line cut short.
 pub fn read_rows<'a>(
     lines: impl Iterator<Item = (u64, &'a str)>,
     sep: char,
     map: &ColumnMap,
     rules: RowRules,
+    end: TextEnd,
 ) -> Result<Vec<Sample>, Located> {
     let get = |fields: &[std::borrow::Cow<'_, str>], q: Quantity, line: u64| {
         value(fields, map.get(q), q, line, rules.decimal_comma)
@@ -442,6 +454,17 @@ pub fn read_rows<'a>(
             break;
         }
         let fields = text::fields(raw, sep);
+        if end.unterminated_line == Some(line) && fields.len() < end.header_fields {
+            return Err(Located::line(
+                line,
+                None,
+                format!(
+                    "the last line is cut short ({} of {} fields, no line end): the file is truncated",
+                    fields.len(),
+                    end.header_fields
+                ),
+            ));
+        }
         let required = |q: Quantity| -> Result<f64, Located> {
             get(&fields, q, line)?.ok_or_else(|| {
                 Located::line(line, map.header(q), "empty or not a number (required)")

@@ -4,7 +4,7 @@
 //! text formats' one table reader, so a column means the same in a CSV and in a workbook; errors
 //! name the sheet and its row.
 
-use crate::columns::{ColumnMap, Defaults, RowRules, read_rows};
+use crate::columns::{ColumnMap, Defaults, RowRules, TextEnd, read_rows};
 use crate::error::{Located, Place};
 use crate::series::Sample;
 use crate::{CellSeries, Reader};
@@ -144,5 +144,9 @@ fn read_sheet(book: &mut Xlsx<Cursor<&[u8]>>, sheet: &str) -> Result<Vec<Sample>
         .enumerate()
         .skip(1)
         .map(|(i, l)| (i as u64 + 1, l.as_str()));
-    read_rows(rows, '\t', &map, RowRules::default()).map_err(in_sheet)
+    let end = TextEnd {
+        header_fields: fields.len(),
+        unterminated_line: None,
+    };
+    read_rows(rows, '\t', &map, RowRules::default(), end).map_err(in_sheet)
 }

@@ -2,7 +2,7 @@
 //! their header is, the words it must hold, and their conventions; BioLogic's binary `.mpr` has
 //! its own module.
 
-use crate::columns::{ColumnMap, Defaults, Quantity, RowRules, read_rows};
+use crate::columns::{ColumnMap, Defaults, Quantity, RowRules, TextEnd, read_rows};
 use crate::error::Located;
 use crate::text;
 use crate::{CellSeries, Reader};
@@ -86,11 +86,16 @@ impl Reader for TextFormat {
         let sep = text::separator(header);
         let fields = text::fields(header, sep);
         let map = ColumnMap::from_header(&fields, at as u64 + 1, self.defaults)?;
+        let end = TextEnd {
+            header_fields: fields.len(),
+            unterminated_line: (!text.ends_with('\n')).then(|| text::lines(&text).count() as u64),
+        };
         let samples = read_rows(
             text::lines(&text).skip(at + 1),
             sep,
             &map,
             (self.rules)(sep),
+            end,
         )?;
         Ok(vec![CellSeries {
             name: None,
@@ -345,9 +350,8 @@ pub(crate) static BDF: TextFormat = TextFormat {
         };
         let f = text::fields(first, text::separator(first));
         let has = |w: &str| f.iter().any(|x| x.as_ref() == w);
-        if (has("Test Time / s") && has("Voltage / V") && has("Current / A"))
-            || (has("test_time_second") && has("voltage_volt") && has("current_ampere"))
-        {
+        // Its test-time column says BDF; the table reader then names what else is missing.
+        if has("Test Time / s") || has("test_time_second") {
             Ok(0)
         } else {
             Err(

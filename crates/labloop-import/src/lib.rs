@@ -7,7 +7,8 @@
 //! ([`CycleSummary`]: capacities with the CV tail, energies, voltages, temperatures, resistance,
 //! the discharge Q(V) on the predictor's grid). The live vendor adapters feed the same core.
 //!
-//! [`import`] picks the format by content (never by extension) unless told; a file that is not
+//! [`import`] picks the format by content (never by extension) unless told, and opens gzip
+//! archives (`.bdf.gz`, `.csv.gz`) first; a file that is not
 //! what it claims, truncated, or malformed is refused with its name and the line (or byte offset)
 //! and column, never half-read. Pure: no I/O here beyond the bytes handed in.
 //!
@@ -115,6 +116,19 @@ pub fn import(bytes: &[u8], file: &str, format: Option<&str>) -> Result<Imported
     if bytes.is_empty() {
         return Err(fail(Located::file("the file is empty")));
     }
+    let original = bytes;
+    let inflated;
+    let bytes = if bytes.starts_with(&[0x1f, 0x8b]) {
+        inflated = gunzip(bytes).map_err(fail)?;
+        &inflated[..]
+    } else {
+        bytes
+    };
+    if bytes.starts_with(b"\0\x01\0\0Standard Jet DB") {
+        return Err(fail(Located::file(
+            "an MS Access database (Arbin's .res): export it as CSV or XLSX from Arbin's software",
+        )));
+    }
     let reader = match format {
         Some(name) => {
             let reader = reader(name).ok_or_else(|| {
@@ -168,12 +182,31 @@ pub fn import(bytes: &[u8], file: &str, format: Option<&str>) -> Result<Imported
     }
     Ok(ImportedFile {
         file: file.to_string(),
-        sha256: sha256_hex(bytes),
-        bytes: bytes.len() as u64,
+        sha256: sha256_hex(original),
+        bytes: original.len() as u64,
         format: reader.format().to_string(),
         reader_version: reader.version().to_string(),
         cells,
     })
+}
+
+/// The largest file a gzip archive may expand to (bytes).
+pub const MAX_INFLATED_BYTES: u64 = 4 << 30;
+
+/// A gzip file's content, refused past [`MAX_INFLATED_BYTES`] or where the archive is damaged.
+fn gunzip(bytes: &[u8]) -> Result<Vec<u8>, Located> {
+    use std::io::Read;
+    let mut out = Vec::new();
+    flate2::read::GzDecoder::new(bytes)
+        .take(MAX_INFLATED_BYTES + 1)
+        .read_to_end(&mut out)
+        .map_err(|e| Located::file(format!("a damaged gzip archive: {e}")))?;
+    if out.len() as u64 > MAX_INFLATED_BYTES {
+        return Err(Located::file(format!(
+            "a gzip archive that expands past {MAX_INFLATED_BYTES} bytes"
+        )));
+    }
+    Ok(out)
 }
 
 /// The first reader that recognises the bytes.
@@ -195,6 +228,7 @@ fn format_names() -> String {
 /// The file's name without folders and its last extension (`a/b/cell7.csv` → `cell7`).
 fn file_stem(file: &str) -> String {
     let base = file.rsplit(['/', '\\']).next().unwrap_or(file);
+    let base = base.strip_suffix(".gz").unwrap_or(base);
     match base.rsplit_once('.') {
         Some((stem, _)) if !stem.is_empty() => stem.to_string(),
         _ => base.to_string(),

@@ -184,6 +184,18 @@ impl Reader for NewareNda {
             .position(|w| w == MARK)
             .map(|p| p + 4)
             .ok_or_else(|| Located::byte(0, Some("records"), "no data record in the file"))?;
+        if !(bytes.len() - start).is_multiple_of(NDA_29.len) {
+            let cut = start + (bytes.len() - start) / NDA_29.len * NDA_29.len;
+            return Err(Located::byte(
+                cut as u64,
+                Some("records"),
+                format!(
+                    "the file ends inside a record ({} of {} bytes): truncated",
+                    bytes.len() - cut,
+                    NDA_29.len
+                ),
+            ));
+        }
         let mut raws = Vec::new();
         let mut at = start;
         while at + NDA_29.len <= bytes.len() {
@@ -247,6 +259,13 @@ impl Reader for NewareNdax {
         let mut raws = Vec::new();
         match (version, filetype) {
             (5, 1) => {
+                if !data.len().is_multiple_of(4096) {
+                    return Err(in_ndc(Located::byte(
+                        (data.len() / 4096 * 4096) as u64,
+                        Some("records"),
+                        "data.ndc ends inside a 4096-byte page: truncated",
+                    )));
+                }
                 // 4096-byte pages after a 4096-byte header; records of 87 bytes between a page's
                 // 125-byte head and 56-byte tail, marked 0x55 at their 8th byte.
                 let mut page = 4096;

@@ -316,34 +316,37 @@ fn summarise(
             summary.internal_resistance_ohm = Some(r);
         }
         let discharging = row.current_a < -threshold;
-        let mut passed_out = 0.0;
-        if i > 0 {
-            // The interval into a cycle's first row belongs to that cycle: where a counter resets
-            // at the boundary it is integrated, as the rule says.
-            let prev = &samples[i - 1];
-            let (q_in, q_out) = interval(prev, row, |s| s.capacity, |s| s.current_a);
-            let (e_in, e_out) = interval(prev, row, |s| s.energy, |s| s.current_a * s.voltage_v);
-            summary.charge_capacity_ah += q_in;
-            summary.discharge_capacity_ah += q_out;
-            summary.charge_energy_wh += e_in;
-            summary.discharge_energy_wh += e_out;
-            passed_out = q_out;
-            let dt = (row.time_s - prev.time_s).max(0.0);
-            if row.current_a > threshold {
-                summary.charge_time_s += dt;
-            } else if discharging {
-                summary.discharge_time_s += dt;
-            }
-            if offset > 0 {
-                temperature.add_interval(prev.temperature_c, row.temperature_c, dt);
-            }
+        // The interval into a cycle's first row belongs to that cycle. Before the file's first
+        // row the counters stood at zero (a cycler counts from the test's start, so a recording
+        // that begins mid-cycle keeps what the cycler had counted by then).
+        let origin;
+        let prev = if i > 0 {
+            &samples[i - 1]
+        } else {
+            origin = at_zero(row);
+            &origin
+        };
+        let (q_in, q_out) = interval(prev, row, |s| s.capacity, |s| s.current_a);
+        let (e_in, e_out) = interval(prev, row, |s| s.energy, |s| s.current_a * s.voltage_v);
+        summary.charge_capacity_ah += q_in;
+        summary.discharge_capacity_ah += q_out;
+        summary.charge_energy_wh += e_in;
+        summary.discharge_energy_wh += e_out;
+        let dt = (row.time_s - prev.time_s).max(0.0);
+        if row.current_a > threshold {
+            summary.charge_time_s += dt;
+        } else if discharging {
+            summary.discharge_time_s += dt;
+        }
+        if offset > 0 {
+            temperature.add_interval(prev.temperature_c, row.temperature_c, dt);
         }
         temperature.add_point(row.temperature_c);
         if discharging {
             let so_far = run.last().map_or(0.0, |&(_, q)| q);
             run.push((
                 row.voltage_v,
-                so_far + if run.is_empty() { 0.0 } else { passed_out },
+                so_far + if run.is_empty() { 0.0 } else { q_out },
             ));
         } else if !run.is_empty() {
             if run.len() > longest.len() {
@@ -362,6 +365,24 @@ fn summarise(
     ) = temperature.finish();
     summary.discharge_curve = grid_curve(&longest);
     summary
+}
+
+/// The first row as the counters stood before it: unsigned and separate counters at zero, a
+/// signed one (which may start anywhere) where it is.
+fn at_zero(first: &Sample) -> Sample {
+    let zero = |c: Counter| match c {
+        Counter::Separate { .. } => Counter::Separate {
+            charge: 0.0,
+            discharge: 0.0,
+        },
+        Counter::Unsigned(_) => Counter::Unsigned(0.0),
+        other => other,
+    };
+    Sample {
+        capacity: zero(first.capacity),
+        energy: zero(first.energy),
+        ..first.clone()
+    }
 }
 
 /// Temperature extremes and the time-weighted mean (trapezoid; the plain mean when the cycle

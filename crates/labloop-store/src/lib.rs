@@ -7,6 +7,7 @@
 //! skipped; a transition to the current state is a no-op), so a caller may always retry.
 
 mod codec;
+mod datasets;
 mod experiments;
 mod owners;
 mod queue;
@@ -14,6 +15,7 @@ mod requests;
 mod steps;
 mod tokens;
 
+pub use datasets::{DatasetCell, DatasetSummary, ImportOutcome};
 pub use experiments::{ExperimentRow, NewExperiment, ObservationRow, PredictionRow};
 pub use owners::CampaignOwner;
 pub use queue::{ClaimedJob, Completion, JobRow, NewJob, QueueError};

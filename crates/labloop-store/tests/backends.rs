@@ -635,3 +635,111 @@ async fn postgres_requests() {
             .unwrap();
     }
 }
+
+/// An Arbin-style CSV of one cell: `cycles` cycles of a 1 h charge and a 1 h discharge.
+fn arbin_csv(cycles: u32, capacity: f64) -> String {
+    let mut out = String::from(
+        "Data_Point,Test_Time(s),Step_Index,Cycle_Index,Current(A),Voltage(V),Charge_Capacity(Ah),Discharge_Capacity(Ah)\n",
+    );
+    let mut point = 1;
+    for c in 1..=cycles {
+        for k in 0..=20 {
+            let t = f64::from(c - 1) * 7300.0 + f64::from(k) * 180.0;
+            let q = capacity * f64::from(k) / 20.0;
+            out += &format!(
+                "{point},{t},1,{c},1.0,{},{q},0\n",
+                3.0 + 0.03 * f64::from(k)
+            );
+            point += 1;
+        }
+        for k in 1..=20 {
+            let t = f64::from(c - 1) * 7300.0 + 3650.0 + f64::from(k) * 180.0;
+            let q = capacity * f64::from(k) / 20.0;
+            out += &format!(
+                "{point},{t},2,{c},-1.0,{},{capacity},{q}\n",
+                3.5 - 0.07 * f64::from(k)
+            );
+            point += 1;
+        }
+    }
+    out
+}
+
+async fn datasets_suite(store: Store) {
+    let csv = arbin_csv(3, 1.05);
+    let file = labloop_import::import(csv.as_bytes(), "lab/cell7.csv", None).unwrap();
+    let added = store.import_file("legacy", &file).await.unwrap();
+    assert_eq!(
+        added,
+        labloop_store::ImportOutcome::Added {
+            cells: vec!["cell7".into()]
+        }
+    );
+    // The same bytes again add nothing.
+    assert_eq!(
+        store.import_file("legacy", &file).await.unwrap(),
+        labloop_store::ImportOutcome::AlreadyImported
+    );
+    // Another file whose cell has the same name keeps both, the second named by its hash.
+    let other =
+        labloop_import::import(arbin_csv(2, 1.0).as_bytes(), "old/cell7.csv", None).unwrap();
+    let labloop_store::ImportOutcome::Added { cells } =
+        store.import_file("legacy", &other).await.unwrap()
+    else {
+        panic!("a new file is added");
+    };
+    assert_eq!(cells, vec![format!("cell7-{}", &other.sha256[..8])]);
+    let listed = store.datasets().await.unwrap();
+    assert_eq!(
+        listed,
+        vec![labloop_store::DatasetSummary {
+            name: "legacy".into(),
+            files: 2,
+            cells: 2,
+            cycles: 5
+        }]
+    );
+    let cells = store.dataset("legacy").await.unwrap().expect("the dataset");
+    let cell7 = cells.iter().find(|c| c.name == "cell7").unwrap();
+    assert_eq!(cell7.sha256, file.sha256);
+    assert_eq!(cell7.format, "arbin-csv");
+    assert_eq!(cell7.file_name, "lab/cell7.csv");
+    // What comes back is what went in: summaries exactly, curves to the store's f32.
+    for (stored, read) in cell7.cycles.iter().zip(&file.cells[0].cycles) {
+        let (a, b) = (stored.discharge_curve.clone(), read.discharge_curve.clone());
+        assert_eq!(
+            labloop_import::CycleSummary {
+                discharge_curve: None,
+                ..stored.clone()
+            },
+            labloop_import::CycleSummary {
+                discharge_curve: None,
+                ..read.clone()
+            }
+        );
+        let (a, b) = (a.unwrap(), b.unwrap());
+        assert_eq!(a.voltage_v.len(), b.voltage_v.len());
+        for (x, y) in a.capacity_ah.iter().zip(&b.capacity_ah) {
+            assert!((x - y).abs() < 1e-6);
+        }
+    }
+    assert!((cell7.cycles[0].discharge_capacity_ah - 1.05).abs() < 1e-9);
+    assert!(store.dataset("nothing").await.unwrap().is_none());
+}
+
+#[tokio::test]
+async fn sqlite_datasets() {
+    datasets_suite(sqlite().await).await;
+}
+
+#[tokio::test]
+async fn postgres_datasets() {
+    if let Some((store, name, admin)) = postgres().await {
+        datasets_suite(store.clone()).await;
+        store.close().await;
+        sqlx::query(sqlx::AssertSqlSafe(format!("DROP DATABASE {name}")))
+            .execute(&admin)
+            .await
+            .unwrap();
+    }
+}
