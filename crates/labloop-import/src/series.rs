@@ -36,6 +36,10 @@ pub const CURVE_GRID_STEP_V: f64 = (3.6 - 2.0) / 999.0;
 /// The top of that grid (V); curve voltages are `3.6 − k·step` for integer k.
 pub const CURVE_GRID_TOP_V: f64 = 3.6;
 
+/// The most grid points a discharge curve holds (4 000 steps span 6.4 V, wider than any cell's
+/// window).
+pub const MAX_CURVE_POINTS: usize = 4000;
+
 /// How a cycler counts charge (or energy) on one row. Missing values are `NaN`.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub enum Counter {
@@ -450,9 +454,12 @@ fn grid_curve(run: &[(f64, f64)]) -> Option<DischargeCurve> {
     // bottom.
     let k_first = ((CURVE_GRID_TOP_V - top) / CURVE_GRID_STEP_V).floor() as i64 + 1;
     let k_last = ((CURVE_GRID_TOP_V - bottom) / CURVE_GRID_STEP_V).ceil() as i64 - 1;
+    // A span wider than MAX_CURVE_POINTS steps (a damaged reading of 1e30 V) takes every
+    // n-th grid point, so a curve stays bounded and still on the grid.
+    let stride = ((k_last - k_first + 1).max(1) as f64 / MAX_CURVE_POINTS as f64).ceil() as i64;
     let mut grid: Vec<f64> = Vec::new();
     grid.push(top);
-    for k in k_first..=k_last {
+    for k in (k_first..=k_last).step_by(stride.max(1) as usize) {
         let v = CURVE_GRID_TOP_V - k as f64 * CURVE_GRID_STEP_V;
         if v < top && v > bottom {
             grid.push(v);

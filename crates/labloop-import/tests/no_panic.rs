@@ -89,7 +89,7 @@ fn truncated_and_damaged_files_are_refused_or_read_never_panic() {
         survives(&bytes, Some(format));
         cases += 2;
     }
-    assert!(cases > 50_000, "{cases}");
+    assert!(cases > 45_000, "{cases}");
 }
 
 #[test]
