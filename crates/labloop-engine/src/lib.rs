@@ -15,6 +15,7 @@ mod context;
 mod design;
 mod experiment;
 mod ownership;
+pub mod prior;
 mod queue_builder;
 mod remote;
 mod runner;

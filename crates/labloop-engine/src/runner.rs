@@ -213,6 +213,8 @@ pub struct CampaignRunner {
     options: RunnerOptions,
     pause: Option<watch::Receiver<bool>>,
     ownership: Option<Ownership>,
+    /// Cells measured before the campaign (`campaign.prior_data`), read before it starts.
+    prior: Vec<crate::prior::PriorObservation>,
 }
 
 impl CampaignRunner {
@@ -234,6 +236,7 @@ impl CampaignRunner {
             options: RunnerOptions::default(),
             pause: None,
             ownership: None,
+            prior: Vec::new(),
         }
     }
 
@@ -327,6 +330,17 @@ impl CampaignRunner {
     /// Asks every instrument who it is (`identify`) and checks it against the workflow: the protocol's
     /// major version, and every channel the workflow gives a cycler. All are asked at once; every
     /// problem is reported together, and nothing has started.
+    /// Reads the workflow's prior cells from the store (before anything is cycled).
+    async fn load_prior(&mut self) -> Result<(), EngineError> {
+        if self.workflow.campaign.prior_data.is_empty() {
+            return Ok(());
+        }
+        let candidates = Candidates::of(&self.workflow)?;
+        self.prior = crate::prior::load(&self.store, &self.workflow, &candidates).await?;
+        tracing::info!(cells = self.prior.len(), "prior observations read");
+        Ok(())
+    }
+
     async fn check_instruments(&self) -> Result<(), EngineError> {
         let mut asked = tokio::task::JoinSet::new();
         for cycler in &self.instruments.cyclers {
@@ -391,9 +405,10 @@ impl CampaignRunner {
     }
 
     /// Records a new campaign and runs it.
-    pub async fn run(self) -> Result<CampaignResult, EngineError> {
+    pub async fn run(mut self) -> Result<CampaignResult, EngineError> {
         self.check()?;
         self.check_instruments().await?;
+        self.load_prior().await?;
         let campaign = self
             .store
             .create_campaign(&self.workflow.campaign.name, &self.workflow_yaml)
@@ -454,9 +469,10 @@ impl CampaignRunner {
     }
 
     /// Continues a campaign recorded in the store, from where the store says it stands.
-    pub async fn resume(self, campaign: &str) -> Result<CampaignResult, EngineError> {
+    pub async fn resume(mut self, campaign: &str) -> Result<CampaignResult, EngineError> {
         self.check()?;
         self.check_instruments().await?;
+        self.load_prior().await?;
         let row = self.store.campaign(campaign).await?.ok_or_else(|| {
             EngineError::Workflow(format!("no campaign `{campaign}` in the store"))
         })?;
@@ -903,9 +919,15 @@ impl CampaignRunner {
             crate::adaptation::adapt_to_observed(&self.store, &self.predictor, campaign, &mut rows)
                 .await?;
         let shared = SharedOffset::of(predictor.as_ref());
+        let prior = self.prior.iter().map(|p| Observation {
+            x: inputs[p.candidate_index].clone(),
+            y: sign * p.life,
+            noise_var: (p.life * crate::prior::PRIOR_SIGMA_FRACTION).powi(2),
+        });
         Ok(rows
             .iter()
             .map(|o| to_observation(o, inputs, sign, &shared))
+            .chain(prior)
             .collect())
     }
 

@@ -87,7 +87,8 @@ pub struct Sample {
 /// One cycle of a cell, as labloop stores and prints it.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct CycleSummary {
-    /// labloop's cycle number: 1 for the file's first cycle, counting up in file order.
+    /// labloop's cycle number, counted from 1: the file's own index (plus one where the file
+    /// counts from 0), else the cycle's place in the file.
     pub cycle: u32,
     /// The file's own cycle index for this cycle (Maccor and BioLogic count from 0, Arbin from
     /// 1), absent where cycles were inferred.
@@ -164,11 +165,35 @@ pub fn cycles(samples: &[Sample]) -> Vec<CycleSummary> {
         .fold(0.0, f64::max);
     let threshold = largest * ACTIVE_CURRENT_FRACTION;
     let bounds = cycle_bounds(samples, threshold);
+    let numbers = cycle_numbers(samples, &bounds);
     bounds
         .iter()
-        .enumerate()
-        .map(|(k, &(start, end))| summarise(samples, start, end, k as u32 + 1, threshold))
+        .zip(numbers)
+        .map(|(&(start, end), number)| summarise(samples, start, end, number, threshold))
         .collect()
+}
+
+/// labloop's number of each cycle: the file's own index, moved up by one where the file counts
+/// from 0 (Maccor, BioLogic), so that cycle 100 is the hundredth whatever the cycler; 1, 2, 3, ...
+/// in file order where the file has no index, or where its indices do not rise from cycle to
+/// cycle (several tests in one file).
+fn cycle_numbers(samples: &[Sample], bounds: &[(usize, usize)]) -> Vec<u32> {
+    let ordinal = || (1..=bounds.len() as u32).collect();
+    let sources: Option<Vec<i64>> = bounds.iter().map(|&(s, _)| samples[s].cycle).collect();
+    let Some(sources) = sources else {
+        return ordinal();
+    };
+    let lowest = sources.iter().copied().min().unwrap_or(1);
+    let shift = if lowest < 1 { 1 - lowest } else { 0 };
+    let rising = sources.windows(2).all(|w| w[1] > w[0]);
+    let fits = sources
+        .last()
+        .is_some_and(|&l| l.saturating_add(shift) <= i64::from(u32::MAX));
+    if rising && fits {
+        sources.iter().map(|&c| (c + shift) as u32).collect()
+    } else {
+        ordinal()
+    }
 }
 
 /// `[start, end)` row ranges of the cycles.

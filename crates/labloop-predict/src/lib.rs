@@ -15,6 +15,7 @@
 pub mod compute;
 pub mod domain;
 pub mod features;
+pub mod life;
 mod model;
 pub mod neural;
 pub mod severson;

@@ -49,6 +49,41 @@ pub struct CampaignSpec {
     pub objective: ObjectiveSpec,
     /// Where suggestions come from.
     pub search_space: SearchSpaceSpec,
+    /// Cells measured before the campaign (datasets imported with `labloop import`) whose lives
+    /// the optimizer starts from, as if the campaign had cycled them.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub prior_data: Vec<PriorDataSpec>,
+}
+
+/// An imported dataset's cells as prior observations.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriorDataSpec {
+    /// The dataset's name in the campaign's store.
+    pub dataset: String,
+    /// For cells whose life is not given: the fraction of a cell's initial capacity below which
+    /// its life ends (its first cycle that stays below).
+    #[serde(default = "default_end_of_life")]
+    pub end_of_life_fraction: f64,
+    /// The cells used, by their name in the dataset: the search space's candidate each ran.
+    pub cells: BTreeMap<String, PriorCellSpec>,
+}
+
+fn default_end_of_life() -> f64 {
+    0.8
+}
+
+/// One prior cell.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PriorCellSpec {
+    /// The candidate it ran, as `labloop run` labels candidates (`4.8-5.2-5.2-4.16` for a
+    /// protocol).
+    pub candidate: String,
+    /// Its cycle life, when known; else read off its fade in the dataset (a cell not yet at end
+    /// of life is refused: a censored life is no measurement).
+    #[serde(default)]
+    pub life: Option<f64>,
 }
 
 fn default_seed() -> u64 {

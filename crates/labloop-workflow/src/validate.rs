@@ -112,10 +112,43 @@ pub(crate) fn validate(workflow: &Workflow, sources: &[Source]) -> Vec<Diagnosti
         );
     }
     check_space(&mut c, workflow);
+    check_prior_data(&mut c, workflow);
     check_optimizer_and_stopping(&mut c, workflow);
     check_instruments(&mut c, workflow);
     check_steps(&mut c, workflow);
     c.problems
+}
+
+fn check_prior_data(c: &mut Checker<'_>, workflow: &Workflow) {
+    for (k, prior) in workflow.campaign.prior_data.iter().enumerate() {
+        let base = format!("campaign.prior_data[{k}]");
+        check_plain_name(c, &format!("{base}.dataset"), &prior.dataset);
+        let f = prior.end_of_life_fraction;
+        if !(f > 0.0 && f < 1.0) {
+            c.report(
+                &format!("{base}.end_of_life_fraction"),
+                format!(
+                    "{f} is not a fraction between 0 and 1 (0.8: 80 % of the initial capacity)"
+                ),
+            );
+        }
+        if prior.cells.is_empty() {
+            c.report(
+                &format!("{base}.cells"),
+                "no cells: name the dataset's cells to use and the candidate each ran",
+            );
+        }
+        for (name, cell) in &prior.cells {
+            if let Some(life) = cell.life
+                && !(life.is_finite() && life > 0.0)
+            {
+                c.report(
+                    &format!("{base}.cells.{name}.life"),
+                    format!("{life} is not a cycle life"),
+                );
+            }
+        }
+    }
 }
 
 fn check_space(c: &mut Checker<'_>, workflow: &Workflow) {

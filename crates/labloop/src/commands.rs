@@ -613,6 +613,12 @@ pub fn status(url: &str) -> Result<ExitCode> {
         if campaigns.is_empty() {
             println!("no campaigns in {}", labloop_store::redact(url));
         }
+        for d in store.datasets().await? {
+            println!(
+                "dataset {:<20} {} files, {} cells, {} cycles",
+                d.name, d.files, d.cells, d.cycles
+            );
+        }
         for c in campaigns {
             let exps = store.experiments(&c.id).await?;
             let records = store.count_records(&c.id).await?;

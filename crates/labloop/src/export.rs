@@ -27,13 +27,21 @@ use std::sync::Arc;
 #[derive(clap::Args)]
 pub struct ExportArgs {
     /// The campaign's id (`labloop status` lists them).
-    campaign: String,
+    #[arg(required_unless_present = "dataset")]
+    campaign: Option<String>,
     /// Store URL.
     #[arg(long)]
     store: String,
     /// Folder to write `experiments.<ext>` and `cycles.<ext>` into (created if needed).
-    #[arg(long)]
-    out: PathBuf,
+    #[arg(long, required_unless_present = "dataset")]
+    out: Option<PathBuf>,
+    /// Or an imported dataset (`labloop import`), printed as JSON on stdout in the shape of
+    /// `labloop import --check --json` (each cell with its file, hash, format and reader).
+    #[arg(long, conflicts_with_all = ["campaign", "out"])]
+    dataset: Option<String>,
+    /// With `--dataset`: include each cycle's discharge curve.
+    #[arg(long, requires = "dataset")]
+    curves: bool,
     /// `parquet` or `csv`.
     #[arg(long, default_value = "parquet")]
     format: String,
@@ -127,6 +135,12 @@ impl Table {
 
 /// Writes the campaign's two tables.
 pub fn export(args: &ExportArgs) -> Result<()> {
+    if let Some(dataset) = &args.dataset {
+        return crate::import::export_dataset(&args.store, dataset, args.curves);
+    }
+    let (Some(campaign), Some(out)) = (&args.campaign, &args.out) else {
+        bail!("give a campaign and --out, or --dataset");
+    };
     let parquet = match args.format.as_str() {
         "parquet" => true,
         "csv" => false,
@@ -135,17 +149,15 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     let runtime = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()?;
-    let (experiments, cycles) = runtime.block_on(tables(&args.store, &args.campaign))?;
-    std::fs::create_dir_all(&args.out)
-        .with_context(|| format!("creating {}", args.out.display()))?;
+    let (experiments, cycles) = runtime.block_on(tables(&args.store, campaign))?;
+    std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let ext = if parquet { "parquet" } else { "csv" };
     let (n_experiments, n_cycles) = (experiments.rows, cycles.rows);
-    experiments.write(&args.out.join(format!("experiments.{ext}")), parquet)?;
-    cycles.write(&args.out.join(format!("cycles.{ext}")), parquet)?;
+    experiments.write(&out.join(format!("experiments.{ext}")), parquet)?;
+    cycles.write(&out.join(format!("cycles.{ext}")), parquet)?;
     eprintln!(
-        "{}: {n_experiments} experiments and {n_cycles} cycle records written to {}",
-        args.campaign,
-        args.out.display()
+        "{campaign}: {n_experiments} experiments and {n_cycles} cycle records written to {}",
+        out.display()
     );
     Ok(())
 }

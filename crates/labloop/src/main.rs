@@ -4,6 +4,7 @@
 mod agent;
 mod bench;
 mod bench_engine;
+mod bench_import;
 mod bench_mqtt;
 mod bench_predict;
 mod bench_queue;
@@ -12,6 +13,7 @@ mod bench_suite;
 mod check_instrument;
 mod commands;
 mod export;
+mod import;
 mod predict;
 mod progress;
 
@@ -165,8 +167,12 @@ enum Command {
     /// Check a bridge against drivers/PROTOCOL.md: a pass/fail report per rule, with what was sent
     /// and received.
     CheckInstrument(check_instrument::CheckArgs),
-    /// Write a campaign's experiments and cycle records as Parquet or CSV files (pandas reads them).
+    /// Write a campaign's experiments and cycle records as Parquet or CSV files (pandas reads them),
+    /// or an imported dataset as JSON.
     Export(export::ExportArgs),
+    /// Import vendor cycler files (Arbin, Maccor, BioLogic, Neware, Novonix, Battery Archive, BDF)
+    /// into a dataset of the store, or check what they hold (`--check [--json]`).
+    Import(import::ImportArgs),
     /// Save a campaign's report as one self-contained HTML file (plots and tables, no server needed).
     Report {
         /// The campaign.
@@ -242,6 +248,9 @@ enum BenchCommand {
     /// The lifetime predictor: featurize and predict throughput (cells/s) and training time, per
     /// model and backend, with the GPU/CPU ratio when a GPU is there.
     Predict(bench_predict::PredictBenchArgs),
+    /// Vendor file import: MB/s and cycles/s per file, and navani (Python) on the same files in
+    /// the same run with the ratio (`--python` with navani installed).
+    Import(bench_import::ImportBenchArgs),
     /// The monitoring server under load: live-event clients and paced API reads while a simulated
     /// campaign ingests; latency percentiles.
     Serve(bench_serve::ServeBenchArgs),
@@ -318,6 +327,7 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent::run(&args).map(|()| ExitCode::SUCCESS),
         Command::CheckInstrument(args) => check_instrument::run(&args),
         Command::Export(args) => export::export(&args).map(|()| ExitCode::SUCCESS),
+        Command::Import(args) => import::run(&args),
         Command::Report {
             campaign,
             store,
@@ -348,6 +358,9 @@ fn main() -> ExitCode {
         }
         Command::Bench(BenchCommand::Predict(args)) => {
             bench_predict::predict(&args).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Bench(BenchCommand::Import(args)) => {
+            bench_import::import(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Engine(args)) => {
             bench_engine::engine(&args).map(|()| ExitCode::SUCCESS)

@@ -51,8 +51,9 @@ pub struct LabelledArgs {
     /// Folder of cellN.csv Qdlin arrays (1000 voltages × cycles 2..100).
     #[arg(long, requires = "lives")]
     cells: Option<PathBuf>,
-    /// One cycle life per line; line N belongs to cellN.csv.
-    #[arg(long, requires = "cells")]
+    /// One cycle life per line; line N belongs to cellN.csv. With `--dataset`: `observed` (each
+    /// cell's first cycle below `--eol`) or a CSV of `cell,life` lines.
+    #[arg(long)]
     lives: Option<PathBuf>,
     /// The cycler's per-cycle discharge capacities (Ah): one row per cell used (after `--exclude`),
     /// in cell order, column k = cycle k, NaN where not measured (the layout of Severson et al.'s
@@ -61,12 +62,19 @@ pub struct LabelledArgs {
     #[arg(long, requires = "cells")]
     capacities: Option<PathBuf>,
     /// Or a store: the cells of `--campaign` whose end of life was observed (a `cycle_to_eol` step),
-    /// with their early cycle records.
-    #[arg(long, conflicts_with_all = ["cells", "lives"], requires = "campaign")]
+    /// with their early cycle records, or the cells of an imported `--dataset`.
+    #[arg(long, conflicts_with = "cells")]
     store: Option<String>,
     /// The campaign whose cells to use (with `--store`).
-    #[arg(long)]
+    #[arg(long, requires = "store", conflicts_with = "dataset")]
     campaign: Option<String>,
+    /// A dataset imported with `labloop import` (with `--store` and `--lives`).
+    #[arg(long, requires_all = ["store", "lives"])]
+    dataset: Option<String>,
+    /// With `--dataset --lives observed`: what ends a life, a fraction of each cell's initial
+    /// capacity (`0.8`) or a capacity in Ah (`0.88Ah`).
+    #[arg(long, default_value = "0.8")]
+    eol: String,
     /// Leave a cell out, by name (e.g. `--exclude cell22`, the primary test set's known outlier; an
     /// experiment id with `--store`).
     #[arg(long)]
@@ -84,6 +92,16 @@ impl LabelledArgs {
     /// Where the cells came from, for a model's provenance.
     fn describe(&self) -> String {
         let source = match (&self.store, &self.campaign, &self.cells, &self.lives) {
+            (Some(store), None, _, Some(lives)) if self.dataset.is_some() => format!(
+                "dataset {} in {} ({CYCLER_CAPACITIES}, lives {})",
+                self.dataset.as_deref().unwrap_or_default(),
+                labloop_store::redact(store),
+                if lives.as_os_str() == "observed" {
+                    format!("observed, end of life {}", self.eol)
+                } else {
+                    lives.display().to_string()
+                }
+            ),
             (Some(store), Some(campaign), _, _) => format!(
                 "campaign {campaign} in {} ({FROM_STORE})",
                 labloop_store::redact(store)
@@ -203,6 +221,13 @@ pub fn run(command: &PredictCommand) -> Result<()> {
 
 fn labelled(data: &LabelledArgs, window: u32) -> Result<Vec<(String, LabelledCell)>> {
     let cells = match (&data.store, &data.campaign, &data.cells, &data.lives) {
+        (Some(store), None, None, Some(lives)) if data.dataset.is_some() => from_dataset(
+            store,
+            data.dataset.as_deref().unwrap_or_default(),
+            lives,
+            &data.eol,
+            window,
+        )?,
         (Some(store), Some(campaign), _, _) => from_store(store, campaign, window)?,
         (_, _, Some(cells), Some(lives)) => {
             // Exclusions are applied while loading: capacity rows follow the cells used.
@@ -214,7 +239,9 @@ fn labelled(data: &LabelledArgs, window: u32) -> Result<Vec<(String, LabelledCel
             }
             .load(window)?);
         }
-        _ => bail!("give --cells and --lives, or --store and --campaign"),
+        _ => bail!(
+            "give --cells and --lives, --store and --campaign, or --store, --dataset and --lives"
+        ),
     };
     for name in &data.exclude {
         if !cells.iter().any(|(n, _)| n == name) {
@@ -266,6 +293,102 @@ fn from_store(url: &str, campaign: &str, window: u32) -> Result<Vec<(String, Lab
             );
         }
         Ok(cells)
+    })
+}
+
+/// An imported dataset's cells with their lives (`observed` from their own fade, or a `cell,life`
+/// CSV) and features from their first `window` cycles. Cells without a full early window, or
+/// still alive when `observed` is asked for, are left out (and counted on stderr).
+fn from_dataset(
+    url: &str,
+    dataset: &str,
+    lives: &std::path::Path,
+    eol: &str,
+    window: u32,
+) -> Result<Vec<(String, LabelledCell)>> {
+    use labloop_predict::life::{EndOfLife, observed_life};
+    let end = match eol.strip_suffix("Ah") {
+        Some(ah) => EndOfLife::Capacity(ah.trim().parse().context("--eol 0.88Ah")?),
+        None => EndOfLife::Fraction(eol.parse().context("--eol: a fraction (0.8) or 0.88Ah")?),
+    };
+    let given: Option<std::collections::HashMap<String, f64>> = if lives.as_os_str() == "observed" {
+        None
+    } else {
+        let text = std::fs::read_to_string(lives)
+            .with_context(|| format!("reading {}", lives.display()))?;
+        let mut map = std::collections::HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let Some((cell, life)) = line.split_once(',') else {
+                continue;
+            };
+            match life.trim().parse::<f64>() {
+                Ok(l) if l > 0.0 => {
+                    map.insert(cell.trim().to_owned(), l);
+                }
+                _ if n == 0 => {} // a header
+                _ => bail!(
+                    "{}:{}: `{}` is not a cycle life",
+                    lives.display(),
+                    n + 1,
+                    life.trim()
+                ),
+            }
+        }
+        Some(map)
+    };
+    crate::commands::runtime()?.block_on(async {
+        let store = labloop_store::Store::open(url).await?;
+        let Some(cells) = store.dataset(dataset).await? else {
+            bail!("no dataset {dataset} in {}", labloop_store::redact(url));
+        };
+        store.close().await;
+        let (mut out, mut alive, mut short, mut unlabelled) = (Vec::new(), 0, 0, 0);
+        for cell in cells {
+            let records: Vec<labloop_core::CycleRecord> =
+                cell.cycles.iter().map(|c| c.to_record()).collect();
+            let life = match &given {
+                Some(map) => match map.get(&cell.name) {
+                    Some(&l) => l,
+                    None => {
+                        unlabelled += 1;
+                        continue;
+                    }
+                },
+                None => match observed_life(&records, end) {
+                    Some(l) => f64::from(l),
+                    None => {
+                        alive += 1;
+                        continue;
+                    }
+                },
+            };
+            match labloop_predict::EarlyData::from_records(&records, window) {
+                Ok(early) => out.push((
+                    cell.name,
+                    LabelledCell {
+                        features: early.features(),
+                        cycle_life: life,
+                    },
+                )),
+                Err(e) => {
+                    short += 1;
+                    eprintln!("left out {}: {e}", cell.name);
+                }
+            }
+        }
+        for (n, why) in [
+            (alive, "not yet at end of life"),
+            (short, "without a full early window"),
+            (unlabelled, "without a life in --lives"),
+        ] {
+            if n > 0 {
+                eprintln!("left out {n} cells of {dataset} {why}");
+            }
+        }
+        if out.is_empty() {
+            bail!("dataset {dataset} has no cell to train on");
+        }
+        Ok(out)
     })
 }
 
@@ -789,6 +912,8 @@ mod tests {
             capacities: capacities.map(PathBuf::from),
             store: store.then(|| "sqlite:///x.sqlite".to_owned()),
             campaign: store.then(|| "clo".to_owned()),
+            dataset: None,
+            eol: "0.8".to_owned(),
             exclude: Vec::new(),
         };
         let cases = [

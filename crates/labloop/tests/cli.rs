@@ -2,17 +2,10 @@
 //! exit, never a panic; the schema prints; a short campaign runs and prints JSON.
 
 use std::path::PathBuf;
-use std::process::Command;
 
-fn labloop() -> Command {
-    Command::new(env!("CARGO_BIN_EXE_labloop"))
-}
+mod common;
 
-fn repo(path: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("../..")
-        .join(path)
-}
+use common::{labloop, repo};
 
 #[test]
 fn unknown_key_is_rejected_with_its_place() {
