@@ -4,7 +4,6 @@
 mod agent;
 mod bench;
 mod bench_engine;
-mod bench_import;
 mod bench_mqtt;
 mod bench_predict;
 mod bench_queue;
@@ -248,9 +247,6 @@ enum BenchCommand {
     /// The lifetime predictor: featurize and predict throughput (cells/s) and training time, per
     /// model and backend, with the GPU/CPU ratio when a GPU is there.
     Predict(bench_predict::PredictBenchArgs),
-    /// Vendor file import: MB/s and cycles/s per file, and navani (Python) on the same files in
-    /// the same run with the ratio (`--python` with navani installed).
-    Import(bench_import::ImportBenchArgs),
     /// The monitoring server under load: live-event clients and paced API reads while a simulated
     /// campaign ingests; latency percentiles.
     Serve(bench_serve::ServeBenchArgs),
@@ -358,9 +354,6 @@ fn main() -> ExitCode {
         }
         Command::Bench(BenchCommand::Predict(args)) => {
             bench_predict::predict(&args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchCommand::Import(args)) => {
-            bench_import::import(&args).map(|()| ExitCode::SUCCESS)
         }
         Command::Bench(BenchCommand::Engine(args)) => {
             bench_engine::engine(&args).map(|()| ExitCode::SUCCESS)

@@ -1,23 +1,19 @@
-//! `labloop bench import`: vendor file import throughput (MB/s, cycles/s) per file and format,
-//! and the same files read by navani (Python) in the same run, with the ratio.
+//! `cargo bench -p labloop-import`: vendor file import throughput (MB/s, cycles/s) per file and
+//! format, and the same files read by navani (Python) in the same run, with the ratio.
+//!
+//! Files: the arguments after `--`, else every file under `$LABLOOP_SHARED_DATA/cyclers` that
+//! labloop reads. navani: `LABLOOP_NAVANI_PYTHON=/path/to/python` with `navani==0.1.22`
+//! installed; without it labloop's figures only. Each file is read for `LABLOOP_BENCH_SECONDS`
+//! (default 1) and the median read's rate printed.
 
-use anyhow::{Context, Result};
 use std::path::PathBuf;
 use std::process::Command;
 use std::time::Instant;
 
-/// What the command line asked for.
-#[derive(clap::Args)]
-pub struct ImportBenchArgs {
-    /// Files to read (default: every readable file under ../shared/data/cyclers).
-    pub files: Vec<PathBuf>,
-    /// A Python with navani installed (`pip install navani==0.1.22`) to time the same files; none:
-    /// labloop's figures only.
-    #[arg(long)]
-    pub python: Option<PathBuf>,
-    /// Seconds each file is read for (repeated reads; the median's rate is printed).
-    #[arg(long, default_value_t = 1.0)]
-    pub seconds: f64,
+struct Args {
+    files: Vec<PathBuf>,
+    python: Option<PathBuf>,
+    seconds: f64,
 }
 
 /// navani reading one file and summarising its cycles, timed in its own process after imports.
@@ -37,8 +33,23 @@ times.sort()
 print(times[len(times) // 2])
 "#;
 
-/// Runs the benchmark and prints one line per file.
-pub fn import(args: &ImportBenchArgs) -> Result<()> {
+fn main() {
+    let root = std::env::var("LABLOOP_SHARED_DATA").map_or_else(
+        |_| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../../shared/data"),
+        PathBuf::from,
+    );
+    let args = Args {
+        files: std::env::args()
+            .skip(1)
+            .filter(|a| !a.starts_with('-'))
+            .map(PathBuf::from)
+            .collect(),
+        python: std::env::var_os("LABLOOP_NAVANI_PYTHON").map(PathBuf::from),
+        seconds: std::env::var("LABLOOP_BENCH_SECONDS")
+            .ok()
+            .and_then(|s| s.parse().ok())
+            .unwrap_or(1.0),
+    };
     let files = if args.files.is_empty() {
         let mut all = Vec::new();
         for dir in [
@@ -46,13 +57,14 @@ pub fn import(args: &ImportBenchArgs) -> Result<()> {
             "battery-data-toolkit",
             "battery-data-toolkit/batterydata",
         ] {
-            let dir = PathBuf::from("../shared/data/cyclers").join(dir);
-            for entry in
-                std::fs::read_dir(&dir).with_context(|| format!("reading {}", dir.display()))?
-            {
-                let path = entry?.path();
-                if path.is_file() {
-                    all.push(path);
+            let dir = root.join("cyclers").join(dir);
+            let Ok(entries) = std::fs::read_dir(&dir) else {
+                eprintln!("{} missing: no files to time", dir.display());
+                continue;
+            };
+            for entry in entries.flatten() {
+                if entry.path().is_file() {
+                    all.push(entry.path());
                 }
             }
         }
@@ -67,7 +79,7 @@ pub fn import(args: &ImportBenchArgs) -> Result<()> {
     );
     let mut ratios = Vec::new();
     for path in files {
-        let bytes = std::fs::read(&path)?;
+        let bytes = std::fs::read(&path).expect("a readable file");
         let name = path.display().to_string();
         let Ok(first) = labloop_import::import(&bytes, &name, None) else {
             continue;
@@ -116,5 +128,4 @@ pub fn import(args: &ImportBenchArgs) -> Result<()> {
             ratios[ratios.len() - 1]
         );
     }
-    Ok(())
 }
