@@ -134,9 +134,13 @@ fn write_arbin_cells(arrays: &Path, out: &Path) -> usize {
             point += 1;
             csv.push_str(&format!("{point},{t},{step},{cycle},{i},{v},{qc},{qd}\n"));
         };
-        for column in 0..rows[0].len() {
+        // Column j of the arrays is cycle j + 2: Q(V) at each of the 1000 voltages.
+        let curves: Vec<Vec<f64>> = (0..rows[0].len())
+            .map(|j| rows.iter().map(|r| r[j]).collect())
+            .collect();
+        for (column, q_of_v) in curves.iter().enumerate() {
             let cycle = column + 2;
-            let q_end = rows[999][column];
+            let q_end = q_of_v[999];
             for k in 0..=4 {
                 let q = q_end * f64::from(k) / 4.0;
                 row(
@@ -154,7 +158,7 @@ fn write_arbin_cells(arrays: &Path, out: &Path) -> usize {
             row(&mut csv, t, 2, cycle, -4.4, 3.65, q_end, 0.0);
             let mut q_before = 0.0;
             for k in (0..1000).step_by(4).chain([999]) {
-                let q = rows[k][column].max(q_before);
+                let q = q_of_v[k].max(q_before);
                 t += (q - q_before) / 4.4 * 3600.0 + 1e-3;
                 row(
                     &mut csv,
