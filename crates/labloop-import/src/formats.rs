@@ -163,7 +163,7 @@ pub(crate) static MACCOR: TextFormat = TextFormat {
             line_with(
                 head,
                 &[
-                    "rec", "cyclep", "cyclec", "step", "current", "voltage", "md",
+                    "rec", "cycle", "step", "testtime", "current", "voltage", "md",
                 ],
                 "Maccor",
             )
