@@ -215,6 +215,8 @@ pub struct CampaignRunner {
     ownership: Option<Ownership>,
     /// Cells measured before the campaign (`campaign.prior_data`), read before it starts.
     prior: Vec<crate::prior::PriorObservation>,
+    /// The workflow with its includes, recorded with a new campaign.
+    workflow_bundle: Option<String>,
 }
 
 impl CampaignRunner {
@@ -237,6 +239,7 @@ impl CampaignRunner {
             pause: None,
             ownership: None,
             prior: Vec::new(),
+            workflow_bundle: None,
         }
     }
 
@@ -244,6 +247,13 @@ impl CampaignRunner {
     /// store never run one campaign twice, and one takes over when another dies.
     pub fn with_ownership(mut self, ownership: Ownership) -> Self {
         self.ownership = Some(ownership);
+        self
+    }
+
+    /// Keeps the workflow's bundle (`labloop_workflow::Bundle` as JSON: its text and its
+    /// includes') with the campaign, so that it reads again from the store alone.
+    pub fn with_workflow_bundle(mut self, bundle: String) -> Self {
+        self.workflow_bundle = Some(bundle);
         self
     }
 
@@ -411,7 +421,11 @@ impl CampaignRunner {
         self.load_prior().await?;
         let campaign = self
             .store
-            .create_campaign(&self.workflow.campaign.name, &self.workflow_yaml)
+            .create_campaign_with_bundle(
+                &self.workflow.campaign.name,
+                &self.workflow_yaml,
+                self.workflow_bundle.as_deref(),
+            )
             .await?;
         self.drive_owned(campaign).await
     }

@@ -263,7 +263,8 @@ pub(crate) async fn instruments(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(READERS)?;
     let row = known_campaign(&state.store, &id).await?;
-    let (workflow, _) = labloop_workflow::parse(&row.workflow_yaml, &id);
+    let (workflow, _) =
+        labloop_workflow::parse_stored(&row.workflow_yaml, row.workflow_bundle.as_deref(), &id);
     let busy: Vec<(String, String, String)> = state
         .store
         .experiments(&id)

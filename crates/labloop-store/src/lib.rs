@@ -131,8 +131,23 @@ pub struct CampaignRow {
     pub state: String,
     /// When it was created (RFC 3339, UTC).
     pub created_at: String,
-    /// The workflow file it ran.
+    /// The workflow file it ran, as written (for people).
     pub workflow_yaml: String,
+    /// The workflow with its included files (`labloop_workflow::Bundle` as JSON), from which it
+    /// is read again; `None` in stores older than bundles.
+    pub workflow_bundle: Option<String>,
+}
+
+fn campaign_row(r: &sqlx::any::AnyRow) -> Result<CampaignRow, StoreError> {
+    let get = |e| db("reading campaigns")(e);
+    Ok(CampaignRow {
+        id: r.try_get(0).map_err(get)?,
+        name: r.try_get(1).map_err(get)?,
+        state: r.try_get(2).map_err(get)?,
+        created_at: r.try_get(3).map_err(get)?,
+        workflow_yaml: r.try_get(4).map_err(get)?,
+        workflow_bundle: r.try_get(5).map_err(get)?,
+    })
 }
 
 /// A handle on the store; cheap to clone.
@@ -289,6 +304,17 @@ impl Store {
         name: &str,
         workflow_yaml: &str,
     ) -> Result<String, StoreError> {
+        self.create_campaign_with_bundle(name, workflow_yaml, None)
+            .await
+    }
+
+    /// [`Store::create_campaign`], keeping the workflow's bundle (its text and its includes') too.
+    pub async fn create_campaign_with_bundle(
+        &self,
+        name: &str,
+        workflow_yaml: &str,
+        workflow_bundle: Option<&str>,
+    ) -> Result<String, StoreError> {
         for n in 1.. {
             let id = if n == 1 {
                 name.to_owned()
@@ -297,12 +323,13 @@ impl Store {
             };
             let at = now();
             let inserted = sqlx::query(
-                "INSERT INTO campaigns (id, name, workflow_yaml, state, created_at, updated_at) \
-                 VALUES ($1, $2, $3, 'running', $4, $4) ON CONFLICT (id) DO NOTHING",
+                "INSERT INTO campaigns (id, name, workflow_yaml, workflow_bundle, state, created_at, updated_at) \
+                 VALUES ($1, $2, $3, $4, 'running', $5, $5) ON CONFLICT (id) DO NOTHING",
             )
             .bind(&id)
             .bind(name)
             .bind(workflow_yaml)
+            .bind(workflow_bundle)
             .bind(&at)
             .execute(&self.pool)
             .await
@@ -328,26 +355,29 @@ impl Store {
 
     /// Every campaign, newest first.
     pub async fn campaigns(&self) -> Result<Vec<CampaignRow>, StoreError> {
-        let rows = sqlx::query("SELECT id, name, state, created_at, workflow_yaml FROM campaigns ORDER BY created_at DESC, id")
-            .fetch_all(&self.pool)
-            .await
-            .map_err(db("listing campaigns"))?;
-        rows.iter()
-            .map(|r| {
-                Ok(CampaignRow {
-                    id: r.try_get(0).map_err(db("reading campaigns"))?,
-                    name: r.try_get(1).map_err(db("reading campaigns"))?,
-                    state: r.try_get(2).map_err(db("reading campaigns"))?,
-                    created_at: r.try_get(3).map_err(db("reading campaigns"))?,
-                    workflow_yaml: r.try_get(4).map_err(db("reading campaigns"))?,
-                })
-            })
-            .collect()
+        let rows = sqlx::query(
+            "SELECT id, name, state, created_at, workflow_yaml, workflow_bundle FROM campaigns \
+             ORDER BY created_at DESC, id",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db("listing campaigns"))?;
+        rows.iter().map(campaign_row).collect()
     }
 
-    /// One campaign by id.
+    /// One campaign by id (one row read).
     pub async fn campaign(&self, id: &str) -> Result<Option<CampaignRow>, StoreError> {
-        Ok(self.campaigns().await?.into_iter().find(|c| c.id == id))
+        sqlx::query(
+            "SELECT id, name, state, created_at, workflow_yaml, workflow_bundle FROM campaigns \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db(format!("reading campaign {id}")))?
+        .as_ref()
+        .map(campaign_row)
+        .transpose()
     }
 
     /// Records a round's suggestion and its provenance (JSON). Idempotent.

@@ -44,6 +44,17 @@ pub fn parse(text: &str, file: &str) -> (Option<Workflow>, Vec<Diagnostic>) {
 /// Like [`parse`], with `include:` paths read relative to `base` rather than `file`'s folder (for a
 /// workflow that does not come from a file, or is named by a shorter path in diagnostics).
 pub fn parse_in(text: &str, file: &str, base: &Path) -> (Option<Workflow>, Vec<Diagnostic>) {
+    parse_with(text, file, &|name, i| bounds::read_include(base, name, i))
+}
+
+/// Reads an `include:` entry's text: its name as written and its index, or why it cannot be read.
+type IncludeReader<'a> = &'a dyn Fn(&str, usize) -> Result<String, String>;
+
+fn parse_with(
+    text: &str,
+    file: &str,
+    read_include: IncludeReader<'_>,
+) -> (Option<Workflow>, Vec<Diagnostic>) {
     if let Some(d) = bounds::check_text(text, file) {
         return (None, vec![d]);
     }
@@ -77,7 +88,14 @@ pub fn parse_in(text: &str, file: &str, base: &Path) -> (Option<Workflow>, Vec<D
             )],
         );
     }
-    include_files(&mut root, &schema, file, base, &mut sources, &mut problems);
+    include_files(
+        &mut root,
+        &schema,
+        file,
+        read_include,
+        &mut sources,
+        &mut problems,
+    );
     let mut unresolved = std::collections::HashSet::new();
     for (path, message) in refs::substitute_static(&mut root) {
         problems.push(at(text, file, &path, message));
@@ -115,6 +133,96 @@ pub fn parse_in(text: &str, file: &str, base: &Path) -> (Option<Workflow>, Vec<D
     }
 }
 
+/// A workflow with the text of every file it includes: all a campaign needs to read its workflow
+/// again anywhere. The store keeps one with each campaign, so `labloop resume` and the server read
+/// the store alone, whatever their working directory; diagnostics still name each part's file.
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct Bundle {
+    /// The workflow's name in diagnostics (its path as given).
+    pub file: String,
+    /// The workflow's text.
+    pub text: String,
+    /// Each `include:` entry as written, with the text it named when the bundle was made.
+    pub includes: Vec<IncludedText>,
+}
+
+/// One included file of a [`Bundle`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct IncludedText {
+    /// The entry as the workflow writes it (`instruments/sim-lab.yaml`).
+    pub name: String,
+    /// The file's text.
+    pub text: String,
+}
+
+impl Bundle {
+    /// The workflow `text` (named `file`) with every include it names that can be read, relative
+    /// to `file`'s folder (one that cannot is left out: parsing the bundle reports it).
+    pub fn new(text: &str, file: &str) -> Self {
+        let base = Path::new(file).parent().unwrap_or(Path::new(""));
+        let names: Vec<String> = yaml_to_json(text, file)
+            .ok()
+            .and_then(|root| root.get("include").and_then(Value::as_array).cloned())
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|v| v.as_str().map(str::to_owned))
+            .collect();
+        let includes = names
+            .into_iter()
+            .enumerate()
+            .filter_map(|(i, name)| {
+                let text = bounds::read_include(base, &name, i).ok()?;
+                Some(IncludedText { name, text })
+            })
+            .collect();
+        Bundle {
+            file: file.to_owned(),
+            text: text.to_owned(),
+            includes,
+        }
+    }
+
+    /// Parses and validates the workflow with its includes from the bundle, never from disk.
+    pub fn parse(&self) -> (Option<Workflow>, Vec<Diagnostic>) {
+        parse_with(&self.text, &self.file, &|name, i| {
+            self.includes
+                .iter()
+                .find(|inc| inc.name == name)
+                .map(|inc| inc.text.clone())
+                .ok_or_else(|| {
+                    format!("include[{i}] `{name}` was not readable when the campaign started")
+                })
+        })
+    }
+
+    /// The bundle as the store keeps it (JSON).
+    pub fn to_json(&self) -> String {
+        serde_json::to_string(self).expect("text serialises")
+    }
+
+    /// A bundle the store kept.
+    pub fn from_json(json: &str) -> Result<Self, String> {
+        serde_json::from_str(json)
+            .map_err(|e| format!("a stored workflow bundle that does not decode: {e}"))
+    }
+}
+
+/// A stored campaign's workflow, read from the store alone: from its bundle (JSON, see
+/// [`Bundle`]) when the store kept one; a campaign of a store older than bundles from its text,
+/// includes read relative to the working directory as then. `campaign` names it in diagnostics.
+pub fn parse_stored(
+    workflow_yaml: &str,
+    bundle: Option<&str>,
+    campaign: &str,
+) -> (Option<Workflow>, Vec<Diagnostic>) {
+    let name = format!("{campaign} (stored workflow)");
+    match bundle.map(Bundle::from_json) {
+        Some(Ok(bundle)) => bundle.parse(),
+        Some(Err(e)) => (None, vec![Diagnostic::new(&name, 0, 0, "", e)]),
+        None => parse(workflow_yaml, &name),
+    }
+}
+
 /// Where part of a workflow came from: the file itself, or an included file.
 pub(crate) struct Source {
     pub file: String,
@@ -141,7 +249,7 @@ fn include_files(
     root: &mut Value,
     schema: &Value,
     file: &str,
-    base: &Path,
+    read_include: IncludeReader<'_>,
     sources: &mut Vec<Source>,
     problems: &mut Vec<Diagnostic>,
 ) {
@@ -158,7 +266,7 @@ fn include_files(
             .join(name)
             .display()
             .to_string();
-        let text = match bounds::read_include(base, name, i) {
+        let text = match read_include(name, i) {
             Ok(t) => t,
             Err(e) => {
                 let text = &sources[0].text;

@@ -117,15 +117,27 @@ pub fn run(
     let store_url = store
         .or_else(|| workflow.store.url.clone())
         .unwrap_or_else(|| format!("sqlite://labloop-data/{}.sqlite", workflow.campaign.name));
-    // The workflow as run (overrides applied) is what the store keeps, so a resume runs the same.
+    // The workflow as run (overrides applied) is what the store keeps, with the text of every
+    // file it includes, so a resume runs the same from the store alone.
     let recorded = if rounds.is_some() || seed.is_some() {
+        // Its instruments are inlined already: recording the includes too would add them twice.
+        let mut as_run = workflow.clone();
+        as_run.include.clear();
         // Through JSON, so enums stay one-key maps (the file's own form), not YAML tags.
-        yaml_serde::to_string(&serde_json::to_value(&workflow)?)
-            .context("recording the workflow")?
+        yaml_serde::to_string(&serde_json::to_value(&as_run)?).context("recording the workflow")?
     } else {
         text.clone()
     };
-    execute(workflow, recorded, &store_url, None, json, top, ownership)
+    let bundle = labloop_workflow::Bundle::new(&recorded, &path.display().to_string());
+    execute(
+        workflow,
+        recorded,
+        &store_url,
+        Launch::New(bundle.to_json()),
+        json,
+        top,
+        ownership,
+    )
 }
 
 /// Continues a campaign recorded in a store.
@@ -150,8 +162,11 @@ pub fn resume(
             labloop_store::redact(store_url)
         );
     };
-    let (workflow, problems) =
-        labloop_workflow::parse(&row.workflow_yaml, &format!("{campaign} (stored workflow)"));
+    let (workflow, problems) = labloop_workflow::parse_stored(
+        &row.workflow_yaml,
+        row.workflow_bundle.as_deref(),
+        campaign,
+    );
     let workflow = match workflow {
         Some(w) if problems.is_empty() => w,
         _ => {
@@ -163,11 +178,17 @@ pub fn resume(
         workflow,
         row.workflow_yaml,
         store_url,
-        Some(campaign.to_owned()),
+        Launch::Resume(campaign.to_owned()),
         json,
         top,
         ownership,
     )
+}
+
+/// A new campaign (with its workflow bundle, JSON) or one to resume.
+enum Launch {
+    New(String),
+    Resume(String),
 }
 
 /// Waits until someone asks (through the store) to resume `campaign`, and marks the request handled.
@@ -354,11 +375,15 @@ fn execute(
     workflow: Workflow,
     text: String,
     store_url: &str,
-    resume: Option<String>,
+    launch: Launch,
     json: bool,
     top: usize,
     ownership: Ownership,
 ) -> Result<ExitCode> {
+    let (resume, bundle) = match launch {
+        Launch::New(bundle) => (None, Some(bundle)),
+        Launch::Resume(campaign) => (Some(campaign), None),
+    };
     let model_name = workflow
         .predict_step()
         .map_or("severson-variance".to_owned(), |p| p.model.clone());
@@ -392,6 +417,10 @@ fn execute(
             .with_events(tx.clone())
             .with_pause(pause_rx.clone())
             .with_ownership(ownership.clone());
+            let runner = match &bundle {
+                Some(b) => runner.with_workflow_bundle(b.clone()),
+                None => runner,
+            };
             let result = match &resume {
                 Some(campaign) => runner.resume(campaign).await,
                 None => runner.run().await,
