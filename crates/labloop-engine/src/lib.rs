@@ -13,6 +13,7 @@ mod adaptation;
 mod channels;
 mod context;
 mod design;
+pub mod early;
 mod experiment;
 mod ownership;
 pub mod prior;

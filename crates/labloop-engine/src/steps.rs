@@ -2,6 +2,7 @@
 //! (`<experiment>/<step>/<attempt>`), and every measurement is stored before the next is asked for.
 
 use crate::channels::Channel;
+use crate::early::EarlyWindow;
 use crate::experiment::{ExperimentRun, Outputs};
 use crate::runner::EngineEvent;
 use labloop_core::{CcCvFinish, ChargeProtocol, CycleRecord, ExperimentState};
@@ -65,25 +66,20 @@ impl StepCall<'_> {
             .sum::<u64>() as u32
     }
 
-    /// The `cycle` step's records, in stored (absolute) cycle numbers, and its first cycle.
-    async fn early_records(&self, needed_by: &str) -> Result<(u32, Vec<CycleRecord>), StepFailure> {
-        let (first, count) = self
+    /// The `cycle` step's window and its records, in stored (absolute) cycle numbers.
+    async fn early_records(
+        &self,
+        needed_by: &str,
+    ) -> Result<(EarlyWindow, Vec<CycleRecord>), StepFailure> {
+        let window = self
             .outputs
             .values()
-            .find_map(|v| Some((v.get("first_cycle")?.as_u64()?, v.get("cycles")?.as_u64()?)))
+            .find_map(EarlyWindow::of_outputs)
             .ok_or_else(|| {
                 StepFailure::Failed(format!("no `cycle` step ran before `{needed_by}`"))
             })?;
-        let records = self
-            .run
-            .ctx
-            .store
-            .records(&self.run.id)
-            .await?
-            .into_iter()
-            .filter(|r| u64::from(r.cycle) >= first && u64::from(r.cycle) < first + count)
-            .collect();
-        Ok((first as u32, records))
+        let records = window.records(&self.run.ctx.store, &self.run.id).await?;
+        Ok((window, records))
     }
 
     /// Runs the step's action (its resources are already held).
@@ -367,14 +363,8 @@ impl StepCall<'_> {
         let ctx = &self.run.ctx;
         let store = &ctx.store;
         // The early cycles: those of the `cycle` step, counted from its first.
-        let (first, early) = self.early_records("predict").await?;
-        let records: Vec<CycleRecord> = early
-            .into_iter()
-            .map(|mut r| {
-                r.cycle = r.cycle + 1 - first;
-                r
-            })
-            .collect();
+        let (window, early) = self.early_records("predict").await?;
+        let records = window.renumbered(early);
         let predictor = &ctx.predictor;
         let features = EarlyData::from_records(&records, predictor.window())
             .map_err(|e| StepFailure::Failed(e.to_string()))?
@@ -411,20 +401,8 @@ impl StepCall<'_> {
         eol: &labloop_workflow::CycleToEolStep,
     ) -> Result<StepOutcome, StepFailure> {
         let ctx = &self.run.ctx;
-        let (first, early) = self
-            .outputs
-            .values()
-            .find_map(|v| Some((v.get("first_cycle")?.as_u64()?, v.get("cycles")?.as_u64()?)))
-            .ok_or_else(|| {
-                StepFailure::Failed("no `cycle` step ran before `cycle_to_eol`".into())
-            })?;
-        let early_records: Vec<CycleRecord> = ctx
-            .store
-            .records(&self.run.id)
-            .await?
-            .into_iter()
-            .filter(|r| u64::from(r.cycle) >= first && u64::from(r.cycle) < first + early)
-            .collect();
+        let (window, early_records) = self.early_records("cycle_to_eol").await?;
+        let (first, early) = (u64::from(window.first_cycle), u64::from(window.cycles));
         let nominal = eol.nominal_capacity_ah.unwrap_or_else(|| {
             early_records
                 .first()

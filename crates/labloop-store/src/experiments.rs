@@ -289,13 +289,25 @@ impl Store {
 
     /// Every stored record of an experiment, by cycle.
     pub async fn records(&self, experiment: &str) -> Result<Vec<CycleRecord>, StoreError> {
+        self.records_in(experiment, 0, u32::MAX).await
+    }
+
+    /// The stored records of an experiment's cycles `first..=last`, by cycle (one ranged query).
+    pub async fn records_in(
+        &self,
+        experiment: &str,
+        first: u32,
+        last: u32,
+    ) -> Result<Vec<CycleRecord>, StoreError> {
         let rows = sqlx::query(
             "SELECT cycle, charge_capacity_ah, discharge_capacity_ah, internal_resistance_ohm, temperature_min_c, \
              temperature_avg_c, temperature_max_c, charge_time_s, discharge_curve, voltage_max_v, voltage_min_v, \
              current_max_a FROM cycle_records \
-             WHERE experiment_id = $1 ORDER BY cycle",
+             WHERE experiment_id = $1 AND cycle >= $2 AND cycle <= $3 ORDER BY cycle",
         )
         .bind(experiment)
+        .bind(i64::from(first))
+        .bind(i64::from(last))
         .fetch_all(self.pool())
         .await
         .map_err(db(format!("reading records of {experiment}")))?;

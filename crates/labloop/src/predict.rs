@@ -270,7 +270,13 @@ fn from_store(url: &str, campaign: &str, window: u32) -> Result<Vec<(String, Lab
             let Some((life, false)) = o.observed else {
                 continue;
             };
-            let records = store.records(&o.experiment_id).await?;
+            // The cycles the campaign's predict step read: its cycle step's, counted from 1.
+            let Some(records) =
+                labloop_engine::early::early_records(&store, &o.experiment_id).await?
+            else {
+                skipped += 1;
+                continue;
+            };
             match labloop_predict::EarlyData::from_records(&records, window) {
                 Ok(early) => cells.push((
                     o.experiment_id,
