@@ -82,13 +82,20 @@ pub fn number(field: &str, decimal_comma: bool) -> Result<Option<f64>, ()> {
     }
 }
 
-/// A duration written as a clock: `hh:mm:ss(.s)` or `D d hh:mm:ss(.s)` (some Maccor and Neware
-/// exports), in seconds.
+/// A duration written as a clock: `hh:mm:ss(.s)`, `D d hh:mm:ss(.s)` (some Maccor and Neware
+/// exports) or `D.hh:mm:ss(.s)` (.NET's, in Arbin's), in seconds.
 pub fn clock_seconds(field: &str) -> Option<f64> {
     let field = field.trim();
     let (days, clock) = match field.split_once('d') {
         Some((d, rest)) => (d.trim().parse::<f64>().ok()?, rest.trim()),
-        None => (0.0, field),
+        None => match field.split_once(':') {
+            // `1.02:03:04`: the part before the first colon is days.hours.
+            Some((head, _)) if head.contains('.') => {
+                let (d, _) = head.split_once('.')?;
+                (d.parse::<f64>().ok()?, &field[d.len() + 1..])
+            }
+            _ => (0.0, field),
+        },
     };
     let parts: Vec<&str> = clock.split(':').collect();
     if parts.len() != 3 {
@@ -116,6 +123,7 @@ mod tests {
         assert_eq!(number("abc", false), Err(()));
         assert_eq!(clock_seconds("1d 01:00:01.5"), Some(90_001.5));
         assert_eq!(clock_seconds("00:10:00"), Some(600.0));
+        assert_eq!(clock_seconds("1.02:00:00.5"), Some(93_600.5));
         assert_eq!(decode(b"\xEF\xBB\xBFabc"), "abc");
         assert_eq!(decode(b"25\xB0C"), "25°C");
     }
