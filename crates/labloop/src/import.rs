@@ -149,15 +149,22 @@ fn print_check(file: &ImportedFile) {
             cell.points,
             cell.cycles.len()
         );
+        // Coin cells hold milliampere-hours: print those where a cell never reaches 0.1 Ah.
+        let largest = cell
+            .cycles
+            .iter()
+            .map(|c| c.charge_capacity_ah.max(c.discharge_capacity_ah))
+            .fold(0.0, f64::max);
+        let (scale, prefix) = if largest < 0.1 { (1e3, "m") } else { (1.0, "") };
         println!(
             "  {:>6} {:>6} {:>8} {:>11} {:>11} {:>11} {:>11} {:>7} {:>7}",
             "cycle",
             "source",
             "points",
-            "charge Ah",
-            "disch. Ah",
-            "charge Wh",
-            "disch. Wh",
+            format!("charge {prefix}Ah"),
+            format!("disch. {prefix}Ah"),
+            format!("charge {prefix}Wh"),
+            format!("disch. {prefix}Wh"),
             "V min",
             "V max"
         );
@@ -167,10 +174,10 @@ fn print_check(file: &ImportedFile) {
                 c.cycle,
                 c.source_cycle.map_or("-".into(), |s| s.to_string()),
                 c.points,
-                c.charge_capacity_ah,
-                c.discharge_capacity_ah,
-                c.charge_energy_wh,
-                c.discharge_energy_wh,
+                c.charge_capacity_ah * scale,
+                c.discharge_capacity_ah * scale,
+                c.charge_energy_wh * scale,
+                c.discharge_energy_wh * scale,
                 c.voltage_min_v,
                 c.voltage_max_v
             );
