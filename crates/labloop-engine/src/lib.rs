@@ -15,6 +15,7 @@ mod context;
 mod design;
 pub mod early;
 mod experiment;
+pub mod instruments;
 mod ownership;
 pub mod prior;
 mod queue_builder;

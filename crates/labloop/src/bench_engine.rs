@@ -4,7 +4,6 @@
 //! is left is the engine: step events written before each step acts, channel and robot locks,
 //! idempotency-keyed instrument commands, every cycle record stored before the next is asked for.
 
-use crate::commands::instruments;
 use anyhow::{Context, Result};
 use labloop_engine::{CampaignRunner, resolve_model};
 use labloop_store::Store;
@@ -96,7 +95,8 @@ pub fn engine(args: &EngineBenchArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (instruments, _) = rt.block_on(async { instruments(&workflow, &url) })?;
+    let (instruments, _) =
+        rt.block_on(async { labloop_engine::instruments::build(&workflow, &url) })?;
     let model = resolve_model("severson-variance")?;
     let (result, elapsed) = rt.block_on(async {
         let store = Store::connect(&url).await?;

@@ -3,7 +3,6 @@
 //! API reads (campaign list, experiments, a campaign's detail) runs at a target rate; prints the
 //! achieved rate, latency percentiles, errors, and the events each stream received.
 
-use crate::commands::instruments;
 use anyhow::{Context, Result};
 use labloop_engine::{CampaignRunner, resolve_model};
 use labloop_store::Store;
@@ -122,7 +121,7 @@ pub fn serve(args: &ServeBenchArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (instruments, _) = rt.block_on(async { instruments(&wf, &url) })?;
+    let (instruments, _) = rt.block_on(async { labloop_engine::instruments::build(&wf, &url) })?;
     let figures = rt.block_on(async {
         let store = Store::connect(&url).await?;
         let (_, token) = store.create_token("viewer", "serve-bench", &[]).await?;

@@ -1,16 +1,10 @@
 //! The subcommands: each wires library crates together and prints.
 
 use anyhow::{Context, Result, bail};
-use labloop_drivers::broker::{BrokerAddress, TlsFiles};
-use labloop_drivers::mqtt::{MqttCycler, MqttOptionsExt};
-use labloop_drivers::remote::RemoteCellBuilder;
-use labloop_drivers::serial::{SerialCycler, SerialLink, SerialOptions};
-use labloop_engine::{
-    CampaignResult, CampaignRunner, Instruments, Ownership, QueueCellBuilder, load_predictor,
-};
-use labloop_sim::{SimCellBuilder, SimClock, SimCycler, expected_life};
+use labloop_engine::{CampaignResult, CampaignRunner, Ownership, load_predictor};
+use labloop_sim::{SimCycler, expected_life};
 use labloop_store::Store;
-use labloop_workflow::{Diagnostic, DriverKind, InstrumentKind, TransportSpec, Workflow};
+use labloop_workflow::{Diagnostic, Workflow};
 use serde::Serialize;
 use std::path::Path;
 use std::process::ExitCode;
@@ -205,172 +199,6 @@ async fn wait_for_resume(store: &Store, campaign: &str) -> Result<()> {
     }
 }
 
-/// The journal a simulated instrument keeps beside the store, so it outlives this process.
-fn sim_journal(store_url: &str, campaign: &str, instrument: &str) -> std::path::PathBuf {
-    let base = store_url
-        .strip_prefix("sqlite://")
-        .map(|p| p.split('?').next().unwrap_or(p).to_owned())
-        .unwrap_or_else(|| "labloop-data/sim".to_owned());
-    std::path::PathBuf::from(format!("{base}.{campaign}.{instrument}.sim.jsonl"))
-}
-
-/// The broker of an MQTT instrument, with its TLS files and credentials (the password read from the
-/// environment variable the workflow names).
-fn broker_address(inst: &labloop_workflow::InstrumentSpec) -> Result<BrokerAddress> {
-    let Some(TransportSpec::Mqtt {
-        broker,
-        ca_file,
-        client_cert,
-        client_key,
-        username,
-        password_env,
-        ..
-    }) = &inst.transport
-    else {
-        bail!("instrument `{}`: no MQTT transport", inst.name);
-    };
-    let context = || format!("instrument `{}`", inst.name);
-    let mut address = BrokerAddress::parse(broker)
-        .map_err(anyhow::Error::msg)
-        .with_context(context)?;
-    if broker.starts_with("mqtts://") {
-        address = address
-            .with_tls(TlsFiles {
-                ca_file: ca_file.as_ref().map(Into::into),
-                client: client_cert
-                    .as_ref()
-                    .zip(client_key.as_ref())
-                    .map(|(c, k)| (c.into(), k.into())),
-            })
-            .map_err(anyhow::Error::msg)
-            .with_context(context)?;
-    }
-    if let Some(user) = username {
-        let password = match password_env {
-            Some(var) => std::env::var(var).with_context(|| {
-                format!(
-                    "instrument `{}`: the password variable `{var}` is not set",
-                    inst.name
-                )
-            })?,
-            None => String::new(),
-        };
-        address = address.with_credentials(user, &password);
-    }
-    Ok(address)
-}
-
-/// How long to wait for a remote builder's reply to one `build` (a real robot takes ~10 minutes per
-/// coin cell; a simulated one runs on its accelerated clock), before asking again.
-fn build_patience(inst: &labloop_workflow::InstrumentSpec) -> std::time::Duration {
-    std::time::Duration::from_secs_f64((1800.0 / inst.clock_acceleration.max(1.0)).max(2.0))
-}
-
-/// The workflow's instruments (simulated ones keep their journal beside the store), and the
-/// simulated cyclers among them.
-pub(crate) fn instruments(
-    workflow: &Workflow,
-    store_url: &str,
-) -> Result<(Instruments, Vec<SimCycler>)> {
-    let mut sims = Vec::new();
-    let mut out = Instruments::default();
-    for inst in &workflow.instruments {
-        let clock = SimClock {
-            acceleration: inst.clock_acceleration,
-        };
-        match (inst.driver, inst.kind) {
-            (DriverKind::Sim, InstrumentKind::Cycler) => {
-                let journal = sim_journal(store_url, &workflow.campaign.name, &inst.name);
-                let sim = SimCycler::with_journal(
-                    &inst.name,
-                    inst.channels,
-                    clock,
-                    workflow.campaign.seed,
-                    &journal,
-                )
-                .with_context(|| format!("opening {}", journal.display()))?;
-                sims.push(sim.clone());
-                out.cyclers.push(Arc::new(sim));
-            }
-            (DriverKind::Sim, InstrumentKind::CellBuilder) => out.builders.push(Arc::new(
-                SimCellBuilder::new(&inst.name, inst.channels, clock),
-            )),
-            (DriverKind::Mqtt, kind) => {
-                let Some(TransportSpec::Mqtt { topic_prefix, .. }) = &inst.transport else {
-                    bail!(
-                        "instrument `{}`: the mqtt driver needs `transport: {{mqtt: ...}}`",
-                        inst.name
-                    );
-                };
-                let address = broker_address(inst)?;
-                let channels = if kind == InstrumentKind::Cycler {
-                    inst.channels
-                } else {
-                    0
-                };
-                let link = MqttCycler::connect_to(
-                    &inst.name,
-                    channels,
-                    &address,
-                    topic_prefix,
-                    MqttOptionsExt::default(),
-                )?;
-                match kind {
-                    InstrumentKind::Cycler => out.cyclers.push(Arc::new(link)),
-                    InstrumentKind::CellBuilder => out
-                        .builders
-                        .push(Arc::new(RemoteCellBuilder::new(link, build_patience(inst)))),
-                }
-            }
-            (DriverKind::Queue, kind) => {
-                let Some(TransportSpec::Queue { capability }) = &inst.transport else {
-                    bail!(
-                        "instrument `{}`: the queue driver needs `transport: {{queue: {{capability: ...}}}}`",
-                        inst.name
-                    );
-                };
-                if kind != InstrumentKind::CellBuilder {
-                    bail!(
-                        "instrument `{}`: the queue driver serves cell builders",
-                        inst.name
-                    );
-                }
-                out.builders.push(Arc::new(QueueCellBuilder::new(
-                    &inst.name,
-                    capability,
-                    store_url,
-                    std::time::Duration::from_millis(200),
-                )));
-            }
-            (DriverKind::Serial, kind) => {
-                let Some(TransportSpec::Serial { port, baud }) = &inst.transport else {
-                    bail!(
-                        "instrument `{}`: the serial driver needs `transport: {{serial: {{port: ...}}}}`",
-                        inst.name
-                    );
-                };
-                let options = SerialOptions::default();
-                match kind {
-                    InstrumentKind::Cycler => out.cyclers.push(Arc::new(SerialCycler::new(
-                        &inst.name,
-                        inst.channels,
-                        port,
-                        *baud,
-                        options,
-                    ))),
-                    InstrumentKind::CellBuilder => {
-                        out.builders.push(Arc::new(RemoteCellBuilder::new(
-                            SerialLink::new(&inst.name, port, *baud, options),
-                            build_patience(inst),
-                        )))
-                    }
-                }
-            }
-        }
-    }
-    Ok((out, sims))
-}
-
 fn execute(
     workflow: Workflow,
     text: String,
@@ -390,7 +218,8 @@ fn execute(
     let model = load_predictor(&model_name)?;
     let rt = runtime()?;
     // Simulated instruments resume their journals' tests, so they start inside the runtime.
-    let (instruments, sims) = rt.block_on(async { instruments(&workflow, store_url) })?;
+    let (instruments, sims) =
+        rt.block_on(async { labloop_engine::instruments::build(&workflow, store_url) })?;
     let outcome = rt.block_on(async {
         let store = Store::connect(store_url).await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
