@@ -2,13 +2,6 @@
 //! lives in the library crates.
 
 mod agent;
-mod bench;
-mod bench_engine;
-mod bench_mqtt;
-mod bench_predict;
-mod bench_queue;
-mod bench_serve;
-mod bench_suite;
 mod check_instrument;
 mod commands;
 mod export;
@@ -160,7 +153,7 @@ enum Command {
     Predict(predict::PredictCommand),
     /// Benchmarks that print comparable figures.
     #[command(subcommand)]
-    Bench(BenchCommand),
+    Bench(labloop_bench::BenchCommand),
     /// A worker: claim queued jobs this machine can do and run a command for each.
     Agent(agent::AgentArgs),
     /// Check a bridge against drivers/PROTOCOL.md: a pass/fail report per rule, with what was sent
@@ -214,42 +207,6 @@ enum TokenCommand {
         #[arg(long)]
         store: String,
     },
-}
-
-#[derive(Subcommand)]
-enum BenchCommand {
-    /// Replay campaigns against a ground truth for many seeds and compare strategies: labloop's
-    /// optimizer as the workflow configures it, the published CLO algorithm (BayesGap, Attia et al.
-    /// 2020) and random batches.
-    ///
-    /// The truth is `sim` (the simulator: each observation is the early prediction of a freshly
-    /// simulated cell, with the model's own σ) or a CSV file with a header whose parameter columns are
-    /// named like the space's parameters (cc1, cc2, cc3 for the CLO space: every step's C-rate but the
-    /// derived last), other columns ignored, and the true mean in the last column (or --truth-column).
-    /// E.g. ../shared/data/clo/clo_estimated_cycle_lives.csv. Each table observation is the true mean
-    /// plus Gaussian noise of --noise-sd.
-    ///
-    /// Prints per strategy: median (and IQR) cells until the recommended candidate is within 3 % of the
-    /// true best, how many seeds got there, the mean true value of the recommendation after each round
-    /// (with the standard error of the last), the final simple regret, the median time to choose a
-    /// batch, and the share of seeds within 3 % after each round. --json prints one object per
-    /// strategy.
-    Optimize(bench::BenchArgs),
-    /// The engine's own cost per experiment step: a robot-built, formed, cycled and predicted campaign
-    /// on simulated instruments with an instant clock and random suggestions, so that what is timed
-    /// is the engine and its store (events, locks, keyed commands, records stored before each ack).
-    Engine(bench_engine::EngineBenchArgs),
-    /// Cycle records ingested end to end over MQTT (simulator → broker → driver → store): records/s,
-    /// and the publish-to-stored latency with many channels at about one record per second each.
-    Mqtt(bench_mqtt::MqttBenchArgs),
-    /// The job queue: claims per second and enqueue-to-completion latency, per store backend.
-    Queue(bench_queue::QueueBenchArgs),
-    /// The lifetime predictor: featurize and predict throughput (cells/s) and training time, per
-    /// model and backend, with the GPU/CPU ratio when a GPU is there.
-    Predict(bench_predict::PredictBenchArgs),
-    /// The monitoring server under load: live-event clients and paced API reads while a simulated
-    /// campaign ingests; latency percentiles.
-    Serve(bench_serve::ServeBenchArgs),
 }
 
 fn main() -> ExitCode {
@@ -343,24 +300,7 @@ fn main() -> ExitCode {
             tls_key,
         } => commands::serve(&store, &listen, tls_cert.as_deref(), tls_key.as_deref()),
         Command::Predict(command) => predict::run(&command).map(|()| ExitCode::SUCCESS),
-        Command::Bench(BenchCommand::Queue(args)) => {
-            bench_queue::queue(&args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchCommand::Mqtt(args)) => {
-            bench_mqtt::mqtt(&args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchCommand::Serve(args)) => {
-            bench_serve::serve(&args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchCommand::Predict(args)) => {
-            bench_predict::predict(&args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchCommand::Engine(args)) => {
-            bench_engine::engine(&args).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Bench(BenchCommand::Optimize(args)) => {
-            bench::optimize(&args).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Bench(command) => labloop_bench::run(&command).map(|()| ExitCode::SUCCESS),
     };
     result.unwrap_or_else(|e| {
         eprintln!("error: {e:#}");

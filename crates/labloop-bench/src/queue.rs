@@ -28,7 +28,7 @@ pub struct QueueBenchArgs {
     #[arg(long, default_value_t = 100.0)]
     rate: f64,
     /// How often an idle worker asks again.
-    #[arg(long, default_value = "10ms", value_parser = crate::agent::duration)]
+    #[arg(long, default_value = "10ms", value_parser = crate::duration)]
     poll: Duration,
 }
 

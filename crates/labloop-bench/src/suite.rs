@@ -2,7 +2,7 @@
 //! are `labloop_optimize::landscapes`; this file adds the two that need the outside world (the
 //! published CLO table, a file; the simulator's physics variants, `labloop-sim`) and prints.
 
-use crate::bench::{BenchArgs, ProtocolGrid, read_table};
+use crate::optimize::{BenchArgs, ProtocolGrid, read_table};
 use anyhow::{Result, bail};
 use labloop_optimize::landscapes::{
     Family, Half, Landscape, ROUNDS, formulation_family, gp_prior_family, scenario,

@@ -240,7 +240,7 @@ impl ProtocolGrid {
 
 pub fn optimize(args: &BenchArgs) -> Result<()> {
     if let Some(suite) = &args.suite {
-        return crate::bench_suite::suite(args, suite);
+        return crate::suite::suite(args, suite);
     }
     let grid = ProtocolGrid::load(args.space.as_deref())?;
     let ProtocolGrid {
