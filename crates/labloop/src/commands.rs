@@ -2,7 +2,7 @@
 
 use anyhow::{Context, Result, bail};
 use labloop_engine::{CampaignResult, CampaignRunner, Ownership, load_predictor};
-use labloop_sim::{SimCycler, expected_life};
+use labloop_sim::SimulatorTruth;
 use labloop_store::Store;
 use labloop_workflow::{Diagnostic, Workflow};
 use serde::Serialize;
@@ -41,22 +41,6 @@ fn observed_life(r: &labloop_engine::RankedProtocol) -> String {
         (None, Some(c)) => c,
         (None, None) => "-".into(),
     }
-}
-
-/// Where the simulator's ground truth puts the campaign's answer.
-#[derive(Serialize)]
-struct SimulatorTruth {
-    /// True mean life of the recommended protocol.
-    recommended_true_life: f64,
-    /// Its rank among all candidates by true mean life (1 = best).
-    recommended_true_rank: usize,
-    /// The best protocol by the simulator's truth and its mean life.
-    best_protocol: String,
-    best_true_life: f64,
-    candidates: usize,
-    /// How the early predictions compare with each simulated cell's true life.
-    prediction_rmse_cycles: f64,
-    prediction_mape_percent: f64,
 }
 
 #[derive(Serialize)]
@@ -326,39 +310,12 @@ fn execute(
         .then_some(())
         .and(space)
         .map(|space| {
-            let recommended = &result.ranking[0];
-            let recommended_true_life = expected_life(&space[recommended.candidate_index]);
-            let cell_lives: std::collections::HashMap<String, f64> = sims
-                .iter()
-                .flat_map(SimCycler::cells)
-                .map(|c| (c.cell_id, c.life))
-                .collect();
-            let errors: Vec<(f64, f64)> = predictions
-                .iter()
-                .filter_map(|(cell, p)| cell_lives.get(cell).map(|life| (p - life, *life)))
-                .collect();
-            let n = errors.len().max(1) as f64;
-            let prediction_rmse_cycles =
-                (errors.iter().map(|(e, _)| e * e).sum::<f64>() / n).sqrt();
-            let prediction_mape_percent =
-                100.0 * errors.iter().map(|(e, l)| (e / l).abs()).sum::<f64>() / n;
-            let mut lives: Vec<(f64, String)> = space
-                .iter()
-                .map(|p| (expected_life(p), p.to_string()))
-                .collect();
-            lives.sort_by(|a, b| b.0.total_cmp(&a.0));
-            SimulatorTruth {
-                recommended_true_life,
-                recommended_true_rank: 1 + lives
-                    .iter()
-                    .filter(|(l, _)| *l > recommended_true_life)
-                    .count(),
-                best_protocol: lives[0].1.clone(),
-                best_true_life: lives[0].0,
-                candidates: lives.len(),
-                prediction_rmse_cycles,
-                prediction_mape_percent,
-            }
+            SimulatorTruth::score(
+                &space,
+                result.ranking[0].candidate_index,
+                &sims,
+                &predictions,
+            )
         });
 
     if json {

@@ -13,6 +13,7 @@ mod journal;
 pub mod mqtt_server;
 pub mod serial_server;
 pub mod station;
+mod truth;
 
 pub use builder::SimCellBuilder;
 pub use cycler::{ChannelSnapshot, SimClock, SimCycler, SimulatedCell};
@@ -20,3 +21,4 @@ pub use degradation::{
     Physics, ProtocolStress, STANDARD_FINISH, SimCell, expected_life, fast_charge_to_80, stress,
     stress_under,
 };
+pub use truth::SimulatorTruth;
