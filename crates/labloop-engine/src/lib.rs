@@ -25,6 +25,7 @@ pub mod safety;
 pub use remote::POLL as REQUEST_POLL;
 pub mod optimizer_settings;
 mod steps;
+pub mod training;
 
 pub use design::Candidates;
 pub use ownership::{Ownership, this_process};

@@ -259,52 +259,33 @@ fn labelled(data: &LabelledArgs, window: u32) -> Result<Vec<(String, LabelledCel
 }
 
 /// A campaign's cells with an observed (not censored) end of life, named by experiment id, with
-/// features from their stored early cycle records. Cells without a full early window are left out
-/// (and counted on stderr).
+/// the features of their early window (`labloop_engine::training`).
 fn from_store(url: &str, campaign: &str, window: u32) -> Result<Vec<(String, LabelledCell)>> {
     crate::commands::runtime()?.block_on(async {
         let store = labloop_store::Store::open(url).await?;
-        let mut cells = Vec::new();
-        let mut skipped = 0;
-        for o in store.observations(campaign).await? {
-            let Some((life, false)) = o.observed else {
-                continue;
-            };
-            // The cycles the campaign's predict step read: its cycle step's, counted from 1.
-            let Some(records) =
-                labloop_engine::early::early_records(&store, &o.experiment_id).await?
-            else {
-                skipped += 1;
-                continue;
-            };
-            match labloop_predict::EarlyData::from_records(&records, window) {
-                Ok(early) => cells.push((
-                    o.experiment_id,
-                    LabelledCell {
-                        features: early.features(),
-                        cycle_life: life,
-                    },
-                )),
-                Err(_) => skipped += 1,
-            }
-        }
+        let set = labloop_engine::training::campaign_cells(&store, campaign, window).await?;
         store.close().await;
-        if skipped > 0 {
-            eprintln!("left out {skipped} cells of {campaign} without a full early window");
-        }
-        if cells.is_empty() {
+        report_left_out(&set.left_out, campaign);
+        if set.cells.is_empty() {
             bail!(
                 "campaign {campaign} has no cell with an observed end of life (a cycle_to_eol step \
                  records them)"
             );
         }
-        Ok(cells)
+        Ok(set.cells)
     })
 }
 
+fn report_left_out(left_out: &[(usize, &str)], source: &str) {
+    for (n, why) in left_out {
+        if *n > 0 {
+            eprintln!("left out {n} cells of {source} {why}");
+        }
+    }
+}
+
 /// An imported dataset's cells with their lives (`observed` from their own fade, or a `cell,life`
-/// CSV) and features from their first `window` cycles. Cells without a full early window, or
-/// still alive when `observed` is asked for, are left out (and counted on stderr).
+/// CSV) and the features of their first `window` cycles.
 fn from_dataset(
     url: &str,
     dataset: &str,
@@ -312,13 +293,13 @@ fn from_dataset(
     eol: &str,
     window: u32,
 ) -> Result<Vec<(String, LabelledCell)>> {
-    use labloop_predict::life::{EndOfLife, observed_life};
-    let end = match eol.strip_suffix("Ah") {
-        Some(ah) => EndOfLife::Capacity(ah.trim().parse().context("--eol 0.88Ah")?),
-        None => EndOfLife::Fraction(eol.parse().context("--eol: a fraction (0.8) or 0.88Ah")?),
-    };
-    let given: Option<std::collections::HashMap<String, f64>> = if lives.as_os_str() == "observed" {
-        None
+    use labloop_engine::training::Lives;
+    use labloop_predict::life::EndOfLife;
+    let lives = if lives.as_os_str() == "observed" {
+        Lives::Observed(match eol.strip_suffix("Ah") {
+            Some(ah) => EndOfLife::Capacity(ah.trim().parse().context("--eol 0.88Ah")?),
+            None => EndOfLife::Fraction(eol.parse().context("--eol: a fraction (0.8) or 0.88Ah")?),
+        })
     } else {
         let text = std::fs::read_to_string(lives)
             .with_context(|| format!("reading {}", lives.display()))?;
@@ -340,61 +321,20 @@ fn from_dataset(
                 ),
             }
         }
-        Some(map)
+        Lives::Given(map)
     };
     crate::commands::runtime()?.block_on(async {
         let store = labloop_store::Store::open(url).await?;
-        let Some(cells) = store.dataset(dataset).await? else {
+        let set = labloop_engine::training::dataset_cells(&store, dataset, &lives, window).await?;
+        store.close().await;
+        let Some(set) = set else {
             bail!("no dataset {dataset} in {}", labloop_store::redact(url));
         };
-        store.close().await;
-        let (mut out, mut alive, mut short, mut unlabelled) = (Vec::new(), 0, 0, 0);
-        for cell in cells {
-            let records: Vec<labloop_core::CycleRecord> =
-                cell.cycles.iter().map(|c| c.to_record()).collect();
-            let life = match &given {
-                Some(map) => match map.get(&cell.name) {
-                    Some(&l) => l,
-                    None => {
-                        unlabelled += 1;
-                        continue;
-                    }
-                },
-                None => match observed_life(&records, end) {
-                    Some(l) => f64::from(l),
-                    None => {
-                        alive += 1;
-                        continue;
-                    }
-                },
-            };
-            match labloop_predict::EarlyData::from_records(&records, window) {
-                Ok(early) => out.push((
-                    cell.name,
-                    LabelledCell {
-                        features: early.features(),
-                        cycle_life: life,
-                    },
-                )),
-                Err(e) => {
-                    short += 1;
-                    eprintln!("left out {}: {e}", cell.name);
-                }
-            }
-        }
-        for (n, why) in [
-            (alive, "not yet at end of life"),
-            (short, "without a full early window"),
-            (unlabelled, "without a life in --lives"),
-        ] {
-            if n > 0 {
-                eprintln!("left out {n} cells of {dataset} {why}");
-            }
-        }
-        if out.is_empty() {
+        report_left_out(&set.left_out, dataset);
+        if set.cells.is_empty() {
             bail!("dataset {dataset} has no cell to train on");
         }
-        Ok(out)
+        Ok(set.cells)
     })
 }
 
