@@ -6,6 +6,7 @@
 //! names (`_ah`, `_v`, `_ohm`, `_s`, `_c` for °C); charging currents are C-rates, as protocols are
 //! written in the lab.
 
+mod campaign;
 mod experiment;
 mod ids;
 pub mod integral;
@@ -13,6 +14,7 @@ pub mod limits;
 mod protocol;
 mod record;
 
+pub use campaign::CampaignState;
 pub use experiment::{ExperimentState, TransitionError};
 pub use ids::{CampaignId, ChannelId, ExperimentId};
 pub use protocol::{CcCvFinish, ChargeProtocol, ChargeStep, ProtocolSpaceError, StepProtocolSpace};

@@ -7,6 +7,7 @@ use crate::design::Candidates;
 use crate::experiment::{ExperimentRun, RunEnd};
 use crate::optimizer_settings;
 use crate::ownership::Ownership;
+use labloop_core::CampaignState;
 use labloop_core::{ExperimentId, ExperimentState};
 use labloop_drivers::{CellBuilder, Cycler};
 use labloop_optimize::{
@@ -443,7 +444,7 @@ impl CampaignRunner {
         if store
             .campaign(&campaign)
             .await?
-            .is_some_and(|c| c.state == "completed")
+            .is_some_and(|c| c.state == CampaignState::Completed)
         {
             store.release_campaign(&campaign, &me.owner).await?;
             return Err(EngineError::Workflow(format!(
@@ -490,13 +491,15 @@ impl CampaignRunner {
         let row = self.store.campaign(campaign).await?.ok_or_else(|| {
             EngineError::Workflow(format!("no campaign `{campaign}` in the store"))
         })?;
-        if row.state == "completed" || row.state == "aborted" {
+        if row.state.is_over() {
             return Err(EngineError::Workflow(format!(
                 "campaign `{campaign}` is already {}",
                 row.state
             )));
         }
-        self.store.set_campaign_state(campaign, "running").await?;
+        self.store
+            .set_campaign_state(campaign, CampaignState::Running)
+            .await?;
         self.drive_owned(campaign.to_owned()).await
     }
 
@@ -692,7 +695,9 @@ impl CampaignRunner {
                 .filter(|e| e.state == ExperimentState::Failed)
                 .collect();
             if !round_exps.is_empty() && round_failed.len() == round_exps.len() {
-                self.store.set_campaign_state(&campaign, "failed").await?;
+                self.store
+                    .set_campaign_state(&campaign, CampaignState::Failed)
+                    .await?;
                 return Err(EngineError::RoundFailed {
                     round,
                     count: round_failed.len(),
@@ -737,11 +742,15 @@ impl CampaignRunner {
                 .campaign_aborted
                 .load(std::sync::atomic::Ordering::SeqCst)
             {
-                self.store.set_campaign_state(&campaign, "aborted").await?;
+                self.store
+                    .set_campaign_state(&campaign, CampaignState::Aborted)
+                    .await?;
                 tracing::info!(campaign = %campaign, %reason, "campaign aborted");
                 return Err(EngineError::Aborted { campaign, reason });
             }
-            self.store.set_campaign_state(&campaign, "paused").await?;
+            self.store
+                .set_campaign_state(&campaign, CampaignState::Paused)
+                .await?;
             tracing::info!(campaign = %campaign, %reason, "campaign paused");
             let by_request = ctx
                 .paused_by_request
@@ -756,7 +765,7 @@ impl CampaignRunner {
             .ranking(&campaign, &candidates, &inputs, &fit, sign)
             .await?;
         self.store
-            .set_campaign_state(&campaign, "completed")
+            .set_campaign_state(&campaign, CampaignState::Completed)
             .await?;
         let exps = self.store.experiments(&campaign).await?;
         let records = self.store.count_records(&campaign).await?;
@@ -1122,7 +1131,10 @@ async fn paused_on_store_failure(
     };
     let reason = format!("the store failed: {e}");
     for attempt in 0..6u32 {
-        match store.set_campaign_state(&campaign, "paused").await {
+        match store
+            .set_campaign_state(&campaign, CampaignState::Paused)
+            .await
+        {
             Ok(()) => break,
             Err(again) => {
                 tracing::warn!(campaign = %campaign, error = %again, attempt, "marking the campaign paused");

@@ -42,7 +42,7 @@ async fn request(
         }
     }
     let row = known_campaign(&state.store, campaign).await?;
-    if matches!(row.state.as_str(), "completed" | "aborted") {
+    if row.state.is_over() {
         return Err(ApiError::refused(
             StatusCode::CONFLICT,
             &format!("campaign `{campaign}` is {}", row.state),

@@ -208,7 +208,7 @@ async fn look(
     now.campaign_state = store
         .campaign(campaign)
         .await?
-        .map(|c| c.state)
+        .map(|c| c.state.to_string())
         .unwrap_or_default();
     now.approvals = store.pending_approvals(campaign).await?.len();
     now.surrogate_round = store.surrogate_round(campaign).await?;

@@ -45,7 +45,7 @@ pub(crate) async fn metrics(
             out,
             "labloop_campaign_state{{campaign=\"{}\",state=\"{}\"}} 1",
             label(&c.id),
-            label(&c.state)
+            label(c.state.as_str())
         );
     }
     out.push_str("# HELP labloop_experiments Experiments per campaign and state (running: a busy channel; failed: a faulted one).\n");

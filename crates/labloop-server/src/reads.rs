@@ -41,7 +41,7 @@ pub(crate) async fn campaigns(
         out.push(CampaignView {
             id: c.id,
             name: c.name,
-            state: c.state,
+            state: c.state.to_string(),
             created_at: c.created_at,
             records,
         });

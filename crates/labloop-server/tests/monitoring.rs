@@ -180,7 +180,10 @@ async fn every_action_needs_an_operator() {
     assert_eq!(status, 404);
     assert!(reply.contains("clo/r9/999"), "{reply}");
     // A finished campaign takes no more requests.
-    store.set_campaign_state("clo", "completed").await.unwrap();
+    store
+        .set_campaign_state("clo", labloop_core::CampaignState::Completed)
+        .await
+        .unwrap();
     let (status, _, _) = call(
         addr,
         "POST",

@@ -127,8 +127,8 @@ pub struct CampaignRow {
     pub id: String,
     /// The workflow's campaign name.
     pub name: String,
-    /// `running`, `completed`, `failed`.
-    pub state: String,
+    /// Where it stands.
+    pub state: labloop_core::CampaignState,
     /// When it was created (RFC 3339, UTC).
     pub created_at: String,
     /// The workflow file it ran, as written (for people).
@@ -143,7 +143,13 @@ fn campaign_row(r: &sqlx::any::AnyRow) -> Result<CampaignRow, StoreError> {
     Ok(CampaignRow {
         id: r.try_get(0).map_err(get)?,
         name: r.try_get(1).map_err(get)?,
-        state: r.try_get(2).map_err(get)?,
+        state: {
+            let name: String = r.try_get(2).map_err(get)?;
+            labloop_core::CampaignState::parse(&name).ok_or_else(|| StoreError::Corrupt {
+                table: "campaigns",
+                message: format!("unknown campaign state `{name}`"),
+            })?
+        },
         created_at: r.try_get(3).map_err(get)?,
         workflow_yaml: r.try_get(4).map_err(get)?,
         workflow_bundle: r.try_get(5).map_err(get)?,
@@ -341,10 +347,14 @@ impl Store {
         unreachable!("the loop only ends by returning")
     }
 
-    /// Sets a campaign's state (`running`, `completed`, `failed`).
-    pub async fn set_campaign_state(&self, id: &str, state: &str) -> Result<(), StoreError> {
+    /// Sets a campaign's state.
+    pub async fn set_campaign_state(
+        &self,
+        id: &str,
+        state: labloop_core::CampaignState,
+    ) -> Result<(), StoreError> {
         sqlx::query("UPDATE campaigns SET state = $1, updated_at = $2 WHERE id = $3")
-            .bind(state)
+            .bind(state.as_str())
             .bind(now())
             .bind(id)
             .execute(&self.pool)

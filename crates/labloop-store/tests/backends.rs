@@ -208,7 +208,7 @@ async fn suite(store: Store) {
     assert_eq!(steps["release"].state, "waiting");
     assert_eq!(steps["release"].detail.as_deref(), Some("release cell-0?"));
     store
-        .set_campaign_state(&campaign, "completed")
+        .set_campaign_state(&campaign, labloop_core::CampaignState::Completed)
         .await
         .unwrap();
     let campaigns = store.campaigns().await.unwrap();
