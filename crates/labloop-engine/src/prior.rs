@@ -35,21 +35,10 @@ pub async fn load(
     for (k, prior) in workflow.campaign.prior_data.iter().enumerate() {
         let place = format!("campaign.prior_data[{k}]");
         let Some(cells) = store.dataset(&prior.dataset).await? else {
-            let known: Vec<String> = store
-                .datasets()
-                .await?
-                .into_iter()
-                .map(|d| d.name)
-                .collect();
+            let known = store.dataset_names().await?;
             return Err(EngineError::Workflow(format!(
                 "{place}.dataset: no dataset `{}` in the store (it has: {}); `labloop import FILE... --dataset {}` adds one",
-                prior.dataset,
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                },
-                prior.dataset
+                prior.dataset, known, prior.dataset
             )));
         };
         for (name, spec) in &prior.cells {

@@ -8,7 +8,7 @@ use crate::columns::{ColumnMap, Defaults, RowRules, TextEnd, read_rows};
 use crate::error::{Located, Place};
 use crate::series::Sample;
 use crate::{CellSeries, Reader};
-use calamine::{Data, Reader as _, Xlsx};
+use calamine::{Data, Range, Reader as _, Xlsx};
 use std::io::Cursor;
 
 /// Arbin MITS Pro Excel export.
@@ -81,25 +81,27 @@ impl Reader for ExcelTable {
     }
     fn read(&self, bytes: &[u8]) -> Result<Vec<CellSeries>, Located> {
         let mut book = open(bytes).map_err(Located::file)?;
-        let sheet = data_sheet(&mut book).map_err(Located::file)?;
+        // The sheet found is read as found: parsing a workbook's sheet is most of its cost.
+        let (sheet, range) = data_sheet(&mut book).map_err(Located::file)?;
         Ok(vec![CellSeries {
             name: None,
-            samples: read_sheet(&mut book, &sheet)?,
+            samples: sheet_rows(&sheet, &range)?,
         }])
     }
 }
 
-/// The first sheet whose first row is a header naming time, voltage and current.
-fn data_sheet(book: &mut Xlsx<Cursor<&[u8]>>) -> Result<String, String> {
+/// The first sheet whose first row is a header naming time, voltage and current, with its cells.
+fn data_sheet(book: &mut Xlsx<Cursor<&[u8]>>) -> Result<(String, Range<Data>), String> {
     for name in book.sheet_names() {
         let Ok(range) = book.worksheet_range(&name) else {
             continue;
         };
-        if let Some(first) = range.rows().next() {
+        let is_table = range.rows().next().is_some_and(|first| {
             let header: Vec<String> = first.iter().map(cell_text).collect();
-            if ColumnMap::from_header(&header, 1, Defaults::default()).is_ok() {
-                return Ok(name);
-            }
+            ColumnMap::from_header(&header, 1, Defaults::default()).is_ok()
+        });
+        if is_table {
+            return Ok((name, range));
         }
     }
     Err("no sheet starts with a header naming time, voltage and current".into())
@@ -122,6 +124,11 @@ fn read_sheet(book: &mut Xlsx<Cursor<&[u8]>>, sheet: &str) -> Result<Vec<Sample>
     let range = book
         .worksheet_range(sheet)
         .map_err(|e| Located::file(format!("sheet `{sheet}`: {e}")))?;
+    sheet_rows(sheet, &range)
+}
+
+/// A sheet's cells as samples, its first row the header.
+fn sheet_rows(sheet: &str, range: &Range<Data>) -> Result<Vec<Sample>, Located> {
     let first_row = range.start().map_or(0, |(r, _)| r as u64);
     let lines: Vec<String> = range
         .rows()

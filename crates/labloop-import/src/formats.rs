@@ -59,17 +59,8 @@ impl Reader for TextFormat {
             return Err("it is binary, not text".into());
         }
         let text = text::decode(&bytes[..bytes.len().min(64 * 1024)]);
-        let head: Vec<&str> = text::lines(&text)
-            .take(HEADER_SEARCH_LINES)
-            .map(|(_, l)| l)
-            .collect();
-        let at = (self.locate)(&head)?;
-        let header = head.get(at).ok_or("no header line")?;
-        let sep = text::separator(header);
-        let fields = text::fields(header, sep);
-        let map =
-            ColumnMap::from_header(&fields, at as u64 + 1, self.defaults).map_err(|e| e.message)?;
-        match self.requires.iter().find(|q| !map.has(**q)) {
+        let header = self.header(&text).map_err(|e| e.message)?;
+        match self.requires.iter().find(|q| !header.map.has(**q)) {
             Some(q) => Err(format!("its header has no {q:?} column")),
             None => Ok(()),
         }
@@ -77,17 +68,14 @@ impl Reader for TextFormat {
 
     fn read(&self, bytes: &[u8]) -> Result<Vec<CellSeries>, Located> {
         let text = text::decode(bytes);
-        let head: Vec<&str> = text::lines(&text)
-            .take(HEADER_SEARCH_LINES)
-            .map(|(_, l)| l)
-            .collect();
-        let at = (self.locate)(&head).map_err(Located::file)?;
-        let header = head[at];
-        let sep = text::separator(header);
-        let fields = text::fields(header, sep);
-        let map = ColumnMap::from_header(&fields, at as u64 + 1, self.defaults)?;
+        let Header {
+            at,
+            sep,
+            fields,
+            map,
+        } = self.header(&text)?;
         let end = TextEnd {
-            header_fields: fields.len(),
+            header_fields: fields,
             unterminated_line: (!text.ends_with('\n')).then(|| text::lines(&text).count() as u64),
         };
         let samples = read_rows(
@@ -101,6 +89,42 @@ impl Reader for TextFormat {
             name: None,
             samples,
         }])
+    }
+}
+
+/// Where a text's header is and what it says.
+struct Header {
+    /// The header's 0-based line index.
+    at: usize,
+    /// Its separator.
+    sep: char,
+    /// How many fields it has.
+    fields: usize,
+    /// Its columns.
+    map: ColumnMap,
+}
+
+impl TextFormat {
+    /// Finds the header among the text's first lines and reads its columns: one path for
+    /// recognising a file and reading it.
+    fn header(&self, text: &str) -> Result<Header, Located> {
+        let head: Vec<&str> = text::lines(text)
+            .take(HEADER_SEARCH_LINES)
+            .map(|(_, l)| l)
+            .collect();
+        let at = (self.locate)(&head).map_err(Located::file)?;
+        let line = head
+            .get(at)
+            .ok_or_else(|| Located::file("no header line"))?;
+        let sep = text::separator(line);
+        let fields = text::fields(line, sep);
+        let map = ColumnMap::from_header(&fields, at as u64 + 1, self.defaults)?;
+        Ok(Header {
+            at,
+            sep,
+            fields: fields.len(),
+            map,
+        })
     }
 }
 

@@ -170,6 +170,16 @@ impl Store {
             .collect())
     }
 
+    /// The datasets' names for a message (`a, b`, or `none`), e.g. when one asked for is missing.
+    pub async fn dataset_names(&self) -> Result<String, StoreError> {
+        let names: Vec<String> = self.datasets().await?.into_iter().map(|d| d.name).collect();
+        Ok(if names.is_empty() {
+            "none".into()
+        } else {
+            names.join(", ")
+        })
+    }
+
     /// A dataset's cells with their cycles, by cell name; `None` when there is no such dataset.
     pub async fn dataset(&self, name: &str) -> Result<Option<Vec<DatasetCell>>, StoreError> {
         let exists = sqlx::query("SELECT name FROM datasets WHERE name = $1")
@@ -189,46 +199,48 @@ impl Store {
         .fetch_all(self.pool())
         .await
         .map_err(db(format!("reading the cells of {name}")))?;
-        let mut out = Vec::with_capacity(cells.len());
-        for row in &cells {
-            let cell: String = row.get(0);
-            let cycles = sqlx::query(
-                "SELECT summary, discharge_curve FROM dataset_cycles \
-                 WHERE dataset = $1 AND cell = $2 ORDER BY cycle",
-            )
-            .bind(name)
-            .bind(&cell)
-            .fetch_all(self.pool())
-            .await
-            .map_err(db(format!("reading the cycles of {cell}")))?;
-            let corrupt = |message: String| StoreError::Corrupt {
-                table: "dataset_cycles",
-                message,
-            };
-            let cycles = cycles
-                .iter()
-                .map(|r| {
-                    let json: String = r.get(0);
-                    let mut summary: CycleSummary =
-                        serde_json::from_str(&json).map_err(|e| corrupt(format!("{cell}: {e}")))?;
-                    let curve: Option<Vec<u8>> = r.get(1);
-                    summary.discharge_curve = curve
-                        .map(|b| decode_curve(&b))
-                        .transpose()
-                        .map_err(|e| corrupt(format!("{cell} cycle {}: {e}", summary.cycle)))?;
-                    Ok(summary)
-                })
-                .collect::<Result<Vec<_>, StoreError>>()?;
-            out.push(DatasetCell {
-                name: cell,
-                file_name: row.get(1),
-                sha256: row.get(2),
-                format: row.get(3),
-                reader_version: row.get(4),
-                points: row.get::<i64, _>(5) as u64,
-                cycles,
-            });
+        // Every cycle of the dataset in one read, then dealt out to the cells.
+        let cycles = sqlx::query(
+            "SELECT cell, summary, discharge_curve FROM dataset_cycles \
+             WHERE dataset = $1 ORDER BY cell, cycle",
+        )
+        .bind(name)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(format!("reading the cycles of {name}")))?;
+        let corrupt = |message: String| StoreError::Corrupt {
+            table: "dataset_cycles",
+            message,
+        };
+        let mut by_cell: std::collections::HashMap<String, Vec<CycleSummary>> =
+            std::collections::HashMap::new();
+        for r in &cycles {
+            let cell: String = r.get(0);
+            let json: String = r.get(1);
+            let mut summary: CycleSummary =
+                serde_json::from_str(&json).map_err(|e| corrupt(format!("{cell}: {e}")))?;
+            let curve: Option<Vec<u8>> = r.get(2);
+            summary.discharge_curve = curve
+                .map(|b| decode_curve(&b))
+                .transpose()
+                .map_err(|e| corrupt(format!("{cell} cycle {}: {e}", summary.cycle)))?;
+            by_cell.entry(cell).or_default().push(summary);
         }
+        let out = cells
+            .iter()
+            .map(|row| {
+                let cell: String = row.get(0);
+                DatasetCell {
+                    cycles: by_cell.remove(&cell).unwrap_or_default(),
+                    name: cell,
+                    file_name: row.get(1),
+                    sha256: row.get(2),
+                    format: row.get(3),
+                    reader_version: row.get(4),
+                    points: row.get::<i64, _>(5) as u64,
+                }
+            })
+            .collect();
         Ok(Some(out))
     }
 }

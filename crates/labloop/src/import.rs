@@ -192,20 +192,11 @@ pub fn export_dataset(url: &str, dataset: &str, curves: bool) -> Result<()> {
     crate::commands::runtime()?.block_on(async {
         let store = Store::open(url).await?;
         let Some(cells) = store.dataset(dataset).await? else {
-            let known: Vec<String> = store
-                .datasets()
-                .await?
-                .into_iter()
-                .map(|d| d.name)
-                .collect();
+            let known = store.dataset_names().await?;
             bail!(
                 "no dataset {dataset} in {} (datasets: {})",
                 labloop_store::redact(url),
-                if known.is_empty() {
-                    "none".into()
-                } else {
-                    known.join(", ")
-                }
+                known
             );
         };
         let cells: Vec<serde_json::Value> = cells
