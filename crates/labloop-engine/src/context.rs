@@ -7,7 +7,7 @@ use crate::runner::{EngineEvent, RunnerOptions};
 use labloop_drivers::CellBuilder;
 use labloop_predict::Predictor;
 use labloop_store::Store;
-use labloop_workflow::{SafetyLimits, Workflow};
+use labloop_workflow::Workflow;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -23,7 +23,7 @@ pub(crate) struct Context {
     pub builders: HashMap<String, Arc<dyn CellBuilder>>,
     /// Named locks (`resources:`), one permit per channel of the instrument they name.
     pub locks: HashMap<String, Arc<Semaphore>>,
-    pub safety: HashMap<String, SafetyLimits>,
+    pub safety: HashMap<String, crate::safety::Interlock>,
     pub predictor: Arc<dyn Predictor + Send + Sync>,
     pub events: Option<UnboundedSender<EngineEvent>>,
     pub options: RunnerOptions,

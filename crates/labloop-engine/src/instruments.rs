@@ -1,5 +1,6 @@
 //! The instruments a workflow names, built: simulated ones (with a journal beside the store, so
-//! their tests outlive the process), MQTT and serial bridges, and queue-served cell builders. One
+//! their tests outlive the process), MQTT and serial bridges, vendors' cyclers (Maccor MacNet,
+//! Arbin CTI, Neware BTS; journaled the same way), and queue-served cell builders. One
 //! factory for `labloop run`, `resume` and the benchmarks.
 
 use crate::{EngineError, Instruments, QueueCellBuilder};
@@ -8,16 +9,27 @@ use labloop_drivers::mqtt::{MqttCycler, MqttOptionsExt};
 use labloop_drivers::remote::RemoteCellBuilder;
 use labloop_drivers::serial::{SerialCycler, SerialLink, SerialOptions};
 use labloop_sim::{SimCellBuilder, SimClock, SimCycler};
+use labloop_vendors::PolledCycler;
+use labloop_vendors::arbin::{ArbinOptions, Cti};
+use labloop_vendors::maccor::{MacNet, MaccorOptions};
+use labloop_vendors::neware::{Bts, NewareOptions};
 use labloop_workflow::{DriverKind, InstrumentKind, InstrumentSpec, TransportSpec, Workflow};
 use std::sync::Arc;
 
-/// The journal a simulated instrument keeps beside the store, so it outlives this process.
-fn sim_journal(store_url: &str, campaign: &str, instrument: &str) -> std::path::PathBuf {
+/// The journal an instrument of labloop's keeps beside the store, so its tests outlive this
+/// process: `kind` is `sim` for a simulated instrument, `vendor` for a vendor adapter (its tests
+/// and records, so a restarted labloop neither starts a test twice nor loses a cycle).
+fn journal_beside_store(
+    store_url: &str,
+    campaign: &str,
+    instrument: &str,
+    kind: &str,
+) -> std::path::PathBuf {
     let base = store_url
         .strip_prefix("sqlite://")
         .map(|p| p.split('?').next().unwrap_or(p).to_owned())
-        .unwrap_or_else(|| "labloop-data/sim".to_owned());
-    std::path::PathBuf::from(format!("{base}.{campaign}.{instrument}.sim.jsonl"))
+        .unwrap_or_else(|| format!("labloop-data/{kind}"));
+    std::path::PathBuf::from(format!("{base}.{campaign}.{instrument}.{kind}.jsonl"))
 }
 
 /// The broker of an MQTT instrument, with its TLS files and credentials (the password read from the
@@ -52,11 +64,8 @@ fn broker_address(inst: &InstrumentSpec) -> Result<BrokerAddress, EngineError> {
             .map_err(context)?;
     }
     if let Some(user) = username {
-        let password = match password_env {
-            Some(var) => std::env::var(var)
-                .map_err(|_| context(format!("the password variable `{var}` is not set")))?,
-            None => String::new(),
-        };
+        let password =
+            labloop_workflow::password_from_env(password_env.as_deref(), "").map_err(context)?;
         address = address.with_credentials(user, &password);
     }
     Ok(address)
@@ -82,7 +91,8 @@ pub fn build(
         };
         match (inst.driver, inst.kind) {
             (DriverKind::Sim, InstrumentKind::Cycler) => {
-                let journal = sim_journal(store_url, &workflow.campaign.name, &inst.name);
+                let journal =
+                    journal_beside_store(store_url, &workflow.campaign.name, &inst.name, "sim");
                 let sim = SimCycler::with_journal(
                     &inst.name,
                     inst.channels,
@@ -126,6 +136,45 @@ pub fn build(
                         .builders
                         .push(Arc::new(RemoteCellBuilder::new(link, build_patience(inst)))),
                 }
+            }
+            (driver @ (DriverKind::Maccor | DriverKind::Arbin | DriverKind::Neware), kind) => {
+                let context =
+                    |e: String| EngineError::Instrument(format!("instrument `{}`: {e}", inst.name));
+                if kind != InstrumentKind::Cycler {
+                    return Err(context("vendor drivers drive cyclers".into()));
+                }
+                let journal =
+                    journal_beside_store(store_url, &workflow.campaign.name, &inst.name, "vendor");
+                let opened =
+                    |e: std::io::Error| context(format!("opening {}: {e}", journal.display()));
+                let (name, channels, journal) = (&inst.name, inst.channels, Some(&*journal));
+                let cycler: Arc<dyn labloop_drivers::Cycler> = match driver {
+                    DriverKind::Maccor => {
+                        let (options, polled) = MaccorOptions::from_spec(inst).map_err(context)?;
+                        let link = MacNet::new(name, options);
+                        Arc::new(
+                            PolledCycler::new(name, channels, link, polled, journal)
+                                .map_err(opened)?,
+                        )
+                    }
+                    DriverKind::Arbin => {
+                        let (options, polled) = ArbinOptions::from_spec(inst).map_err(context)?;
+                        let link = Cti::new(name, options);
+                        Arc::new(
+                            PolledCycler::new(name, channels, link, polled, journal)
+                                .map_err(opened)?,
+                        )
+                    }
+                    _ => {
+                        let (options, polled) = NewareOptions::from_spec(inst).map_err(context)?;
+                        let link = Bts::new(name, options);
+                        Arc::new(
+                            PolledCycler::new(name, channels, link, polled, journal)
+                                .map_err(opened)?,
+                        )
+                    }
+                };
+                out.cyclers.push(cycler);
             }
             (DriverKind::Queue, kind) => {
                 let Some(TransportSpec::Queue { capability }) = &inst.transport else {

@@ -555,7 +555,7 @@ impl CampaignRunner {
             safety: wf
                 .instruments
                 .iter()
-                .map(|i| (i.name.clone(), i.safety))
+                .map(|i| (i.name.clone(), crate::safety::Interlock::of(i)))
                 .collect(),
             predictor: Arc::clone(&self.predictor),
             events: self.events.clone(),

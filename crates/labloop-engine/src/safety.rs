@@ -1,7 +1,51 @@
 //! Safety interlocks: whether a cycle record lies beyond its instrument's limits.
 
 use labloop_core::CycleRecord;
-use labloop_workflow::SafetyLimits;
+use labloop_workflow::{InstrumentSpec, RecordField, SafetyLimits};
+
+/// An instrument's limits, and whether its records carry the cell's temperature (a cycler
+/// without a temperature probe, declared so by the workflow's `records`, cannot have its
+/// temperature limit checked here: its own protection holds it).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Interlock {
+    /// The workflow's limits.
+    pub limits: SafetyLimits,
+    /// Whether a record without a temperature is a fault (true unless the workflow says the
+    /// instrument does not record temperature).
+    pub measures_temperature: bool,
+}
+
+impl Interlock {
+    /// The interlock of a workflow's instrument.
+    pub fn of(instrument: &InstrumentSpec) -> Self {
+        Self {
+            limits: instrument.safety,
+            measures_temperature: instrument
+                .records
+                .as_ref()
+                .is_none_or(|r| r.contains(&RecordField::Temperature)),
+        }
+    }
+
+    /// Why `record` breaks the limits, if it does ([`violation`]); a temperature that is not a
+    /// number is a fault only where the instrument measures temperature.
+    pub fn violation(&self, instrument: &str, record: &CycleRecord) -> Option<String> {
+        if !self.measures_temperature && record.temperature_max_c.is_nan() {
+            let unmeasured = CycleRecord {
+                temperature_max_c: f64::NEG_INFINITY,
+                ..record.clone()
+            };
+            return violation(&self.limits, instrument, &unmeasured);
+        }
+        if self.measures_temperature && record.temperature_max_c.is_nan() {
+            return Some(format!(
+                "safety: cycle {} reported no temperature; if {instrument} does not measure the cell's temperature, say so (`records:` without `temperature`) and let its own protection hold the limit",
+                record.cycle
+            ));
+        }
+        violation(&self.limits, instrument, record)
+    }
+}
 
 /// Why `record` (of cycle `record.cycle` on `instrument`) breaks `limits`, if it does: temperature,
 /// highest and lowest voltage, largest current. Readings the cycler does not report are not checked.
@@ -115,5 +159,22 @@ mod tests {
         assert_eq!(violation(&SafetyLimits::default(), "c1", &r), None);
         r.voltage_max_v = None;
         assert_eq!(violation(&SafetyLimits::default(), "c1", &r), None);
+    }
+
+    #[test]
+    fn a_missing_temperature_is_a_fault_only_where_one_is_measured() {
+        let mut r = record();
+        r.temperature_max_c = f64::NAN;
+        let probed = Interlock {
+            measures_temperature: true,
+            ..Interlock::default()
+        };
+        let why = probed.violation("c1", &r).expect("a fault");
+        assert!(why.contains("reported no temperature"), "{why}");
+        let unprobed = Interlock::default();
+        assert_eq!(unprobed.violation("c1", &r), None);
+        // The other limits still hold without a temperature.
+        r.voltage_max_v = Some(4.6);
+        assert!(unprobed.violation("c1", &r).unwrap().contains("4.600 V"));
     }
 }

@@ -181,11 +181,12 @@ impl StepCall<'_> {
             .channel
             .ok_or_else(|| StepFailure::Failed("no channel held".into()))?;
         let before = self.cycles_before();
-        let limits = ctx
+        let interlock = ctx
             .safety
             .get(channel.cycler.name())
             .copied()
             .unwrap_or_default();
+        let limits = interlock.limits;
         if let Some(rate) = protocol
             .c_rates()
             .into_iter()
@@ -269,8 +270,7 @@ impl StepCall<'_> {
                     records: fresh.len(),
                 });
                 for (_, r) in fresh {
-                    if let Some(why) = crate::safety::violation(&limits, channel.cycler.name(), &r)
-                    {
+                    if let Some(why) = interlock.violation(channel.cycler.name(), &r) {
                         // The record is stored; only this channel's test stops.
                         let stopped = channel.cycler.stop(&channel.id).await;
                         let how = match stopped {

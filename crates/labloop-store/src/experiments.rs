@@ -104,6 +104,17 @@ fn get<'r, T: sqlx::Decode<'r, sqlx::Any> + sqlx::Type<sqlx::Any>>(
     })
 }
 
+/// A quantity a record may lack (`NaN`: the cycler did not measure it) as the store keeps it:
+/// `NULL` on both backends (SQLite has no NaN).
+fn measured(value: f64) -> Option<f64> {
+    (!value.is_nan()).then_some(value)
+}
+
+/// The same read back.
+fn unmeasured_as_nan(value: Option<f64>) -> f64 {
+    value.unwrap_or(f64::NAN)
+}
+
 /// Inserts an experiment's row (no state event); a row already there is kept.
 pub(crate) async fn insert_experiment(
     conn: &mut sqlx::AnyConnection,
@@ -266,10 +277,10 @@ impl Store {
                 .bind(*seq as i64)
                 .bind(r.charge_capacity_ah)
                 .bind(r.discharge_capacity_ah)
-                .bind(r.internal_resistance_ohm)
-                .bind(r.temperature_min_c)
-                .bind(r.temperature_avg_c)
-                .bind(r.temperature_max_c)
+                .bind(measured(r.internal_resistance_ohm))
+                .bind(measured(r.temperature_min_c))
+                .bind(measured(r.temperature_avg_c))
+                .bind(measured(r.temperature_max_c))
                 .bind(r.charge_time_s)
                 .bind(curve);
             for value in extremes.into_iter().flatten() {
@@ -319,10 +330,10 @@ impl Store {
                     cycle: get::<i64>(r, 0, t)? as u32,
                     charge_capacity_ah: get(r, 1, t)?,
                     discharge_capacity_ah: get(r, 2, t)?,
-                    internal_resistance_ohm: get(r, 3, t)?,
-                    temperature_min_c: get(r, 4, t)?,
-                    temperature_avg_c: get(r, 5, t)?,
-                    temperature_max_c: get(r, 6, t)?,
+                    internal_resistance_ohm: unmeasured_as_nan(get(r, 3, t)?),
+                    temperature_min_c: unmeasured_as_nan(get(r, 4, t)?),
+                    temperature_avg_c: unmeasured_as_nan(get(r, 5, t)?),
+                    temperature_max_c: unmeasured_as_nan(get(r, 6, t)?),
                     charge_time_s: get(r, 7, t)?,
                     voltage_max_v: get(r, 9, t)?,
                     voltage_min_v: get(r, 10, t)?,

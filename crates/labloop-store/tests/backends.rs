@@ -153,6 +153,28 @@ async fn suite(store: Store) {
         assert_eq!(without_curve(stored), without_curve(sent));
     }
     assert_eq!(store.count_records(&campaign).await.unwrap(), 10);
+    // A cycler that measures neither resistance nor temperature (a vendor's without auxiliary
+    // channels): the record is stored, and comes back without them.
+    let unmeasured = CycleRecord {
+        internal_resistance_ohm: f64::NAN,
+        temperature_min_c: f64::NAN,
+        temperature_avg_c: f64::NAN,
+        temperature_max_c: f64::NAN,
+        ..record(11)
+    };
+    assert_eq!(
+        store
+            .append_records(&e.id, &[(11, unmeasured.clone())])
+            .await
+            .unwrap(),
+        1
+    );
+    let back = store.records_in(&e.id, 11, 11).await.unwrap();
+    assert!(back[0].internal_resistance_ohm.is_nan() && back[0].temperature_max_c.is_nan());
+    assert_eq!(
+        back[0].discharge_capacity_ah,
+        unmeasured.discharge_capacity_ah
+    );
 
     let p = PredictionRow {
         model: "severson-variance".into(),

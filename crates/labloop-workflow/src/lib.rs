@@ -20,7 +20,7 @@ mod validate;
 
 pub use diagnostic::Diagnostic;
 pub use refs::{Reference, interpolate, references};
-pub use secrets::{redact_secrets, url_has_password};
+pub use secrets::{password_from_env, redact_secrets, url_has_password};
 pub use spec::*;
 
 use labloop_core::limits::MAX_DIAGNOSTICS;

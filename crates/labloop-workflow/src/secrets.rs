@@ -6,6 +6,17 @@
 /// Keys whose values are secrets wherever they appear.
 const SECRET_KEYS: [&str; 5] = ["password", "passwd", "secret", "token", "api_key"];
 
+/// The password in the environment variable a workflow names (`password_env`); `default` when
+/// it names none.
+pub fn password_from_env(var: Option<&str>, default: &str) -> Result<String, String> {
+    match var {
+        Some(var) => {
+            std::env::var(var).map_err(|_| format!("the password variable `{var}` is not set"))
+        }
+        None => Ok(default.to_owned()),
+    }
+}
+
 /// Whether a URL (`scheme://user:password@host...`) carries a password.
 pub fn url_has_password(url: &str) -> bool {
     url.split_once("://")

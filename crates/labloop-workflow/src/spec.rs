@@ -377,6 +377,147 @@ pub struct InstrumentSpec {
     /// what its cyclers do not record is refused before any cell is cycled.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub records: Option<Vec<RecordField>>,
+    /// What a vendor's cycler needs beyond its address (the `maccor` driver): the procedure it
+    /// runs and how a protocol's numbers become the procedure's variables.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub vendor: Option<VendorSpec>,
+}
+
+/// How labloop runs its protocols on a vendor's cycler: the lab prepares one procedure in the
+/// vendor's software with variables where the C-rates and cycle count go; labloop sets those
+/// variables for each test and starts the procedure.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct VendorSpec {
+    /// The procedure (Maccor: its name in `C:\\Maccor\\Procedure`, without `.000`; Arbin: the
+    /// schedule file's name, e.g. `LABLOOP-CLO.sdx`; not for Neware, whose step files labloop
+    /// writes).
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub procedure: String,
+    /// The procedure's variables by number (Maccor procedure variables, Arbin user variables,
+    /// 1–16), each taking one of the test's values:
+    /// `charge_c_rate_<k>` (the protocol's k-th constant-current step, from 1), `finish_c_rate`,
+    /// `cv_voltage_v`, `discharge_c_rate`, `cycles`.
+    /// (Keys are the variables' numbers as YAML writes them, `1:` ... `16:`.)
+    #[serde(default)]
+    pub variables: BTreeMap<String, String>,
+    /// The capacity the procedure's C-rates refer to (Ah), sent with the start (Maccor's
+    /// `Crate`, Arbin's test capacity; Neware's step currents are computed from it).
+    pub nominal_capacity_ah: f64,
+    /// Seconds between two readings of a running channel (each reading is one point of the
+    /// cycle's curve: a 4C discharge lasts ~900 s).
+    #[serde(default = "default_poll_interval")]
+    pub poll_interval_s: f64,
+    /// Seconds to wait for one reply before the link is counted down and opened again (MacNet's
+    /// own client waits 2 s).
+    #[serde(default = "default_reply_timeout")]
+    pub reply_timeout_s: f64,
+    /// Seconds without any reply after which the instrument is reported offline (and a waiting
+    /// step says so instead of waiting on).
+    #[serde(default = "default_offline_after")]
+    pub offline_after_s: f64,
+    /// User name to log in with (Arbin CTI).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub username: Option<String>,
+    /// Name of the environment variable that holds the password (never the password itself).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub password_env: Option<String>,
+    /// Neware: the folder labloop writes each test's step file to (a share the BTS PC reads).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_dir: Option<String>,
+    /// Neware: the same folder as the BTS PC names it (`C:\\labloop\\steps`); default
+    /// `step_dir`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub step_dir_on_cycler: Option<String>,
+}
+
+fn default_poll_interval() -> f64 {
+    1.0
+}
+
+fn default_reply_timeout() -> f64 {
+    2.0
+}
+
+fn default_offline_after() -> f64 {
+    60.0
+}
+
+/// One value of a test a vendor procedure's variable takes ([`VendorSpec::variables`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum VendorVariable {
+    /// The C-rate of the protocol's k-th constant-current step (from 1).
+    ChargeCRate(usize),
+    /// The C-rate of the CC part of the CC-CV finish.
+    FinishCRate,
+    /// The voltage of the CV part (V).
+    CvVoltage,
+    /// The discharge C-rate.
+    DischargeCRate,
+    /// How many cycles the test runs.
+    Cycles,
+}
+
+impl VendorSpec {
+    /// The variables by number, each with the value it takes; the first entry that is not a
+    /// number 1–16 with a known value is the error.
+    pub fn numbered_variables(&self) -> Result<Vec<(u32, VendorVariable)>, String> {
+        self.variables
+            .iter()
+            .map(|(number, name)| {
+                let n = variable_number(number)?;
+                VendorVariable::parse(name)
+                    .map(|v| (n, v))
+                    .map_err(|e| format!("variable {number}: {e}"))
+            })
+            .collect()
+    }
+}
+
+/// A procedure variable's number (1–16) as the workflow writes it.
+pub fn variable_number(key: &str) -> Result<u32, String> {
+    key.trim()
+        .parse::<u32>()
+        .ok()
+        .filter(|n| (1..=16).contains(n))
+        .ok_or_else(|| format!("procedure variables are numbered 1 to 16, not `{key}`"))
+}
+
+impl VendorVariable {
+    /// Reads a variable's name as the workflow writes it.
+    pub fn parse(name: &str) -> Result<Self, String> {
+        let step = name
+            .strip_prefix("charge_c_rate_")
+            .and_then(|k| k.parse::<usize>().ok())
+            .filter(|&k| k >= 1);
+        match (name, step) {
+            (_, Some(k)) => Ok(Self::ChargeCRate(k)),
+            ("finish_c_rate", _) => Ok(Self::FinishCRate),
+            ("cv_voltage_v", _) => Ok(Self::CvVoltage),
+            ("discharge_c_rate", _) => Ok(Self::DischargeCRate),
+            ("cycles", _) => Ok(Self::Cycles),
+            _ => Err(format!(
+                "unknown value `{name}`: expected charge_c_rate_<k> (k from 1), finish_c_rate, cv_voltage_v, discharge_c_rate or cycles"
+            )),
+        }
+    }
+
+    /// The value for a test of `protocol` with this discharge rate and cycle count (`None`: the
+    /// protocol has no k-th step).
+    pub fn value(
+        self,
+        protocol: &ChargeProtocol,
+        discharge_c_rate: f64,
+        cycles: u32,
+    ) -> Option<f64> {
+        match self {
+            Self::ChargeCRate(k) => protocol.steps.get(k - 1).map(|s| s.c_rate),
+            Self::FinishCRate => Some(protocol.finish.c_rate),
+            Self::CvVoltage => Some(protocol.finish.cv_voltage_v),
+            Self::DischargeCRate => Some(discharge_c_rate),
+            Self::Cycles => Some(f64::from(cycles)),
+        }
+    }
 }
 
 /// What a cycle record may carry beyond capacities.
@@ -437,6 +578,21 @@ pub enum DriverKind {
     /// An external worker: each command is a job on the store's queue, done by whoever claims it
     /// (`labloop agent`, or a worker of the lab's own); for cell builders.
     Queue,
+    /// A Maccor cycler through MacNet's JSON-RPC interface (TCP, default port 57570).
+    Maccor,
+    /// An Arbin cycler through MITS Pro's CTI interface (binary frames on TCP, default port
+    /// 9031).
+    Arbin,
+    /// A Neware cycler through BTS 8's XML interface (TCP, default port 502); labloop writes
+    /// each test's step file from its protocol.
+    Neware,
+}
+
+impl DriverKind {
+    /// Whether the driver runs a vendor's procedure (and so needs a `vendor` section).
+    pub fn is_vendor(self) -> bool {
+        matches!(self, Self::Maccor | Self::Arbin | Self::Neware)
+    }
 }
 
 /// How a driver reaches its instrument.
@@ -450,6 +606,14 @@ pub enum TransportSpec {
         /// Baud rate.
         #[serde(default = "default_baud")]
         baud: u32,
+    },
+    /// A TCP connection to the instrument's control PC (vendor cyclers: Maccor MacNet's JSON
+    /// port is 57570).
+    Tcp {
+        /// Host name or address.
+        host: String,
+        /// Port.
+        port: u16,
     },
     /// The store's job queue.
     Queue {

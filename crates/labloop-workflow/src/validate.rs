@@ -7,8 +7,8 @@ use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::locate::locate_or_start;
 use crate::refs::references;
 use crate::spec::{
-    DriverKind, InstrumentKind, SearchSpaceSpec, StepAction, TransportSpec, Workflow,
-    parse_duration,
+    DriverKind, InstrumentKind, InstrumentSpec, RecordField, SearchSpaceSpec, StepAction,
+    TransportSpec, VendorVariable, Workflow, parse_duration, variable_number,
 };
 use labloop_core::limits::MAX_CANDIDATES;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -391,6 +391,154 @@ fn check_optimizer_and_stopping(c: &mut Checker<'_>, workflow: &Workflow) {
     }
 }
 
+/// A vendor cycler's procedure and its variables: every value named is one labloop has, every
+/// protocol of the campaign's space fits the variables given, and a driver that runs no vendor
+/// procedure has no `vendor` section.
+fn check_vendor(c: &mut Checker<'_>, workflow: &Workflow, i: usize, inst: &InstrumentSpec) {
+    let wants_vendor = inst.driver.is_vendor();
+    let Some(vendor) = &inst.vendor else {
+        if wants_vendor {
+            let wanted = if inst.driver == DriverKind::Neware {
+                "`vendor: {step_dir: FOLDER, nominal_capacity_ah: 1.1}`"
+            } else {
+                "`vendor: {procedure: NAME, nominal_capacity_ah: 1.1, variables: {1: charge_c_rate_1, ...}}`"
+            };
+            c.report_instrument(i, "", format!("this driver needs {wanted}"));
+        }
+        return;
+    };
+    if !wants_vendor {
+        c.report_instrument(
+            i,
+            ".vendor",
+            "only vendor drivers (maccor, arbin, neware) run a vendor procedure",
+        );
+        return;
+    }
+    if inst.kind != InstrumentKind::Cycler {
+        c.report_instrument(i, ".kind", "vendor drivers drive cyclers");
+    }
+    if inst.driver == DriverKind::Neware {
+        if vendor.step_dir.is_none() {
+            c.report_instrument(
+                i,
+                ".vendor",
+                "the neware driver writes each test's step file: give `step_dir` (a folder the BTS PC reads; `step_dir_on_cycler` if it names it otherwise)",
+            );
+        }
+        if !vendor.variables.is_empty() {
+            c.report_instrument(
+                i,
+                ".vendor.variables",
+                "the neware driver writes the protocol into the step file: it takes no variables",
+            );
+        }
+        if !vendor.procedure.is_empty() {
+            c.report_instrument(
+                i,
+                ".vendor.procedure",
+                "the neware driver writes each test's step file: it runs no prepared procedure",
+            );
+        }
+    } else if vendor.procedure.trim().is_empty() {
+        c.report_instrument(i, ".vendor.procedure", "expected the procedure's name");
+    }
+    for (field, value) in [
+        ("nominal_capacity_ah", vendor.nominal_capacity_ah),
+        ("poll_interval_s", vendor.poll_interval_s),
+        ("reply_timeout_s", vendor.reply_timeout_s),
+        ("offline_after_s", vendor.offline_after_s),
+    ] {
+        if !(value.is_finite() && value > 0.0) {
+            c.report_instrument(
+                i,
+                &format!(".vendor.{field}"),
+                format!("expected a positive number, got {value}"),
+            );
+        }
+    }
+    // What each adapter's records carry (none reads auxiliary channels yet).
+    let carries: &[RecordField] = match inst.driver {
+        DriverKind::Arbin => &[
+            RecordField::DischargeCurve,
+            RecordField::InternalResistance,
+            RecordField::ChargeTime,
+        ],
+        _ => &[RecordField::DischargeCurve, RecordField::ChargeTime],
+    };
+    let declared_beyond = match &inst.records {
+        None => true,
+        Some(list) => list.iter().any(|f| !carries.contains(f)),
+    };
+    if declared_beyond {
+        let names: Vec<&str> = carries.iter().map(|f| record_field_name(*f)).collect();
+        c.report_instrument(
+            i,
+            if inst.records.is_some() { ".records" } else { "" },
+            format!(
+                "this adapter's records carry {} (it reads no auxiliary temperature probe): declare `records: [{}]`",
+                names.join(", "),
+                names.join(", ")
+            ),
+        );
+    }
+    if inst.driver == DriverKind::Arbin && vendor.username.is_none() {
+        c.report_instrument(
+            i,
+            ".vendor",
+            "the arbin driver logs in: give `username` (and `password_env`, the variable holding the password)",
+        );
+    }
+    let mut steps_mapped = Vec::new();
+    for (number, name) in &vendor.variables {
+        if let Err(e) = variable_number(number) {
+            c.report_instrument(i, &format!(".vendor.variables.{number}"), e);
+        }
+        match VendorVariable::parse(name) {
+            Ok(VendorVariable::ChargeCRate(k)) => steps_mapped.push(k),
+            Ok(_) => {}
+            Err(e) => c.report_instrument(i, &format!(".vendor.variables.{number}"), e),
+        }
+    }
+    if let Some(space) = workflow
+        .protocol_space()
+        .filter(|_| inst.driver != DriverKind::Neware)
+    {
+        let steps = space.steps();
+        let missing: Vec<String> = (1..=steps)
+            .filter(|k| !steps_mapped.contains(k))
+            .map(|k| format!("charge_c_rate_{k}"))
+            .collect();
+        if !missing.is_empty() {
+            c.report_instrument(
+                i,
+                ".vendor.variables",
+                format!(
+                    "the campaign's protocols have {steps} constant-current steps; no procedure variable takes {}",
+                    missing.join(", ")
+                ),
+            );
+        }
+        if let Some(k) = steps_mapped.iter().find(|&&k| k > steps) {
+            c.report_instrument(
+                i,
+                ".vendor.variables",
+                format!("charge_c_rate_{k}: the campaign's protocols have only {steps} steps"),
+            );
+        }
+    }
+}
+
+/// A record field's name as the workflow writes it.
+fn record_field_name(field: RecordField) -> &'static str {
+    match field {
+        RecordField::DischargeCurve => "discharge_curve",
+        RecordField::InternalResistance => "internal_resistance",
+        RecordField::Temperature => "temperature",
+        RecordField::ChargeTime => "charge_time",
+    }
+}
+
 fn check_instruments(c: &mut Checker<'_>, workflow: &Workflow) {
     if !workflow.instruments.is_empty()
         && workflow
@@ -447,6 +595,10 @@ fn check_instruments(c: &mut Checker<'_>, workflow: &Workflow) {
             (DriverKind::Serial, Some(TransportSpec::Serial { .. }))
             | (DriverKind::Mqtt, Some(TransportSpec::Mqtt { .. }))
             | (DriverKind::Queue, Some(TransportSpec::Queue { .. }))
+            | (
+                DriverKind::Maccor | DriverKind::Arbin | DriverKind::Neware,
+                Some(TransportSpec::Tcp { .. }),
+            )
             | (DriverKind::Sim, None) => {}
             (driver, _) => {
                 let wanted = match driver {
@@ -454,6 +606,9 @@ fn check_instruments(c: &mut Checker<'_>, workflow: &Workflow) {
                         "`transport: {serial: {port: /dev/ttyUSB0, baud: 115200}}`"
                     }
                     DriverKind::Queue => "`transport: {queue: {capability: coin-cell-robot}}`",
+                    DriverKind::Maccor => "`transport: {tcp: {host: maccor-pc, port: 57570}}`",
+                    DriverKind::Arbin => "`transport: {tcp: {host: arbin-pc, port: 9031}}`",
+                    DriverKind::Neware => "`transport: {tcp: {host: bts-pc, port: 502}}`",
                     _ => {
                         "`transport: {mqtt: {broker: mqtt://host:1883, topic_prefix: labloop/lab/name}}`"
                     }
@@ -461,6 +616,7 @@ fn check_instruments(c: &mut Checker<'_>, workflow: &Workflow) {
                 c.report_instrument(i, ".transport", format!("this driver needs {wanted}"));
             }
         }
+        check_vendor(c, workflow, i, inst);
         if inst.driver == DriverKind::Queue && inst.kind != InstrumentKind::CellBuilder {
             c.report_instrument(
                 i,
