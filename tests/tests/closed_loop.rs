@@ -46,6 +46,7 @@ async fn run_campaign(
         labloop_engine::Instruments {
             cyclers: vec![Arc::new(sim.clone()) as Arc<dyn Cycler>],
             builders: Vec::new(),
+            plugins: Default::default(),
         },
         Arc::new(model),
     )
@@ -153,6 +154,7 @@ async fn predictions_outside_the_models_domain_are_recorded_and_reported() {
         labloop_engine::Instruments {
             cyclers: vec![Arc::new(sim) as Arc<dyn Cycler>],
             builders: Vec::new(),
+            plugins: Default::default(),
         },
         Arc::new(model),
     )

@@ -65,6 +65,7 @@ fn runner(workflow: &Workflow, text: &str, store: &Store, sim: &SimCycler) -> Ca
         labloop_engine::Instruments {
             cyclers: vec![Arc::new(sim.clone()) as Arc<dyn Cycler>],
             builders: Vec::new(),
+            plugins: Default::default(),
         },
         Arc::new(model),
     )

@@ -95,8 +95,9 @@ pub fn engine(args: &EngineBenchArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (instruments, _) =
-        rt.block_on(async { labloop_engine::instruments::build(&workflow, &url) })?;
+    let (instruments, _) = rt.block_on(async {
+        labloop_engine::instruments::build(&workflow, &url, &Default::default())
+    })?;
     let model = resolve_model("severson-variance")?;
     let (result, elapsed) = rt.block_on(async {
         let store = Store::connect(&url).await?;

@@ -121,7 +121,8 @@ pub fn serve(args: &ServeBenchArgs) -> Result<()> {
     let rt = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()?;
-    let (instruments, _) = rt.block_on(async { labloop_engine::instruments::build(&wf, &url) })?;
+    let (instruments, _) =
+        rt.block_on(async { labloop_engine::instruments::build(&wf, &url, &Default::default()) })?;
     let figures = rt.block_on(async {
         let store = Store::connect(&url).await?;
         let (_, token) = store.create_token("viewer", "serve-bench", &[]).await?;

@@ -9,6 +9,7 @@
 
 pub mod broker;
 pub mod conformance;
+pub mod link_cycler;
 pub mod mqtt;
 pub mod remote;
 pub mod scpi;

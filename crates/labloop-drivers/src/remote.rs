@@ -19,6 +19,11 @@ pub trait CommandLink: Send + Sync {
     /// Sends `op` and waits up to `patience` per attempt for its result, repeating it (idempotently)
     /// when no reply comes; a refusal is the instrument's error.
     async fn command(&self, op: Op, patience: Duration) -> Result<serde_json::Value, DriverError>;
+
+    /// Counts and logs a result that does not decode as its operation's (a protocol error).
+    fn protocol_error(&self, detail: &str) {
+        tracing::warn!(instrument = %self.instrument(), error = detail, "protocol error");
+    }
 }
 
 /// Asks the instrument who it is (`identify`).

@@ -9,15 +9,12 @@
 //! unplugged, an instrument rebooted — (the port is reopened by path with backoff for up to
 //! `reconnect_for`, and the command goes on).
 
+use crate::DriverError;
+use crate::link_cycler::{LinkCycler, PollTiming};
 use crate::remote::CommandLink;
 use crate::scpi::{self, MAX_LINE};
-use crate::wire::{DataReply, Op, status_from_value};
-use crate::{
-    ChannelStatus, Cycler, CyclingTest, DriverError, Identity, LoadedTest, RecordBatch, Telemetry,
-};
+use crate::wire::Op;
 use async_trait::async_trait;
-use labloop_core::ChannelId;
-use std::collections::HashMap;
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
@@ -166,7 +163,7 @@ impl SerialLink {
         })
     }
 
-    fn protocol_error(&self, message: &str) {
+    fn count_protocol_error(&self, message: &str) {
         self.counters
             .protocol_errors
             .fetch_add(1, Ordering::Relaxed);
@@ -190,12 +187,12 @@ impl SerialLink {
             let text = match port.next_line().await? {
                 Line::Text(text) => text,
                 Line::TooLong => {
-                    self.protocol_error(&format!("a line longer than {MAX_LINE} bytes"));
+                    self.count_protocol_error(&format!("a line longer than {MAX_LINE} bytes"));
                     continue;
                 }
             };
             match scpi::decode_reply(&text) {
-                Err(e) => self.protocol_error(&e.to_string()),
+                Err(e) => self.count_protocol_error(&e.to_string()),
                 Ok(reply) if reply.tag.as_deref().is_some_and(|t| t != tag) => {
                     self.counters.stale_replies.fetch_add(1, Ordering::Relaxed);
                     tracing::debug!(instrument = %self.name, tag = ?reply.tag, "stale reply dropped");
@@ -220,6 +217,10 @@ impl SerialLink {
 impl CommandLink for SerialLink {
     fn instrument(&self) -> &str {
         &self.name
+    }
+
+    fn protocol_error(&self, detail: &str) {
+        self.count_protocol_error(detail);
     }
 
     async fn command(&self, op: Op, patience: Duration) -> Result<serde_json::Value, DriverError> {
@@ -266,7 +267,7 @@ impl CommandLink for SerialLink {
             match tokio::time::timeout(patience, self.exchange(open, &tag, &line)).await {
                 Ok(Ok(Ok(payload))) => {
                     return scpi::result_value(&op, &payload).map_err(|e| {
-                        self.protocol_error(&e.to_string());
+                        self.count_protocol_error(&e.to_string());
                         DriverError::Protocol {
                             instrument: self.name.clone(),
                             detail: e.to_string(),
@@ -311,152 +312,20 @@ impl CommandLink for SerialLink {
 
 /// A battery cycler on a serial line, with channels `ch01`..`chNN` on the wire and `<name>/chNN` to
 /// the engine.
-pub struct SerialCycler {
-    link: SerialLink,
-    channels: Vec<ChannelId>,
-    tests: Mutex<HashMap<String, String>>,
-}
+pub type SerialCycler = LinkCycler<SerialLink>;
 
-impl SerialCycler {
+impl LinkCycler<SerialLink> {
     /// A cycler `name` with `channels` channels on the port at `path`.
     pub fn new(name: &str, channels: u32, path: &str, baud: u32, options: SerialOptions) -> Self {
-        Self {
-            link: SerialLink::new(name, path, baud, options),
-            channels: crate::channel_ids(name, channels),
-            tests: Mutex::new(HashMap::new()),
-        }
-    }
-
-    /// The line underneath (for its counters).
-    pub fn link(&self) -> &SerialLink {
-        &self.link
-    }
-
-    fn local<'a>(&self, channel: &'a ChannelId) -> Result<&'a str, DriverError> {
-        crate::wire_name_of(&self.link.name, &self.channels, channel)
-    }
-
-    async fn send(&self, op: Op) -> Result<serde_json::Value, DriverError> {
-        self.link
-            .command(op, self.link.options.command_timeout)
-            .await
-    }
-}
-
-#[async_trait]
-impl Cycler for SerialCycler {
-    fn name(&self) -> &str {
-        &self.link.name
-    }
-
-    fn channels(&self) -> Vec<ChannelId> {
-        self.channels.clone()
-    }
-
-    async fn start(&self, channel: &ChannelId, test: CyclingTest) -> Result<(), DriverError> {
-        let local = self.local(channel)?.to_owned();
-        let key = test.key.clone();
-        self.send(Op::Start {
-            channel: local.clone(),
-            test,
-        })
-        .await?;
-        self.tests.lock().expect("tests lock").insert(local, key);
-        Ok(())
-    }
-
-    async fn stop(&self, channel: &ChannelId) -> Result<(), DriverError> {
-        let local = self.local(channel)?.to_owned();
-        self.send(Op::Stop { channel: local }).await.map(|_| ())
-    }
-
-    async fn status(&self, channel: &ChannelId) -> Result<ChannelStatus, DriverError> {
-        let local = self.local(channel)?.to_owned();
-        let result = self.send(Op::Status { channel: local }).await?;
-        Ok(status_from_value(&result))
-    }
-
-    async fn identify(&self) -> Result<Identity, DriverError> {
-        crate::remote::identify_via(&self.link, self.link.options.command_timeout).await
-    }
-
-    async fn loaded_test(&self, channel: &ChannelId) -> Result<Option<LoadedTest>, DriverError> {
-        let local = self.local(channel)?.to_owned();
-        crate::remote::loaded_test_via(&self.link, &local, self.link.options.command_timeout).await
-    }
-
-    async fn records(
-        &self,
-        channel: &ChannelId,
-        from_seq: u64,
-    ) -> Result<RecordBatch, DriverError> {
-        let local = self.local(channel)?.to_owned();
-        let from_seq = from_seq.max(1);
-        let key = self
-            .tests
-            .lock()
-            .expect("tests lock")
-            .get(&local)
-            .cloned()
-            .ok_or_else(|| {
-                self.link
-                    .failure(format!("{channel}: no test started through this driver"))
-            })?;
-        let options = self.link.options;
-        let mut pause = options.poll_min;
-        loop {
-            let result = self
-                .send(Op::Data {
-                    channel: local.clone(),
-                    from_seq,
-                    max: options.max_records,
-                })
-                .await?;
-            let reply: DataReply = serde_json::from_value(result)
-                .map_err(|e| e.to_string())
-                .and_then(|r: DataReply| r.check().map(|()| r))
-                .map_err(|e| {
-                    self.link.protocol_error(&e);
-                    DriverError::Protocol {
-                        instrument: self.link.name.clone(),
-                        detail: format!("a DATA? reply on {local}: {e}"),
-                    }
-                })?;
-            if reply.test_key.as_deref() != Some(key.as_str()) {
-                return Err(DriverError::LostRecords {
-                    instrument: self.link.name.clone(),
-                    channel: channel.clone(),
-                    detail: format!(
-                        "asked {local} for test {key} from seq {from_seq}; it holds {} (did the instrument restart without its state?)",
-                        reply
-                            .test_key
-                            .as_deref()
-                            .map_or("no test at all".to_owned(), |k| format!("test {k} instead"))
-                    ),
-                });
-            }
-            let records: Vec<Telemetry> = reply
-                .records
-                .into_iter()
-                .skip_while(|r| r.seq < from_seq)
-                .zip(from_seq..)
-                .take_while(|(r, expected)| r.seq == *expected)
-                .map(|(r, _)| Telemetry {
-                    seq: r.seq,
-                    record: r.record,
-                })
-                .collect();
-            let next = from_seq + records.len() as u64;
-            let finished = reply.end_seq.is_some_and(|end| next > end);
-            if !records.is_empty() || finished {
-                return Ok(RecordBatch {
-                    records,
-                    finished,
-                    fault: reply.fault.filter(|_| finished),
-                });
-            }
-            tokio::time::sleep(pause).await;
-            pause = (pause * 2).min(options.poll_max);
-        }
+        Self::on(
+            SerialLink::new(name, path, baud, options),
+            channels,
+            PollTiming {
+                command_timeout: options.command_timeout,
+                poll_min: options.poll_min,
+                poll_max: options.poll_max,
+                max_records: options.max_records,
+            },
+        )
     }
 }

@@ -25,6 +25,8 @@ pub(crate) struct Context {
     pub locks: HashMap<String, Arc<Semaphore>>,
     pub safety: HashMap<String, crate::safety::Interlock>,
     pub predictor: Arc<dyn Predictor + Send + Sync>,
+    /// The workflow's plugins.
+    pub plugins: labloop_plugin::Plugins,
     pub events: Option<UnboundedSender<EngineEvent>>,
     pub options: RunnerOptions,
     /// True once the campaign is pausing.

@@ -141,7 +141,13 @@ impl ExperimentRun {
                 .await?
             {
                 StepEnd::Done => {
-                    if spec.predict.is_some() {
+                    let yields_objective = ctx
+                        .workflow
+                        .campaign
+                        .objective
+                        .measured()
+                        .is_some_and(|(from, _)| from == step_id);
+                    if spec.predict.is_some() || yields_objective {
                         self.signal_observed();
                     }
                 }
@@ -252,14 +258,15 @@ impl ExperimentRun {
                     .step_event(&self.id, step_id, attempt, "started", None)
                     .await?;
             }
-            in_flight = false;
             let action = crate::steps::StepCall {
                 run: self,
                 step_id,
                 attempt,
+                resumed_in_flight: in_flight,
                 channel,
                 outputs,
             };
+            in_flight = false;
             let limited = async {
                 // Waiting for a shared robot is not part of the attempt: its clock starts once the
                 // step holds its resources.

@@ -1,13 +1,16 @@
 //! The instruments a workflow names, built: simulated ones (with a journal beside the store, so
 //! their tests outlive the process), MQTT and serial bridges, vendors' cyclers (Maccor MacNet,
-//! Arbin CTI, Neware BTS; journaled the same way), and queue-served cell builders. One
+//! Arbin CTI, Neware BTS; journaled the same way), instruments a plugin drives, and
+//! queue-served cell builders. One
 //! factory for `labloop run`, `resume` and the benchmarks.
 
 use crate::{EngineError, Instruments, QueueCellBuilder};
 use labloop_drivers::broker::{BrokerAddress, TlsFiles};
+use labloop_drivers::link_cycler::{LinkCycler, PollTiming};
 use labloop_drivers::mqtt::{MqttCycler, MqttOptionsExt};
 use labloop_drivers::remote::RemoteCellBuilder;
 use labloop_drivers::serial::{SerialCycler, SerialLink, SerialOptions};
+use labloop_plugin::PluginLink;
 use labloop_sim::{SimCellBuilder, SimClock, SimCycler};
 use labloop_vendors::PolledCycler;
 use labloop_vendors::arbin::{ArbinOptions, Cti};
@@ -77,14 +80,34 @@ fn build_patience(inst: &InstrumentSpec) -> std::time::Duration {
     std::time::Duration::from_secs_f64((1800.0 / inst.clock_acceleration.max(1.0)).max(2.0))
 }
 
+/// Where a campaign's plugins keep their state and their log, beside the store.
+pub fn plugin_files(store_url: &str, campaign: &str) -> (std::path::PathBuf, std::path::PathBuf) {
+    let journal = journal_beside_store(store_url, campaign, "plugins", "state");
+    let base = journal.with_extension("");
+    (base.clone(), base.with_extension("log"))
+}
+
+/// How a cycler a plugin drives is polled.
+const PLUGIN_CYCLER_TIMING: PollTiming = PollTiming {
+    command_timeout: std::time::Duration::from_secs(30),
+    poll_min: std::time::Duration::from_millis(10),
+    poll_max: std::time::Duration::from_secs(1),
+    max_records: 50,
+};
+
 /// The workflow's instruments (simulated ones keep their journal beside the store), and the
-/// simulated cyclers among them.
+/// simulated cyclers among them. `plugins` are the workflow's (for instruments a plugin drives;
+/// they go with the instruments to the engine).
 pub fn build(
     workflow: &Workflow,
     store_url: &str,
+    plugins: &labloop_plugin::Plugins,
 ) -> Result<(Instruments, Vec<SimCycler>), EngineError> {
     let mut sims = Vec::new();
-    let mut out = Instruments::default();
+    let mut out = Instruments {
+        plugins: plugins.clone(),
+        ..Instruments::default()
+    };
     for inst in &workflow.instruments {
         let clock = SimClock {
             acceleration: inst.clock_acceleration,
@@ -175,6 +198,28 @@ pub fn build(
                     }
                 };
                 out.cyclers.push(cycler);
+            }
+            (DriverKind::Plugin, kind) => {
+                let Some(TransportSpec::Plugin { name }) = &inst.transport else {
+                    return Err(EngineError::Instrument(format!(
+                        "instrument `{}`: the plugin driver needs `transport: {{plugin: {{name: ...}}}}`",
+                        inst.name
+                    )));
+                };
+                let plugin = plugins.get(name).map_err(|e| {
+                    EngineError::Instrument(format!("instrument `{}`: {e}", inst.name))
+                })?;
+                let link = PluginLink::new(std::sync::Arc::clone(plugin), &inst.name);
+                match kind {
+                    InstrumentKind::Cycler => out.cyclers.push(Arc::new(LinkCycler::on(
+                        link,
+                        inst.channels,
+                        PLUGIN_CYCLER_TIMING,
+                    ))),
+                    InstrumentKind::CellBuilder => out
+                        .builders
+                        .push(Arc::new(RemoteCellBuilder::new(link, build_patience(inst)))),
+                }
             }
             (DriverKind::Queue, kind) => {
                 let Some(TransportSpec::Queue { capability }) = &inst.transport else {

@@ -17,6 +17,7 @@ pub mod early;
 mod experiment;
 pub mod instruments;
 mod ownership;
+mod plugin_steps;
 pub mod prior;
 mod queue_builder;
 mod remote;

@@ -193,6 +193,9 @@ pub fn load_predictor(name: &str) -> Result<Arc<dyn Predictor + Send + Sync>, En
     Ok(ModelFile::resolve(name)?.into_predictor())
 }
 
+/// How long a plugin has to answer its health check (`ping`) before a campaign starts.
+pub const PLUGIN_HEALTH_PATIENCE: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// The instruments a campaign runs on.
 #[derive(Clone, Default)]
 pub struct Instruments {
@@ -200,6 +203,8 @@ pub struct Instruments {
     pub cyclers: Vec<Arc<dyn Cycler>>,
     /// Cell-assembly robots, by name.
     pub builders: Vec<Arc<dyn CellBuilder>>,
+    /// The workflow's plugins (its steps', models' and instruments'), started on first use.
+    pub plugins: labloop_plugin::Plugins,
 }
 
 /// Runs one campaign: a new one ([`CampaignRunner::run`]) or one recorded in the store
@@ -352,7 +357,33 @@ impl CampaignRunner {
         Ok(())
     }
 
+    /// Starts the workflow's plugins and checks the workflow's use of each against its `hello`
+    /// (what `labloop validate` does), and that each answers a health check.
+    async fn check_plugins(&self) -> Result<(), EngineError> {
+        let plugins = &self.instruments.plugins;
+        let mut problems: Vec<String> = labloop_plugin::check::check(&self.workflow, plugins)
+            .await
+            .into_iter()
+            .map(|(path, message)| format!("{path}: {message}"))
+            .collect();
+        if problems.is_empty() {
+            for (name, plugin) in plugins.iter() {
+                if let Err(e) = plugin.health(PLUGIN_HEALTH_PATIENCE).await {
+                    problems.push(format!("plugin `{name}` failed its health check: {e}"));
+                }
+            }
+        }
+        if problems.is_empty() {
+            return Ok(());
+        }
+        Err(EngineError::Workflow(format!(
+            "{}; nothing was started",
+            problems.join("; ")
+        )))
+    }
+
     async fn check_instruments(&self) -> Result<(), EngineError> {
+        self.check_plugins().await?;
         let mut asked = tokio::task::JoinSet::new();
         for cycler in &self.instruments.cyclers {
             let cycler = Arc::clone(cycler);
@@ -558,6 +589,7 @@ impl CampaignRunner {
                 .map(|i| (i.name.clone(), crate::safety::Interlock::of(i)))
                 .collect(),
             predictor: Arc::clone(&self.predictor),
+            plugins: self.instruments.plugins.clone(),
             events: self.events.clone(),
             options: self.options.clone(),
             pause: pause_rx.clone(),
@@ -937,12 +969,27 @@ impl CampaignRunner {
         inputs: &[Vec<f64>],
         sign: f64,
     ) -> Result<Vec<Observation>, EngineError> {
-        let mut rows = self.store.observations(campaign).await?;
-        let predictor =
-            crate::adaptation::adapt_to_observed(&self.store, &self.predictor, campaign, &mut rows)
-                .await?;
-        let shared = SharedOffset::of(predictor.as_ref());
-        let prior = self.prior.iter().map(|p| Observation {
+        let mut rows = self.objective_rows(campaign).await?;
+        // A measured objective is not the model's: nothing to adapt, no shared part.
+        let shared = if self.workflow.campaign.objective.measured().is_some() {
+            SharedOffset::none()
+        } else {
+            let predictor = crate::adaptation::adapt_to_observed(
+                &self.store,
+                &self.predictor,
+                campaign,
+                &mut rows,
+            )
+            .await?;
+            SharedOffset::of(predictor.as_ref())
+        };
+        // Prior cells carry lives: they inform a cycle-life objective only.
+        let prior_lives = if self.workflow.campaign.objective.measured().is_some() {
+            &[][..]
+        } else {
+            &self.prior[..]
+        };
+        let prior = prior_lives.iter().map(|p| Observation {
             x: inputs[p.candidate_index].clone(),
             y: sign * p.life,
             noise_var: (p.life * crate::prior::PRIOR_SIGMA_FRACTION).powi(2),
@@ -952,6 +999,20 @@ impl CampaignRunner {
             .map(|o| to_observation(o, inputs, sign, &shared))
             .chain(prior)
             .collect())
+    }
+
+    /// Each experiment's objective as the store has it: its prediction (and observed life), or,
+    /// for a measured objective, its measurement.
+    async fn objective_rows(&self, campaign: &str) -> Result<Vec<ObservationRow>, EngineError> {
+        let objective = &self.workflow.campaign.objective;
+        Ok(match objective.measured() {
+            Some(_) => {
+                self.store
+                    .measured_observations(campaign, &objective.name)
+                    .await?
+            }
+            None => self.store.observations(campaign).await?,
+        })
     }
 
     async fn ranking(
@@ -971,7 +1032,7 @@ impl CampaignRunner {
         }
         let mean = |v: &[f64]| (!v.is_empty()).then(|| v.iter().sum::<f64>() / v.len() as f64);
         let mut by_candidate: HashMap<usize, Tally> = HashMap::new();
-        for o in self.store.observations(campaign).await? {
+        for o in self.objective_rows(campaign).await? {
             let t = by_candidate.entry(o.candidate_index).or_default();
             t.predicted.push(o.prediction.cycle_life);
             match o.observed {
@@ -1022,6 +1083,14 @@ struct SharedOffset {
 }
 
 impl SharedOffset {
+    /// No shared part (a measured objective).
+    fn none() -> Self {
+        Self {
+            model: String::new(),
+            sigma_log10: 0.0,
+        }
+    }
+
     fn of(predictor: &(dyn Predictor + Send + Sync)) -> Self {
         let sigma_log10 = predictor.trust().map_or(0.0, |t| match &t.adaptation {
             Some(a) => a.offset_sigma_log10,
@@ -1056,6 +1125,9 @@ const CENSORED_SIGMA_FRACTION: f64 = 0.15;
 /// [`CENSORED_SIGMA_FRACTION`] of the bound; the early prediction otherwise (without its
 /// campaign-wide part, [`SharedOffset`]).
 fn objective_of(o: &ObservationRow, shared: &SharedOffset) -> (f64, f64) {
+    if let Some(measured) = o.measurement {
+        return measured;
+    }
     let predicted = (o.prediction.cycle_life, shared.without(&o.prediction));
     match o.observed {
         Some((life, false)) => (life, life * 0.02),
@@ -1171,6 +1243,7 @@ mod tests {
                 out_of_domain: None,
             },
             observed,
+            measurement: None,
         }
     }
 

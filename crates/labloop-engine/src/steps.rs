@@ -39,6 +39,8 @@ pub(crate) struct StepCall<'a> {
     pub run: &'a ExperimentRun,
     pub step_id: &'a str,
     pub attempt: u32,
+    /// The attempt was under way when labloop last stopped (this is a resume of it).
+    pub resumed_in_flight: bool,
     pub channel: Option<&'a Channel>,
     pub outputs: &'a Outputs,
 }
@@ -46,12 +48,12 @@ pub(crate) struct StepCall<'a> {
 impl StepCall<'_> {
     /// The idempotency key of this attempt: `<experiment>/<step>/<attempt>` ([`experiment_of`]
     /// reads it back).
-    fn key(&self) -> String {
+    pub(crate) fn key(&self) -> String {
         format!("{}/{}/{}", self.run.id, self.step_id, self.attempt)
     }
 
     /// The cell: built by a `build_cell` step, or the experiment's own.
-    fn cell_id(&self) -> String {
+    pub(crate) fn cell_id(&self) -> String {
         self.outputs
             .values()
             .find_map(|v| v.get("cell_id").and_then(Value::as_str).map(str::to_owned))
@@ -67,7 +69,7 @@ impl StepCall<'_> {
     }
 
     /// The `cycle` step's window and its records, in stored (absolute) cycle numbers.
-    async fn early_records(
+    pub(crate) async fn early_records(
         &self,
         needed_by: &str,
     ) -> Result<(EarlyWindow, Vec<CycleRecord>), StepFailure> {
@@ -159,7 +161,18 @@ impl StepCall<'_> {
                     "last_capacity_ah": records.last().map(|r| r.discharge_capacity_ah),
                 })))
             }
-            StepAction::Predict(_) => self.predict().await,
+            StepAction::Predict(p) => match &p.plugin {
+                Some(plugin) => self.plugin_predict(plugin, &p.model).await,
+                None => self.predict().await,
+            },
+            StepAction::Run(run) => {
+                let op = crate::plugin_steps::PluginOp::Step(&run.step);
+                self.plugin_step(&run.plugin, op, &run.inputs).await
+            }
+            StepAction::Measure(m) => {
+                let op = crate::plugin_steps::PluginOp::Measurement(&m.measurement);
+                self.plugin_step(&m.plugin, op, &m.inputs).await
+            }
             StepAction::CycleToEol(eol) => self.cycle_to_eol(eol).await,
             StepAction::Approve(a) => self.approve(&a.message).await,
         }
@@ -361,7 +374,6 @@ impl StepCall<'_> {
 
     async fn predict(&self) -> Result<StepOutcome, StepFailure> {
         let ctx = &self.run.ctx;
-        let store = &ctx.store;
         // The early cycles: those of the `cycle` step, counted from its first.
         let (window, early) = self.early_records("predict").await?;
         let records = window.renumbered(early);
@@ -379,7 +391,16 @@ impl StepCall<'_> {
         )
         .unwrap_or_else(|_| "{}".into());
         let row = prediction_row(predictor.as_ref(), &features, &prediction, features_json);
-        let out_of_domain = row.out_of_domain.clone();
+        self.record_predicted(row).await
+    }
+
+    /// Records the cell's prediction, marks it predicted and says so; the step's outputs.
+    pub(crate) async fn record_predicted(
+        &self,
+        row: PredictionRow,
+    ) -> Result<StepOutcome, StepFailure> {
+        let ctx = &self.run.ctx;
+        let store = &ctx.store;
         store.record_prediction(&self.run.id, &row).await?;
         store
             .transition(&self.run.id, ExperimentState::Predicted, None)
@@ -387,12 +408,12 @@ impl StepCall<'_> {
         ctx.emit(EngineEvent::ExperimentPredicted {
             experiment: self.run.id.clone(),
             protocol: self.run.label.clone(),
-            cycle_life: prediction.cycle_life,
-            sigma: prediction.sigma,
-            out_of_domain,
+            cycle_life: row.cycle_life,
+            sigma: row.sigma,
+            out_of_domain: row.out_of_domain.clone(),
         });
         Ok(StepOutcome(
-            json!({"cycle_life": prediction.cycle_life, "sigma": prediction.sigma}),
+            json!({"cycle_life": row.cycle_life, "sigma": row.sigma}),
         ))
     }
 

@@ -322,6 +322,7 @@ experiment:
                 1,
             ))],
             builders: vec![robot.clone()],
+            plugins: Default::default(),
         },
         Arc::new(model),
     )

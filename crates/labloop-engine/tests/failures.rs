@@ -112,6 +112,7 @@ async fn too_few_cycles_for_the_model_is_refused_before_anything_runs() {
         labloop_engine::Instruments {
             cyclers: vec![Arc::new(sim) as Arc<dyn Cycler>],
             builders: Vec::new(),
+            plugins: Default::default(),
         },
         Arc::new(model),
     );

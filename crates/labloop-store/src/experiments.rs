@@ -84,6 +84,25 @@ pub struct ObservationRow {
     /// The life observed by cycling to end of life, and whether it was censored (cycling stopped
     /// before the end), when the experiment went that far.
     pub observed: Option<(f64, bool)>,
+    /// For a measured objective ([`Store::measured_observations`]): the measurement (value, σ;
+    /// σ 0 when the step gave none). `prediction` then carries the same value as the
+    /// experiment's objective, with the measurement's source as its model.
+    pub measurement: Option<(f64, f64)>,
+}
+
+/// One measured value of an experiment (a step's output named as the campaign's objective).
+#[derive(Clone, Debug, PartialEq)]
+pub struct MeasurementRow {
+    /// The objective's name.
+    pub name: String,
+    /// The value.
+    pub value: f64,
+    /// Its σ, when the step gave one.
+    pub sigma: Option<f64>,
+    /// Its unit, for people.
+    pub unit: Option<String>,
+    /// Where it came from, e.g. `steps.conductivity.outputs.sigma_ms_cm (plugin lab-tools)`.
+    pub source: String,
 }
 
 fn parse_state(name: &str, table: &'static str) -> Result<ExperimentState, StoreError> {
@@ -495,6 +514,96 @@ impl Store {
                         Some(life) => Some((life, get::<Option<i64>>(r, 11, t)?.unwrap_or(0) != 0)),
                         None => None,
                     },
+                    measurement: None,
+                })
+            })
+            .collect()
+    }
+
+    /// Records an experiment's measured objective. Idempotent: the first value stays.
+    pub async fn record_measurement(
+        &self,
+        experiment: &str,
+        m: &MeasurementRow,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO measurements (experiment_id, name, value, sigma, unit, source, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7) ON CONFLICT (experiment_id, name) DO NOTHING",
+        )
+        .bind(experiment)
+        .bind(&m.name)
+        .bind(m.value)
+        .bind(m.sigma)
+        .bind(&m.unit)
+        .bind(&m.source)
+        .bind(now())
+        .execute(self.pool())
+        .await
+        .map_err(db(format!("recording measurement {} of {experiment}", m.name)))?;
+        Ok(())
+    }
+
+    /// Every experiment of a campaign with a measurement `name`, by experiment id: what the
+    /// optimizer learns from when the campaign's objective is that measurement.
+    pub async fn measured_observations(
+        &self,
+        campaign: &str,
+        name: &str,
+    ) -> Result<Vec<ObservationRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT e.id, e.round, e.candidate_index, e.protocol_label, m.value, m.sigma, m.source \
+             FROM experiments e JOIN measurements m ON m.experiment_id = e.id \
+             WHERE e.campaign_id = $1 AND m.name = $2 ORDER BY e.id",
+        )
+        .bind(campaign)
+        .bind(name)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(format!("reading measurements {name} of {campaign}")))?;
+        rows.iter()
+            .map(|r| {
+                let t = "measurements";
+                let value: f64 = get(r, 4, t)?;
+                let sigma = get::<Option<f64>>(r, 5, t)?.unwrap_or(0.0);
+                Ok(ObservationRow {
+                    experiment_id: get(r, 0, t)?,
+                    round: get::<i64>(r, 1, t)? as u32,
+                    candidate_index: get::<i64>(r, 2, t)? as usize,
+                    protocol_label: get(r, 3, t)?,
+                    prediction: PredictionRow {
+                        model: get(r, 6, t)?,
+                        cycle_life: value,
+                        sigma,
+                        log10_life: f64::NAN,
+                        sigma_log10: f64::NAN,
+                        features_json: "{}".into(),
+                        out_of_domain: None,
+                    },
+                    observed: None,
+                    measurement: Some((value, sigma)),
+                })
+            })
+            .collect()
+    }
+
+    /// An experiment's measurements.
+    pub async fn measurements(&self, experiment: &str) -> Result<Vec<MeasurementRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT name, value, sigma, unit, source FROM measurements WHERE experiment_id = $1 ORDER BY name",
+        )
+        .bind(experiment)
+        .fetch_all(self.pool())
+        .await
+        .map_err(db(format!("reading the measurements of {experiment}")))?;
+        rows.iter()
+            .map(|r| {
+                let t = "measurements";
+                Ok(MeasurementRow {
+                    name: get(r, 0, t)?,
+                    value: get(r, 1, t)?,
+                    sigma: get(r, 2, t)?,
+                    unit: get(r, 3, t)?,
+                    source: get(r, 4, t)?,
                 })
             })
             .collect()

@@ -16,7 +16,9 @@ mod steps;
 mod tokens;
 
 pub use datasets::{DatasetCell, DatasetSummary, ImportOutcome};
-pub use experiments::{ExperimentRow, NewExperiment, ObservationRow, PredictionRow};
+pub use experiments::{
+    ExperimentRow, MeasurementRow, NewExperiment, ObservationRow, PredictionRow,
+};
 pub use owners::CampaignOwner;
 pub use queue::{ClaimedJob, Completion, JobRow, NewJob, QueueError};
 pub use requests::{CampaignRequest, RequestAction};

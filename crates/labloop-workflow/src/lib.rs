@@ -144,6 +144,10 @@ pub struct Bundle {
     pub text: String,
     /// Each `include:` entry as written, with the text it named when the bundle was made.
     pub includes: Vec<IncludedText>,
+    /// The workflow's folder, absolute, when the bundle was made: where its plugins' relative
+    /// paths start, whatever folder the campaign is resumed from.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub folder: Option<String>,
 }
 
 /// One included file of a [`Bundle`].
@@ -175,10 +179,18 @@ impl Bundle {
                 Some(IncludedText { name, text })
             })
             .collect();
+        let folder = std::fs::canonicalize(if base.as_os_str().is_empty() {
+            Path::new(".")
+        } else {
+            base
+        })
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned());
         Bundle {
             file: file.to_owned(),
             text: text.to_owned(),
             includes,
+            folder,
         }
     }
 
@@ -312,6 +324,14 @@ fn include_files(
         });
         list.extend(doc["instruments"].as_array().cloned().unwrap_or_default());
     }
+}
+
+/// A diagnostic at the field `path` (dotted, e.g. `experiment.steps[2].run.with.amplitude_mv`)
+/// of `text`, the file `file`, located as the workflow's own checks locate theirs (for checks
+/// made outside this crate, such as a plugin's schema).
+pub fn diagnostic_at(text: &str, file: &str, path: &str, message: impl Into<String>) -> Diagnostic {
+    let (line, column) = locate::locate_or_start(text, path);
+    Diagnostic::new(file, line, column, path, message)
 }
 
 /// Reads a workflow file: a regular file (not a device or a FIFO) of at most

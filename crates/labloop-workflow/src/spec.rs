@@ -26,6 +26,10 @@ pub struct Workflow {
     /// The instruments that run experiments.
     #[serde(default)]
     pub instruments: Vec<InstrumentSpec>,
+    /// Programs labloop starts and talks to (`plugins/PROTOCOL.md`): a lab's own steps,
+    /// measurements, lifetime models and instruments.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub plugins: Vec<PluginSpec>,
     /// What one experiment does.
     pub experiment: ExperimentSpec,
     /// Where the campaign is recorded.
@@ -94,18 +98,69 @@ fn default_seed() -> u64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct ObjectiveSpec {
-    /// The measured quantity.
-    pub name: Objective,
+    /// The quantity: `cycle_life` (cycles to 80 % of nominal capacity, predicted early, observed
+    /// when cycled to end of life), or the name of one a step measures (with `from`).
+    pub name: String,
     /// Whether larger or smaller is better.
     pub direction: Direction,
+    /// Where a measured objective comes from: a step's output, `steps.<id>.outputs.<name>`
+    /// (e.g. a plugin measurement's); its σ is the output `<name>_sigma` when the step gives one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub from: Option<String>,
+    /// The objective's unit, for people (e.g. `mS/cm`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unit: Option<String>,
 }
 
-/// Quantities an experiment yields.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
-#[serde(rename_all = "snake_case")]
-pub enum Objective {
-    /// Cycles to 80 % of nominal capacity (predicted early, observed when cycled to end of life).
-    CycleLife,
+/// The built-in objective's name.
+pub const CYCLE_LIFE: &str = "cycle_life";
+
+impl ObjectiveSpec {
+    /// The step output the objective is read from (`(step id, output name)`), for a measured
+    /// objective; `None` for cycle life.
+    pub fn measured(&self) -> Option<(&str, &str)> {
+        let from = self.from.as_deref()?;
+        let parts: Vec<&str> = from.split('.').collect();
+        match parts.as_slice() {
+            ["steps", step, "outputs", name] => Some((step, name)),
+            _ => None,
+        }
+    }
+}
+
+/// A plugin: a program labloop starts and talks to over its standard input and output in
+/// newline-delimited JSON (`plugins/PROTOCOL.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginSpec {
+    /// Its name, as steps, models and instruments refer to it.
+    pub name: String,
+    /// The program and its arguments, e.g. `[python3, plugins/eis.py]`; a relative program or
+    /// argument path is the workflow's folder's.
+    pub command: Vec<String>,
+    /// Environment variables set for it (never secrets: name the variable to pass on instead,
+    /// in `pass_env`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub env: BTreeMap<String, String>,
+    /// Variables of labloop's own environment handed on to it (e.g. a token).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub pass_env: Vec<String>,
+    /// Longest one call may take (real time), e.g. `30s`, `10m`; a step's own `timeout` bounds it
+    /// further.
+    #[serde(default = "default_call_timeout")]
+    #[schemars(regex(pattern = r"^[0-9]+(\.[0-9]+)?(ms|s|m|h|d)$"))]
+    pub call_timeout: String,
+    /// Restarts after it exits, in a row without a successful call, before its calls fail.
+    #[serde(default = "default_plugin_restarts")]
+    pub restarts: u32,
+}
+
+fn default_call_timeout() -> String {
+    "60s".into()
+}
+
+fn default_plugin_restarts() -> u32 {
+    3
 }
 
 /// Larger or smaller is better.
@@ -586,6 +641,9 @@ pub enum DriverKind {
     /// A Neware cycler through BTS 8's XML interface (TCP, default port 502); labloop writes
     /// each test's step file from its protocol.
     Neware,
+    /// A plugin (`transport: {plugin: {name: ...}}`) that speaks the instrument operations of
+    /// `drivers/PROTOCOL.md` over the plugin protocol.
+    Plugin,
 }
 
 impl DriverKind {
@@ -614,6 +672,12 @@ pub enum TransportSpec {
         host: String,
         /// Port.
         port: u16,
+    },
+    /// A plugin of the workflow's `plugins` that declares the `cycler` or `cell_builder`
+    /// capability.
+    Plugin {
+        /// The plugin's name.
+        name: String,
     },
     /// The store's job queue.
     Queue {
@@ -705,7 +769,7 @@ pub struct ExperimentSpec {
 }
 
 /// One step: exactly one action key (`build_cell`, `rest`, `formation`, `cycle`, `predict`,
-/// `cycle_to_eol`, `approve`) and how it runs.
+/// `cycle_to_eol`, `approve`, `run`, `measure`) and how it runs.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct StepSpec {
@@ -754,6 +818,12 @@ pub struct StepSpec {
     /// Wait for a person to approve (`labloop approve`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub approve: Option<ApproveStep>,
+    /// A step kind a plugin adds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run: Option<PluginStep>,
+    /// A plugin's measurement (it changes nothing, so labloop may repeat it after a crash).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub measure: Option<MeasureStep>,
 }
 
 fn default_backoff() -> String {
@@ -853,9 +923,39 @@ fn default_soc_end() -> f64 {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PredictStep {
-    /// A built-in model (`severson-variance`, `severson-discharge`, `severson-neural`) or a model
-    /// file path.
+    /// A built-in model (`severson-variance`, `severson-discharge`, `severson-neural`), a model
+    /// file path, or (with `plugin`) a model the plugin declares.
     pub model: String,
+    /// The plugin whose model this is.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub plugin: Option<String>,
+}
+
+/// A plugin's step kind.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PluginStep {
+    /// The plugin.
+    pub plugin: String,
+    /// The step kind, as the plugin declares it.
+    pub step: String,
+    /// Its inputs, checked against the JSON Schema the plugin declares; strings may use
+    /// `${{ steps.<id>.outputs.<name> }}` and `${{ experiment.<field> }}`.
+    #[serde(default, rename = "with")]
+    pub inputs: BTreeMap<String, serde_json::Value>,
+}
+
+/// A plugin's measurement.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct MeasureStep {
+    /// The plugin.
+    pub plugin: String,
+    /// The measurement, as the plugin declares it.
+    pub measurement: String,
+    /// Its inputs, as for `run`.
+    #[serde(default, rename = "with")]
+    pub inputs: BTreeMap<String, serde_json::Value>,
 }
 
 /// Cycling to end of life.
@@ -910,6 +1010,10 @@ pub enum StepAction<'a> {
     CycleToEol(&'a CycleToEolStep),
     /// See [`ApproveStep`].
     Approve(&'a ApproveStep),
+    /// See [`PluginStep`].
+    Run(&'a PluginStep),
+    /// See [`MeasureStep`].
+    Measure(&'a MeasureStep),
 }
 
 impl StepAction<'_> {
@@ -923,6 +1027,8 @@ impl StepAction<'_> {
             Self::Predict(_) => "predict",
             Self::CycleToEol(_) => "cycle_to_eol",
             Self::Approve(_) => "approve",
+            Self::Run(_) => "run",
+            Self::Measure(_) => "measure",
         }
     }
 
@@ -934,15 +1040,29 @@ impl StepAction<'_> {
         )
     }
 
-    /// The outputs the step offers to `${{ steps.<id>.outputs.<name> }}`.
-    pub fn outputs(&self) -> &'static [&'static str] {
-        match self {
+    /// The outputs the step offers to `${{ steps.<id>.outputs.<name> }}`; a plugin's step offers
+    /// what its plugin declares (checked when `labloop validate` starts it), so `None`.
+    pub fn outputs(&self) -> Option<&'static [&'static str]> {
+        Some(match self {
+            Self::Run(_) | Self::Measure(_) => return None,
             Self::BuildCell(_) => &["cell_id", "ocv_v", "mass_g"],
             Self::Rest(_) | Self::Approve(_) => &[],
             Self::Formation(_) => &["capacity_ah", "coulombic_efficiency"],
             Self::Cycle(_) => &["cycles", "last_capacity_ah"],
             Self::Predict(_) => &["cycle_life", "sigma"],
             Self::CycleToEol(_) => &["cycle_life", "censored"],
+        })
+    }
+}
+
+impl<'a> StepAction<'a> {
+    /// The plugin the step calls, if any (a plugin step or measurement, or a plugin's model).
+    pub fn plugin(&self) -> Option<&'a str> {
+        match *self {
+            Self::Run(r) => Some(&r.plugin),
+            Self::Measure(m) => Some(&m.plugin),
+            Self::Predict(p) => p.plugin.as_deref(),
+            _ => None,
         }
     }
 }
@@ -971,6 +1091,12 @@ impl StepSpec {
         }
         if let Some(a) = &self.approve {
             out.push(StepAction::Approve(a));
+        }
+        if let Some(a) = &self.run {
+            out.push(StepAction::Run(a));
+        }
+        if let Some(a) = &self.measure {
+            out.push(StepAction::Measure(a));
         }
         out
     }

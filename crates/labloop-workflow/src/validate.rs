@@ -7,8 +7,8 @@ use crate::diagnostic::{Diagnostic, did_you_mean};
 use crate::locate::locate_or_start;
 use crate::refs::references;
 use crate::spec::{
-    DriverKind, InstrumentKind, InstrumentSpec, RecordField, SearchSpaceSpec, StepAction,
-    TransportSpec, VendorVariable, Workflow, parse_duration, variable_number,
+    CYCLE_LIFE, DriverKind, InstrumentKind, InstrumentSpec, RecordField, SearchSpaceSpec,
+    StepAction, TransportSpec, VendorVariable, Workflow, parse_duration, variable_number,
 };
 use labloop_core::limits::MAX_CANDIDATES;
 use std::collections::{BTreeMap, HashMap, HashSet};
@@ -80,6 +80,16 @@ fn check_plain_name(c: &mut Checker<'_>, path: &str, name: &str) {
     }
 }
 
+/// Reports `name` at `path` unless it is made of letters, digits, `-` and `_`.
+fn check_valid_name(c: &mut Checker<'_>, path: &str, name: &str) {
+    if !valid_name(name) {
+        c.report(
+            path,
+            format!("`{name}` is not a valid name: use letters, digits, `-` and `_`"),
+        );
+    }
+}
+
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name
@@ -114,9 +124,99 @@ pub(crate) fn validate(workflow: &Workflow, sources: &[Source]) -> Vec<Diagnosti
     check_space(&mut c, workflow);
     check_prior_data(&mut c, workflow);
     check_optimizer_and_stopping(&mut c, workflow);
+    check_plugins(&mut c, workflow);
     check_instruments(&mut c, workflow);
     check_steps(&mut c, workflow);
+    check_objective(&mut c, workflow);
     c.problems
+}
+
+/// Plugins: plain unique names, a program to start, a call timeout that reads; everything that
+/// names a plugin names a declared one.
+fn check_plugins(c: &mut Checker<'_>, workflow: &Workflow) {
+    let mut names = HashSet::new();
+    for (i, plugin) in workflow.plugins.iter().enumerate() {
+        let path = format!("plugins[{i}]");
+        check_valid_name(c, &format!("{path}.name"), &plugin.name);
+        if !names.insert(plugin.name.as_str()) {
+            c.report(
+                &format!("{path}.name"),
+                format!("plugin `{}` is declared twice", plugin.name),
+            );
+        }
+        if plugin.command.first().is_none_or(|p| p.trim().is_empty()) {
+            c.report(
+                &format!("{path}.command"),
+                "expected the program and its arguments, e.g. `[python3, plugins/eis.py]`",
+            );
+        }
+        c.duration(&format!("{path}.call_timeout"), &plugin.call_timeout);
+    }
+    let mut uses: Vec<(String, &str)> = Vec::new();
+    for (i, step) in workflow.experiment.steps.iter().enumerate() {
+        for action in step.actions() {
+            if let Some(name) = action.plugin() {
+                uses.push((
+                    format!("experiment.steps[{i}].{}.plugin", action.key()),
+                    name,
+                ));
+            }
+        }
+    }
+    for (path, name) in uses {
+        if !names.contains(name) {
+            let mut message = format!("`{name}` is not a plugin of this workflow");
+            match did_you_mean(name, names.iter()) {
+                Some(hint) => message.push_str(&format!("; did you mean `{hint}`?")),
+                None => message.push_str(": declare it under `plugins:`"),
+            }
+            c.report(&path, message);
+        }
+    }
+    for (i, inst) in workflow.instruments.iter().enumerate() {
+        if let Some(TransportSpec::Plugin { name }) = &inst.transport
+            && !names.contains(name.as_str())
+        {
+            c.report_instrument(
+                i,
+                ".transport.plugin.name",
+                format!("`{name}` is not a plugin of this workflow: declare it under `plugins:`"),
+            );
+        }
+    }
+}
+
+/// A measured objective names a step's output; cycle life is labloop's own.
+fn check_objective(c: &mut Checker<'_>, workflow: &Workflow) {
+    let objective = &workflow.campaign.objective;
+    let path = "campaign.objective";
+    match (&objective.from, objective.measured()) {
+        (None, _) if objective.name != CYCLE_LIFE => c.report(
+            &format!("{path}.name"),
+            format!(
+                "`{}` is not labloop's own objective (`{CYCLE_LIFE}`): say where it is measured with `from: steps.<id>.outputs.<name>`",
+                objective.name
+            ),
+        ),
+        (None, _) => {}
+        (Some(from), None) => c.report(
+            &format!("{path}.from"),
+            format!("expected `steps.<id>.outputs.<name>`, got `{from}`"),
+        ),
+        (Some(_), Some(_)) if objective.name == CYCLE_LIFE => c.report(
+            &format!("{path}.name"),
+            format!("`{CYCLE_LIFE}` is the predicted or observed life: give a measured objective its own name"),
+        ),
+        (Some(_), Some((step, _))) => {
+            let ids = workflow.step_ids();
+            if !ids.iter().any(|id| id == step) {
+                c.report(
+                    &format!("{path}.from"),
+                    format!("no step `{step}`; the steps are: {}", ids.join(", ")),
+                );
+            }
+        }
+    }
 }
 
 fn check_prior_data(c: &mut Checker<'_>, workflow: &Workflow) {
@@ -595,6 +695,7 @@ fn check_instruments(c: &mut Checker<'_>, workflow: &Workflow) {
             (DriverKind::Serial, Some(TransportSpec::Serial { .. }))
             | (DriverKind::Mqtt, Some(TransportSpec::Mqtt { .. }))
             | (DriverKind::Queue, Some(TransportSpec::Queue { .. }))
+            | (DriverKind::Plugin, Some(TransportSpec::Plugin { .. }))
             | (
                 DriverKind::Maccor | DriverKind::Arbin | DriverKind::Neware,
                 Some(TransportSpec::Tcp { .. }),
@@ -609,6 +710,7 @@ fn check_instruments(c: &mut Checker<'_>, workflow: &Workflow) {
                     DriverKind::Maccor => "`transport: {tcp: {host: maccor-pc, port: 57570}}`",
                     DriverKind::Arbin => "`transport: {tcp: {host: arbin-pc, port: 9031}}`",
                     DriverKind::Neware => "`transport: {tcp: {host: bts-pc, port: 502}}`",
+                    DriverKind::Plugin => "`transport: {plugin: {name: my-cycler}}`",
                     _ => {
                         "`transport: {mqtt: {broker: mqtt://host:1883, topic_prefix: labloop/lab/name}}`"
                     }
@@ -906,6 +1008,10 @@ fn check_action(
                 c.report(&format!("{here}.message"), e);
             }
         }
+        StepAction::Run(r) => check_valid_name(c, &format!("{here}.step"), &r.step),
+        StepAction::Measure(m) => {
+            check_valid_name(c, &format!("{here}.measurement"), &m.measurement);
+        }
     }
 }
 
@@ -1052,17 +1158,20 @@ fn check_flow(
                 let ok = match parts.as_slice() {
                     ["steps", id, "outputs", output] => match index.get(id) {
                         Some(&j) if ancestors[i].contains(&j) => {
-                            if steps[j].action().outputs().contains(output) {
-                                true
-                            } else {
-                                c.report(
-                                    &format!("{path}.approve.message"),
-                                    format!(
-                                        "step `{id}` has no output `{output}`; it offers: {}",
-                                        steps[j].action().outputs().join(", ")
-                                    ),
-                                );
-                                continue;
+                            match steps[j].action().outputs() {
+                                // A plugin's outputs are checked against its `hello`.
+                                None => true,
+                                Some(offered) if offered.contains(output) => true,
+                                Some(offered) => {
+                                    c.report(
+                                        &format!("{path}.approve.message"),
+                                        format!(
+                                            "step `{id}` has no output `{output}`; it offers: {}",
+                                            offered.join(", ")
+                                        ),
+                                    );
+                                    continue;
+                                }
                             }
                         }
                         Some(_) => {
@@ -1105,7 +1214,7 @@ fn check_flow(
             "expected a `cycle` step: an experiment must cycle its cell",
         );
     }
-    if objective == 0 {
+    if objective == 0 && workflow.campaign.objective.from.is_none() {
         c.report(
             "experiment.steps",
             "expected a `predict` or `cycle_to_eol` step: something must yield the objective",

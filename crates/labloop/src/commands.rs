@@ -107,11 +107,12 @@ pub fn run(
         text.clone()
     };
     let bundle = labloop_workflow::Bundle::new(&recorded, &path.display().to_string());
+    let folder = workflow_folder(bundle.folder.as_deref());
     execute(
         workflow,
         recorded,
         &store_url,
-        Launch::New(bundle.to_json()),
+        Launch::New(bundle.to_json(), folder),
         json,
         top,
         ownership,
@@ -152,21 +153,76 @@ pub fn resume(
             return Ok(ExitCode::from(2));
         }
     };
+    let folder = workflow_folder(
+        row.workflow_bundle
+            .as_deref()
+            .and_then(|b| labloop_workflow::Bundle::from_json(b).ok())
+            .and_then(|b| b.folder)
+            .as_deref(),
+    );
     execute(
         workflow,
         row.workflow_yaml,
         store_url,
-        Launch::Resume(campaign.to_owned()),
+        Launch::Resume(campaign.to_owned(), folder),
         json,
         top,
         ownership,
     )
 }
 
-/// A new campaign (with its workflow bundle, JSON) or one to resume.
+/// The folder a workflow's plugins start in (and their relative paths start from): the one its
+/// bundle names, else the working directory.
+fn workflow_folder(recorded: Option<&str>) -> std::path::PathBuf {
+    recorded
+        .map(std::path::PathBuf::from)
+        .or_else(|| std::env::current_dir().ok())
+        .unwrap_or_else(|| ".".into())
+}
+
+/// The workflow's plugins, keeping their state and log beside the store.
+fn plugins_of(
+    workflow: &Workflow,
+    store_url: &str,
+    folder: &Path,
+) -> Result<labloop_plugin::Plugins> {
+    let (state, log) =
+        labloop_engine::instruments::plugin_files(store_url, &workflow.campaign.name);
+    if let Some(parent) = log.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .with_context(|| format!("creating {}", parent.display()))?;
+    }
+    labloop_plugin::Plugins::of(workflow, folder, &state, Some(log)).map_err(anyhow::Error::msg)
+}
+
+/// The predictor the workflow's predict step names: a built-in model, a model file, or a
+/// plugin's model (asked for its early window).
+async fn predictor_of(
+    workflow: &Workflow,
+    plugins: &labloop_plugin::Plugins,
+) -> Result<Arc<dyn labloop_predict::Predictor + Send + Sync>> {
+    let step = workflow.predict_step();
+    if let Some((plugin, model)) = step.and_then(|p| p.plugin.as_deref().map(|pl| (pl, &p.model))) {
+        let hello = plugins.get(plugin)?.hello().await?;
+        let info = hello
+            .capabilities
+            .models
+            .get(model)
+            .ok_or_else(|| anyhow::anyhow!("plugin `{plugin}` offers no model `{model}`"))?;
+        return Ok(Arc::new(labloop_plugin::PluginModel::new(
+            plugin,
+            model,
+            info.window,
+        )));
+    }
+    let name = step.map_or("severson-variance".to_owned(), |p| p.model.clone());
+    Ok(load_predictor(&name)?)
+}
+
+/// A new campaign (with its workflow bundle, JSON) or one to resume, and the workflow's folder.
 enum Launch {
-    New(String),
-    Resume(String),
+    New(String, std::path::PathBuf),
+    Resume(String, std::path::PathBuf),
 }
 
 /// Waits until someone asks (through the store) to resume `campaign`, and marks the request handled.
@@ -192,18 +248,16 @@ fn execute(
     top: usize,
     ownership: Ownership,
 ) -> Result<ExitCode> {
-    let (resume, bundle) = match launch {
-        Launch::New(bundle) => (None, Some(bundle)),
-        Launch::Resume(campaign) => (Some(campaign), None),
+    let (resume, bundle, folder) = match launch {
+        Launch::New(bundle, folder) => (None, Some(bundle), folder),
+        Launch::Resume(campaign, folder) => (Some(campaign), None, folder),
     };
-    let model_name = workflow
-        .predict_step()
-        .map_or("severson-variance".to_owned(), |p| p.model.clone());
-    let model = load_predictor(&model_name)?;
     let rt = runtime()?;
+    let plugins = plugins_of(&workflow, store_url, &folder)?;
+    let model = rt.block_on(predictor_of(&workflow, &plugins))?;
     // Simulated instruments resume their journals' tests, so they start inside the runtime.
     let (instruments, sims) =
-        rt.block_on(async { labloop_engine::instruments::build(&workflow, store_url) })?;
+        rt.block_on(async { labloop_engine::instruments::build(&workflow, store_url, &plugins) })?;
     let outcome = rt.block_on(async {
         let store = Store::connect(store_url).await?;
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
@@ -292,7 +346,10 @@ fn execute(
             })
             .collect();
         anyhow::Ok(Ok((result, predictions)))
-    })?;
+    });
+    // Plugins finish what they were doing and exit (a campaign paused or failed included).
+    rt.block_on(plugins.shutdown());
+    let outcome = outcome?;
     let (result, predictions) = match outcome {
         Ok(done) => done,
         Err((campaign, reason)) => {
@@ -399,14 +456,26 @@ fn execute(
 pub fn validate(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
     let mut all_ok = true;
     for path in paths {
-        match labloop_workflow::load(path) {
+        let checked = labloop_workflow::load(path).and_then(|w| {
+            let problems = check_plugins(&w, path);
+            if problems.is_empty() {
+                Ok(w)
+            } else {
+                Err(problems)
+            }
+        });
+        match checked {
             Ok(w) => println!(
-                "{}: ok ({} candidates, {} steps, up to {} rounds of {})",
+                "{}: ok ({} candidates, {} steps, up to {} rounds of {}{})",
                 path.display(),
                 labloop_engine::Candidates::of(&w).map_or(0, |c| c.len()),
                 w.experiment.steps.len(),
                 w.stopping.max_rounds,
-                w.optimizer.batch_size
+                w.optimizer.batch_size,
+                match w.plugins.len() {
+                    0 => String::new(),
+                    n => format!("; {n} plugin(s) started and checked"),
+                }
             ),
             Err(problems) => {
                 all_ok = false;
@@ -419,6 +488,41 @@ pub fn validate(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
     } else {
         ExitCode::from(2)
     })
+}
+
+/// Starts each plugin of the workflow at `path` (in a scratch state folder) and checks the
+/// workflow's use of it against its `hello`; the problems, located in the file.
+fn check_plugins(workflow: &Workflow, path: &Path) -> Vec<Diagnostic> {
+    if workflow.plugins.is_empty() {
+        return Vec::new();
+    }
+    let file = path.display().to_string();
+    let located = |problems: Vec<(String, String)>| -> Vec<Diagnostic> {
+        let text = labloop_workflow::read_file(path).unwrap_or_default();
+        problems
+            .into_iter()
+            .map(|(at, message)| labloop_workflow::diagnostic_at(&text, &file, &at, message))
+            .collect()
+    };
+    let scratch = std::env::temp_dir().join(format!("labloop-validate-{}", std::process::id()));
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let plugins = match labloop_plugin::Plugins::of(workflow, folder, &scratch, None) {
+        Ok(p) => p,
+        Err(e) => return located(vec![("plugins".into(), e)]),
+    };
+    let problems = match runtime() {
+        Ok(rt) => rt.block_on(async {
+            let problems = labloop_plugin::check::check(workflow, &plugins).await;
+            plugins.shutdown().await;
+            problems
+        }),
+        Err(e) => vec![("plugins".into(), e.to_string())],
+    };
+    let _ = std::fs::remove_dir_all(&scratch);
+    located(problems)
 }
 
 pub fn status(url: &str) -> Result<ExitCode> {

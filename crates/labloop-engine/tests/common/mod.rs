@@ -49,6 +49,7 @@ pub fn runner(text: &str, cycler: Arc<dyn Cycler>, store: &Store) -> CampaignRun
         labloop_engine::Instruments {
             cyclers: vec![cycler],
             builders: Vec::new(),
+            plugins: Default::default(),
         },
         Arc::new(model),
     )

@@ -1,0 +1,267 @@
+//! What `labloop validate` (and a campaign, before its first cell) asks of a workflow's plugins:
+//! each starts and greets labloop, and offers what the workflow uses of it — step kinds and
+//! measurements whose declared JSON Schema accepts the workflow's inputs, models, instruments,
+//! and the output the objective is read from.
+
+use crate::protocol::{Hello, Operation};
+use crate::{Plugins, protocol};
+use labloop_workflow::{DriverKind, InstrumentKind, StepAction, TransportSpec, Workflow};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// A problem: the dotted path of the field in the workflow, and what is wrong.
+pub type Problem = (String, String);
+
+/// Starts every plugin of `workflow` and checks the workflow's use of each against its `hello`.
+pub async fn check(workflow: &Workflow, plugins: &Plugins) -> Vec<Problem> {
+    let mut problems = Vec::new();
+    let mut hellos: BTreeMap<&str, Hello> = BTreeMap::new();
+    for (i, spec) in workflow.plugins.iter().enumerate() {
+        let hello = match plugins.get(&spec.name) {
+            Ok(plugin) => plugin.hello().await,
+            Err(e) => Err(e),
+        };
+        match hello {
+            Ok(hello) => {
+                hellos.insert(&spec.name, hello);
+            }
+            Err(e) => problems.push((format!("plugins[{i}].command"), e.to_string())),
+        }
+    }
+    let ids = workflow.step_ids();
+    for (i, step) in workflow.experiment.steps.iter().enumerate() {
+        let path = format!("experiment.steps[{i}]");
+        for action in step.actions() {
+            let Some(hello) = action.plugin().and_then(|p| hellos.get(p)) else {
+                continue;
+            };
+            let here = format!("{path}.{}", action.key());
+            match action {
+                StepAction::Run(run) => {
+                    let offered = &hello.capabilities.steps;
+                    match offered.get(&run.step) {
+                        Some(op) => check_inputs(&mut problems, &here, op, &run.inputs),
+                        None => problems.push((
+                            format!("{here}.step"),
+                            missing("step kind", &run.step, &run.plugin, offered.keys()),
+                        )),
+                    }
+                }
+                StepAction::Measure(m) => {
+                    let offered = &hello.capabilities.measurements;
+                    match offered.get(&m.measurement) {
+                        Some(op) => check_inputs(&mut problems, &here, op, &m.inputs),
+                        None => problems.push((
+                            format!("{here}.measurement"),
+                            missing("measurement", &m.measurement, &m.plugin, offered.keys()),
+                        )),
+                    }
+                }
+                StepAction::Predict(p) => {
+                    let offered = &hello.capabilities.models;
+                    match offered.get(&p.model) {
+                        Some(model) => {
+                            let early = workflow.cycle_step().map_or(0, |c| c.cycles);
+                            if model.window > early {
+                                problems.push((
+                                    format!("{here}.model"),
+                                    format!(
+                                        "model `{}` predicts from the first {} cycles; the cycle step runs {early}",
+                                        p.model, model.window
+                                    ),
+                                ));
+                            }
+                        }
+                        None => problems.push((
+                            format!("{here}.model"),
+                            missing(
+                                "model",
+                                &p.model,
+                                p.plugin.as_deref().unwrap_or(""),
+                                offered.keys(),
+                            ),
+                        )),
+                    }
+                }
+                _ => {}
+            }
+        }
+    }
+    for (i, inst) in workflow.instruments.iter().enumerate() {
+        let (DriverKind::Plugin, Some(TransportSpec::Plugin { name })) =
+            (inst.driver, &inst.transport)
+        else {
+            continue;
+        };
+        let Some(hello) = hellos.get(name.as_str()) else {
+            continue;
+        };
+        let (offered, what) = match inst.kind {
+            InstrumentKind::Cycler => (hello.capabilities.cycler.is_some(), "cycler"),
+            InstrumentKind::CellBuilder => {
+                (hello.capabilities.cell_builder.is_some(), "cell_builder")
+            }
+        };
+        if !offered {
+            problems.push((
+                format!("instruments[{i}].transport.plugin.name"),
+                format!("plugin `{name}` does not declare the `{what}` capability in its hello"),
+            ));
+        }
+    }
+    // A measured objective's output must be one its step declares.
+    if let Some((step, output)) = workflow.campaign.objective.measured()
+        && let Some(i) = ids.iter().position(|id| id == step)
+    {
+        let spec = &workflow.experiment.steps[i];
+        let declared = match spec.action() {
+            StepAction::Run(r) => hellos
+                .get(r.plugin.as_str())
+                .and_then(|h| h.capabilities.steps.get(&r.step)),
+            StepAction::Measure(m) => hellos
+                .get(m.plugin.as_str())
+                .and_then(|h| h.capabilities.measurements.get(&m.measurement)),
+            _ => None,
+        };
+        match (spec.action().outputs(), declared) {
+            (None, Some(op)) if !op.outputs.contains_key(output) => problems.push((
+                "campaign.objective.from".into(),
+                format!(
+                    "step `{step}` declares no output `{output}`; it declares: {}",
+                    op.outputs.keys().cloned().collect::<Vec<_>>().join(", ")
+                ),
+            )),
+            (Some(builtin), _) if !builtin.contains(&output) => problems.push((
+                "campaign.objective.from".into(),
+                format!(
+                    "step `{step}` has no output `{output}`; it offers: {}",
+                    builtin.join(", ")
+                ),
+            )),
+            _ => {}
+        }
+    }
+    problems
+}
+
+fn missing<'a>(
+    what: &str,
+    name: &str,
+    plugin: &str,
+    offered: impl Iterator<Item = &'a String>,
+) -> String {
+    let offered: Vec<&str> = offered.map(String::as_str).collect();
+    format!(
+        "plugin `{plugin}` offers no {what} `{name}`; it offers: {}",
+        if offered.is_empty() {
+            "none".to_owned()
+        } else {
+            offered.join(", ")
+        }
+    )
+}
+
+/// Checks `inputs` (the workflow's `with:`) against the operation's declared schema. Values that
+/// are references (`${{ ... }}`), known only when the step runs, are checked then.
+fn check_inputs(
+    problems: &mut Vec<Problem>,
+    here: &str,
+    op: &Operation,
+    inputs: &BTreeMap<String, Value>,
+) {
+    let known: serde_json::Map<String, Value> = inputs
+        .iter()
+        .filter(|(_, v)| !v.as_str().is_some_and(|s| s.contains("${{")))
+        .map(|(k, v)| (k.clone(), v.clone()))
+        .collect();
+    let deferred = known.len() < inputs.len();
+    for (pointer, message) in input_errors(op, &Value::Object(known)) {
+        // A `required` input given as a reference is there; only its value waits.
+        if deferred && message.contains("is a required property") {
+            continue;
+        }
+        problems.push((format!("{here}.with{}", dotted(&pointer)), message));
+    }
+}
+
+/// Where and why `inputs` fail the operation's declared schema (JSON pointer, message); a schema
+/// that does not compile is one problem at the root.
+pub fn input_errors(op: &Operation, inputs: &Value) -> Vec<(String, String)> {
+    let Some(schema) = &op.inputs else {
+        return Vec::new();
+    };
+    let validator = match jsonschema::validator_for(schema) {
+        Ok(v) => v,
+        Err(e) => {
+            return vec![(
+                String::new(),
+                format!("the plugin's input schema does not compile: {e}"),
+            )];
+        }
+    };
+    validator
+        .iter_errors(inputs)
+        .map(|e| (e.instance_path().to_string(), e.to_string()))
+        .collect()
+}
+
+/// A JSON pointer (`/a/0/b`) as a dotted path suffix (`.a[0].b`).
+fn dotted(pointer: &str) -> String {
+    pointer
+        .split('/')
+        .skip(1)
+        .map(|part| {
+            let part = part.replace("~1", "/").replace("~0", "~");
+            if part.parse::<usize>().is_ok() {
+                format!("[{part}]")
+            } else {
+                format!(".{part}")
+            }
+        })
+        .collect()
+}
+
+/// Checks that a plugin's hello can be spoken with (for tests and tools).
+pub fn check_hello(hello: &Hello) -> Result<(), String> {
+    protocol::check_protocol(&hello.protocol)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn inputs_are_checked_against_the_declared_schema() {
+        let op = Operation {
+            inputs: Some(json!({
+                "type": "object",
+                "properties": {"amplitude_mv": {"type": "number", "maximum": 50}},
+                "required": ["amplitude_mv"],
+                "additionalProperties": false
+            })),
+            ..Operation::default()
+        };
+        let mut problems = Vec::new();
+        let mut with = BTreeMap::new();
+        with.insert("amplitude_mv".to_owned(), json!(80));
+        with.insert("colour".to_owned(), json!("red"));
+        check_inputs(&mut problems, "experiment.steps[2].run", &op, &with);
+        let paths: Vec<&str> = problems.iter().map(|(p, _)| p.as_str()).collect();
+        assert!(
+            paths.contains(&"experiment.steps[2].run.with.amplitude_mv"),
+            "{problems:?}"
+        );
+        assert!(
+            paths.contains(&"experiment.steps[2].run.with"),
+            "{problems:?}"
+        );
+        // A reference is checked when the step runs.
+        let mut problems = Vec::new();
+        let mut with = BTreeMap::new();
+        with.insert("amplitude_mv".to_owned(), json!("${{ steps.a.outputs.x }}"));
+        check_inputs(&mut problems, "p", &op, &with);
+        assert!(problems.is_empty(), "{problems:?}");
+        assert_eq!(dotted("/a/0/b~1c"), ".a[0].b/c");
+    }
+}
