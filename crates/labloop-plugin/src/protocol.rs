@@ -29,9 +29,6 @@ pub struct HelloRequest<'a> {
 /// What a plugin says about itself in its `hello`.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct Hello {
-    /// Always `hello`.
-    #[serde(rename = "type")]
-    pub kind: String,
     /// The protocol it speaks, e.g. `labloop-plugin/1`.
     pub protocol: String,
     /// Its name.

@@ -26,6 +26,22 @@ pub enum PredictCommand {
     /// Adapt a model to a new batch from a few of its cells whose lives are known: the batch's
     /// offset and a recalibrated σ, recorded in the new model file.
     Adapt(AdaptArgs),
+    /// Write the early-cycle features labloop computes (the ones a plugin's model is given) of
+    /// cells with known lives as CSV, one row per cell: to train a model of one's own on them.
+    Features(FeaturesArgs),
+}
+
+/// `labloop predict features`.
+#[derive(Args)]
+pub struct FeaturesArgs {
+    #[command(flatten)]
+    data: LabelledArgs,
+    /// Where to write the CSV (`cell`, each feature, `cycle_life`).
+    #[arg(long)]
+    out: PathBuf,
+    /// Early window in cycles (20 to 100).
+    #[arg(long, default_value_t = 100)]
+    window: u32,
 }
 
 /// `labloop predict adapt`.
@@ -216,7 +232,48 @@ pub fn run(command: &PredictCommand) -> Result<()> {
         PredictCommand::Eval(args) => eval(args),
         PredictCommand::Run(args) => predict(args),
         PredictCommand::Adapt(args) => adapt(args),
+        PredictCommand::Features(args) => features(args),
     }
+}
+
+/// Writes the cells' features as CSV. A feature a cell lacks is an empty field.
+fn features(args: &FeaturesArgs) -> Result<()> {
+    let cells = labelled(&args.data, args.window)?;
+    let mut names: Vec<&'static str> = Vec::new();
+    for (_, cell) in &cells {
+        for (name, _) in cell.features.iter() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut text = format!("cell,{},cycle_life\n", names.join(","));
+    for (cell_name, cell) in &cells {
+        let values: std::collections::HashMap<&str, f64> = cell.features.iter().collect();
+        let row: Vec<String> = names
+            .iter()
+            .map(|n| {
+                values
+                    .get(n)
+                    .filter(|v| v.is_finite())
+                    .map_or(String::new(), |v| format!("{v}"))
+            })
+            .collect();
+        text.push_str(&format!(
+            "{cell_name},{},{}\n",
+            row.join(","),
+            cell.cycle_life
+        ));
+    }
+    std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
+    eprintln!(
+        "{} cells, {} features ({}) written to {}",
+        cells.len(),
+        names.len(),
+        args.data.describe(),
+        args.out.display()
+    );
+    Ok(())
 }
 
 fn labelled(data: &LabelledArgs, window: u32) -> Result<Vec<(String, LabelledCell)>> {

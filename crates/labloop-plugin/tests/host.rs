@@ -1,0 +1,344 @@
+//! The plugin host against real child processes: the Python SDK's example plugins and small
+//! misbehaving plugins (garbage, silence, early exits), and the Rust example plugin.
+
+use labloop_plugin::{Plugin, PluginConfig, PluginError};
+use serde_json::{Value, json};
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+/// The Python that runs the plugins: `LABLOOP_TEST_PYTHON`, else `python3`.
+fn python() -> String {
+    std::env::var("LABLOOP_TEST_PYTHON").unwrap_or_else(|_| "python3".into())
+}
+
+fn repo() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!(
+        "labloop-plugin-{name}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn config(name: &str, command: Vec<String>, dir: &Path) -> PluginConfig {
+    PluginConfig {
+        name: name.into(),
+        command,
+        env: Vec::new(),
+        dir: dir.to_path_buf(),
+        campaign: "test".into(),
+        state_dir: dir.join("state"),
+        log: Some(dir.join("plugins.log")),
+        call_timeout: Duration::from_secs(20),
+        restarts: 3,
+        backoff: Duration::from_millis(50),
+    }
+}
+
+fn lab_tools(dir: &Path) -> PluginConfig {
+    let script = repo().join("plugins/python/examples/lab_tools.py");
+    let mut c = config(
+        "lab-tools",
+        vec![python(), script.to_string_lossy().into_owned()],
+        dir,
+    );
+    c.env = vec![
+        (
+            "LAB_TOOLS_LEDGER".into(),
+            dir.join("ledger").to_string_lossy().into_owned(),
+        ),
+        (
+            "LAB_TOOLS_PID".into(),
+            dir.join("pid").to_string_lossy().into_owned(),
+        ),
+    ];
+    c
+}
+
+/// A plugin written inline in Python.
+fn inline(dir: &Path, name: &str, source: &str) -> Plugin {
+    let path = dir.join(format!("{name}.py"));
+    std::fs::write(&path, source).unwrap();
+    let mut c = config(
+        name,
+        vec![python(), path.to_string_lossy().into_owned()],
+        dir,
+    );
+    c.call_timeout = Duration::from_secs(2);
+    c.restarts = 2;
+    Plugin::new(c)
+}
+
+const HELLO: &str = r#"
+import json, sys
+def send(m):
+    sys.stdout.write(json.dumps(m) + "\n"); sys.stdout.flush()
+first = json.loads(sys.stdin.readline())
+send({"type": "hello", "protocol": "labloop-plugin/1", "name": "t", "version": "0",
+      "persistent": PERSISTENT, "capabilities": {"steps": {"s": {"outputs": {}}}}})
+"#;
+
+fn with_hello(persistent: bool, rest: &str) -> String {
+    format!(
+        "{}{rest}",
+        HELLO.replace("PERSISTENT", if persistent { "True" } else { "False" })
+    )
+}
+
+fn kill(pid_file: &Path) {
+    let pid = std::fs::read_to_string(pid_file).unwrap();
+    let status = std::process::Command::new("kill")
+        .args(["-9", pid.trim()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_step_repeated_after_the_plugin_was_killed_is_answered_from_its_journal() {
+    let dir = scratch("journal");
+    let plugin = Plugin::new(lab_tools(&dir));
+    let hello = plugin.hello().await.unwrap();
+    assert_eq!(hello.name, "lab-tools");
+    assert!(hello.persistent);
+    assert!(hello.capabilities.steps.contains_key("eis"));
+    assert!(hello.capabilities.measurements.contains_key("retention"));
+    let params = json!({"step": "eis", "inputs": {"amplitude_mv": 10},
+                        "experiment": {"id": "c-r0-e0", "c_rates": [4.8, 5.2, 5.2, 4.16]}});
+    let first = plugin
+        .call("step.run", "c-r0-e0/eis/1", &params, false)
+        .await
+        .unwrap();
+    assert!(first["r_ct_ohm"].as_f64().unwrap() > 0.0, "{first}");
+    kill(&dir.join("pid"));
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    // The next call finds the process gone, starts another, and is answered from the journal.
+    let again = plugin
+        .call("step.run", "c-r0-e0/eis/1", &params, false)
+        .await
+        .unwrap();
+    assert_eq!(again, first);
+    let ledger = std::fs::read_to_string(dir.join("ledger")).unwrap();
+    assert_eq!(ledger.lines().count(), 1, "done once: {ledger}");
+    assert_eq!(
+        plugin
+            .counters()
+            .starts
+            .load(std::sync::atomic::Ordering::Relaxed),
+        2
+    );
+    // A new id acts again.
+    plugin
+        .call("step.run", "c-r0-e0/eis/2", &params, false)
+        .await
+        .unwrap();
+    let ledger = std::fs::read_to_string(dir.join("ledger")).unwrap();
+    assert_eq!(ledger.lines().count(), 2);
+    plugin.shutdown().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_plugin_killed_inside_a_step_is_asked_again_and_says_the_outcome_is_unknown() {
+    let dir = scratch("mid-call");
+    let mut c = lab_tools(&dir);
+    c.env.push(("LAB_TOOLS_EIS_SECONDS".into(), "2".into()));
+    let plugin = std::sync::Arc::new(Plugin::new(c));
+    plugin.hello().await.unwrap();
+    let params = json!({"step": "eis", "inputs": {"amplitude_mv": 10}, "experiment": {"id": "e1"}});
+    let calling = {
+        let plugin = std::sync::Arc::clone(&plugin);
+        let params = params.clone();
+        tokio::spawn(async move { plugin.call("step.run", "e1/eis/1", &params, false).await })
+    };
+    tokio::time::sleep(Duration::from_millis(700)).await;
+    kill(&dir.join("pid"));
+    let outcome = calling.await.unwrap();
+    match outcome {
+        Err(PluginError::Refused { code, message, .. }) => {
+            assert_eq!(code, "unknown_outcome", "{message}");
+        }
+        other => panic!("expected unknown_outcome, got {other:?}"),
+    }
+    assert!(!dir.join("ledger").exists(), "the step never acted");
+    plugin.shutdown().await;
+}
+
+#[tokio::test]
+async fn garbage_instead_of_hello_is_named_by_line_and_byte() {
+    let dir = scratch("garbage-hello");
+    let plugin = inline(
+        &dir,
+        "garbage",
+        "import sys\nprint('Hello, labloop!')\nsys.stdout.flush()\nimport time\ntime.sleep(5)\n",
+    );
+    let e = plugin.hello().await.unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, PluginError::Hello { .. }), "{text}");
+    assert!(text.contains("line 1, byte 0"), "{text}");
+    assert!(text.contains("Hello, labloop!"), "{text}");
+}
+
+#[tokio::test]
+async fn a_plugin_that_exits_at_once_says_so_with_its_last_words() {
+    let dir = scratch("exits");
+    let plugin = inline(
+        &dir,
+        "exits",
+        "import sys\nprint('no licence for the potentiostat', file=sys.stderr)\nsys.exit(4)\n",
+    );
+    let e = plugin.hello().await.unwrap_err().to_string();
+    assert!(e.contains("exited before answering `hello`"), "{e}");
+    assert!(e.contains("no licence for the potentiostat"), "{e}");
+}
+
+#[tokio::test]
+async fn a_plugin_that_does_not_exist_cannot_start() {
+    let dir = scratch("missing");
+    let plugin = Plugin::new(config("missing", vec!["./no-such-plugin".into()], &dir));
+    let e = plugin.hello().await.unwrap_err();
+    assert!(matches!(e, PluginError::Start { .. }), "{e}");
+    assert!(e.to_string().contains("no-such-plugin"), "{e}");
+}
+
+#[tokio::test]
+async fn a_hung_plugin_times_out_with_its_cause_and_is_restarted() {
+    let dir = scratch("hangs");
+    let plugin = inline(
+        &dir,
+        "hangs",
+        &with_hello(true, "import time\ntime.sleep(60)\n"),
+    );
+    let started = std::time::Instant::now();
+    let e = plugin
+        .call("step.run", "x/s/1", &json!({"step": "s"}), false)
+        .await
+        .unwrap_err();
+    assert!(started.elapsed() < Duration::from_secs(10));
+    let text = e.to_string();
+    assert!(matches!(e, PluginError::Timeout { .. }), "{text}");
+    assert!(text.contains("wrote nothing for the call"), "{text}");
+}
+
+#[tokio::test]
+async fn garbage_after_hello_is_the_cause_of_the_timeout() {
+    let dir = scratch("garbage-after");
+    let plugin = inline(
+        &dir,
+        "babbles",
+        &with_hello(
+            true,
+            "for line in sys.stdin:\n    sys.stdout.write('{\"type\": \"result\", \"id\": 7}\\n'); sys.stdout.flush()\n",
+        ),
+    );
+    let e = plugin
+        .call("step.run", "x/s/1", &json!({"step": "s"}), false)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("not protocol messages"), "{e}");
+    assert!(e.contains("line 2"), "{e}");
+    assert_eq!(
+        plugin
+            .counters()
+            .garbage
+            .load(std::sync::atomic::Ordering::Relaxed),
+        1
+    );
+}
+
+#[tokio::test]
+async fn a_plugin_that_keeps_nothing_is_not_asked_twice_to_act() {
+    let dir = scratch("forgetful");
+    let plugin = inline(
+        &dir,
+        "forgetful",
+        &with_hello(false, "sys.stdin.readline()\nsys.exit(1)\n"),
+    );
+    let e = plugin
+        .call("step.run", "x/s/1", &json!({"step": "s"}), false)
+        .await
+        .unwrap_err();
+    let text = e.to_string();
+    assert!(matches!(e, PluginError::Interrupted { .. }), "{text}");
+    assert!(text.contains("exited with status 1"), "{text}");
+    // A call that changes nothing is asked again of the restarted plugin (which dies again),
+    // until its restarts are spent.
+    let e = plugin
+        .call("measurement.read", "x/m/1", &json!({}), true)
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more than its 2 restarts"), "{e}");
+}
+
+#[tokio::test]
+async fn a_refusal_is_the_plugins_own_error() {
+    let dir = scratch("refuses");
+    let plugin = Plugin::new(lab_tools(&dir));
+    let e = plugin
+        .call(
+            "step.run",
+            "x/eis/1",
+            &json!({"step": "eis", "inputs": {"amplitude_mv": 5, "f_min_hz": 10, "f_max_hz": 1}}),
+            false,
+        )
+        .await
+        .unwrap_err();
+    match e {
+        PluginError::Refused { code, message, .. } => {
+            assert_eq!(code, "bad_request");
+            assert!(message.contains("f_min_hz"), "{message}");
+        }
+        other => panic!("{other:?}"),
+    }
+    plugin.health(Duration::from_secs(5)).await.unwrap();
+    plugin.shutdown().await;
+}
+
+#[tokio::test]
+async fn the_rust_example_plugin_weighs_a_cell_and_keeps_its_reply() {
+    // Built by `cargo test --workspace` (a member of the workspace).
+    let binary = Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .join("debug/labloop-plugin-example");
+    let target = std::env::var("CARGO_TARGET_DIR")
+        .map(|t| PathBuf::from(t).join("debug/labloop-plugin-example"))
+        .unwrap_or(binary);
+    if !target.exists() {
+        let built = std::process::Command::new(env!("CARGO"))
+            .args(["build", "-p", "labloop-plugin-example"])
+            .status()
+            .unwrap();
+        assert!(built.success());
+    }
+    let dir = scratch("rust");
+    let plugin = Plugin::new(config(
+        "balance",
+        vec![target.to_string_lossy().into_owned()],
+        &dir,
+    ));
+    let hello = plugin.hello().await.unwrap();
+    assert!(hello.persistent);
+    let op = &hello.capabilities.measurements["mass"];
+    assert!(labloop_plugin::check::input_errors(op, &json!({"tare_g": -1})).len() == 1);
+    let params = json!({"measurement": "mass", "inputs": {"tare_g": 0.5}, "experiment": {"cell_id": "cell-7"}});
+    let first: Value = plugin
+        .call("measurement.read", "e/mass/1", &params, true)
+        .await
+        .unwrap();
+    let mass = first["mass_g"].as_f64().unwrap();
+    assert!((2.6..2.8).contains(&mass), "{first}");
+    let replies = std::fs::read_to_string(dir.join("state/balance/replies.jsonl"))
+        .or_else(|_| std::fs::read_to_string(dir.join("state/replies.jsonl")))
+        .unwrap();
+    assert!(replies.contains("e/mass/1"), "{replies}");
+    plugin.shutdown().await;
+}
