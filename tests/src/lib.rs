@@ -38,6 +38,28 @@ pub fn workspace_bin(name: &str) -> PathBuf {
     bin
 }
 
+/// The Python with `module` importable: `LABLOOP_TEST_PYTHON` (default: the virtual environment
+/// `.ci/run` makes); `None` (the test skips) outside CI, a failure under CI=true.
+pub fn python(module: &str) -> Option<PathBuf> {
+    let path = std::env::var("LABLOOP_TEST_PYTHON")
+        .map(PathBuf::from)
+        .unwrap_or_else(|_| PathBuf::from("/var/tmp/labloop-venv/bin/python"));
+    let found = std::process::Command::new(&path)
+        .args(["-c", &format!("import {module}")])
+        .status()
+        .is_ok_and(|s| s.success());
+    if found {
+        return Some(path);
+    }
+    assert!(
+        std::env::var("CI").as_deref() != Ok("true"),
+        "no Python with {module} at {} (.ci/run installs it; LABLOOP_TEST_PYTHON overrides)",
+        path.display()
+    );
+    eprintln!("skipped: no Python with {module} at {}", path.display());
+    None
+}
+
 /// An empty folder for one test, `<tmp>/labloop-<tag>-<pid>` (emptied if a run before left it).
 pub fn fresh_dir(tag: &str) -> PathBuf {
     let dir = std::env::temp_dir().join(format!("labloop-{tag}-{}", std::process::id()));

@@ -9,33 +9,13 @@
 //! Needs a Python with the simulators: `LABLOOP_TEST_PYTHON` (default: the virtual environment
 //! `.ci/run` makes); under CI=true a missing one fails the test.
 
+use labloop_tests::python;
 use labloop_tests::{
     Killed, assert_every_record_once, fresh_dir, json_result, labloop_bin, repo_root,
 };
 use std::io::{BufRead, BufReader};
-use std::path::PathBuf;
 use std::process::{Command, Stdio};
 use std::time::Instant;
-
-fn python(module: &str) -> Option<PathBuf> {
-    let path = std::env::var("LABLOOP_TEST_PYTHON")
-        .map(PathBuf::from)
-        .unwrap_or_else(|_| PathBuf::from("/var/tmp/labloop-venv/bin/python"));
-    let found = Command::new(&path)
-        .args(["-c", &format!("import {module}")])
-        .status()
-        .is_ok_and(|s| s.success());
-    if found {
-        return Some(path);
-    }
-    assert!(
-        std::env::var("CI").as_deref() != Ok("true"),
-        "no Python with {module} at {} (.ci/run installs it; LABLOOP_TEST_PYTHON overrides)",
-        path.display()
-    );
-    eprintln!("skipped: no Python with {module} at {}", path.display());
-    None
-}
 
 /// One vendor's campaign: its harness, its example workflow on the harness's port, one round of
 /// eight cells.

@@ -108,13 +108,14 @@ pub struct RankedProtocol {
     pub protocol: String,
     /// Every step's C-rate.
     pub c_rates: Vec<f64>,
-    /// The surrogate's estimate of the mean cycle life.
+    /// The surrogate's estimate of the mean cycle life (of the measured objective, for a
+    /// campaign whose objective is a step's output).
     pub predicted_life: f64,
     /// Its standard deviation.
     pub sigma: f64,
     /// Cells tested under this protocol.
     pub cells: usize,
-    /// Mean of their early predictions, if any were predicted.
+    /// Mean of their early predictions (measurements, for a measured objective), if any.
     pub mean_predicted: Option<f64>,
     /// Mean of the lives observed to end of life, if any cell reached it (censored ones excluded).
     pub mean_observed: Option<f64>,

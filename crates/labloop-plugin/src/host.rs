@@ -21,6 +21,21 @@ use tokio::sync::{oneshot, watch};
 pub const HELLO_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a plugin has to exit after `shutdown` before it is killed.
 pub const SHUTDOWN_GRACE: Duration = Duration::from_secs(2);
+/// The variables of labloop's environment every plugin gets (what finding programs, libraries
+/// and a home takes); anything else only when the workflow names it (`env`, `pass_env`), so
+/// labloop's own secrets (a database password, tokens) never reach a plugin unasked.
+pub const INHERITED_ENV: [&str; 10] = [
+    "PATH",
+    "HOME",
+    "USER",
+    "LANG",
+    "LC_ALL",
+    "TZ",
+    "TMPDIR",
+    "PYTHONPATH",
+    "VIRTUAL_ENV",
+    "SYSTEMROOT",
+];
 /// Lines of a plugin's standard error kept to explain its exit.
 const STDERR_TAIL: usize = 12;
 
@@ -365,8 +380,13 @@ impl Plugin {
                 config.state_dir.display()
             ),
         })?;
+        let inherited = INHERITED_ENV
+            .iter()
+            .filter_map(|k| std::env::var(k).ok().map(|v| (k.to_string(), v)));
         let mut child = Command::new(&resolved)
             .args(&config.command[1.min(config.command.len())..])
+            .env_clear()
+            .envs(inherited)
             .envs(config.env.iter().map(|(k, v)| (k, v)))
             .current_dir(&config.dir)
             .stdin(Stdio::piped())

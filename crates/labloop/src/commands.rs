@@ -401,12 +401,57 @@ fn execute(
     } else {
         ("candidates", "candidate")
     };
-    println!(
-        "Lifetime model: {}. Best {what}, the most assuredly good first (predicted life − 2σ):",
-        result.model
-    );
+    let objective = &workflow.campaign.objective;
+    let measured = objective
+        .from
+        .as_deref()
+        .filter(|_| objective.measured().is_some());
+    match measured {
+        Some(from) => println!(
+            "Objective: {}{} ({:?}), measured as {from}. Best {what}, the most assuredly good first (estimate {} 2σ):",
+            objective.name,
+            objective
+                .unit
+                .as_deref()
+                .map(|u| format!(" [{u}]"))
+                .unwrap_or_default(),
+            objective.direction,
+            match objective.direction {
+                labloop_workflow::Direction::Maximize => "−",
+                labloop_workflow::Direction::Minimize => "+",
+            }
+        ),
+        None => println!(
+            "Lifetime model: {}. Best {what}, the most assuredly good first (predicted life − 2σ):",
+            result.model
+        ),
+    }
     println!();
     let shown = result.ranking.iter().take(top);
+    if measured.is_some() {
+        let width = shown
+            .clone()
+            .map(|r| r.protocol.chars().count())
+            .chain([heading.len()])
+            .max()
+            .unwrap_or(22);
+        println!(
+            "{:>4}  {:<width$} {:>22}  {:>5}  {:>14}",
+            "rank", heading, "estimate", "cells", "mean measured"
+        );
+        for r in shown {
+            println!(
+                "{:>4}  {:<width$} {:>12.3} ± {:<7.3}  {:>5}  {:>14}",
+                r.rank,
+                r.protocol,
+                r.predicted_life,
+                r.sigma,
+                r.cells,
+                r.mean_predicted.map_or("-".into(), |m| format!("{m:.3}")),
+            );
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
     let width = shown
         .clone()
         .map(|r| r.protocol.chars().count())

@@ -10,6 +10,8 @@ range: the model says when it extrapolates.
 
     python3 sklearn_life_model.py --train train.csv [--features log_var_dq,log_abs_min_dq]
 
+(or ``SKLEARN_LIFE_TRAIN=train.csv``).
+
 Needs scikit-learn and numpy.
 """
 
@@ -51,9 +53,13 @@ def load(path, wanted):
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--train", required=True)
+    parser.add_argument("--train", default=os.environ.get("SKLEARN_LIFE_TRAIN"),
+                        help="features CSV (default: $SKLEARN_LIFE_TRAIN)")
     parser.add_argument("--features", default=",".join(DEFAULT_FEATURES))
     args = parser.parse_args()
+    if not args.train:
+        sys.exit("no training cells: give --train FILE or set SKLEARN_LIFE_TRAIN "
+                 "(`labloop predict features --cells DIR --lives FILE --out FILE` writes one)")
     names = [n for n in args.features.split(",") if n]
     x, y = load(args.train, names)
     regressor = make_pipeline(StandardScaler(), RidgeCV(alphas=np.logspace(-3, 3, 25)))

@@ -249,13 +249,16 @@ class Plugin:
                 params.get("step"), (None, None, None, None, False)
             )[4]
             if not handler_idempotent:
-                self._send({
+                reply = {
                     "type": "error",
                     "id": id,
                     "code": "unknown_outcome",
                     "message": "call %s was begun before this plugin restarted and has no "
                     "result: it may or may not have been carried out" % id,
-                })
+                }
+                # Kept like any reply: the same id is answered the same way from now on.
+                self.journal.finish(id, reply)
+                self._send(reply)
                 return
         if journalled:
             self.journal.begin(id)
