@@ -6,11 +6,13 @@
 //! - `engine`: the engine's own cost per step on an instant simulated clock;
 //! - `mqtt`: records ingested through a broker; `queue`: claims per second;
 //! - `predict`: featurize/predict throughput and training time per backend;
-//! - `serve`: the monitoring server under live clients and paced reads.
+//! - `serve`: the monitoring server under live clients and paced reads;
+//! - `plugin`: calls per second and latency through a plugin's pipes (Python SDK, Rust).
 
 mod engine;
 mod mqtt;
 mod optimize;
+mod plugin;
 mod predict;
 mod queue;
 mod serve;
@@ -59,6 +61,10 @@ pub enum BenchCommand {
     /// The monitoring server under load: live-event clients and paced API reads while a simulated
     /// campaign ingests; latency percentiles.
     Serve(serve::ServeBenchArgs),
+    /// The plugin protocol: calls per second and latency (mean, p50, p99) through a plugin's
+    /// pipes, for `ping` and for a journalled measurement, one caller and several at once, for
+    /// the Python SDK's example and the Rust example plugin. Run from the repository.
+    Plugin(plugin::PluginBenchArgs),
 }
 
 /// Runs a benchmark and prints its figures.
@@ -70,5 +76,6 @@ pub fn run(command: &BenchCommand) -> anyhow::Result<()> {
         BenchCommand::Queue(args) => queue::queue(args),
         BenchCommand::Predict(args) => predict::predict(args),
         BenchCommand::Serve(args) => serve::serve(args),
+        BenchCommand::Plugin(args) => plugin::plugin(args),
     }
 }

@@ -60,8 +60,11 @@ impl CommandLink for PluginLink {
             detail: format!("encoding {op:?}: {e}"),
         })?;
         let id = self.plugin.fresh_id(&self.instrument);
+        // Every operation is idempotent by its own key, but a builder that keeps nothing may
+        // not know a `build` it was cut off in: that one is not repeated blindly.
+        let repeatable = !matches!(op, Op::Build { .. });
         self.plugin
-            .call_within("instrument", &id, &params, true, patience)
+            .call_within("instrument", &id, &params, repeatable, patience)
             .await
             .map_err(|e| self.driver_error(e))
     }
