@@ -255,18 +255,21 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
         &dir.join("engine.log"),
     ));
     let port = free_port();
-    let _server = Killed(spawn_logged(
-        // Debug logging: even then no token's secret may appear in the log.
-        Command::new(labloop_bin()).args([
-            "-vv",
-            "serve",
-            "--store",
-            &store,
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-        ]),
-        &dir.join("serve.log"),
-    ));
+    let serve = |log: &str| {
+        Killed(spawn_logged(
+            // Debug logging: even then no token's secret may appear in the log.
+            Command::new(labloop_bin()).args([
+                "-vv",
+                "serve",
+                "--store",
+                &store,
+                "--listen",
+                &format!("127.0.0.1:{port}"),
+            ]),
+            &dir.join(log),
+        ))
+    };
+    let mut server = serve("serve.log");
     let driver_port = free_port();
     let _driver = Killed(spawn_logged(
         Command::new(CHROMEDRIVER).arg(format!("--port={driver_port}")),
@@ -317,6 +320,33 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
         Duration::from_secs(30),
     );
     assert_eq!(browser.text("#who"), "vera (viewer)");
+
+    // The server restarts under the page: it says it is reconnecting, reconnects by itself (no
+    // reload) and new records arrive again.
+    browser.wait_for(
+        "the live indicator",
+        "return document.getElementById('live').textContent === 'live';",
+        Duration::from_secs(10),
+    );
+    drop(server);
+    browser.wait_for(
+        "the page to notice the dropped stream",
+        "return document.getElementById('live').textContent.startsWith('reconnecting');",
+        Duration::from_secs(20),
+    );
+    browser.run("window.notReloaded = true; return true;");
+    server = serve("serve-again.log");
+    browser.wait_for(
+        "the page to reconnect by itself",
+        "return document.getElementById('live').textContent === 'live' && window.notReloaded === true;",
+        Duration::from_secs(30),
+    );
+    let before = browser.run("return Number(document.getElementById('fade').dataset.points);");
+    browser.wait_for(
+        "records to arrive after the reconnect",
+        &format!("return Number(document.getElementById('fade').dataset.points) > {before};"),
+        Duration::from_secs(30),
+    );
 
     // A viewer's Pause is refused, and nothing reaches the engine.
     browser.click("#pause");
@@ -395,7 +425,9 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
     let log = std::fs::read_to_string(dir.join("engine.log")).unwrap_or_default();
     assert!(log.contains("paused by olga"), "{log}");
     drop(engine);
-    let serve_log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default();
+    drop(server);
+    let serve_log = std::fs::read_to_string(dir.join("serve.log")).unwrap_or_default()
+        + &std::fs::read_to_string(dir.join("serve-again.log")).unwrap_or_default();
     assert!(
         serve_log.contains("DEBUG"),
         "the server logged at debug level: {serve_log}"
@@ -405,5 +437,223 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
             !serve_log.contains(secret.as_str()),
             "a token's secret was logged"
         );
+    }
+}
+
+/// Where the browser tests leave their screenshots: `$LABLOOP_ARTIFACTS`, else
+/// `target/test-artifacts` in the checkout.
+fn artifacts() -> std::path::PathBuf {
+    let dir = std::env::var_os("LABLOOP_ARTIFACTS")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| labloop_tests::repo_root().join("target/test-artifacts"));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+#[test]
+fn the_page_shows_the_clis_recommendation_and_ranking_and_picks_out_a_protocol() {
+    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
+        let message = "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)";
+        assert!(std::env::var("CI").is_err(), "{message}");
+        eprintln!("skipped: {message}");
+        return;
+    }
+    let dir = fresh_dir("dashboard-ranking");
+    let store = format!("sqlite://{}", dir.join("lab.sqlite").display());
+    let workflow =
+        std::fs::read_to_string(labloop_tests::repo_root().join("workflows/fast-charge-clo.yaml"))
+            .unwrap()
+            .replace("batch_size: 48", "batch_size: 8")
+            .replace("channels: 48", "channels: 8")
+            .replace("max_rounds: 4", "max_rounds: 3");
+    std::fs::write(dir.join("small.yaml"), workflow).unwrap();
+    let out = succeeds(
+        Command::new(labloop_bin())
+            .arg("run")
+            .arg(dir.join("small.yaml"))
+            .args(["--store", &store, "--json"]),
+    );
+    let cli: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let viewer = token(&store, "viewer", "vera");
+    let port = free_port();
+    let _server = Killed(spawn_logged(
+        Command::new(labloop_bin()).args([
+            "serve",
+            "--store",
+            &store,
+            "--listen",
+            &format!("127.0.0.1:{port}"),
+        ]),
+        &dir.join("serve.log"),
+    ));
+    let driver_port = free_port();
+    let _driver = Killed(spawn_logged(
+        Command::new(CHROMEDRIVER).arg(format!("--port={driver_port}")),
+        &dir.join("chromedriver.log"),
+    ));
+    let driver: SocketAddr = format!("127.0.0.1:{driver_port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(driver).is_err() || TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver or labloop serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let browser = Browser::start(driver, &dir.join("profile"));
+    browser.call(
+        "POST",
+        "/window/rect",
+        Some(&json!({"width": 1440, "height": 1000})),
+    );
+    browser.go(&format!("http://127.0.0.1:{port}/"));
+    browser.wait_for(
+        "the sign-in form",
+        "return !document.getElementById('login').hidden;",
+        Duration::from_secs(10),
+    );
+    browser.type_into("#token", &viewer);
+    browser.click("#signin");
+    browser.wait_for(
+        "the recommendation",
+        "return !!document.getElementById('rec-protocol');",
+        Duration::from_secs(20),
+    );
+
+    // The recommendation and the ranking are the CLI's: same order, same numbers.
+    let best = &cli["ranking"][0];
+    assert_eq!(
+        browser.text("#rec-protocol"),
+        best["protocol"].as_str().unwrap()
+    );
+    let shown = browser.run("return ranking;");
+    assert_eq!(shown["final"], true, "{shown}");
+    let rows = shown["ranking"].as_array().unwrap();
+    assert_eq!(
+        rows.len(),
+        cli["ranking"].as_array().unwrap().len().min(100)
+    );
+    for (page, cli) in rows.iter().zip(cli["ranking"].as_array().unwrap()) {
+        for field in [
+            "rank",
+            "protocol",
+            "predicted_life",
+            "sigma",
+            "cells",
+            "mean_predicted",
+        ] {
+            assert_eq!(page[field], cli[field], "{field} of {}", cli["protocol"]);
+        }
+    }
+    assert_eq!(shown["best_probability"], cli["best_probability"]);
+    assert_eq!(
+        browser.run(&format!(
+            "return num({}) === document.getElementById('rec-value').textContent;",
+            best["predicted_life"]
+        )),
+        json!(true)
+    );
+    let table: Vec<String> = browser
+        .run("return [...document.querySelectorAll('#ranking tbody tr')].slice(0, 10).map((r) => r.dataset.protocol);")
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| v.as_str().unwrap().to_owned())
+        .collect();
+    let expected: Vec<String> = cli["ranking"].as_array().unwrap()[..10]
+        .iter()
+        .map(|r| r["protocol"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(table, expected);
+    // Sorting by a column and back.
+    browser.click("#ranking thead button[data-key='cells']");
+    browser.click("#ranking thead button[data-key='cells']");
+    let first = browser.run("return document.querySelector('#ranking tbody tr').dataset.protocol;");
+    let most = cli["ranking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["cells"].as_u64().unwrap())
+        .max()
+        .unwrap();
+    let first_cells = cli["ranking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["protocol"] == first)
+        .unwrap()["cells"]
+        .as_u64()
+        .unwrap();
+    assert_eq!(first_cells, most, "sorted by cells, most first");
+    browser.click("#ranking thead button[data-key='rank']");
+
+    // Picking a tested protocol in the ranking picks out its cells in the fade plot and its point
+    // on the map.
+    let tested = cli["ranking"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["cells"].as_u64().unwrap() > 0)
+        .unwrap();
+    let protocol = tested["protocol"].as_str().unwrap();
+    let cells = tested["cells"].as_u64().unwrap();
+    browser.click(&format!("#ranking tbody tr[data-protocol='{protocol}']"));
+    browser.wait_for(
+        "the protocol's cells to be picked out",
+        &format!("return Number(document.getElementById('fade').dataset.highlighted) === {cells};"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(
+        browser.run("return document.querySelectorAll('#fade polyline.selected').length;"),
+        json!(cells)
+    );
+    assert_eq!(
+        browser.run(&format!("return [...document.querySelectorAll('#map circle.selected')].some((c) => c.dataset.labels.split('|').includes('{protocol}'));")),
+        json!(true)
+    );
+    // Plots have titled axes and tick labels.
+    let labels = browser
+        .run("return [...document.querySelectorAll('#fade text')].map((t) => t.textContent);");
+    let labels: Vec<&str> = labels
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(Value::as_str)
+        .collect();
+    assert!(
+        labels.contains(&"cycle") && labels.contains(&"discharge capacity (Ah)"),
+        "{labels:?}"
+    );
+    assert!(labels.len() > 8, "tick labels: {labels:?}");
+
+    let out = artifacts();
+    let wide = out.join("dashboard-1440.png");
+    browser.screenshot(&wide);
+    browser.call(
+        "POST",
+        "/window/rect",
+        Some(&json!({"width": 390, "height": 844})),
+    );
+    browser.wait_for(
+        "the phone layout",
+        "return window.innerWidth <= 400;",
+        Duration::from_secs(10),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    assert_eq!(
+        browser.run("return document.documentElement.scrollWidth <= window.innerWidth + 1;"),
+        json!(true),
+        "nothing wider than a phone's screen"
+    );
+    let phone = out.join("dashboard-390.png");
+    browser.screenshot(&phone);
+    for shot in [&wide, &phone] {
+        let png = std::fs::read(shot).unwrap();
+        assert!(
+            png.starts_with(b"\x89PNG") && png.len() > 10_000,
+            "{}",
+            shot.display()
+        );
+        println!("screenshot: {}", shot.display());
     }
 }

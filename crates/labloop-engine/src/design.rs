@@ -222,6 +222,8 @@ fn design_parameters(
 pub(crate) fn surrogate_snapshot(
     candidates: &Candidates,
     ranking: &[crate::RankedProtocol],
+    best_probability: f64,
+    last: bool,
 ) -> serde_json::Value {
     let dimensions: Vec<String> = match candidates.values.first() {
         Some(serde_json::Value::Object(first)) => first
@@ -267,5 +269,14 @@ pub(crate) fn surrogate_snapshot(
     serde_json::json!({
         "dimensions": dimensions,
         "candidates": points.into_iter().map(|(_, p)| p).collect::<Vec<_>>(),
+        // The ranking as `labloop run` prints it (best first), for the dashboard.
+        "ranking": ranking.iter().take(RANKING_KEPT).collect::<Vec<_>>(),
+        "best_probability": best_probability,
+        // The campaign's final ranking (what its result reports), not a round's.
+        "final": last,
     })
 }
+
+/// Ranked candidates a surrogate snapshot keeps (the dashboard's table; `labloop run --json`
+/// prints them all).
+pub(crate) const RANKING_KEPT: usize = 100;

@@ -745,7 +745,7 @@ impl CampaignRunner {
                 .record_surrogate(
                     &campaign,
                     round,
-                    &crate::design::surrogate_snapshot(&candidates, &ranking).to_string(),
+                    &crate::design::surrogate_snapshot(&candidates, &ranking, p, false).to_string(),
                 )
                 .await?;
             self.emit(EngineEvent::RoundFinished {
@@ -797,6 +797,17 @@ impl CampaignRunner {
         let (ranking, p) = self
             .ranking(&campaign, &candidates, &inputs, &fit, sign)
             .await?;
+        // The final ranking (lives observed after the last round included) replaces the last
+        // round's snapshot, so the dashboard shows what this result reports.
+        if let Some(last) = self.store.surrogate_round(&campaign).await? {
+            self.store
+                .record_surrogate(
+                    &campaign,
+                    last,
+                    &crate::design::surrogate_snapshot(&candidates, &ranking, p, true).to_string(),
+                )
+                .await?;
+        }
         self.store
             .set_campaign_state(&campaign, CampaignState::Completed)
             .await?;

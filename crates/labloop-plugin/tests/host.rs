@@ -342,3 +342,136 @@ async fn the_rust_example_plugin_weighs_a_cell_and_keeps_its_reply() {
     assert!(replies.contains("e/mass/1"), "{replies}");
     plugin.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn python_instruments_are_labloops_cycler_and_cell_builder() {
+    use labloop_drivers::link_cycler::{LinkCycler, PollTiming};
+    use labloop_drivers::remote::RemoteCellBuilder;
+    use labloop_drivers::{CellBuilder, CellOrder, Cycler, CyclingTest, DriverError};
+    let dir = scratch("instruments");
+    let script = repo().join("plugins/python/examples/python_cycler.py");
+    let cycler_plugin = std::sync::Arc::new(Plugin::new(config(
+        "python-cycler",
+        vec![
+            python(),
+            script.to_string_lossy().into_owned(),
+            "--channels".into(),
+            "2".into(),
+            "--cycle-seconds".into(),
+            "0.01".into(),
+        ],
+        &dir,
+    )));
+    let timing = PollTiming {
+        command_timeout: Duration::from_secs(10),
+        poll_min: Duration::from_millis(5),
+        poll_max: Duration::from_millis(100),
+        max_records: 50,
+    };
+    let cycler = LinkCycler::on(
+        labloop_plugin::PluginLink::new(cycler_plugin.clone(), "cycler1"),
+        2,
+        timing,
+    );
+    let identity = cycler.identify().await.unwrap();
+    assert_eq!(identity.channels, vec!["ch01", "ch02"]);
+    let channel = cycler.channels()[0].clone();
+    let test = CyclingTest {
+        key: "e1/cycle/1".into(),
+        cell_id: "cell-1".into(),
+        cycles_before: 0,
+        formulation: Vec::new(),
+        parameters: Vec::new(),
+        protocol: labloop_core::ChargeProtocol::equal_steps(
+            &[4.8, 5.2, 5.2, 4.16],
+            0.8,
+            labloop_core::CcCvFinish {
+                c_rate: 1.0,
+                cv_voltage_v: 3.6,
+            },
+        ),
+        discharge_c_rate: 4.0,
+        cycles: 20,
+    };
+    cycler.start(&channel, test.clone()).await.unwrap();
+    // Idempotent by key; another key on the busy channel is refused with BUSY.
+    cycler.start(&channel, test.clone()).await.unwrap();
+    let other = CyclingTest {
+        key: "e2/cycle/1".into(),
+        ..test.clone()
+    };
+    assert!(matches!(
+        cycler.start(&channel, other).await,
+        Err(DriverError::Busy { .. })
+    ));
+    let mut seen = Vec::new();
+    loop {
+        let batch = cycler
+            .records(&channel, seen.len() as u64 + 1)
+            .await
+            .unwrap();
+        seen.extend(batch.records);
+        if batch.finished {
+            break;
+        }
+    }
+    assert_eq!(seen.len(), 20);
+    assert!(seen.windows(2).all(|w| w[1].seq == w[0].seq + 1));
+    assert!(seen[19].record.discharge_capacity_ah < seen[0].record.discharge_capacity_ah);
+    cycler_plugin.shutdown().await;
+
+    let builder_script = dir.join("builder.py");
+    std::fs::write(
+        &builder_script,
+        format!(
+            r#"import sys
+sys.path.insert(0, {sdk:?})
+from labloop_plugin import Plugin, PluginError
+plugin = Plugin("robot", version="1")
+built = {{}}
+class Robot:
+    def handle(self, op):
+        if op["op"] == "identify":
+            return {{"model": "python crimper", "protocol": "1.1", "channels": []}}
+        if op["op"] == "build":
+            order = op["order"]
+            cell = built.setdefault(order["key"], "cell-%d" % (len(built) + 1))
+            return {{"cell_id": cell, "electrolyte_ul": order["electrolyte_ul"],
+                     "qc": {{"ocv_v": 3.1, "mass_g": 3.2, "crimp_ok": True}}}}
+        raise PluginError("BAD_COMMAND", "unknown op")
+plugin.cell_builder(Robot())
+plugin.run()
+"#,
+            sdk = repo().join("plugins/python").to_string_lossy()
+        ),
+    )
+    .unwrap();
+    let robot_plugin = std::sync::Arc::new(Plugin::new(config(
+        "robot",
+        vec![python(), builder_script.to_string_lossy().into_owned()],
+        &dir,
+    )));
+    let robot = RemoteCellBuilder::new(
+        labloop_plugin::PluginLink::new(robot_plugin.clone(), "robot1"),
+        Duration::from_secs(10),
+    );
+    assert_eq!(robot.identify().await.unwrap().model, "python crimper");
+    let order = CellOrder {
+        key: "e1/build/1".into(),
+        formulation: vec![("EC".into(), 0.3), ("EMC".into(), 0.7)],
+        parameters: Vec::new(),
+        electrolyte_ul: 70.0,
+        cathode: "NMC811".into(),
+        anode: "graphite".into(),
+        separator: "Celgard-2325".into(),
+    };
+    let cell = robot.build(order.clone()).await.unwrap();
+    assert_eq!(cell.cell_id, "cell-1");
+    assert!(cell.qc.crimp_ok);
+    assert_eq!(
+        robot.build(order).await.unwrap().cell_id,
+        "cell-1",
+        "idempotent by key"
+    );
+    robot_plugin.shutdown().await;
+}

@@ -142,6 +142,7 @@ pub async fn report(
         "experiments": crate::reads::experiment_views(store, campaign).await?,
         "capacity": crate::reads::capacity_curves(store, campaign).await?,
         "surrogate": crate::reads::surrogate_view(store, campaign).await?,
+        "ranking": crate::reads::ranking_view(store, campaign).await?,
         "generated_at": labloop_store::now_rfc3339(),
     });
     // `</` cannot end the data block early, `<!--` cannot open a comment in it.

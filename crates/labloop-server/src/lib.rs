@@ -92,6 +92,7 @@ pub fn router_with(store: Store, secure: bool) -> Router {
         .route("/api/campaigns/{id}/approvals", get(reads::approvals))
         .route("/api/campaigns/{id}/requests", get(reads::requests))
         .route("/api/campaigns/{id}/surrogate", get(reads::surrogate))
+        .route("/api/campaigns/{id}/ranking", get(reads::ranking))
         .route("/api/campaigns/{id}/instruments", get(reads::instruments))
         .route("/api/campaigns/{id}/events", get(live::events))
         .route("/api/campaigns/{id}/pause", post(actions::pause))

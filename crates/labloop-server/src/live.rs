@@ -176,7 +176,20 @@ async fn look(
             let data =
                 serde_json::json!({"experiment": e.id, "state": state.0, "channel": state.1});
             if matches!(state.0.as_str(), "failed" | "aborted") {
-                emit("alarm", data.clone());
+                // What happened: the last failed step's reason, where there is one.
+                let mut alarm = data.clone();
+                let failed = store
+                    .step_states(&e.id)
+                    .await?
+                    .into_iter()
+                    .filter(|(_, s)| s.state == "failed")
+                    .filter_map(|(step, s)| s.detail.map(|d| (step, d)))
+                    .next_back();
+                if let Some((step, reason)) = failed {
+                    alarm["step"] = serde_json::json!(step);
+                    alarm["reason"] = serde_json::json!(reason);
+                }
+                emit("alarm", alarm);
             }
             emit("state", data);
         }

@@ -26,6 +26,7 @@ Every route but /health, / and this document needs a token: `Authorization: Bear
         reads::approvals,
         reads::requests,
         reads::surrogate,
+        reads::ranking,
         reads::instruments,
         reads::queue,
         live::events,

@@ -26,6 +26,9 @@ pub(crate) struct ExperimentView {
     predicted_life: Option<f64>,
     sigma: Option<f64>,
     observed_life: Option<f64>,
+    /// The campaign's measured objective for this cell (a campaign whose objective is a step's
+    /// output, `campaign.objective.from`), when measured.
+    measured_objective: Option<f64>,
 }
 
 /// `GET /api/campaigns`.
@@ -69,6 +72,23 @@ pub(crate) async fn campaign_view(
 ) -> Result<serde_json::Value, labloop_store::StoreError> {
     let id = row.id.clone();
     let observations = store.observations(&id).await?;
+    let times: std::collections::BTreeMap<u32, String> =
+        store.round_times(&id).await?.into_iter().collect();
+    let (workflow, _) =
+        labloop_workflow::parse_stored(&row.workflow_yaml, row.workflow_bundle.as_deref(), &id);
+    let plan = workflow.as_ref().map(|w| {
+        serde_json::json!({
+            "max_rounds": w.stopping.max_rounds,
+            "batch_size": w.optimizer.batch_size,
+            "early_cycles": w.cycle_step().map(|c| c.cycles),
+            "objective": w.campaign.objective,
+            // Where each constant-current step starts and ends (the protocols' shape).
+            "soc_breakpoints": match &w.campaign.search_space {
+                labloop_workflow::SearchSpaceSpec::ChargeProtocol(p) => Some(p.soc_breakpoints.clone()),
+                _ => None,
+            },
+        })
+    });
     let rounds: Vec<serde_json::Value> = store
         .rounds(&id)
         .await?
@@ -85,6 +105,7 @@ pub(crate) async fn campaign_view(
                 "best_protocol": best.map(|o| o.protocol_label.clone()),
                 "best_predicted_life": best.map(|o| o.prediction.cycle_life),
                 "best_sigma": best.map(|o| o.prediction.sigma),
+                "started_at": times.get(&round),
             })
         })
         .collect();
@@ -96,6 +117,8 @@ pub(crate) async fn campaign_view(
         "records": store.count_records(&id).await?,
         "rounds": rounds,
         "owner": store.campaign_owner(&id).await?.map(|o| o.owner),
+        // What the campaign plans (rounds, batch, early window) and optimises, from its workflow.
+        "plan": plan,
         // Viewers and reports never see a credential the workflow (or its store URL) carried.
         "workflow_yaml": labloop_workflow::redact_secrets(&row.workflow_yaml),
     }))
@@ -119,6 +142,25 @@ pub(crate) async fn experiment_views(
     id: &str,
 ) -> Result<Vec<ExperimentView>, labloop_store::StoreError> {
     let observations = store.observations(id).await?;
+    let measured: std::collections::HashMap<String, f64> = match store.campaign(id).await? {
+        Some(row) => {
+            let (workflow, _) = labloop_workflow::parse_stored(
+                &row.workflow_yaml,
+                row.workflow_bundle.as_deref(),
+                id,
+            );
+            match workflow.filter(|w| w.campaign.objective.measured().is_some()) {
+                Some(w) => store
+                    .measured_observations(id, &w.campaign.objective.name)
+                    .await?
+                    .into_iter()
+                    .filter_map(|o| o.measurement.map(|(v, _)| (o.experiment_id, v)))
+                    .collect(),
+                None => Default::default(),
+            }
+        }
+        None => Default::default(),
+    };
     let views = store
         .experiments(id)
         .await?
@@ -129,6 +171,7 @@ pub(crate) async fn experiment_views(
                 predicted_life: o.map(|o| o.prediction.cycle_life),
                 sigma: o.map(|o| o.prediction.sigma),
                 observed_life: o.and_then(|o| o.observed.map(|(life, _)| life)),
+                measured_objective: measured.get(&e.id).copied(),
                 id: e.id,
                 round: e.round,
                 protocol: e.protocol_label,
@@ -229,6 +272,43 @@ pub(crate) async fn surrogate(
         ));
     };
     Ok(Json(value))
+}
+
+/// `GET /api/campaigns/{id}/ranking`: the candidates best first, as `labloop run` prints them
+/// (`{"round", "final", "best_probability", "ranking": [{"rank", "candidate_index", "protocol",
+/// "c_rates", "predicted_life", "sigma", "cells", "mean_predicted", "mean_observed", "censored",
+/// "at_least"}]}`, at most 100): the campaign's final ranking once it completed, else the latest
+/// round's; 404 before the first round ends.
+#[utoipa::path(get, path = "/api/campaigns/{id}/ranking", tag = "read", params(("id" = String, Path, description = "campaign id")), responses((status = 200, body = serde_json::Value), (status = 404, description = "no such campaign, or no round finished yet")))]
+pub(crate) async fn ranking(
+    State(state): State<AppState>,
+    caller: Caller,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    caller.require(READERS)?;
+    known_campaign(&state.store, &id).await?;
+    let Some(value) = ranking_view(&state.store, &id).await? else {
+        return Err(ApiError::refused(
+            axum::http::StatusCode::NOT_FOUND,
+            &format!("campaign `{id}` has no finished round yet"),
+        ));
+    };
+    Ok(Json(value))
+}
+
+/// The ranking of the latest snapshot (the final one once the campaign completed).
+pub(crate) async fn ranking_view(
+    store: &labloop_store::Store,
+    id: &str,
+) -> Result<Option<serde_json::Value>, labloop_store::StoreError> {
+    Ok(surrogate_view(store, id).await?.map(|s| {
+        serde_json::json!({
+            "round": s["round"],
+            "final": s.get("final").cloned().unwrap_or(serde_json::json!(false)),
+            "best_probability": s.get("best_probability").cloned().unwrap_or_default(),
+            "ranking": s.get("ranking").cloned().unwrap_or(serde_json::json!([])),
+        })
+    }))
 }
 
 /// The latest round's posterior snapshot with its round number, if a round has finished.

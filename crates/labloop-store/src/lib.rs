@@ -404,6 +404,23 @@ impl Store {
             .await
     }
 
+    /// When each round of a campaign was planned (RFC 3339), by round.
+    pub async fn round_times(&self, campaign: &str) -> Result<Vec<(u32, String)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT round, created_at FROM rounds WHERE campaign_id = $1 ORDER BY round",
+        )
+        .bind(campaign)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(db(format!("reading the round times of {campaign}")))?;
+        rows.iter()
+            .map(|r| {
+                let round: i64 = r.try_get(0).map_err(db("reading rounds"))?;
+                Ok((round as u32, r.try_get(1).map_err(db("reading rounds"))?))
+            })
+            .collect()
+    }
+
     /// The rounds of a campaign: (round, method, suggestion JSON).
     pub async fn rounds(&self, campaign: &str) -> Result<Vec<(u32, String, String)>, StoreError> {
         let rows = sqlx::query(

@@ -208,6 +208,15 @@ fn check_objective(c: &mut Checker<'_>, workflow: &Workflow) {
             format!("`{CYCLE_LIFE}` is the predicted or observed life: give a measured objective its own name"),
         ),
         (Some(_), Some((step, _))) => {
+            if !workflow.campaign.prior_data.is_empty() {
+                c.report(
+                    "campaign.prior_data",
+                    format!(
+                        "prior cells carry cycle lives, not `{}`: a campaign with a measured objective cannot start from them",
+                        objective.name
+                    ),
+                );
+            }
             let ids = workflow.step_ids();
             if !ids.iter().any(|id| id == step) {
                 c.report(
