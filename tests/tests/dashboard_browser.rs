@@ -390,6 +390,14 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
         "return document.getElementById('campaign-state').textContent === 'paused';",
         Duration::from_secs(60),
     );
+    // The pause is an alarm too: a banner says what happened and where.
+    browser.wait_for(
+        "the alarm banner",
+        "return !document.getElementById('banner').hidden;",
+        Duration::from_secs(20),
+    );
+    assert_eq!(browser.text("#banner-what"), "Campaign paused");
+    assert!(browser.text("#banner-text").contains("campaign fast-charge-clo"));
     let shot = dir.join("dashboard.png");
     browser.screenshot(&shot);
     let png = std::fs::read(&shot).unwrap();
