@@ -397,7 +397,11 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
         Duration::from_secs(20),
     );
     assert_eq!(browser.text("#banner-what"), "Campaign paused");
-    assert!(browser.text("#banner-text").contains("campaign fast-charge-clo"));
+    assert!(
+        browser
+            .text("#banner-text")
+            .contains("campaign fast-charge-clo")
+    );
     let shot = dir.join("dashboard.png");
     browser.screenshot(&shot);
     let png = std::fs::read(&shot).unwrap();

@@ -404,3 +404,78 @@ fn a_plugin_that_exits_at_once_stops_the_campaign_before_any_cell() {
     assert!(said.contains("exited before answering `hello`"), "{said}");
     assert!(said.contains("licence server unreachable"), "{said}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn labloop_killed_during_a_plugin_step_resumes_it_without_acting_twice() {
+    let Some(python) = python("sklearn") else {
+        return;
+    };
+    let dir = fresh_dir("plugins-labloop-killed");
+    let train = training_features(&python, &dir);
+    let db = dir.join("store.sqlite");
+    let url = format!("sqlite://{}", db.display());
+    let ledger = dir.join("ledger");
+    let journal = PathBuf::from(format!(
+        "{}.fast-charge-plugins.plugins.state/lab-tools/calls.jsonl",
+        db.display()
+    ));
+    let with_env = |c: &mut Command| {
+        c.env("SKLEARN_LIFE_TRAIN", &train)
+            .env("LAB_TOOLS_LEDGER", &ledger)
+            .env("LAB_TOOLS_EIS_SECONDS", "1.5");
+    };
+    // Kill labloop itself (SIGKILL) while a spectrum is being taken.
+    let mut first = labloop(&python);
+    first
+        .args([
+            "run",
+            "workflows/fast-charge-plugins.yaml",
+            "--store",
+            &url,
+            "--rounds",
+            "1",
+        ])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null());
+    with_env(&mut first);
+    let mut child = first.spawn().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(120);
+    let in_flight = loop {
+        assert!(Instant::now() < deadline, "no spectrum was begun");
+        if let Ok(text) = std::fs::read_to_string(&journal)
+            && let Some(line) = text.lines().find(|l| l.contains("\"begin\": true"))
+        {
+            let entry: serde_json::Value = serde_json::from_str(line).unwrap();
+            break entry["id"].as_str().unwrap().to_owned();
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    };
+    child.kill().unwrap();
+    child.wait().unwrap();
+    // The orphaned plugin finishes its call, journals the reply and exits on its closed pipes.
+    std::thread::sleep(Duration::from_secs(3));
+
+    let mut resume = labloop(&python);
+    resume.args(["resume", "fast-charge-plugins", "--store", &url, "--json"]);
+    with_env(&mut resume);
+    let result = json_result(&mut resume);
+    assert_eq!(result["cells"], 8, "{result}");
+    assert_eq!(result["failed"], 0, "{result}");
+    // The call in flight at the kill was asked again under its id and answered from the plugin's
+    // journal: every cell's spectrum was taken once.
+    let ledger = std::fs::read_to_string(&ledger).unwrap();
+    let ids: Vec<&str> = ledger
+        .lines()
+        .map(|l| l.split_whitespace().nth(2).unwrap())
+        .collect();
+    assert_eq!(ids.len(), 8, "{ledger}");
+    assert_eq!(
+        ids.iter().filter(|id| **id == in_flight).count(),
+        1,
+        "{ledger}"
+    );
+    assert!(
+        ids.iter().all(|id| id.ends_with("/eis/1")),
+        "no retries needed: {ledger}"
+    );
+}
