@@ -13,9 +13,11 @@ pub mod integral;
 pub mod limits;
 mod protocol;
 mod record;
+mod step;
 
 pub use campaign::CampaignState;
 pub use experiment::{ExperimentState, TransitionError};
 pub use ids::{CampaignId, ChannelId, ExperimentId};
 pub use protocol::{CcCvFinish, ChargeProtocol, ChargeStep, ProtocolSpaceError, StepProtocolSpace};
 pub use record::{CURVE_RISE_TOLERANCE_V, CycleRecord, DischargeCurve};
+pub use step::StepState;

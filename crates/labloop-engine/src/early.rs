@@ -66,7 +66,7 @@ pub async fn early_records(
         .step_states(experiment)
         .await?
         .into_values()
-        .filter(|s| s.state == "succeeded")
+        .filter(|s| s.state == labloop_core::StepState::Succeeded)
         .find_map(|s| {
             let outputs: Value = serde_json::from_str(s.detail.as_deref()?).ok()?;
             EarlyWindow::of_outputs(&outputs)

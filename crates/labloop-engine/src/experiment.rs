@@ -9,7 +9,7 @@ use crate::channels::Channel;
 use crate::context::Context;
 use crate::runner::EngineEvent;
 use crate::steps::{StepFailure, StepOutcome};
-use labloop_core::{ChargeProtocol, ExperimentState};
+use labloop_core::{ChargeProtocol, ExperimentState, StepState};
 use labloop_store::StoreError;
 use labloop_workflow::{OnFailure, StepAction, StepSpec, parse_duration};
 use std::collections::BTreeMap;
@@ -83,7 +83,7 @@ impl ExperimentRun {
         let statuses = store.step_states(&self.id).await?;
         let mut outputs = Outputs::new();
         for (step, status) in &statuses {
-            if status.state == "succeeded" || status.state == "skipped" {
+            if status.state.is_done() {
                 let value = status
                     .detail
                     .as_deref()
@@ -134,7 +134,7 @@ impl ExperimentRun {
             }
             let resumed = statuses
                 .get(&step_id)
-                .filter(|s| s.state == "started" || s.state == "waiting" || s.state == "failed")
+                .filter(|s| !s.state.is_done())
                 .cloned();
             match self
                 .run_step(spec, &step_id, resumed, channel.as_ref(), &mut outputs)
@@ -248,14 +248,14 @@ impl ExperimentRun {
         let timeout = spec.timeout.as_deref().and_then(|t| parse_duration(t).ok());
         // An attempt in flight at the crash goes on under its own key; after a failure, the next.
         let (mut attempt, mut in_flight) = match &resumed {
-            Some(s) if s.state == "failed" => (s.attempt + 1, false),
+            Some(s) if s.state == StepState::Failed => (s.attempt + 1, false),
             Some(s) => (s.attempt, true),
             None => (1, false),
         };
         loop {
             if !in_flight {
                 store
-                    .step_event(&self.id, step_id, attempt, "started", None)
+                    .step_event(&self.id, step_id, attempt, StepState::Started, None)
                     .await?;
             }
             let action = crate::steps::StepCall {
@@ -307,7 +307,7 @@ impl ExperimentRun {
                         &self.id,
                         step_id,
                         attempt,
-                        "failed",
+                        StepState::Failed,
                         Some("aborted by a person"),
                     )
                     .await?;
@@ -320,7 +320,7 @@ impl ExperimentRun {
                             &self.id,
                             step_id,
                             attempt,
-                            "succeeded",
+                            StepState::Succeeded,
                             Some(&value.to_string()),
                         )
                         .await?;
@@ -337,7 +337,7 @@ impl ExperimentRun {
                     };
                     let reason = format!("step `{step_id}` attempt {attempt}: {reason}");
                     store
-                        .step_event(&self.id, step_id, attempt, "failed", Some(&reason))
+                        .step_event(&self.id, step_id, attempt, StepState::Failed, Some(&reason))
                         .await?;
                     tracing::info!(experiment = %self.id, step = step_id, attempt, %reason, "step failed");
                     if let Some(ch) = channel {
@@ -362,7 +362,13 @@ impl ExperimentRun {
                         }
                         OnFailure::Skip => {
                             store
-                                .step_event(&self.id, step_id, attempt, "skipped", Some("null"))
+                                .step_event(
+                                    &self.id,
+                                    step_id,
+                                    attempt,
+                                    StepState::Skipped,
+                                    Some("null"),
+                                )
                                 .await?;
                             outputs.insert(step_id.to_owned(), serde_json::Value::Null);
                             StepEnd::Done

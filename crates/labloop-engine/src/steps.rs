@@ -364,7 +364,7 @@ impl StepCall<'_> {
                 &self.run.id,
                 self.step_id,
                 self.attempt,
-                "note",
+                labloop_core::StepState::Note,
                 Some(&note),
             )
             .await?;
@@ -492,7 +492,7 @@ impl StepCall<'_> {
                 &self.run.id,
                 self.step_id,
                 self.attempt,
-                "waiting",
+                labloop_core::StepState::Waiting,
                 Some(&text),
             )
             .await?;

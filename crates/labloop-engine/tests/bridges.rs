@@ -183,7 +183,7 @@ async fn a_stale_attempt_of_the_same_experiment_is_stopped_and_recorded() {
     assert_eq!(experiments[0].state, ExperimentState::Completed);
     let events = store.step_history(&experiments[0].id).await.unwrap();
     assert!(
-        events.iter().any(|(_, _, state, detail)| state == "note"
+        events.iter().any(|(_, _, state, detail)| *state == labloop_core::StepState::Note
             && detail.as_deref().is_some_and(|d| d.contains(
                 "stopped test fast-charge-clo/r0/000/cycle/0 left on cycler1/ch01 by this experiment"
             ))),

@@ -182,7 +182,7 @@ async fn look(
                     .step_states(&e.id)
                     .await?
                     .into_iter()
-                    .filter(|(_, s)| s.state == "failed")
+                    .filter(|(_, s)| s.state == labloop_core::StepState::Failed)
                     .filter_map(|(step, s)| s.detail.map(|d| (step, d)))
                     .next_back();
                 if let Some((step, reason)) = failed {

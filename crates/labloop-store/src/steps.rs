@@ -3,18 +3,27 @@
 
 use crate::experiments::{NewExperiment, insert_experiment};
 use crate::{Store, StoreError, db, now};
+use labloop_core::StepState;
 use sqlx::Row;
 use std::collections::BTreeMap;
 
 /// Where a step stands: the state and detail of its last event.
 #[derive(Clone, Debug, PartialEq)]
 pub struct StepStatus {
-    /// `started`, `succeeded`, `failed`, `skipped` or `waiting`.
-    pub state: String,
+    /// The state of its last event.
+    pub state: StepState,
     /// The attempt (from 1).
     pub attempt: u32,
     /// Outputs (JSON) of a success, the reason of a failure, the question of a wait.
     pub detail: Option<String>,
+}
+
+/// A stored step state; an unknown one is a corrupt row.
+fn step_state(name: &str) -> Result<StepState, StoreError> {
+    StepState::parse(name).ok_or_else(|| StoreError::Corrupt {
+        table: "step_events",
+        message: format!("unknown step state `{name}`"),
+    })
 }
 
 /// A person's answer to an `approve` step.
@@ -46,7 +55,7 @@ impl Store {
         experiment: &str,
         step: &str,
         attempt: u32,
-        state: &str,
+        state: StepState,
         detail: Option<&str>,
     ) -> Result<(), StoreError> {
         let mut tx = self.begin_write().await?;
@@ -67,7 +76,7 @@ impl Store {
         .bind(step)
         .bind(version + 1)
         .bind(i64::from(attempt))
-        .bind(state)
+        .bind(state.as_str())
         .bind(detail)
         .bind(now())
         .execute(&mut *tx)
@@ -80,7 +89,8 @@ impl Store {
             .map_err(db(format!("committing step {step} of {experiment}")))
     }
 
-    /// The last event of every step of an experiment that has one.
+    /// The last event of every step of an experiment that has one (notes aside: they annotate
+    /// an attempt without changing where the step stands).
     pub async fn step_states(
         &self,
         experiment: &str,
@@ -96,11 +106,18 @@ impl Store {
         for r in rows {
             let step: String = r.try_get(0).map_err(db("reading step_events"))?;
             let attempt: i64 = r.try_get(1).map_err(db("reading step_events"))?;
+            let state = step_state(
+                &r.try_get::<String, _>(2)
+                    .map_err(db("reading step_events"))?,
+            )?;
+            if state == StepState::Note {
+                continue;
+            }
             out.insert(
                 step,
                 StepStatus {
                     attempt: attempt as u32,
-                    state: r.try_get(2).map_err(db("reading step_events"))?,
+                    state,
                     detail: r.try_get(3).map_err(db("reading step_events"))?,
                 },
             );
@@ -112,7 +129,7 @@ impl Store {
     pub async fn step_history(
         &self,
         experiment: &str,
-    ) -> Result<Vec<(String, u32, String, Option<String>)>, StoreError> {
+    ) -> Result<Vec<(String, u32, StepState, Option<String>)>, StoreError> {
         let rows = sqlx::query(
             "SELECT step, attempt, state, detail FROM step_events WHERE experiment_id = $1 ORDER BY at, step, version",
         )
@@ -126,7 +143,10 @@ impl Store {
                 Ok((
                     r.try_get(0).map_err(db("reading step_events"))?,
                     attempt as u32,
-                    r.try_get(2).map_err(db("reading step_events"))?,
+                    step_state(
+                        &r.try_get::<String, _>(2)
+                            .map_err(db("reading step_events"))?,
+                    )?,
                     r.try_get(3).map_err(db("reading step_events"))?,
                 ))
             })
@@ -212,7 +232,7 @@ impl Store {
         let mut out = Vec::new();
         for r in rows {
             let state: String = r.try_get(3).map_err(db("reading step_events"))?;
-            if state == "waiting" {
+            if step_state(&state)? == StepState::Waiting {
                 out.push(PendingApproval {
                     experiment_id: r.try_get(0).map_err(db("reading step_events"))?,
                     step: r.try_get(1).map_err(db("reading step_events"))?,

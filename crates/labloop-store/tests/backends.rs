@@ -200,7 +200,13 @@ async fn suite(store: Store) {
     // Steps waiting for a person: pending until answered; the first answer stands.
     for (step, question) in [("release", "release cell-0?"), ("check", "looks fine?")] {
         store
-            .step_event(&e.id, step, 1, "waiting", Some(question))
+            .step_event(
+                &e.id,
+                step,
+                1,
+                labloop_core::StepState::Waiting,
+                Some(question),
+            )
             .await
             .unwrap();
     }
