@@ -217,6 +217,10 @@ fn validate_names_the_input_a_plugin_schema_rejects() {
     let path = workflow_copy(&dir, |t| {
         t.replace("amplitude_mv: 10", "amplitude_mv: 80")
             .replace("measurement: retention", "measurement: retension")
+            .replace(
+                "nominal_ah: 1.1",
+                "nominal_ah: ${{ steps.eis.outputs.r_ctt_ohm }}",
+            )
     });
     let out = labloop(&python)
         .arg("validate")
@@ -249,6 +253,10 @@ fn validate_names_the_input_a_plugin_schema_rejects() {
     );
     assert!(
         text.contains("offers no measurement `retension`; it offers: retention"),
+        "{text}"
+    );
+    assert!(
+        text.contains("experiment.steps[3].measure.with.nominal_ah: step `eis` declares no output `r_ctt_ohm`; it declares: points, r_ct_ohm, r_ohmic_ohm"),
         "{text}"
     );
     // The workflow as shipped validates, both plugins started.

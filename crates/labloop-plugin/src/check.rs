@@ -109,6 +109,57 @@ pub async fn check(workflow: &Workflow, plugins: &Plugins) -> Vec<Problem> {
             ));
         }
     }
+    // References to a plugin step's outputs (in `approve` messages and other steps' `with:`)
+    // must name outputs it declares.
+    let declared_outputs = |id: &str| -> Option<Vec<String>> {
+        let i = ids.iter().position(|s| s == id)?;
+        let op = match workflow.experiment.steps[i].action() {
+            StepAction::Run(r) => hellos
+                .get(r.plugin.as_str())?
+                .capabilities
+                .steps
+                .get(&r.step),
+            StepAction::Measure(m) => hellos
+                .get(m.plugin.as_str())?
+                .capabilities
+                .measurements
+                .get(&m.measurement),
+            _ => None,
+        }?;
+        Some(op.outputs.keys().cloned().collect())
+    };
+    for (i, step) in workflow.experiment.steps.iter().enumerate() {
+        let texts: Vec<(String, String)> = match step.action() {
+            StepAction::Approve(a) => vec![(
+                format!("experiment.steps[{i}].approve.message"),
+                a.message.clone(),
+            )],
+            StepAction::Run(r) => {
+                inputs_text(&format!("experiment.steps[{i}].run.with"), &r.inputs)
+            }
+            StepAction::Measure(m) => {
+                inputs_text(&format!("experiment.steps[{i}].measure.with"), &m.inputs)
+            }
+            _ => Vec::new(),
+        };
+        for (path, text) in texts {
+            for r in labloop_workflow::references(&text).unwrap_or_default() {
+                let parts: Vec<&str> = r.expr.split('.').collect();
+                if let ["steps", id, "outputs", name] = parts.as_slice()
+                    && let Some(outputs) = declared_outputs(id)
+                    && !outputs.iter().any(|o| o == name)
+                {
+                    problems.push((
+                        path.clone(),
+                        format!(
+                            "step `{id}` declares no output `{name}`; it declares: {}",
+                            outputs.join(", ")
+                        ),
+                    ));
+                }
+            }
+        }
+    }
     // A measured objective's output must be one its step declares.
     if let Some((step, output)) = workflow.campaign.objective.measured()
         && let Some(i) = ids.iter().position(|id| id == step)
@@ -142,6 +193,14 @@ pub async fn check(workflow: &Workflow, plugins: &Plugins) -> Vec<Problem> {
         }
     }
     problems
+}
+
+/// The string inputs of a step, each with its field path.
+fn inputs_text(path: &str, inputs: &BTreeMap<String, Value>) -> Vec<(String, String)> {
+    inputs
+        .iter()
+        .filter_map(|(k, v)| v.as_str().map(|s| (format!("{path}.{k}"), s.to_owned())))
+        .collect()
 }
 
 fn missing<'a>(
