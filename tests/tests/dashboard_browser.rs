@@ -209,6 +209,39 @@ fn free_port() -> u16 {
         .port()
 }
 
+/// Whether Debian's Chromium and ChromeDriver are there; without them a test skips, and fails
+/// under CI=true.
+fn browser_installed() -> bool {
+    if Path::new(CHROMIUM).exists() && Path::new(CHROMEDRIVER).exists() {
+        return true;
+    }
+    let message =
+        "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)";
+    assert!(std::env::var("CI").is_err(), "{message}");
+    eprintln!("skipped: {message}");
+    false
+}
+
+/// A chromedriver of the test's own (its log in `dir`), once it and the `labloop serve` on
+/// `port` both answer.
+fn chromedriver(dir: &Path, port: u16) -> (Killed, SocketAddr) {
+    let driver_port = free_port();
+    let process = Killed(spawn_logged(
+        Command::new(CHROMEDRIVER).arg(format!("--port={driver_port}")),
+        &dir.join("chromedriver.log"),
+    ));
+    let driver: SocketAddr = format!("127.0.0.1:{driver_port}").parse().unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while TcpStream::connect(driver).is_err() || TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            Instant::now() < deadline,
+            "chromedriver or labloop serve did not start"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    (process, driver)
+}
+
 fn token(store: &str, role: &str, name: &str) -> String {
     let out = succeeds(Command::new(labloop_bin()).args([
         "token", "create", "--store", store, "--role", role, "--name", name,
@@ -227,10 +260,7 @@ fn spawn_logged(command: &mut Command, log: &Path) -> Child {
 
 #[test]
 fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        let message = "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)";
-        assert!(std::env::var("CI").is_err(), "{message}");
-        eprintln!("skipped: {message}");
+    if !browser_installed() {
         return;
     }
     let dir = fresh_dir("dashboard-browser");
@@ -270,20 +300,7 @@ fn a_viewer_watches_live_and_an_operator_pauses_from_the_page() {
         ))
     };
     let mut server = serve("serve.log");
-    let driver_port = free_port();
-    let _driver = Killed(spawn_logged(
-        Command::new(CHROMEDRIVER).arg(format!("--port={driver_port}")),
-        &dir.join("chromedriver.log"),
-    ));
-    let driver: SocketAddr = format!("127.0.0.1:{driver_port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(driver).is_err() || TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver or labloop serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (_driver, driver) = chromedriver(&dir, port);
     // Wait for the campaign to exist before the page lists campaigns.
     let deadline = Instant::now() + Duration::from_secs(30);
     loop {
@@ -464,10 +481,7 @@ fn artifacts() -> std::path::PathBuf {
 
 #[test]
 fn the_page_shows_the_clis_recommendation_and_ranking_and_picks_out_a_protocol() {
-    if !Path::new(CHROMIUM).exists() || !Path::new(CHROMEDRIVER).exists() {
-        let message = "chromium and chromedriver are not installed (apt-get install chromium chromium-driver)";
-        assert!(std::env::var("CI").is_err(), "{message}");
-        eprintln!("skipped: {message}");
+    if !browser_installed() {
         return;
     }
     let dir = fresh_dir("dashboard-ranking");
@@ -498,20 +512,7 @@ fn the_page_shows_the_clis_recommendation_and_ranking_and_picks_out_a_protocol()
         ]),
         &dir.join("serve.log"),
     ));
-    let driver_port = free_port();
-    let _driver = Killed(spawn_logged(
-        Command::new(CHROMEDRIVER).arg(format!("--port={driver_port}")),
-        &dir.join("chromedriver.log"),
-    ));
-    let driver: SocketAddr = format!("127.0.0.1:{driver_port}").parse().unwrap();
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while TcpStream::connect(driver).is_err() || TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            Instant::now() < deadline,
-            "chromedriver or labloop serve did not start"
-        );
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    let (_driver, driver) = chromedriver(&dir, port);
     let browser = Browser::start(driver, &dir.join("profile"));
     browser.call(
         "POST",

@@ -3,8 +3,8 @@
 //! measurements whose declared JSON Schema accepts the workflow's inputs, models, instruments,
 //! and the output the objective is read from.
 
+use crate::Plugins;
 use crate::protocol::{Hello, Operation};
-use crate::{Plugins, protocol};
 use labloop_workflow::{DriverKind, InstrumentKind, StepAction, TransportSpec, Workflow};
 use serde_json::Value;
 use std::collections::BTreeMap;
@@ -278,11 +278,6 @@ fn dotted(pointer: &str) -> String {
             }
         })
         .collect()
-}
-
-/// Checks that a plugin's hello can be spoken with (for tests and tools).
-pub fn check_hello(hello: &Hello) -> Result<(), String> {
-    protocol::check_protocol(&hello.protocol)
 }
 
 #[cfg(test)]

@@ -265,13 +265,7 @@ pub(crate) async fn surrogate(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(READERS)?;
     known_campaign(&state.store, &id).await?;
-    let Some(value) = surrogate_view(&state.store, &id).await? else {
-        return Err(ApiError::refused(
-            axum::http::StatusCode::NOT_FOUND,
-            &format!("campaign `{id}` has no finished round yet"),
-        ));
-    };
-    Ok(Json(value))
+    after_first_round(surrogate_view(&state.store, &id).await?, &id)
 }
 
 /// `GET /api/campaigns/{id}/ranking`: the candidates best first, as `labloop run` prints them
@@ -287,13 +281,20 @@ pub(crate) async fn ranking(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     caller.require(READERS)?;
     known_campaign(&state.store, &id).await?;
-    let Some(value) = ranking_view(&state.store, &id).await? else {
-        return Err(ApiError::refused(
+    after_first_round(ranking_view(&state.store, &id).await?, &id)
+}
+
+/// A view that exists once a round has finished: 404 before.
+fn after_first_round(
+    view: Option<serde_json::Value>,
+    id: &str,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    view.map(Json).ok_or_else(|| {
+        ApiError::refused(
             axum::http::StatusCode::NOT_FOUND,
             &format!("campaign `{id}` has no finished round yet"),
-        ));
-    };
-    Ok(Json(value))
+        )
+    })
 }
 
 /// The ranking of the latest snapshot (the final one once the campaign completed).

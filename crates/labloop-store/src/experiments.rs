@@ -585,29 +585,6 @@ impl Store {
             })
             .collect()
     }
-
-    /// An experiment's measurements.
-    pub async fn measurements(&self, experiment: &str) -> Result<Vec<MeasurementRow>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT name, value, sigma, unit, source FROM measurements WHERE experiment_id = $1 ORDER BY name",
-        )
-        .bind(experiment)
-        .fetch_all(self.pool())
-        .await
-        .map_err(db(format!("reading the measurements of {experiment}")))?;
-        rows.iter()
-            .map(|r| {
-                let t = "measurements";
-                Ok(MeasurementRow {
-                    name: get(r, 0, t)?,
-                    value: get(r, 1, t)?,
-                    sigma: get(r, 2, t)?,
-                    unit: get(r, 3, t)?,
-                    source: get(r, 4, t)?,
-                })
-            })
-            .collect()
-    }
 }
 
 impl Store {

@@ -13,8 +13,8 @@ mod common;
 use common::{follow, free_port, harness, harness_state, tempdir, test, truth};
 use labloop_core::ChannelId;
 use labloop_drivers::{ChannelStatus, Cycler, DriverError};
+use labloop_vendors::PolledCycler;
 use labloop_vendors::arbin::{ArbinOptions, Cti};
-use labloop_vendors::{PolledCycler, PolledOptions};
 use std::path::Path;
 use std::time::Duration;
 use tokio::process::Child;
@@ -41,11 +41,7 @@ fn adapter(port: u16, password: &str, journal: &Path) -> PolledCycler<Cti> {
         nominal_capacity_ah: 1.1,
         reply_timeout: Duration::from_millis(500),
     };
-    let polled = PolledOptions {
-        poll_interval: Duration::from_millis(5),
-        wait: Duration::from_secs(2),
-        offline_after: Duration::from_secs(4),
-    };
+    let polled = common::polling();
     PolledCycler::new(
         "arbin1",
         4,

@@ -38,11 +38,7 @@ fn options(port: u16) -> (MaccorOptions, PolledOptions) {
             nominal_capacity_ah: 1.1,
             reply_timeout: Duration::from_millis(500),
         },
-        PolledOptions {
-            poll_interval: Duration::from_millis(5),
-            wait: Duration::from_secs(2),
-            offline_after: Duration::from_secs(4),
-        },
+        common::polling(),
     )
 }
 

@@ -10,8 +10,8 @@ mod common;
 use common::{follow, free_port, harness, harness_state, tempdir, test, truth};
 use labloop_core::ChannelId;
 use labloop_drivers::{ChannelStatus, Cycler, DriverError};
+use labloop_vendors::PolledCycler;
 use labloop_vendors::neware::{Bts, NewareOptions};
-use labloop_vendors::{PolledCycler, PolledOptions};
 use std::path::Path;
 use std::time::Duration;
 use tokio::process::Child;
@@ -38,11 +38,7 @@ fn adapter(port: u16, password: &str, steps: &Path, journal: &Path) -> PolledCyc
         max_current_a: Some(7.0),
         reply_timeout: Duration::from_millis(500),
     };
-    let polled = PolledOptions {
-        poll_interval: Duration::from_millis(5),
-        wait: Duration::from_secs(2),
-        offline_after: Duration::from_secs(4),
-    };
+    let polled = common::polling();
     PolledCycler::new("bts1", 4, Bts::new("bts1", options), polled, Some(journal))
         .expect("open the journal")
 }

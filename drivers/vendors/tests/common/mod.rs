@@ -57,6 +57,15 @@ pub fn clo_variables() -> Vec<(u32, labloop_workflow::VendorVariable)> {
 }
 
 /// A port nothing listens on.
+/// How the tests poll a harness: often, with short bounds, so faults show within seconds.
+pub fn polling() -> labloop_vendors::PolledOptions {
+    labloop_vendors::PolledOptions {
+        poll_interval: Duration::from_millis(5),
+        wait: Duration::from_secs(2),
+        offline_after: Duration::from_secs(4),
+    }
+}
+
 pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .and_then(|l| l.local_addr())
