@@ -189,19 +189,15 @@ async fn run(
                     continue;
                 };
                 let batch = batch?;
-                let fresh: Vec<_> = batch
-                    .records
-                    .iter()
-                    .map(|t| (t.seq, t.record.clone()))
-                    .collect();
-                if let Some(&(last, _)) = fresh.last() {
+                let fresh = batch.records;
+                if let Some(last) = fresh.last().map(|t| t.seq) {
                     store.append_records(&experiment, &fresh).await?;
                     let stored = Instant::now();
                     stored_count
                         .fetch_add(fresh.len() as u64, std::sync::atomic::Ordering::Relaxed);
                     let published = published.lock().expect("published lock");
-                    for (seq, _) in &fresh {
-                        if let Some(at) = published.get(&(local.clone(), *seq)) {
+                    for t in &fresh {
+                        if let Some(at) = published.get(&(local.clone(), t.seq)) {
                             latencies.push(stored.duration_since(*at).as_secs_f64() * 1e3);
                         }
                     }

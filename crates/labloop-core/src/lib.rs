@@ -19,5 +19,5 @@ pub use campaign::CampaignState;
 pub use experiment::{ExperimentState, TransitionError};
 pub use ids::{CampaignId, ChannelId, ExperimentId};
 pub use protocol::{CcCvFinish, ChargeProtocol, ChargeStep, ProtocolSpaceError, StepProtocolSpace};
-pub use record::{CURVE_RISE_TOLERANCE_V, CycleRecord, DischargeCurve};
+pub use record::{CURVE_RISE_TOLERANCE_V, CycleRecord, DischargeCurve, Telemetry};
 pub use step::StepState;

@@ -202,3 +202,15 @@ mod tests {
         assert!(DischargeCurve::default().capacity_at(&[3.0])[0].is_nan());
     }
 }
+
+/// A cycle record with its channel's sequence number, which counts from 1 without gaps for each
+/// test so the receiver can detect losses and duplicates and ask for a replay. The one shape of a
+/// record on the wire, in the drivers, the engine and the store.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Telemetry {
+    /// Per-channel sequence number, starting at 1 for each test.
+    #[serde(deserialize_with = "crate::integral::u64_lenient")]
+    pub seq: u64,
+    /// The measurement.
+    pub record: CycleRecord,
+}

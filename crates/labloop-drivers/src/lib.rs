@@ -17,7 +17,7 @@ pub mod serial;
 pub mod wire;
 
 use async_trait::async_trait;
-use labloop_core::{ChannelId, ChargeProtocol, CycleRecord};
+use labloop_core::{ChannelId, ChargeProtocol};
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
@@ -101,15 +101,7 @@ pub struct DesignParameter {
     pub max: Option<f64>,
 }
 
-/// A cycle record with the channel's sequence number, which counts from 1 without gaps so the receiver
-/// can detect losses and duplicates and ask for a replay.
-#[derive(Clone, Debug, PartialEq)]
-pub struct Telemetry {
-    /// Per-channel sequence number, starting at 1 for each test.
-    pub seq: u64,
-    /// The measurement.
-    pub record: CycleRecord,
-}
+pub use labloop_core::Telemetry;
 
 /// Records returned by [`Cycler::records`].
 #[derive(Clone, Debug, Default, PartialEq)]

@@ -158,10 +158,7 @@ impl<L: CommandLink> Cycler for LinkCycler<L> {
                 .skip_while(|r| r.seq < from_seq)
                 .zip(from_seq..)
                 .take_while(|(r, expected)| r.seq == *expected)
-                .map(|(r, _)| Telemetry {
-                    seq: r.seq,
-                    record: r.record,
-                })
+                .map(|(r, _)| r)
                 .collect();
             let next = from_seq + records.len() as u64;
             let finished = reply.end_seq.is_some_and(|end| next > end);

@@ -4,7 +4,7 @@
 //! [`WireError`] naming where it came from.
 
 use crate::{ChannelStatus, CyclingTest, DriverError};
-use labloop_core::{ChannelId, CycleRecord};
+use labloop_core::{ChannelId, CycleRecord, Telemetry};
 use serde::{Deserialize, Serialize};
 
 /// Protocol version carried in `status` messages and `identify` replies; a driver refuses an
@@ -108,7 +108,7 @@ pub struct DataReply {
     /// The idempotency key of the test on the channel (none: no test was ever loaded).
     pub test_key: Option<String>,
     /// Records with their `seq`, in order, from the one asked for.
-    pub records: Vec<SeqRecord>,
+    pub records: Vec<Telemetry>,
     /// Set once the test has ended: its last `seq` (0 when it produced none).
     #[serde(
         default,
@@ -138,16 +138,6 @@ pub fn check_record(record: &CycleRecord) -> Result<(), String> {
         Some(curve) => curve.check_shape(),
         None => Ok(()),
     }
-}
-
-/// One record and its sequence number. Unknown fields are ignored.
-#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
-pub struct SeqRecord {
-    /// Per-test sequence number, from 1.
-    #[serde(deserialize_with = "labloop_core::integral::u64_lenient")]
-    pub seq: u64,
-    /// The measurement.
-    pub record: CycleRecord,
 }
 
 /// The result of [`Op::Status`] as JSON (`{"state": "running", "cycle": 17}`, ...); an instrument

@@ -1,15 +1,16 @@
 //! What every experiment of a campaign shares: the workflow, the store, the instruments and their
-//! locks, the predictor, the clock, and the pause signal.
+//! locks, the predictor, the clock, and the halt signal.
 
 use crate::channels::ChannelPool;
-use crate::experiment::wall_time;
-use crate::runner::{EngineEvent, RunnerOptions};
+use crate::events::{EngineEvent, RunnerOptions};
+use crate::halt::HaltSignal;
+use crate::instruments::Instruments;
 use labloop_drivers::CellBuilder;
 use labloop_predict::Predictor;
 use labloop_store::Store;
 use labloop_workflow::Workflow;
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc::UnboundedSender, watch};
 
@@ -29,16 +30,10 @@ pub(crate) struct Context {
     pub plugins: labloop_plugin::Plugins,
     pub events: Option<UnboundedSender<EngineEvent>>,
     pub options: RunnerOptions,
-    /// True once the campaign is pausing.
-    pub pause: watch::Receiver<bool>,
-    pub pause_tx: watch::Sender<bool>,
-    pub pause_reason: Mutex<Option<String>>,
+    /// Set once the campaign pauses or aborts: no new step starts.
+    pub halt: HaltSignal,
     /// Experiments a person asked to abort (the API): their running step stops at once.
     pub cancelled: watch::Sender<std::collections::BTreeSet<String>>,
-    /// Whether a person aborted the whole campaign (it ends `aborted`, not `paused`).
-    pub campaign_aborted: std::sync::atomic::AtomicBool,
-    /// Whether a person paused the campaign through a request.
-    pub paused_by_request: std::sync::atomic::AtomicBool,
     /// Instrument seconds per wall-clock second (simulated instruments run fast).
     pub time_scale: f64,
     /// Each step's id, and the order steps run in.
@@ -47,6 +42,59 @@ pub(crate) struct Context {
 }
 
 impl Context {
+    /// The context of a campaign run on `instruments` with `predictor`, halted by `halt`.
+    pub fn new(
+        workflow: &Workflow,
+        store: &Store,
+        instruments: &Instruments,
+        predictor: &Arc<dyn Predictor + Send + Sync>,
+        events: Option<UnboundedSender<EngineEvent>>,
+        options: RunnerOptions,
+        halt: HaltSignal,
+    ) -> Self {
+        // The slowest simulated clock sets the campaign's (real instruments run at 1).
+        let time_scale = workflow
+            .instruments
+            .iter()
+            .map(|i| i.clock_acceleration)
+            .fold(f64::INFINITY, f64::min)
+            .clamp(1.0, 1e12);
+        Self {
+            channels: ChannelPool::new(&instruments.cyclers),
+            builders: instruments
+                .builders
+                .iter()
+                .map(|b| (b.name().to_owned(), Arc::clone(b)))
+                .collect(),
+            locks: workflow
+                .instruments
+                .iter()
+                .map(|i| {
+                    (
+                        i.name.clone(),
+                        Arc::new(Semaphore::new(i.channels as usize)),
+                    )
+                })
+                .collect(),
+            safety: workflow
+                .instruments
+                .iter()
+                .map(|i| (i.name.clone(), crate::safety::Interlock::of(i)))
+                .collect(),
+            predictor: Arc::clone(predictor),
+            plugins: instruments.plugins.clone(),
+            events,
+            options,
+            halt,
+            cancelled: watch::channel(Default::default()).0,
+            time_scale,
+            order: workflow.run_order(),
+            step_ids: workflow.step_ids(),
+            store: store.clone(),
+            workflow: workflow.clone(),
+        }
+    }
+
     pub fn emit(&self, event: EngineEvent) {
         if let Some(tx) = &self.events {
             let _ = tx.send(event);
@@ -97,13 +145,9 @@ impl Context {
     pub fn is_cancelled(&self, experiment: &str) -> bool {
         self.cancelled.borrow().contains(experiment)
     }
+}
 
-    /// Pauses the whole campaign (a step's `on_failure: pause_campaign`).
-    pub fn request_pause(&self, reason: &str) {
-        self.pause_reason
-            .lock()
-            .expect("pause lock")
-            .get_or_insert_with(|| reason.to_owned());
-        let _ = self.pause_tx.send(true);
-    }
+/// Wall-clock time for `simulated_s` seconds of instrument time.
+pub(crate) fn wall_time(simulated_s: f64, time_scale: f64) -> Duration {
+    Duration::from_secs_f64((simulated_s / time_scale.max(f64::MIN_POSITIVE)).clamp(0.0, 1e9))
 }

@@ -6,31 +6,14 @@
 
 use crate::EngineError;
 use crate::channels::Channel;
-use crate::context::Context;
-use crate::runner::EngineEvent;
-use crate::steps::{StepFailure, StepOutcome};
-use labloop_core::{ChargeProtocol, ExperimentState, StepState};
+use crate::events::EngineEvent;
+use crate::subject::{ExperimentRun, Outputs};
+use crate::subject::{StepFailure, StepOutcome};
+use labloop_core::{ExperimentState, StepState};
 use labloop_store::StoreError;
 use labloop_workflow::{OnFailure, StepAction, StepSpec, parse_duration};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
-use tokio::sync::oneshot;
-
-/// What one experiment runs.
-pub(crate) struct ExperimentRun {
-    pub id: String,
-    pub cell_id: String,
-    pub label: String,
-    pub protocol: ChargeProtocol,
-    pub formulation: Vec<(String, f64)>,
-    pub parameters: Vec<labloop_drivers::DesignParameter>,
-    pub ctx: Arc<Context>,
-    /// Told once the experiment has its objective (predicted, observed) or has ended.
-    pub observed: Option<oneshot::Sender<()>>,
-    /// The channel it held before a restart, if any.
-    pub channel_hint: Option<String>,
-}
 
 /// How an experiment's run ended in this process.
 pub(crate) enum RunEnd {
@@ -39,9 +22,6 @@ pub(crate) enum RunEnd {
     /// The campaign is pausing; the experiment's steps go on after `labloop resume`.
     Paused,
 }
-
-/// What the steps of the running experiment have produced, by step id.
-pub(crate) type Outputs = BTreeMap<String, serde_json::Value>;
 
 impl ExperimentRun {
     fn signal_observed(&mut self) {
@@ -258,7 +238,7 @@ impl ExperimentRun {
                     .step_event(&self.id, step_id, attempt, StepState::Started, None)
                     .await?;
             }
-            let action = crate::steps::StepCall {
+            let action = crate::subject::StepCall {
                 run: self,
                 step_id,
                 attempt,
@@ -294,11 +274,10 @@ impl ExperimentRun {
                     None => work.await,
                 }
             };
-            let mut pause = ctx.pause.clone();
             // `None`: a person aborted the experiment.
             let result = tokio::select! {
                 r = limited => Some(r),
-                _ = pause.wait_for(|p| *p) => Some(Err(StepFailure::Paused)),
+                () = ctx.halt.halted() => Some(Err(StepFailure::Paused)),
                 () = ctx.cancelled(&self.id) => None,
             };
             let Some(result) = result else {
@@ -347,10 +326,9 @@ impl ExperimentRun {
                         && (attempt <= spec.retries || spec.on_failure == OnFailure::Retry);
                     if retry {
                         let wait = (backoff * 2f64.powi(attempt.min(30) as i32 - 1)).min(3600.0);
-                        let mut pause = ctx.pause.clone();
                         tokio::select! {
                             _ = tokio::time::sleep(ctx.wall(wait)) => {}
-                            _ = pause.wait_for(|p| *p) => return Ok(StepEnd::Paused),
+                            () = ctx.halt.halted() => return Ok(StepEnd::Paused),
                         }
                         attempt += 1;
                         continue;
@@ -374,7 +352,7 @@ impl ExperimentRun {
                             StepEnd::Done
                         }
                         OnFailure::PauseCampaign => {
-                            ctx.request_pause(&reason);
+                            ctx.halt.pause(&reason, false);
                             StepEnd::Paused
                         }
                         OnFailure::AbortExperiment | OnFailure::Retry => StepEnd::Aborted(reason),
@@ -398,9 +376,4 @@ impl From<StoreError> for StepFailure {
     fn from(e: StoreError) -> Self {
         Self::Store(e)
     }
-}
-
-/// Wall-clock time for `simulated_s` seconds of instrument time.
-pub(crate) fn wall_time(simulated_s: f64, time_scale: f64) -> Duration {
-    Duration::from_secs_f64((simulated_s / time_scale.max(f64::MIN_POSITIVE)).clamp(0.0, 1e9))
 }

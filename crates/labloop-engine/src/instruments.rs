@@ -4,12 +4,13 @@
 //! queue-served cell builders. One
 //! factory for `labloop run`, `resume` and the benchmarks.
 
-use crate::{EngineError, Instruments, QueueCellBuilder};
+use crate::{EngineError, QueueCellBuilder};
 use labloop_drivers::broker::{BrokerAddress, TlsFiles};
 use labloop_drivers::link_cycler::{LinkCycler, PollTiming};
 use labloop_drivers::mqtt::{MqttCycler, MqttOptionsExt};
 use labloop_drivers::remote::RemoteCellBuilder;
 use labloop_drivers::serial::{SerialCycler, SerialLink, SerialOptions};
+use labloop_drivers::{CellBuilder, Cycler};
 use labloop_plugin::PluginLink;
 use labloop_sim::{SimCellBuilder, SimClock, SimCycler};
 use labloop_vendors::PolledCycler;
@@ -80,11 +81,21 @@ fn build_patience(inst: &InstrumentSpec) -> std::time::Duration {
     std::time::Duration::from_secs_f64((1800.0 / inst.clock_acceleration.max(1.0)).max(2.0))
 }
 
-/// Where a campaign's plugins keep their state and their log, beside the store.
-pub fn plugin_files(store_url: &str, campaign: &str) -> (std::path::PathBuf, std::path::PathBuf) {
-    let journal = journal_beside_store(store_url, campaign, "plugins", "state");
-    let base = journal.with_extension("");
-    (base.clone(), base.with_extension("log"))
+/// The workflow's plugins, started in `folder` (the workflow's), keeping their state and their
+/// log beside the store.
+pub fn plugins(
+    workflow: &Workflow,
+    store_url: &str,
+    folder: &std::path::Path,
+) -> Result<labloop_plugin::Plugins, EngineError> {
+    let journal = journal_beside_store(store_url, &workflow.campaign.name, "plugins", "state");
+    let state = journal.with_extension("");
+    let log = state.with_extension("log");
+    if let Some(parent) = log.parent().filter(|p| !p.as_os_str().is_empty()) {
+        std::fs::create_dir_all(parent)
+            .map_err(|e| EngineError::Workflow(format!("creating {}: {e}", parent.display())))?;
+    }
+    labloop_plugin::Plugins::of(workflow, folder, &state, Some(log)).map_err(EngineError::Workflow)
 }
 
 /// How a cycler a plugin drives is polled.
@@ -268,4 +279,15 @@ pub fn build(
         }
     }
     Ok((out, sims))
+}
+
+/// The instruments a campaign runs on.
+#[derive(Clone, Default)]
+pub struct Instruments {
+    /// Battery cyclers.
+    pub cyclers: Vec<Arc<dyn Cycler>>,
+    /// Cell-assembly robots, by name.
+    pub builders: Vec<Arc<dyn CellBuilder>>,
+    /// The workflow's plugins (its steps', models' and instruments'), started on first use.
+    pub plugins: labloop_plugin::Plugins,
 }

@@ -9,32 +9,43 @@
 //! The engine knows instruments only through [`labloop_drivers::Cycler`], lifetimes only through
 //! [`labloop_predict::Predictor`], and suggestions only through [`labloop_optimize`].
 
+// Layers, each using only those above it: what is shared (events, halt, context, subject),
+// what one experiment does (steps, plugin_steps, experiment), what a round needs (objective,
+// planning, adaptation), and the loop (checks, runner).
 mod adaptation;
 mod channels;
+mod checks;
 mod context;
 mod design;
 pub mod early;
+mod events;
 mod experiment;
+mod halt;
 pub mod instruments;
+mod models;
+mod objective;
+pub mod optimizer_settings;
 mod ownership;
+mod planning;
 mod plugin_steps;
 pub mod prior;
 mod queue_builder;
 mod remote;
 mod runner;
 pub mod safety;
-pub use remote::POLL as REQUEST_POLL;
-pub mod optimizer_settings;
 mod steps;
+mod subject;
 pub mod training;
 
+pub use checks::PLUGIN_HEALTH_PATIENCE;
 pub use design::Candidates;
+pub use events::{CampaignResult, EngineEvent, RankedProtocol, RunnerOptions};
+pub use instruments::Instruments;
+pub use models::{load_predictor, resolve_model, workflow_predictor};
 pub use ownership::{Ownership, this_process};
 pub use queue_builder::QueueCellBuilder;
-pub use runner::{
-    CampaignResult, CampaignRunner, EngineEvent, Instruments, RankedProtocol, RunnerOptions,
-    load_predictor, resolve_model,
-};
+pub use remote::{POLL as REQUEST_POLL, wait_for_resume};
+pub use runner::CampaignRunner;
 
 /// What can stop a campaign, saying where.
 #[derive(Debug, thiserror::Error)]

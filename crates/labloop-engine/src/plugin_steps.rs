@@ -4,7 +4,7 @@
 //! attempt resumed after a crash of labloop asks again under the same id and a persistent plugin
 //! answers without acting twice; a plugin that keeps nothing is never asked again to act.
 
-use crate::steps::{StepCall, StepFailure, StepOutcome};
+use crate::subject::{StepCall, StepFailure, StepOutcome};
 use labloop_core::ExperimentState;
 use labloop_plugin::{Operation, model_params, prediction_of};
 use labloop_predict::EarlyData;

@@ -4,7 +4,6 @@
 use crate::context::Context;
 use labloop_store::{CampaignRequest, RequestAction};
 use std::sync::Arc;
-use std::sync::atomic::Ordering;
 use std::time::Duration;
 
 /// How often the engine looks for requests.
@@ -39,12 +38,12 @@ fn act(ctx: &Context, request: &CampaignRequest) {
     tracing::info!(request = %request.id, action = request.action.as_str(), %who, "request");
     match request.action {
         RequestAction::Pause => {
-            ctx.paused_by_request.store(true, Ordering::SeqCst);
-            ctx.request_pause(&format!("paused by {who} ({})", request.id));
+            ctx.halt
+                .pause(&format!("paused by {who} ({})", request.id), true);
         }
         RequestAction::Abort => {
-            ctx.campaign_aborted.store(true, Ordering::SeqCst);
-            ctx.request_pause(&format!("aborted by {who} ({})", request.id));
+            ctx.halt
+                .abort(&format!("aborted by {who} ({})", request.id));
         }
         RequestAction::AbortExperiment => {
             if let Some(experiment) = &request.experiment_id {
@@ -54,5 +53,23 @@ fn act(ctx: &Context, request: &CampaignRequest) {
             }
         }
         RequestAction::Resume => {}
+    }
+}
+
+/// Waits until someone asks (through the store) to resume `campaign` — one paused by a person's
+/// request — and marks the request handled.
+pub async fn wait_for_resume(
+    store: &labloop_store::Store,
+    campaign: &str,
+) -> Result<(), labloop_store::StoreError> {
+    loop {
+        for request in store.requests(campaign, true).await? {
+            if request.action == RequestAction::Resume {
+                store.handled(&request.id).await?;
+                tracing::info!(request = %request.id, by = %request.requested_by, "resume request");
+                return Ok(());
+            }
+        }
+        tokio::time::sleep(POLL).await;
     }
 }

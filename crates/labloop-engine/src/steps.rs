@@ -3,9 +3,9 @@
 
 use crate::channels::Channel;
 use crate::early::EarlyWindow;
-use crate::experiment::{ExperimentRun, Outputs};
-use crate::runner::EngineEvent;
-use labloop_core::{CcCvFinish, ChargeProtocol, CycleRecord, ExperimentState};
+use crate::events::EngineEvent;
+use crate::subject::{StepCall, StepFailure, StepOutcome};
+use labloop_core::{CcCvFinish, ChargeProtocol, CycleRecord, ExperimentState, Telemetry};
 use labloop_drivers::{CellOrder, CyclingTest, DriverError};
 use labloop_predict::{EarlyData, FeatureSet, Prediction, Predictor};
 use labloop_store::{PredictionRow, StoreError};
@@ -13,53 +13,7 @@ use labloop_workflow::{StepAction, StepSpec, interpolate, parse_duration};
 use serde_json::{Value, json};
 use std::time::Duration;
 
-/// A step's outputs (JSON object), offered to later steps as `steps.<id>.outputs.<name>`.
-pub(crate) struct StepOutcome(pub Value);
-
-/// Why a step attempt did not succeed.
-pub(crate) enum StepFailure {
-    /// The attempt failed; the step's policy decides what follows.
-    Failed(String),
-    /// A safety interlock tripped: the cell is suspect, so the step is never retried on it.
-    Unsafe(String),
-    /// The campaign is pausing.
-    Paused,
-    /// The store failed: the engine cannot go on safely.
-    Store(StoreError),
-}
-
-impl From<DriverError> for StepFailure {
-    fn from(e: DriverError) -> Self {
-        Self::Failed(e.to_string())
-    }
-}
-
-/// One attempt of one step.
-pub(crate) struct StepCall<'a> {
-    pub run: &'a ExperimentRun,
-    pub step_id: &'a str,
-    pub attempt: u32,
-    /// The attempt was under way when labloop last stopped (this is a resume of it).
-    pub resumed_in_flight: bool,
-    pub channel: Option<&'a Channel>,
-    pub outputs: &'a Outputs,
-}
-
 impl StepCall<'_> {
-    /// The idempotency key of this attempt: `<experiment>/<step>/<attempt>` ([`experiment_of`]
-    /// reads it back).
-    pub(crate) fn key(&self) -> String {
-        format!("{}/{}/{}", self.run.id, self.step_id, self.attempt)
-    }
-
-    /// The cell: built by a `build_cell` step, or the experiment's own.
-    pub(crate) fn cell_id(&self) -> String {
-        self.outputs
-            .values()
-            .find_map(|v| v.get("cell_id").and_then(Value::as_str).map(str::to_owned))
-            .unwrap_or_else(|| self.run.cell_id.clone())
-    }
-
     /// Cycles the cell had in earlier channel steps.
     fn cycles_before(&self) -> u32 {
         self.outputs
@@ -264,17 +218,17 @@ impl StepCall<'_> {
                     channel.id, ctx.options.record_timeout
                 ))
             })??;
-            let fresh: Vec<(u64, CycleRecord)> = batch
+            let fresh: Vec<Telemetry> = batch
                 .records
                 .iter()
                 .filter(|t| t.seq >= next_seq && t.seq <= u64::from(cycles))
                 .map(|t| {
-                    let mut r = t.record.clone();
-                    r.cycle = before + t.seq as u32;
-                    (t.seq, r)
+                    let mut t = t.clone();
+                    t.record.cycle = before + t.seq as u32;
+                    t
                 })
                 .collect();
-            if let Some(&(seq, _)) = fresh.last() {
+            if let Some(seq) = fresh.last().map(|t| t.seq) {
                 // Stored before the next request acknowledges it.
                 store.append_records(&self.run.id, &fresh).await?;
                 next_seq = seq + 1;
@@ -282,7 +236,7 @@ impl StepCall<'_> {
                     experiment: self.run.id.clone(),
                     records: fresh.len(),
                 });
-                for (_, r) in fresh {
+                for Telemetry { record: r, .. } in fresh {
                     if let Some(why) = interlock.violation(channel.cycler.name(), &r) {
                         // The record is stored; only this channel's test stops.
                         let stopped = channel.cycler.stop(&channel.id).await;

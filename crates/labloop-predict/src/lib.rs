@@ -12,16 +12,19 @@
 //! Pure computation: no async, no database, no network. The only file access is [`severson`]'s
 //! reader of the published data, used when training.
 
+pub mod capacity;
 pub mod compute;
 pub mod domain;
 pub mod features;
 pub mod life;
 mod model;
 pub mod neural;
+pub mod procedure;
 pub mod severson;
 pub mod shift;
 pub mod train;
 
+pub use capacity::CapacitySource;
 pub use compute::{Backend, Compute};
 pub use domain::{Adaptation, Domain, DomainCheck, Trust, out_of_domain_reason};
 pub use features::{

@@ -39,6 +39,13 @@ pub trait Predictor {
 
     /// The model as a file, to adapt or to save; `None` for predictors that are not one.
     fn model_file(&self) -> Option<ModelFile>;
+
+    /// Which discharge capacities the model's capacity features (`qd_…`) were trained on; `None`
+    /// when it reads none or does not say. A campaign's cyclers record their own
+    /// ([`crate::CapacitySource::Cycler`]).
+    fn capacities_trained_on(&self) -> Option<crate::CapacitySource> {
+        None
+    }
 }
 
 /// Identifies the file format.
@@ -81,6 +88,10 @@ pub struct LinearModel {
     /// Training domain, batch spread and adaptation (absent in files from before the field).
     #[serde(default)]
     pub trust: Option<Trust>,
+    /// Which discharge capacities the model was trained on (absent in files from before the field:
+    /// [`Predictor::capacities_trained_on`] then reads the provenance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacities: Option<crate::CapacitySource>,
 }
 
 /// A model file that does not hold together, naming the file.
@@ -224,6 +235,10 @@ impl Predictor for LinearModel {
     fn model_file(&self) -> Option<ModelFile> {
         Some(ModelFile::Linear(self.clone()))
     }
+
+    fn capacities_trained_on(&self) -> Option<crate::CapacitySource> {
+        crate::capacity::trained_on(&self.features, self.capacities, &self.trained_on)
+    }
 }
 
 /// The models that ship with labloop, trained on the Severson et al. training cells by
@@ -320,6 +335,14 @@ impl ModelFile {
         match self {
             Self::Linear(m) => &m.feature_definition,
             Self::Neural(m) => &m.feature_definition,
+        }
+    }
+
+    /// Which discharge capacities the model's capacity features were trained on, to record.
+    pub fn capacities_mut(&mut self) -> &mut Option<crate::CapacitySource> {
+        match self {
+            Self::Linear(m) => &mut m.capacities,
+            Self::Neural(m) => &mut m.capacities,
         }
     }
 

@@ -71,6 +71,10 @@ pub struct NeuralModel {
     /// Training domain, batch spread and adaptation (absent in files from before the field).
     #[serde(default)]
     pub trust: Option<Trust>,
+    /// Which discharge capacities the model was trained on (absent in files from before the field:
+    /// [`Predictor::capacities_trained_on`] then reads the provenance).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capacities: Option<crate::CapacitySource>,
 }
 
 /// How to train a [`NeuralModel`].
@@ -216,6 +220,7 @@ pub fn fit_neural(
         trained_on: options.trained_on.clone(),
         training_data_sha256: crate::train::training_hash(cells, &options.features),
         trust: Some(Trust::new(Domain::of(&options.features, &x))),
+        capacities: None,
     })
 }
 
@@ -478,6 +483,10 @@ impl Predictor for NeuralModel {
 
     fn model_file(&self) -> Option<crate::ModelFile> {
         Some(crate::ModelFile::Neural(self.clone()))
+    }
+
+    fn capacities_trained_on(&self) -> Option<crate::CapacitySource> {
+        crate::capacity::trained_on(&self.features, self.capacities, &self.trained_on)
     }
 }
 

@@ -277,6 +277,7 @@ fn fit_once(
         feature_definition: FEATURE_DEFINITION.to_owned(),
         training_data_sha256: String::new(),
         trust: None,
+        capacities: None,
     })
 }
 

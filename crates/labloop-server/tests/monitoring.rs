@@ -4,11 +4,19 @@
 mod common;
 
 use common::{bearer, call};
-use labloop_core::{CycleRecord, ExperimentState};
+use labloop_core::{CycleRecord, ExperimentState, Telemetry};
 use labloop_store::{NewExperiment, RequestAction, Store};
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
+
+/// Cycle `cycle`'s record as it arrives (its `seq` is its cycle).
+fn telemetry(cycle: u32) -> Telemetry {
+    Telemetry {
+        seq: u64::from(cycle),
+        record: record(cycle),
+    }
+}
 
 fn record(cycle: u32) -> CycleRecord {
     CycleRecord {
@@ -293,7 +301,7 @@ async fn live_events_carry_new_records_and_state_changes() {
     let (store, addr) = lab("live").await;
     let (_, viewer) = store.create_token("viewer", "vera", &[]).await.unwrap();
     store
-        .append_records("clo/r0/000", &[(1, record(1))])
+        .append_records("clo/r0/000", &[telemetry(1)])
         .await
         .unwrap();
     let mut stream = tokio::net::TcpStream::connect(addr).await.unwrap();
@@ -312,7 +320,7 @@ async fn live_events_carry_new_records_and_state_changes() {
     // Let the watcher take its first look, then change things.
     tokio::time::sleep(Duration::from_millis(700)).await;
     store
-        .append_records("clo/r0/000", &[(2, record(2)), (3, record(3))])
+        .append_records("clo/r0/000", &[telemetry(2), telemetry(3)])
         .await
         .unwrap();
     store

@@ -2,7 +2,7 @@
 
 use crate::codec::{decode_curve, encode_curve};
 use crate::{Store, StoreError, db, now};
-use labloop_core::{CycleRecord, ExperimentState};
+use labloop_core::{CycleRecord, ExperimentState, Telemetry};
 use sqlx::Row;
 use sqlx::any::AnyRow;
 
@@ -262,11 +262,11 @@ impl Store {
     pub async fn append_records(
         &self,
         experiment: &str,
-        records: &[(u64, CycleRecord)],
+        records: &[Telemetry],
     ) -> Result<u64, StoreError> {
         let mut tx = self.begin_write().await?;
         let mut inserted = 0;
-        for (seq, r) in records {
+        for Telemetry { seq, record: r } in records {
             let curve = r.discharge_curve.as_ref().map(encode_curve);
             // Absent readings are written as a literal NULL, not a bound one: sqlx's Any driver
             // declares a NULL f64 as float4 to PostgreSQL, which then refuses a real f64 in the

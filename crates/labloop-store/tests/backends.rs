@@ -1,7 +1,7 @@
 //! The same store suite on SQLite (a temporary file) and on the real PostgreSQL named by
 //! `LABLOOP_TEST_PG_URL`. Under `CI=true` a missing PostgreSQL fails the test instead of skipping it.
 
-use labloop_core::{CycleRecord, DischargeCurve, ExperimentState};
+use labloop_core::{CycleRecord, DischargeCurve, ExperimentState, Telemetry};
 use labloop_store::{Approval, NewExperiment, PredictionRow, Store, StoreError};
 use std::time::{SystemTime, UNIX_EPOCH};
 
@@ -131,7 +131,12 @@ async fn suite(store: Store) {
         )
     );
 
-    let batch: Vec<(u64, CycleRecord)> = (1..=10).map(|c| (u64::from(c), record(c))).collect();
+    let batch: Vec<Telemetry> = (1..=10)
+        .map(|c| Telemetry {
+            seq: u64::from(c),
+            record: record(c),
+        })
+        .collect();
     assert_eq!(store.append_records(&e.id, &batch).await.unwrap(), 10);
     // A replayed batch (driver retry) adds nothing.
     assert_eq!(store.append_records(&e.id, &batch[5..]).await.unwrap(), 0);
@@ -145,7 +150,7 @@ async fn suite(store: Store) {
     assert!(back[2].discharge_curve.is_none());
     // Every reading comes back exactly, optional ones (present or not) included; curves are stored
     // as f32 (checked above).
-    for (stored, (_, sent)) in back.iter().zip(&batch) {
+    for (stored, Telemetry { record: sent, .. }) in back.iter().zip(&batch) {
         let without_curve = |r: &CycleRecord| CycleRecord {
             discharge_curve: None,
             ..r.clone()
@@ -164,7 +169,13 @@ async fn suite(store: Store) {
     };
     assert_eq!(
         store
-            .append_records(&e.id, &[(11, unmeasured.clone())])
+            .append_records(
+                &e.id,
+                &[Telemetry {
+                    seq: 11,
+                    record: unmeasured.clone(),
+                }],
+            )
             .await
             .unwrap(),
         1

@@ -2,7 +2,7 @@
 //! integrity check on open, a file truncated to nothing is refused instead of being migrated into
 //! a new empty store, and a store that must exist (status, report, serve) is not created.
 
-use labloop_core::CycleRecord;
+use labloop_core::{CycleRecord, Telemetry};
 use labloop_store::{NewExperiment, Store, StoreError};
 
 fn record(cycle: u32) -> CycleRecord {
@@ -47,7 +47,12 @@ async fn filled(path: &std::path::Path) -> String {
             })
             .await
             .unwrap();
-        let batch: Vec<(u64, CycleRecord)> = (1..=100).map(|c| (u64::from(c), record(c))).collect();
+        let batch: Vec<Telemetry> = (1..=100)
+            .map(|c| Telemetry {
+                seq: u64::from(c),
+                record: record(c),
+            })
+            .collect();
         store.append_records(&id, &batch).await.unwrap();
     }
     assert_eq!(store.count_records(&campaign).await.unwrap(), 9600);

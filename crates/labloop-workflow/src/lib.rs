@@ -12,6 +12,7 @@
 mod bounds;
 mod diagnostic;
 mod locate;
+mod order;
 mod refs;
 mod schema_check;
 mod secrets;
@@ -19,6 +20,7 @@ mod spec;
 mod validate;
 
 pub use diagnostic::Diagnostic;
+pub use order::step_order;
 pub use refs::{Reference, interpolate, references};
 pub use secrets::{password_from_env, redact_secrets, url_has_password};
 pub use spec::*;

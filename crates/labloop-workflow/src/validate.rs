@@ -921,7 +921,7 @@ fn check_steps(c: &mut Checker<'_>, workflow: &Workflow) {
     if !c.problems.is_empty() {
         return;
     }
-    let order = match topological_order(&ids, &needs) {
+    let order = match crate::order::step_order(&ids, &needs) {
         Ok(order) => order,
         Err(cycle) => {
             let first = index[cycle[0].as_str()];
@@ -1022,52 +1022,6 @@ fn check_action(
             check_valid_name(c, &format!("{here}.measurement"), &m.measurement);
         }
     }
-}
-
-/// Kahn's order of the steps; `Err` holds one cycle of ids.
-fn topological_order(ids: &[String], needs: &[Vec<String>]) -> Result<Vec<usize>, Vec<String>> {
-    let index: HashMap<&str, usize> = ids
-        .iter()
-        .enumerate()
-        .map(|(i, id)| (id.as_str(), i))
-        .collect();
-    let mut remaining: Vec<usize> = needs.iter().map(Vec::len).collect();
-    let mut order = Vec::new();
-    let mut ready: Vec<usize> = (0..ids.len()).filter(|&i| remaining[i] == 0).collect();
-    while let Some(i) = ready.pop() {
-        order.push(i);
-        for (j, n) in needs.iter().enumerate() {
-            for need in n {
-                if need == &ids[i] {
-                    remaining[j] -= 1;
-                    if remaining[j] == 0 {
-                        ready.push(j);
-                    }
-                }
-            }
-        }
-    }
-    if order.len() == ids.len() {
-        return Ok(order);
-    }
-    // Walk needs from a step left over until one repeats: that is a cycle.
-    let mut at = (0..ids.len())
-        .find(|&i| remaining[i] > 0)
-        .expect("a step is left");
-    let mut path: Vec<usize> = Vec::new();
-    while !path.contains(&at) {
-        path.push(at);
-        at = needs[at]
-            .iter()
-            .filter_map(|n| index.get(n.as_str()).copied())
-            .find(|&j| remaining[j] > 0)
-            .expect("a step in a cycle needs another");
-    }
-    let from = path.iter().position(|&p| p == at).expect("repeats");
-    let mut cycle: Vec<String> = path[from..].iter().map(|&i| ids[i].clone()).collect();
-    cycle.reverse();
-    cycle.push(cycle[0].clone());
-    Err(cycle)
 }
 
 /// What each step can rely on from the steps before it.

@@ -282,7 +282,7 @@ fn seeds() -> Vec<(String, PathBuf)> {
     let mut out = Vec::new();
     for dir in [
         root.join("workflows"),
-        root.join("tests/data/bad-workflows"),
+        root.join("crates/labloop-workflow/tests/bad-workflows"),
     ] {
         let mut paths: Vec<PathBuf> = std::fs::read_dir(&dir)
             .unwrap()

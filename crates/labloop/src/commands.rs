@@ -1,7 +1,7 @@
 //! The subcommands: each wires library crates together and prints.
 
 use anyhow::{Context, Result, bail};
-use labloop_engine::{CampaignResult, CampaignRunner, Ownership, load_predictor};
+use labloop_engine::{CampaignResult, CampaignRunner, Ownership};
 use labloop_sim::SimulatorTruth;
 use labloop_store::Store;
 use labloop_workflow::{Diagnostic, Workflow};
@@ -180,63 +180,10 @@ fn workflow_folder(recorded: Option<&str>) -> std::path::PathBuf {
         .unwrap_or_else(|| ".".into())
 }
 
-/// The workflow's plugins, keeping their state and log beside the store.
-fn plugins_of(
-    workflow: &Workflow,
-    store_url: &str,
-    folder: &Path,
-) -> Result<labloop_plugin::Plugins> {
-    let (state, log) =
-        labloop_engine::instruments::plugin_files(store_url, &workflow.campaign.name);
-    if let Some(parent) = log.parent().filter(|p| !p.as_os_str().is_empty()) {
-        std::fs::create_dir_all(parent)
-            .with_context(|| format!("creating {}", parent.display()))?;
-    }
-    labloop_plugin::Plugins::of(workflow, folder, &state, Some(log)).map_err(anyhow::Error::msg)
-}
-
-/// The predictor the workflow's predict step names: a built-in model, a model file, or a
-/// plugin's model (asked for its early window).
-async fn predictor_of(
-    workflow: &Workflow,
-    plugins: &labloop_plugin::Plugins,
-) -> Result<Arc<dyn labloop_predict::Predictor + Send + Sync>> {
-    let step = workflow.predict_step();
-    if let Some((plugin, model)) = step.and_then(|p| p.plugin.as_deref().map(|pl| (pl, &p.model))) {
-        let hello = plugins.get(plugin)?.hello().await?;
-        let info = hello
-            .capabilities
-            .models
-            .get(model)
-            .ok_or_else(|| anyhow::anyhow!("plugin `{plugin}` offers no model `{model}`"))?;
-        return Ok(Arc::new(labloop_plugin::PluginModel::new(
-            plugin,
-            model,
-            info.window,
-        )));
-    }
-    let name = step.map_or("severson-variance".to_owned(), |p| p.model.clone());
-    Ok(load_predictor(&name)?)
-}
-
 /// A new campaign (with its workflow bundle, JSON) or one to resume, and the workflow's folder.
 enum Launch {
     New(String, std::path::PathBuf),
     Resume(String, std::path::PathBuf),
-}
-
-/// Waits until someone asks (through the store) to resume `campaign`, and marks the request handled.
-async fn wait_for_resume(store: &Store, campaign: &str) -> Result<()> {
-    loop {
-        for request in store.requests(campaign, true).await? {
-            if request.action == labloop_store::RequestAction::Resume {
-                store.handled(&request.id).await?;
-                tracing::info!(request = %request.id, by = %request.requested_by, "resume request");
-                return Ok(());
-            }
-        }
-        tokio::time::sleep(labloop_engine::REQUEST_POLL).await;
-    }
 }
 
 fn execute(
@@ -253,8 +200,8 @@ fn execute(
         Launch::Resume(campaign, folder) => (Some(campaign), None, folder),
     };
     let rt = runtime()?;
-    let plugins = plugins_of(&workflow, store_url, &folder)?;
-    let model = rt.block_on(predictor_of(&workflow, &plugins))?;
+    let plugins = labloop_engine::instruments::plugins(&workflow, store_url, &folder)?;
+    let model = rt.block_on(labloop_engine::workflow_predictor(&workflow, &plugins))?;
     // Simulated instruments resume their journals' tests, so they start inside the runtime.
     let (instruments, sims) =
         rt.block_on(async { labloop_engine::instruments::build(&workflow, store_url, &plugins) })?;
@@ -305,7 +252,7 @@ fn execute(
                     );
                     let mut quit = pause_rx.clone();
                     tokio::select! {
-                        resumed = wait_for_resume(&store, &campaign) => resumed?,
+                        resumed = labloop_engine::wait_for_resume(&store, &campaign) => resumed?,
                         _ = quit.wait_for(|p| *p) => {
                             drop(tx);
                             let _ = progress.await;

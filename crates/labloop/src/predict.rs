@@ -3,13 +3,11 @@
 
 use anyhow::{Context, Result, bail};
 use clap::{Args, Subcommand};
-use labloop_predict::train::{
-    DISCHARGE_FEATURES, FULL_FEATURES, LabelledCell, Metrics, TrainOptions, VARIANCE_FEATURES,
-    evaluate, fit_elastic_net, score,
-};
+use labloop_predict::procedure::Procedure;
+use labloop_predict::train::{LabelledCell, Metrics, evaluate, score};
 use labloop_predict::{
-    Backend, Compute, DQ_CURVE_FEATURES, FeatureSet, ModelFile, NeuralOptions, Prediction,
-    Predictor, fit_neural, severson, shift,
+    Backend, CapacitySource, Compute, FeatureSet, ModelFile, Prediction, Predictor, capacity,
+    severson, shift,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -97,21 +95,28 @@ pub struct LabelledArgs {
     exclude: Vec<String>,
 }
 
-/// Provenance wording for capacities read off the arrays at 2.0 V.
-const CAPACITIES_AT_2V: &str = "capacities at 2.0 V";
-/// Provenance wording for the cycler's capacities given with `--capacities`.
-const CYCLER_CAPACITIES: &str = "cycler capacities";
 /// Provenance wording for cells from a store (their capacities are the cycler's, per record).
 const FROM_STORE: &str = "observed ends of life";
 
 impl LabelledArgs {
+    /// Which capacities these cells carry: the cycler's from a store or with `--capacities`,
+    /// else read off the arrays' curves at 2.0 V.
+    fn capacity_source(&self) -> CapacitySource {
+        if self.store.is_some() || self.capacities.is_some() {
+            CapacitySource::Cycler
+        } else {
+            CapacitySource::Curve
+        }
+    }
+
     /// Where the cells came from, for a model's provenance.
     fn describe(&self) -> String {
         let source = match (&self.store, &self.campaign, &self.cells, &self.lives) {
             (Some(store), None, _, Some(lives)) if self.dataset.is_some() => format!(
-                "dataset {} in {} ({CYCLER_CAPACITIES}, lives {})",
+                "dataset {} in {} ({}, lives {})",
                 self.dataset.as_deref().unwrap_or_default(),
                 labloop_store::redact(store),
+                CapacitySource::Cycler.describe(),
                 if lives.as_os_str() == "observed" {
                     format!("observed, end of life {}", self.eol)
                 } else {
@@ -124,8 +129,8 @@ impl LabelledArgs {
             ),
             (_, _, Some(cells), Some(lives)) => {
                 let capacities = self.capacities.as_ref().map_or_else(
-                    || CAPACITIES_AT_2V.to_owned(),
-                    |c| format!("{CYCLER_CAPACITIES} {}", c.display()),
+                    || CapacitySource::Curve.describe().to_owned(),
+                    |c| format!("{} {}", CapacitySource::Cycler.describe(), c.display()),
                 );
                 format!(
                     "{} (lives {}, {capacities})",
@@ -395,72 +400,6 @@ fn from_dataset(
     })
 }
 
-/// How a model is trained, by the name `predict train --model` takes.
-#[derive(Clone, Copy)]
-struct Procedure<'a> {
-    /// variance, discharge, full, neural or neural-curve.
-    model: &'a str,
-    window: u32,
-    backend: Backend,
-    seed: u64,
-}
-
-impl Procedure<'_> {
-    /// Fits the model on `cells`; `trained_on` is its provenance.
-    fn fit(&self, cells: &[LabelledCell], trained_on: &str) -> Result<ModelFile> {
-        let linear = |name: &str, features: &[&str]| -> Result<ModelFile> {
-            let options = TrainOptions::severson(
-                &format!("severson-{name}"),
-                features,
-                self.window,
-                trained_on,
-            );
-            let fitted = fit_elastic_net(cells, &options).with_context(|| {
-                if name == "full" {
-                    "the full model needs charge time, temperature and internal resistance, which \
-                     Qdlin arrays do not carry"
-                        .to_owned()
-                } else {
-                    format!("training {name}")
-                }
-            })?;
-            Ok(ModelFile::Linear(fitted))
-        };
-        let neural = |features: Vec<&str>| -> Result<ModelFile> {
-            let compute = Compute::select(self.backend).map_err(anyhow::Error::msg)?;
-            let mut options = NeuralOptions::new(self.model, &features, self.window, trained_on);
-            options.seed = self.seed;
-            Ok(ModelFile::Neural(fit_neural(cells, &options, &compute)?))
-        };
-        match self.model {
-            "variance" => linear("variance", &VARIANCE_FEATURES),
-            "discharge" => linear("discharge", &DISCHARGE_FEATURES),
-            "full" => linear("full", &FULL_FEATURES),
-            "neural" => neural(DISCHARGE_FEATURES.to_vec()),
-            "neural-curve" => neural(
-                DISCHARGE_FEATURES
-                    .iter()
-                    .chain(DQ_CURVE_FEATURES.iter())
-                    .copied()
-                    .collect(),
-            ),
-            other => bail!(
-                "unknown model `{other}`: expected variance, discharge, full, neural or neural-curve"
-            ),
-        }
-    }
-
-    /// [`Self::fit`] as the by-batch split calls it.
-    fn fitter(
-        &self,
-    ) -> impl Fn(&[LabelledCell]) -> Result<ModelFile, labloop_predict::PredictError> + '_ {
-        move |cells| {
-            self.fit(cells, "by-batch split")
-                .map_err(|e| labloop_predict::PredictError::Training(format!("{e:#}")))
-        }
-    }
-}
-
 fn train(args: &TrainArgs) -> Result<()> {
     let named = labelled(&args.data, args.window)?;
     let cells: Vec<LabelledCell> = named.iter().map(|(_, c)| c.clone()).collect();
@@ -478,6 +417,7 @@ fn train(args: &TrainArgs) -> Result<()> {
     };
     let started = Instant::now();
     let mut model = procedure.fit(&cells, &trained_on)?;
+    *model.capacities_mut() = Some(args.data.capacity_source());
     if let Some(table) = &args.batches {
         let batched = severson::with_batches(named, table)?;
         let directions = shift::measure_batch_sigma(&mut model, &batched, &procedure.fitter())?;
@@ -499,17 +439,17 @@ fn train(args: &TrainArgs) -> Result<()> {
     Ok(())
 }
 
-/// A model file or a built-in model, with the backend for neural ones. `array_capacities` says,
-/// for cells read from arrays, whether the cycler's capacities were given (see
-/// [`warn_on_capacity_mismatch`]); `None` for cells from a store.
-fn load(
-    model: &str,
-    backend: Backend,
-    array_capacities: Option<bool>,
-) -> Result<Box<dyn Predictor>> {
+/// A model file or a built-in model, with the backend for neural ones, to be fed cells whose
+/// capacities are `fed`: a model trained on the other kind is biased, and the note says so.
+fn load(model: &str, backend: Backend, fed: CapacitySource) -> Result<Box<dyn Predictor>> {
     let file = ModelFile::resolve(model)?;
-    if let Some(capacities_given) = array_capacities {
-        warn_on_capacity_mismatch(model, &file, capacities_given);
+    let predictor = file.clone().into_predictor();
+    if let Some(note) = capacity::mismatch(model, predictor.capacities_trained_on(), fed) {
+        let fix = match fed {
+            CapacitySource::Cycler => "leave out --capacities, or retrain with them",
+            CapacitySource::Curve => "give the cycler's with --capacities, or retrain without",
+        };
+        eprintln!("note: {note}; {fix}");
     }
     Ok(match file {
         ModelFile::Linear(m) => Box::new(m),
@@ -552,66 +492,10 @@ impl Predictor for OnDevice {
     fn model_file(&self) -> Option<ModelFile> {
         Some(ModelFile::Neural(self.model.clone()))
     }
-}
 
-/// Published primary-test RMSE (Severson et al. 2019, Table 1): without the outlier cell when the
-/// evaluation leaves cells out (`--exclude cell22`), else with it.
-fn published_rmse(model: &str, outlier_left_out: bool) -> Option<f64> {
-    match (model, outlier_left_out) {
-        ("severson-variance", _) => Some(138.0),
-        ("severson-discharge", true) => Some(86.0),
-        ("severson-discharge", false) => Some(91.0),
-        ("severson-full", true) => Some(100.0),
-        ("severson-full", false) => Some(118.0),
-        // The best published figure on this split we know of (Nature Machine Intelligence 2025).
-        ("severson-neural" | "neural", true) => Some(63.0),
-        _ => None,
+    fn capacities_trained_on(&self) -> Option<CapacitySource> {
+        self.model.capacities_trained_on()
     }
-}
-
-/// A model whose capacity features were trained on one kind of capacity (the cycler's, or read off
-/// the arrays at 2.0 V) but is fed the other is biased (~14 mAh on the Severson cells): say so.
-fn warn_on_capacity_mismatch(model: &str, file: &ModelFile, capacities_given: bool) {
-    let (features, trained_on) = match file {
-        ModelFile::Linear(m) => (&m.features, &m.trained_on),
-        ModelFile::Neural(m) => (&m.features, &m.trained_on),
-    };
-    if let Some(note) = capacity_mismatch(model, features, trained_on, capacities_given) {
-        eprintln!("{note}");
-    }
-}
-
-/// The note [`warn_on_capacity_mismatch`] prints, if any: a model with capacity features (`qd_…`)
-/// trained on one kind of capacity (its provenance `trained_on` says which) but fed the other.
-fn capacity_mismatch(
-    model: &str,
-    features: &[String],
-    trained_on: &str,
-    capacities_given: bool,
-) -> Option<String> {
-    if !features.iter().any(|f| f.starts_with("qd_")) {
-        return None;
-    }
-    let on_cycler = trained_on.contains(CYCLER_CAPACITIES) || trained_on.contains(FROM_STORE);
-    let at_2v = trained_on.contains(CAPACITIES_AT_2V);
-    if !((on_cycler && !capacities_given) || (at_2v && capacities_given)) {
-        return None;
-    }
-    let (kind, fix) = if capacities_given {
-        (
-            "the cycler's",
-            "leave out --capacities, or retrain with them",
-        )
-    } else {
-        (
-            "read off the arrays at 2.0 V",
-            "give the cycler's with --capacities, or retrain without",
-        )
-    };
-    Some(format!(
-        "note: {model} reads discharge capacities and was trained on {trained_on}, but these \
-         cells' capacities are {kind}: its predictions are biased; {fix}"
-    ))
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {
@@ -619,19 +503,14 @@ fn eval(args: &EvalArgs) -> Result<()> {
         return eval_by_batch(args);
     }
     let name = args.model.as_deref().context("give --model")?;
-    let arrays = args.data.cells.is_some();
-    let model = load(
-        name,
-        args.backend,
-        arrays.then_some(args.data.capacities.is_some()),
-    )?;
+    let model = load(name, args.backend, args.data.capacity_source())?;
     let cells = labelled(&args.data, model.window())?;
     let labelled: Vec<LabelledCell> = cells.iter().map(|(_, c)| c.clone()).collect();
     let features: Vec<FeatureSet> = labelled.iter().map(|c| c.features.clone()).collect();
     let predictions = model.predict(&features)?;
     warn_out_of_domain(model.as_ref(), &cells_named(&cells), &predictions);
     let m = score(&labelled, &predictions);
-    let published = published_rmse(model.name(), !args.data.exclude.is_empty());
+    let published = severson::published_rmse(model.name(), !args.data.exclude.is_empty());
     if args.json {
         let per_cell: Vec<serde_json::Value> = cells
             .iter()
@@ -702,7 +581,12 @@ fn print_table(name: &str, m: &Metrics, published: Option<f64>) {
 }
 
 fn predict(args: &RunArgs) -> Result<()> {
-    let model = load(&args.model, args.backend, Some(args.capacities.is_some()))?;
+    let fed = if args.capacities.is_some() {
+        CapacitySource::Cycler
+    } else {
+        CapacitySource::Curve
+    };
+    let model = load(&args.model, args.backend, fed)?;
     let cells = severson::load_unlabelled(
         &args.cells,
         model.window(),
@@ -904,11 +788,10 @@ fn adapt(args: &AdaptArgs) -> Result<()> {
 mod tests {
     use super::*;
 
-    /// Each provenance `describe` writes is recognised: arrays with and without the cycler's
-    /// capacities, and cells from a store (whose capacities are the cycler's).
+    /// Each provenance `describe` writes is read back as the capacities the cells carry
+    /// (`capacity_source`), for model files from before the typed field.
     #[test]
-    fn a_capacity_mismatch_is_told_for_every_provenance() {
-        let qd = ["qd_2".to_owned(), "variance".to_owned()];
+    fn every_provenance_reads_back_as_its_capacities() {
         let args = |capacities: Option<&str>, store: bool| LabelledArgs {
             cells: (!store).then(|| PathBuf::from("cells")),
             lives: (!store).then(|| PathBuf::from("lives.txt")),
@@ -919,25 +802,17 @@ mod tests {
             eol: "0.8".to_owned(),
             exclude: Vec::new(),
         };
-        let cases = [
-            (args(Some("caps.csv"), false), false, true),
-            (args(Some("caps.csv"), false), true, false),
-            (args(None, false), true, true),
-            (args(None, false), false, false),
-            (args(None, true), false, true),
-            (args(None, true), true, false),
-        ];
-        for (trained, fed_cycler_capacities, warned) in cases {
-            let trained_on = trained.describe();
-            let note = capacity_mismatch("m", &qd, &trained_on, fed_cycler_capacities);
+        for data in [
+            args(Some("caps.csv"), false),
+            args(None, false),
+            args(None, true),
+        ] {
             assert_eq!(
-                note.is_some(),
-                warned,
-                "{trained_on}, fed cycler: {fed_cycler_capacities}"
+                CapacitySource::of_provenance(&data.describe()),
+                Some(data.capacity_source()),
+                "{}",
+                data.describe()
             );
         }
-        // Without capacity features there is nothing to warn about.
-        let plain = ["variance".to_owned()];
-        assert!(capacity_mismatch("m", &plain, &args(None, true).describe(), false).is_none());
     }
 }

@@ -11,7 +11,9 @@ use common::{labloop, repo};
 fn unknown_key_is_rejected_with_its_place() {
     let out = labloop()
         .arg("validate")
-        .arg(repo("tests/data/bad-workflows/unknown-key.yaml"))
+        .arg(repo(
+            "crates/labloop-workflow/tests/bad-workflows/unknown-key.yaml",
+        ))
         .output()
         .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
@@ -32,7 +34,7 @@ fn wrong_type_stops_run_before_anything_starts() {
         .current_dir(&dir)
         .args([
             "run",
-            repo("tests/data/bad-workflows/wrong-type.yaml")
+            repo("crates/labloop-workflow/tests/bad-workflows/wrong-type.yaml")
                 .to_str()
                 .unwrap(),
         ])

@@ -4,7 +4,7 @@
 
 use crate::{SimCellBuilder, SimCycler};
 use labloop_core::ChannelId;
-use labloop_drivers::wire::{DataReply, Op, PROTOCOL_VERSION, SeqRecord, WireFault, status_value};
+use labloop_drivers::wire::{DataReply, Op, PROTOCOL_VERSION, WireFault, status_value};
 use labloop_drivers::{CellBuilder, Cycler};
 use serde_json::{Value, json};
 
@@ -110,15 +110,7 @@ impl Station {
                     .map_err(fault)?;
                 let reply = DataReply {
                     test_key: snap.key,
-                    records: snap
-                        .records
-                        .into_iter()
-                        .take(*max as usize)
-                        .map(|t| SeqRecord {
-                            seq: t.seq,
-                            record: t.record,
-                        })
-                        .collect(),
+                    records: snap.records.into_iter().take(*max as usize).collect(),
                     end_seq: snap.finished.then_some(snap.last_seq),
                     fault: snap.fault,
                 };

@@ -1,9 +1,32 @@
 //! Workflow files: the examples are valid, the CLO space is exactly the published 224 protocols, and
-//! bad files get the expected messages (`tests/data/bad-workflows/*.yaml` beside `*.expected`;
+//! bad files get the expected messages (`tests/bad-workflows/*.yaml` beside `*.expected`;
 //! `UPDATE_EXPECT=1` rewrites those).
 
-use labloop_tests::{repo_root, shared_data};
 use std::fs;
+use std::path::PathBuf;
+
+/// The repository root.
+fn repo_root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../..")
+}
+
+/// The corpus of broken workflows, beside this file.
+fn corpus() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/bad-workflows")
+}
+
+/// The shared data folder: `$LABLOOP_SHARED_DATA`, else `../shared/data` beside the repository.
+fn shared_data() -> PathBuf {
+    let dir = std::env::var_os("LABLOOP_SHARED_DATA")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("../shared/data"));
+    assert!(
+        dir.join("README.md").exists(),
+        "shared data not found at {} (set LABLOOP_SHARED_DATA to the shared/data folder)",
+        dir.display()
+    );
+    dir
+}
 
 #[test]
 fn every_example_workflow_is_valid() {
@@ -67,7 +90,7 @@ fn clo_workflow_space_is_the_published_224_protocols() {
 
 #[test]
 fn bad_workflows_get_the_expected_messages() {
-    let dir = repo_root().join("tests/data/bad-workflows");
+    let dir = corpus();
     let update = std::env::var_os("UPDATE_EXPECT").is_some();
     let mut mismatches = Vec::new();
     let mut seen = 0;
@@ -177,7 +200,7 @@ fn published_schema_rejects_misshapen_workflows() {
         "negative-retries",
         "missing-section",
     ] {
-        let path = repo_root().join(format!("tests/data/bad-workflows/{name}.yaml"));
+        let path = corpus().join(format!("{name}.yaml"));
         let yaml: yaml_serde::Value =
             yaml_serde::from_str(&fs::read_to_string(&path).unwrap()).unwrap();
         let document = serde_json::to_value(yaml).unwrap();
