@@ -27,6 +27,36 @@ pub enum Lives {
     Given(HashMap<String, f64>),
 }
 
+impl Lives {
+    /// Lives given in a `cell,life` CSV (a header row allowed); a row whose life is not a
+    /// positive number is refused with its line.
+    pub fn read_csv(path: &std::path::Path) -> Result<Self, EngineError> {
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| EngineError::Workflow(format!("reading {}: {e}", path.display())))?;
+        let mut lives = HashMap::new();
+        for (n, line) in text.lines().enumerate() {
+            let Some((cell, life)) = line.split_once(',') else {
+                continue;
+            };
+            match life.trim().parse::<f64>() {
+                Ok(l) if l > 0.0 => {
+                    lives.insert(cell.trim().to_owned(), l);
+                }
+                _ if n == 0 => {} // a header
+                _ => {
+                    return Err(EngineError::Workflow(format!(
+                        "{}:{}: `{}` is not a cycle life",
+                        path.display(),
+                        n + 1,
+                        life.trim()
+                    )));
+                }
+            }
+        }
+        Ok(Self::Given(lives))
+    }
+}
+
 /// A campaign's cells with an observed (not censored) end of life, by experiment id, with the
 /// features of their early window.
 pub async fn campaign_cells(

@@ -18,6 +18,30 @@ pub enum EndOfLife {
     Fraction(f64),
 }
 
+impl EndOfLife {
+    /// Parses what people write: a fraction of the initial capacity (`0.8`) or a capacity in Ah
+    /// (`0.88Ah`).
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let text = text.trim();
+        let value = |s: &str| {
+            s.trim()
+                .parse::<f64>()
+                .ok()
+                .filter(|v| *v > 0.0 && v.is_finite())
+        };
+        match text.strip_suffix("Ah") {
+            Some(ah) => value(ah).map(Self::Capacity),
+            None => value(text).map(Self::Fraction),
+        }
+        .ok_or_else(|| {
+            format!(
+                "`{text}`: an end of life is a fraction of the initial capacity (0.8) or a \
+                 capacity in Ah (0.88Ah)"
+            )
+        })
+    }
+}
+
 /// The cycle life a cell's records show, or `None` while it has not reached end of life (a
 /// censored cell: its life is at least its last cycle). A single cycle below the threshold
 /// between two above it (a noisy reading, a check-up at another rate) does not end it: the
@@ -51,6 +75,15 @@ pub fn observed_life(records: &[CycleRecord], end: EndOfLife) -> Option<u32> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn an_end_of_life_is_a_fraction_or_a_capacity() {
+        assert_eq!(EndOfLife::parse("0.8"), Ok(EndOfLife::Fraction(0.8)));
+        assert_eq!(EndOfLife::parse(" 0.88Ah"), Ok(EndOfLife::Capacity(0.88)));
+        for bad in ["", "Ah", "-0.8", "0", "eighty", "NaN"] {
+            assert!(EndOfLife::parse(bad).is_err(), "{bad}");
+        }
+    }
 
     fn fade(capacities: &[f64]) -> Vec<CycleRecord> {
         capacities

@@ -358,32 +358,9 @@ fn from_dataset(
     use labloop_engine::training::Lives;
     use labloop_predict::life::EndOfLife;
     let lives = if lives.as_os_str() == "observed" {
-        Lives::Observed(match eol.strip_suffix("Ah") {
-            Some(ah) => EndOfLife::Capacity(ah.trim().parse().context("--eol 0.88Ah")?),
-            None => EndOfLife::Fraction(eol.parse().context("--eol: a fraction (0.8) or 0.88Ah")?),
-        })
+        Lives::Observed(EndOfLife::parse(eol).map_err(|e| anyhow::anyhow!("--eol {e}"))?)
     } else {
-        let text = std::fs::read_to_string(lives)
-            .with_context(|| format!("reading {}", lives.display()))?;
-        let mut map = std::collections::HashMap::new();
-        for (n, line) in text.lines().enumerate() {
-            let Some((cell, life)) = line.split_once(',') else {
-                continue;
-            };
-            match life.trim().parse::<f64>() {
-                Ok(l) if l > 0.0 => {
-                    map.insert(cell.trim().to_owned(), l);
-                }
-                _ if n == 0 => {} // a header
-                _ => bail!(
-                    "{}:{}: `{}` is not a cycle life",
-                    lives.display(),
-                    n + 1,
-                    life.trim()
-                ),
-            }
-        }
-        Lives::Given(map)
+        Lives::read_csv(lives)?
     };
     crate::commands::runtime()?.block_on(async {
         let store = labloop_store::Store::open(url).await?;
