@@ -3,8 +3,8 @@
 //! cycles), then the next batch by Thompson sampling and the current recommendation.
 //! `cargo run -p labloop-examples --example suggest`
 use labloop_optimize::{
-    Acquisition, BatchRequest, FitOptions, GaussianProcess, HyperPrior, KernelKind, Observation,
-    RECOMMENDATION_SIGMAS, bounds_of, rank, suggest_batch,
+    Acquisition, BatchRequest, FitOptions, GaussianProcess, HyperPrior, KNOWLEDGE_GRADIENT_SIGMAS,
+    KernelKind, Observation, bounds_of, rank, suggest_batch,
 };
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -22,7 +22,7 @@ fn request<'a>(
         acquisition: Acquisition::Thompson,
         exploration: 2.0,
         fit: fit.clone(),
-        recommendation_sigmas: RECOMMENDATION_SIGMAS,
+        knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
     }
 }
 

@@ -228,6 +228,7 @@ impl ProtocolGrid {
             exploration: workflow.optimizer.exploration,
             reference: BayesGapSettings::default(),
             recommendation_sigmas: labloop_optimize::RECOMMENDATION_SIGMAS,
+            knowledge_gradient_sigmas: labloop_optimize::KNOWLEDGE_GRADIENT_SIGMAS,
         };
         for o in overrides {
             template

@@ -10,7 +10,7 @@ use crate::optimizer_settings;
 use crate::prior::PriorObservation;
 use labloop_core::ExperimentId;
 use labloop_optimize::{
-    BatchRequest, FitOptions, GaussianProcess, Observation, RECOMMENDATION_SIGMAS, Ranked,
+    BatchRequest, FitOptions, GaussianProcess, KNOWLEDGE_GRADIENT_SIGMAS, Observation, Ranked,
     best_probability, rank, suggest_batch,
 };
 use labloop_predict::Predictor;
@@ -125,7 +125,7 @@ impl Planner {
                     acquisition,
                     exploration,
                     fit: round_fit,
-                    recommendation_sigmas: RECOMMENDATION_SIGMAS,
+                    knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
                 })
             })
             .await??;

@@ -77,12 +77,15 @@ pub struct ReplaySettings {
     /// labloop's recommendation: the best `mean − k sd` ([`crate::rank_by`]); campaigns use
     /// [`crate::RECOMMENDATION_SIGMAS`].
     pub recommendation_sigmas: f64,
+    /// The value the knowledge gradient raises: the best `mean − k sd`; campaigns use
+    /// [`crate::KNOWLEDGE_GRADIENT_SIGMAS`].
+    pub knowledge_gradient_sigmas: f64,
 }
 
 impl ReplaySettings {
     /// Applies one `key=value` override of labloop's strategy: `acquisition` (thompson, ucb,
     /// log_ei, knowledge_gradient, portfolio), `kernel` (matern52, rbf), `restarts`,
-    /// `exploration`, `recommendation_sigmas`, and the fit's priors `length_prior`, `signal_prior`,
+    /// `exploration`, `recommendation_sigmas`, `knowledge_gradient_sigmas`, and the fit's priors `length_prior`, `signal_prior`,
     /// `noise_prior` (each `centre,spread` of the log).
     pub fn apply(&mut self, assignment: &str) -> Result<(), String> {
         let (key, value) = assignment
@@ -120,6 +123,7 @@ impl ReplaySettings {
             }
             "restarts" => self.fit.restarts = number()? as usize,
             "recommendation_sigmas" => self.recommendation_sigmas = number()?,
+            "knowledge_gradient_sigmas" => self.knowledge_gradient_sigmas = number()?,
             "length_prior" => self.fit.prior.log_length = pair()?,
             "signal_prior" => self.fit.prior.log_signal = pair()?,
             "noise_prior" => self.fit.prior.log_noise = pair()?,
@@ -173,7 +177,7 @@ pub fn replay(
                     acquisition: settings.acquisition,
                     exploration: settings.exploration,
                     fit: fit.clone(),
-                    recommendation_sigmas: settings.recommendation_sigmas,
+                    knowledge_gradient_sigmas: settings.knowledge_gradient_sigmas,
                 };
                 suggest_batch(&request)?.picks
             }
@@ -332,7 +336,7 @@ pub fn summarize(
 mod tests {
     use super::*;
     use crate::HyperPrior;
-    use crate::RECOMMENDATION_SIGMAS;
+    use crate::{KNOWLEDGE_GRADIENT_SIGMAS, RECOMMENDATION_SIGMAS};
     use rand_distr::{Distribution, Normal};
 
     #[test]
@@ -367,6 +371,7 @@ mod tests {
                 ..BayesGapSettings::default()
             },
             recommendation_sigmas: RECOMMENDATION_SIGMAS,
+            knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
         };
         let with_kg = ReplaySettings {
             acquisition: Acquisition::KnowledgeGradient,
@@ -405,11 +410,13 @@ mod tests {
             exploration: 2.0,
             reference: BayesGapSettings::default(),
             recommendation_sigmas: RECOMMENDATION_SIGMAS,
+            knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
         };
         for o in [
             "acquisition=portfolio",
             "kernel=rbf",
             "recommendation_sigmas=1",
+            "knowledge_gradient_sigmas=2",
             "length_prior=-1,0.5",
         ] {
             s.apply(o).unwrap();
@@ -417,6 +424,7 @@ mod tests {
         assert_eq!(s.acquisition, Acquisition::Portfolio);
         assert_eq!(s.fit.kernel, KernelKind::Rbf);
         assert_eq!(s.recommendation_sigmas, 1.0);
+        assert_eq!(s.knowledge_gradient_sigmas, 2.0);
         assert_eq!(s.fit.prior.log_length, (-1.0, 0.5));
         assert_eq!(
             s.apply("colour=red").unwrap_err(),

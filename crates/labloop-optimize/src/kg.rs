@@ -2,9 +2,10 @@
 //! expected gain, from measuring one candidate once more, in the value of the recommendation made
 //! afterwards. Measuring candidate `x` with noise variance `s²` moves every posterior mean along one
 //! standard normal `Z`: `μᵢ' = μᵢ + bᵢ Z` with `bᵢ = Σᵢₓ / √(Σₓₓ + s²)`, and shrinks every variance
-//! to `Σᵢᵢ − bᵢ²`, which does not depend on `Z`. The recommendation after the measurement is the best
-//! `μᵢ' − k σᵢ'` (the conservative rule of [`crate::rank`] with `k` = [`crate::RECOMMENDATION_SIGMAS`];
-//! `k = 0` is the textbook knowledge gradient), a maximum of lines in `Z` whose expectation is exact.
+//! to `Σᵢᵢ − bᵢ²`, which does not depend on `Z`. The value after the measurement is the best
+//! `μᵢ' − k σᵢ'` (`k` = [`crate::KNOWLEDGE_GRADIENT_SIGMAS`] in campaigns, the conservative rule of
+//! [`crate::rank`]; `k = 0` is the textbook knowledge gradient), a maximum of lines in `Z` whose
+//! expectation is exact.
 
 use nalgebra::DMatrix;
 use std::f64::consts::{PI, SQRT_2};

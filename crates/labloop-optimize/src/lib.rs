@@ -34,8 +34,8 @@ pub mod suite;
 mod update;
 
 pub use batch::{
-    Acquisition, BatchRequest, RECOMMENDATION_SIGMAS, Ranked, Suggestion, rank, rank_by,
-    suggest_batch,
+    Acquisition, BatchRequest, KNOWLEDGE_GRADIENT_SIGMAS, RECOMMENDATION_SIGMAS, Ranked,
+    Suggestion, rank, rank_by, suggest_batch,
 };
 pub use bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 pub use confidence::best_probability;

@@ -5,7 +5,7 @@
 //! on every point drawn, so nothing infeasible is ever suggested.
 
 use crate::OptimizeError;
-use crate::batch::{Acquisition, BatchRequest, RECOMMENDATION_SIGMAS, suggest_batch};
+use crate::batch::{Acquisition, BatchRequest, KNOWLEDGE_GRADIENT_SIGMAS, suggest_batch};
 use crate::gp::{FitOptions, HyperPrior, Observation};
 use crate::kernel::KernelKind;
 use rand::rngs::StdRng;
@@ -342,7 +342,7 @@ pub fn suggest_in_space(request: &SpaceRequest<'_>) -> Result<Vec<Vec<f64>>, Spa
             seed: request.seed,
             prior: HyperPrior::default(),
         },
-        recommendation_sigmas: RECOMMENDATION_SIGMAS,
+        knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
     };
     Ok(suggest_batch(&batch)?
         .picks

@@ -325,6 +325,7 @@ mod tests {
             exploration: 2.0,
             reference: BayesGapSettings::default(),
             recommendation_sigmas: 2.0,
+            knowledge_gradient_sigmas: 2.0,
         };
         let reports: Vec<LandscapeReport> = landscapes
             .iter()
