@@ -72,4 +72,7 @@ pub enum PredictError {
     /// The fit failed.
     #[error("training failed: {0}")]
     Training(String),
+    /// The compute backend asked for cannot start (`--backend gpu` without a GPU).
+    #[error("{0}")]
+    Backend(String),
 }

@@ -330,6 +330,26 @@ impl ModelFile {
         }
     }
 
+    /// The model as a predictor that computes on `backend` (a neural model; a linear one computes
+    /// anywhere), with why the CPU is used where the GPU was asked for and is not there.
+    pub fn into_predictor_on(
+        self,
+        backend: crate::Backend,
+    ) -> Result<(Box<dyn Predictor>, Option<String>), crate::PredictError> {
+        Ok(match self {
+            Self::Linear(m) => (Box::new(m), None),
+            Self::Neural(model) => {
+                let compute =
+                    crate::Compute::select(backend).map_err(crate::PredictError::Backend)?;
+                let fallback = compute.fallback.clone();
+                (
+                    Box::new(crate::neural::NeuralOnDevice { model, compute }),
+                    fallback,
+                )
+            }
+        })
+    }
+
     /// Version of the feature definitions the model was trained on.
     pub fn feature_definition(&self) -> &str {
         match self {
@@ -405,5 +425,34 @@ mod tests {
         );
         // The current definition loads.
         LinearModel::from_json(&shipped.to_json(), "new.json").unwrap();
+    }
+
+    #[test]
+    fn a_model_bound_to_the_cpu_predicts_as_the_model_does() {
+        let cell = crate::FeatureSet::from_named([
+            ("log_var_dq", -4.5),
+            ("log_abs_min_dq", -1.8),
+            ("log_abs_skew_dq", -0.4),
+            ("log_abs_kurt_dq", 0.3),
+            ("qd_cycle2", 1.07),
+            ("qd_max_minus_cycle2", 0.004),
+        ]);
+        for name in ["severson-neural", "severson-variance"] {
+            let file = ModelFile::resolve(name).unwrap();
+            let plain = file.clone().into_predictor().predict(&[cell.clone()]).unwrap();
+            let (bound, fallback) = file.into_predictor_on(crate::Backend::Cpu).unwrap();
+            assert_eq!(fallback, None, "{name}: the CPU is always there");
+            assert_eq!(bound.name(), name);
+            assert!(bound.model_file().is_some(), "{name}");
+            let on_cpu = bound.predict(&[cell.clone()]).unwrap();
+            assert_eq!(on_cpu.len(), 1);
+            let (a, b) = (&plain[0], &on_cpu[0]);
+            assert!(
+                (a.cycle_life - b.cycle_life).abs() < 1e-6 * a.cycle_life && a.cycle_life > 0.0,
+                "{name}: {} vs {}",
+                a.cycle_life,
+                b.cycle_life
+            );
+        }
     }
 }

@@ -490,6 +490,41 @@ impl Predictor for NeuralModel {
     }
 }
 
+/// A neural model bound to the device a user chose (`--backend`), instead of the process default
+/// ([`Compute::default_device`]) a plain [`NeuralModel`] computes on.
+pub struct NeuralOnDevice {
+    /// The model.
+    pub model: NeuralModel,
+    /// Where it computes.
+    pub compute: Compute,
+}
+
+impl Predictor for NeuralOnDevice {
+    fn name(&self) -> &str {
+        self.model.name()
+    }
+
+    fn window(&self) -> u32 {
+        self.model.window()
+    }
+
+    fn predict(&self, cells: &[FeatureSet]) -> Result<Vec<Prediction>, PredictError> {
+        self.model.predict_on(cells, &self.compute)
+    }
+
+    fn trust(&self) -> Option<&Trust> {
+        self.model.trust()
+    }
+
+    fn model_file(&self) -> Option<crate::ModelFile> {
+        self.model.model_file()
+    }
+
+    fn capacities_trained_on(&self) -> Option<crate::CapacitySource> {
+        self.model.capacities_trained_on()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -6,8 +6,8 @@ use clap::{Args, Subcommand};
 use labloop_predict::procedure::Procedure;
 use labloop_predict::train::{LabelledCell, Metrics, evaluate, score};
 use labloop_predict::{
-    Backend, CapacitySource, Compute, FeatureSet, ModelFile, Prediction, Predictor, capacity,
-    severson, shift,
+    Backend, CapacitySource, FeatureSet, ModelFile, Prediction, Predictor, capacity, severson,
+    shift,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -428,51 +428,11 @@ fn load(model: &str, backend: Backend, fed: CapacitySource) -> Result<Box<dyn Pr
         };
         eprintln!("note: {note}; {fix}");
     }
-    Ok(match file {
-        ModelFile::Linear(m) => Box::new(m),
-        ModelFile::Neural(m) => {
-            let compute = Compute::select(backend).map_err(anyhow::Error::msg)?;
-            if let Some(why) = &compute.fallback {
-                eprintln!("computing on the CPU: {why}");
-            }
-            Box::new(OnDevice { model: m, compute })
-        }
-    })
-}
-
-/// A neural model bound to the device the user chose.
-struct OnDevice {
-    model: labloop_predict::NeuralModel,
-    compute: Compute,
-}
-
-impl Predictor for OnDevice {
-    fn name(&self) -> &str {
-        &self.model.name
+    let (predictor, fallback) = file.into_predictor_on(backend)?;
+    if let Some(why) = fallback {
+        eprintln!("computing on the CPU: {why}");
     }
-
-    fn window(&self) -> u32 {
-        self.model.window
-    }
-
-    fn predict(
-        &self,
-        cells: &[FeatureSet],
-    ) -> Result<Vec<Prediction>, labloop_predict::PredictError> {
-        self.model.predict_on(cells, &self.compute)
-    }
-
-    fn trust(&self) -> Option<&labloop_predict::Trust> {
-        self.model.trust.as_ref()
-    }
-
-    fn model_file(&self) -> Option<ModelFile> {
-        Some(ModelFile::Neural(self.model.clone()))
-    }
-
-    fn capacities_trained_on(&self) -> Option<CapacitySource> {
-        self.model.capacities_trained_on()
-    }
+    Ok(predictor)
 }
 
 fn eval(args: &EvalArgs) -> Result<()> {
