@@ -439,7 +439,11 @@ mod tests {
         ]);
         for name in ["severson-neural", "severson-variance"] {
             let file = ModelFile::resolve(name).unwrap();
-            let plain = file.clone().into_predictor().predict(&[cell.clone()]).unwrap();
+            let plain = file
+                .clone()
+                .into_predictor()
+                .predict(&[cell.clone()])
+                .unwrap();
             let (bound, fallback) = file.into_predictor_on(crate::Backend::Cpu).unwrap();
             assert_eq!(fallback, None, "{name}: the CPU is always there");
             assert_eq!(bound.name(), name);

@@ -44,6 +44,38 @@ pub struct LabelledCell {
     pub cycle_life: f64,
 }
 
+/// Named cells' features and lives as CSV, one row per cell: `cell`, every feature any cell has
+/// (in the order first met), `cycle_life`; a feature a cell lacks, or a value that is not finite,
+/// is an empty field. What `labloop predict features` writes for a model of one's own.
+pub fn features_csv(cells: &[(String, LabelledCell)]) -> (String, Vec<&'static str>) {
+    let mut names: Vec<&'static str> = Vec::new();
+    for (_, cell) in cells {
+        for (name, _) in cell.features.iter() {
+            if !names.contains(&name) {
+                names.push(name);
+            }
+        }
+    }
+    let mut text = format!("cell,{},cycle_life\n", names.join(","));
+    for (cell_name, cell) in cells {
+        let row: Vec<String> = names
+            .iter()
+            .map(|n| {
+                cell.features
+                    .get(n)
+                    .filter(|v| v.is_finite())
+                    .map_or(String::new(), |v| format!("{v}"))
+            })
+            .collect();
+        text.push_str(&format!(
+            "{cell_name},{},{}\n",
+            row.join(","),
+            cell.cycle_life
+        ));
+    }
+    (text, names)
+}
+
 /// How to train.
 #[derive(Clone, Debug)]
 pub struct TrainOptions {
@@ -326,5 +358,39 @@ pub fn score(cells: &[LabelledCell], predictions: &[crate::Prediction]) -> Metri
         mape_percent: 100.0 * ape / n,
         within_1_sigma: in1 / n,
         within_2_sigma: in2 / n,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn features_csv_has_a_column_per_feature_and_leaves_missing_ones_empty() {
+        let cell = |named: &[(&str, f64)], life: f64| LabelledCell {
+            features: FeatureSet::from_named(named.iter().copied()),
+            cycle_life: life,
+        };
+        let cells = vec![
+            (
+                "cell1".to_owned(),
+                cell(&[("log_var_dq", -4.5), ("qd_cycle2", 1.07)], 900.0),
+            ),
+            (
+                "cell2".to_owned(),
+                cell(
+                    &[("log_var_dq", f64::NAN), ("qd_max_minus_cycle2", 0.004)],
+                    450.0,
+                ),
+            ),
+        ];
+        let (text, names) = features_csv(&cells);
+        assert_eq!(names, ["log_var_dq", "qd_cycle2", "qd_max_minus_cycle2"]);
+        assert_eq!(
+            text,
+            "cell,log_var_dq,qd_cycle2,qd_max_minus_cycle2,cycle_life\n\
+             cell1,-4.5,1.07,,900\n\
+             cell2,,,0.004,450\n"
+        );
     }
 }

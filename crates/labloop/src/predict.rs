@@ -244,32 +244,7 @@ pub fn run(command: &PredictCommand) -> Result<()> {
 /// Writes the cells' features as CSV. A feature a cell lacks is an empty field.
 fn features(args: &FeaturesArgs) -> Result<()> {
     let cells = labelled(&args.data, args.window)?;
-    let mut names: Vec<&'static str> = Vec::new();
-    for (_, cell) in &cells {
-        for (name, _) in cell.features.iter() {
-            if !names.contains(&name) {
-                names.push(name);
-            }
-        }
-    }
-    let mut text = format!("cell,{},cycle_life\n", names.join(","));
-    for (cell_name, cell) in &cells {
-        let values: std::collections::HashMap<&str, f64> = cell.features.iter().collect();
-        let row: Vec<String> = names
-            .iter()
-            .map(|n| {
-                values
-                    .get(n)
-                    .filter(|v| v.is_finite())
-                    .map_or(String::new(), |v| format!("{v}"))
-            })
-            .collect();
-        text.push_str(&format!(
-            "{cell_name},{},{}\n",
-            row.join(","),
-            cell.cycle_life
-        ));
-    }
+    let (text, names) = labloop_predict::train::features_csv(&cells);
     std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
         "{} cells, {} features ({}) written to {}",
