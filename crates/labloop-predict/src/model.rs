@@ -442,13 +442,13 @@ mod tests {
             let plain = file
                 .clone()
                 .into_predictor()
-                .predict(&[cell.clone()])
+                .predict(std::slice::from_ref(&cell))
                 .unwrap();
             let (bound, fallback) = file.into_predictor_on(crate::Backend::Cpu).unwrap();
             assert_eq!(fallback, None, "{name}: the CPU is always there");
             assert_eq!(bound.name(), name);
             assert!(bound.model_file().is_some(), "{name}");
-            let on_cpu = bound.predict(&[cell.clone()]).unwrap();
+            let on_cpu = bound.predict(std::slice::from_ref(&cell)).unwrap();
             assert_eq!(on_cpu.len(), 1);
             let (a, b) = (&plain[0], &on_cpu[0]);
             assert!(
