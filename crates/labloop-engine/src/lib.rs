@@ -44,7 +44,7 @@ pub use instruments::Instruments;
 pub use models::{load_predictor, resolve_model, workflow_predictor};
 pub use ownership::{Ownership, this_process};
 pub use queue_builder::QueueCellBuilder;
-pub use remote::{POLL as REQUEST_POLL, wait_for_resume};
+pub use remote::{POLL as REQUEST_POLL, PauseNotice, RunOutcome, run_until_over, wait_for_resume};
 pub use runner::CampaignRunner;
 
 /// What can stop a campaign, saying where.

@@ -145,3 +145,85 @@ async fn an_aborted_campaign_ends_for_good() {
         "aborted"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_pause_asked_for_waits_for_a_resume_request_and_the_run_goes_on() {
+    let store = fresh_store("requests-resume").await;
+    let sim: Arc<SimCycler> = Arc::new(SimCycler::new(
+        "cycler1",
+        2,
+        SimClock { acceleration: 1e7 },
+        1,
+    ));
+    let text = real_time_clo(
+        2,
+        1,
+        "    - id: soak
+      rest: {duration: 4s}
+    - cycle: {cycles: 30, discharge_c_rate: 4.0}
+    - predict: {model: severson-variance}
+",
+    );
+    let (_quit_tx, quit) = tokio::sync::watch::channel(false);
+    let notices = Arc::new(std::sync::Mutex::new(Vec::<String>::new()));
+    let task = {
+        let (store, notices, quit) = (store.clone(), Arc::clone(&notices), quit.clone());
+        let pause = quit.clone();
+        tokio::spawn(async move {
+            labloop_engine::run_until_over(
+                || runner(&text, sim.clone(), &store).with_pause(pause.clone()),
+                &store,
+                None,
+                quit,
+                |notice| notices.lock().unwrap().push(format!("{notice:?}")),
+            )
+            .await
+        })
+    };
+    wait_until("the campaign to start", async || {
+        !store.campaigns().await.unwrap().is_empty()
+    })
+    .await;
+    let campaign = store.campaigns().await.unwrap()[0].id.clone();
+    store
+        .request(&campaign, RequestAction::Pause, None, "ana (tok_a)")
+        .await
+        .unwrap();
+    wait_until("the campaign to pause", async || {
+        store.campaign(&campaign).await.unwrap().unwrap().state == "paused"
+    })
+    .await;
+    wait_until("the run to wait for a resume request", async || {
+        notices
+            .lock()
+            .unwrap()
+            .iter()
+            .any(|n| n.contains("Waiting"))
+    })
+    .await;
+    assert!(
+        !task.is_finished(),
+        "a pause asked for does not end the run"
+    );
+    store
+        .request(&campaign, RequestAction::Resume, None, "ana (tok_a)")
+        .await
+        .unwrap();
+    let ended = tokio::time::timeout(Duration::from_secs(60), task)
+        .await
+        .expect("the resumed campaign ends")
+        .unwrap()
+        .unwrap();
+    match ended {
+        labloop_engine::RunOutcome::Finished(result) => assert_eq!(result.cells, 2),
+        other => panic!("expected the campaign to finish, got {other:?}"),
+    }
+    let notices = notices.lock().unwrap();
+    assert_eq!(notices.len(), 2, "{notices:?}");
+    assert!(notices[0].contains("paused by ana"), "{notices:?}");
+    assert!(notices[1].contains("Resumed"), "{notices:?}");
+    assert_eq!(
+        store.campaign(&campaign).await.unwrap().unwrap().state,
+        "completed"
+    );
+}

@@ -219,8 +219,7 @@ fn execute(
                 }
             }
         });
-        let mut resume = resume.clone();
-        let result = loop {
+        let runner = || {
             let runner = CampaignRunner::new(
                 workflow.clone(),
                 text.clone(),
@@ -231,50 +230,34 @@ fn execute(
             .with_events(tx.clone())
             .with_pause(pause_rx.clone())
             .with_ownership(ownership.clone());
-            let runner = match &bundle {
+            match &bundle {
                 Some(b) => runner.with_workflow_bundle(b.clone()),
                 None => runner,
-            };
-            let result = match &resume {
-                Some(campaign) => runner.resume(campaign).await,
-                None => runner.run().await,
-            };
-            match result {
-                // Paused by a person from the dashboard or the API (not Ctrl-C): wait here for
-                // their resume request, then go on from the store.
-                Err(labloop_engine::EngineError::Paused {
-                    campaign,
-                    reason,
-                    by_request: true,
-                }) if !*pause_rx.borrow() => {
-                    eprintln!(
-                        "campaign {campaign} {reason}; waiting for a resume request (Ctrl-C quits)"
-                    );
-                    let mut quit = pause_rx.clone();
-                    tokio::select! {
-                        resumed = labloop_engine::wait_for_resume(&store, &campaign) => resumed?,
-                        _ = quit.wait_for(|p| *p) => {
-                            drop(tx);
-                            let _ = progress.await;
-                            return anyhow::Ok(Err((campaign, reason)));
-                        }
-                    }
-                    eprintln!("campaign {campaign} resumed");
-                    resume = Some(campaign);
-                }
-                Err(labloop_engine::EngineError::Paused {
-                    campaign, reason, ..
-                }) => {
-                    drop(tx);
-                    let _ = progress.await;
-                    return anyhow::Ok(Err((campaign, reason)));
-                }
-                other => break other,
             }
         };
+        let ended = labloop_engine::run_until_over(
+            runner,
+            &store,
+            resume.clone(),
+            pause_rx.clone(),
+            |notice| match notice {
+                labloop_engine::PauseNotice::Waiting { campaign, reason } => eprintln!(
+                    "campaign {campaign} {reason}; waiting for a resume request (Ctrl-C quits)"
+                ),
+                labloop_engine::PauseNotice::Resumed { campaign } => {
+                    eprintln!("campaign {campaign} resumed")
+                }
+            },
+        )
+        .await;
         drop(tx);
         let _ = progress.await;
-        let result = result?;
+        let result = match ended? {
+            labloop_engine::RunOutcome::Finished(result) => result,
+            labloop_engine::RunOutcome::Paused { campaign, reason } => {
+                return anyhow::Ok(Err((campaign, reason)));
+            }
+        };
         // (cell id, predicted life) of every predicted experiment, to score against the simulator.
         let cells: std::collections::HashMap<String, String> = store
             .experiments(&result.campaign)
