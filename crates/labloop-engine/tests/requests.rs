@@ -218,7 +218,7 @@ async fn a_pause_asked_for_waits_for_a_resume_request_and_the_run_goes_on() {
         labloop_engine::RunOutcome::Finished(result) => assert_eq!(result.cells, 2),
         other => panic!("expected the campaign to finish, got {other:?}"),
     }
-    let notices = notices.lock().unwrap();
+    let notices = notices.lock().unwrap().clone();
     assert_eq!(notices.len(), 2, "{notices:?}");
     assert!(notices[0].contains("paused by ana"), "{notices:?}");
     assert!(notices[1].contains("Resumed"), "{notices:?}");
