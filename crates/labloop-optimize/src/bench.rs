@@ -85,8 +85,8 @@ pub struct ReplaySettings {
 impl ReplaySettings {
     /// Applies one `key=value` override of labloop's strategy: `acquisition` (thompson, ucb,
     /// log_ei, knowledge_gradient, portfolio), `kernel` (matern52, rbf), `restarts`,
-    /// `exploration`, `recommendation_sigmas`, `knowledge_gradient_sigmas`, and the fit's priors `length_prior`, `signal_prior`,
-    /// `noise_prior` (each `centre,spread` of the log).
+    /// `exploration`, `recommendation_sigmas`, `knowledge_gradient_sigmas`, and the fit's priors
+    /// `length_prior`, `signal_prior`, `noise_prior` (each `centre,spread` of the log).
     pub fn apply(&mut self, assignment: &str) -> Result<(), String> {
         let (key, value) = assignment
             .split_once('=')
