@@ -394,8 +394,7 @@ fn train(args: &TrainArgs) -> Result<()> {
 /// A model file or a built-in model, with the backend for neural ones, to be fed cells whose
 /// capacities are `fed`: a model trained on the other kind is biased, and the note says so.
 fn load(model: &str, backend: Backend, fed: CapacitySource) -> Result<Box<dyn Predictor>> {
-    let file = ModelFile::resolve(model)?;
-    let predictor = file.clone().into_predictor();
+    let (predictor, fallback) = ModelFile::resolve(model)?.into_predictor_on(backend)?;
     if let Some(note) = capacity::mismatch(model, predictor.capacities_trained_on(), fed) {
         let fix = match fed {
             CapacitySource::Cycler => "leave out --capacities, or retrain with them",
@@ -403,7 +402,6 @@ fn load(model: &str, backend: Backend, fed: CapacitySource) -> Result<Box<dyn Pr
         };
         eprintln!("note: {note}; {fix}");
     }
-    let (predictor, fallback) = file.into_predictor_on(backend)?;
     if let Some(why) = fallback {
         eprintln!("computing on the CPU: {why}");
     }
