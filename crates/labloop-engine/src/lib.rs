@@ -11,7 +11,8 @@
 
 // Layers, each using only those above it: what is shared (events, halt, context, subject),
 // what one experiment does (steps, plugin_steps, experiment), what a round needs (objective,
-// planning, adaptation), and the loop (checks, runner).
+// planning, adaptation), the loop (checks, runner), and a campaign from its workflow to its end
+// (remote, launch).
 mod adaptation;
 mod channels;
 mod checks;
@@ -22,6 +23,7 @@ mod events;
 mod experiment;
 mod halt;
 pub mod instruments;
+pub mod launch;
 mod models;
 mod objective;
 pub mod optimizer_settings;
@@ -62,6 +64,10 @@ pub enum EngineError {
     /// An instrument is not what the workflow says, or not there (found before anything started).
     #[error("instruments: {0}")]
     Instrument(String),
+    /// What the engine was given could not be read or used: a workflow file, a campaign not in
+    /// the store, cells with known lives (a training, evaluation or adaptation set).
+    #[error("{0}")]
+    Input(String),
     /// The predictor failed (its model could not be loaded).
     #[error("predictor: {0}")]
     Predict(#[from] labloop_predict::PredictError),

@@ -5,9 +5,174 @@
 use crate::EngineError;
 use labloop_core::CycleRecord;
 use labloop_predict::life::{EndOfLife, observed_life};
-use labloop_predict::{EarlyData, train::LabelledCell};
+use labloop_predict::{CapacitySource, EarlyData, severson, train::LabelledCell};
 use labloop_store::Store;
 use std::collections::HashMap;
+use std::path::PathBuf;
+
+/// Where cells with known lives come from: `predict train|eval|adapt|features` take any of them.
+#[derive(Clone, Debug)]
+pub enum CellSource {
+    /// A folder of `cellN.csv` Qdlin arrays, one life per line, and optionally the cycler's
+    /// per-cycle capacities (else read off the arrays at 2.0 V).
+    Arrays {
+        /// The folder of arrays.
+        cells: PathBuf,
+        /// One cycle life per line; line N belongs to `cellN.csv`.
+        lives: PathBuf,
+        /// The cycler's capacities (see [`severson::ArraySet::capacities`]).
+        capacities: Option<PathBuf>,
+    },
+    /// A campaign's cells whose end of life was observed (a `cycle_to_eol` step).
+    Campaign {
+        /// The store's URL.
+        store: String,
+        /// The campaign.
+        campaign: String,
+    },
+    /// An imported dataset's cells.
+    Dataset {
+        /// The store's URL.
+        store: String,
+        /// The dataset.
+        dataset: String,
+        /// Their lives, and how they were given (for the provenance: `observed, end of life 0.8`
+        /// or the file's path).
+        lives: Lives,
+        /// How the lives were given, for the provenance.
+        lives_described: String,
+    },
+}
+
+/// Provenance wording for cells from a campaign (their capacities are the cycler's, per record).
+const FROM_CAMPAIGN: &str = "observed ends of life";
+
+impl CellSource {
+    /// Which capacities these cells carry: the cycler's from a store or with `capacities`, else
+    /// read off the arrays' curves at 2.0 V.
+    pub fn capacity_source(&self) -> CapacitySource {
+        match self {
+            Self::Arrays {
+                capacities: None, ..
+            } => CapacitySource::Curve,
+            _ => CapacitySource::Cycler,
+        }
+    }
+
+    /// Where the cells came from, for a model's provenance (read back by
+    /// [`CapacitySource::of_provenance`]), with the cells left out by name.
+    pub fn describe(&self, exclude: &[String]) -> String {
+        let source = match self {
+            Self::Dataset {
+                store,
+                dataset,
+                lives_described,
+                ..
+            } => format!(
+                "dataset {dataset} in {} ({}, lives {lives_described})",
+                labloop_store::redact(store),
+                CapacitySource::Cycler.describe(),
+            ),
+            Self::Campaign { store, campaign } => format!(
+                "campaign {campaign} in {} ({FROM_CAMPAIGN})",
+                labloop_store::redact(store)
+            ),
+            Self::Arrays {
+                cells,
+                lives,
+                capacities,
+            } => {
+                let capacities = capacities.as_ref().map_or_else(
+                    || CapacitySource::Curve.describe().to_owned(),
+                    |c| format!("{} {}", CapacitySource::Cycler.describe(), c.display()),
+                );
+                format!(
+                    "{} (lives {}, {capacities})",
+                    cells.display(),
+                    lives.display()
+                )
+            }
+        };
+        if exclude.is_empty() {
+            source
+        } else {
+            format!("{source}, without {}", exclude.join(", "))
+        }
+    }
+
+    /// The cells, named (`cellN`, experiment id or dataset cell name), with the features of their
+    /// first `window` cycles, less those in `exclude` (each of which must be one of them). Cells
+    /// that cannot be used are counted in the set's `left_out`; none at all is an error.
+    pub async fn load(&self, window: u32, exclude: &[String]) -> Result<TrainingSet, EngineError> {
+        let refused = EngineError::Input;
+        let mut set = match self {
+            Self::Arrays {
+                cells,
+                lives,
+                capacities,
+            } => {
+                // Exclusions are applied while loading: capacity rows follow the cells used.
+                let cells = severson::ArraySet {
+                    cells,
+                    lives,
+                    capacities: capacities.as_deref(),
+                    exclude,
+                }
+                .load(window)?;
+                return Ok(TrainingSet {
+                    cells,
+                    left_out: Vec::new(),
+                });
+            }
+            Self::Campaign { store, campaign } => {
+                let opened = Store::open(store).await?;
+                let set = campaign_cells(&opened, campaign, window).await;
+                opened.close().await;
+                let set = set?;
+                if set.cells.is_empty() {
+                    return Err(refused(format!(
+                        "campaign {campaign} has no cell with an observed end of life (a \
+                         cycle_to_eol step records them)"
+                    )));
+                }
+                set
+            }
+            Self::Dataset {
+                store,
+                dataset,
+                lives,
+                ..
+            } => {
+                let opened = Store::open(store).await?;
+                let set = dataset_cells(&opened, dataset, lives, window).await;
+                opened.close().await;
+                let Some(set) = set? else {
+                    return Err(refused(format!(
+                        "no dataset {dataset} in {}",
+                        labloop_store::redact(store)
+                    )));
+                };
+                if set.cells.is_empty() {
+                    return Err(refused(format!(
+                        "dataset {dataset} has no cell to train on"
+                    )));
+                }
+                set
+            }
+        };
+        for name in exclude {
+            if !set.cells.iter().any(|(n, _)| n == name) {
+                return Err(refused(format!(
+                    "--exclude {name}: no such cell in {} ({} cells)",
+                    self.describe(&[]),
+                    set.cells.len()
+                )));
+            }
+        }
+        set.cells.retain(|(name, _)| !exclude.contains(name));
+        Ok(set)
+    }
+}
 
 /// Named cells to train on, and how many were left out and why.
 #[derive(Debug, Default)]
@@ -32,7 +197,7 @@ impl Lives {
     /// positive number is refused with its line.
     pub fn read_csv(path: &std::path::Path) -> Result<Self, EngineError> {
         let text = std::fs::read_to_string(path)
-            .map_err(|e| EngineError::Workflow(format!("reading {}: {e}", path.display())))?;
+            .map_err(|e| EngineError::Input(format!("reading {}: {e}", path.display())))?;
         let mut lives = HashMap::new();
         for (n, line) in text.lines().enumerate() {
             let Some((cell, life)) = line.split_once(',') else {
@@ -44,7 +209,7 @@ impl Lives {
                 }
                 _ if n == 0 => {} // a header
                 _ => {
-                    return Err(EngineError::Workflow(format!(
+                    return Err(EngineError::Input(format!(
                         "{}:{}: `{}` is not a cycle life",
                         path.display(),
                         n + 1,
@@ -136,4 +301,42 @@ pub async fn dataset_cells(
         (unlabelled, "without a life in --lives"),
     ];
     Ok(Some(set))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each provenance `describe` writes is read back as the capacities the cells carry
+    /// (`capacity_source`), for model files from before the typed field.
+    #[test]
+    fn every_provenance_reads_back_as_its_capacities() {
+        let arrays = |capacities: Option<&str>| CellSource::Arrays {
+            cells: "cells".into(),
+            lives: "lives.txt".into(),
+            capacities: capacities.map(PathBuf::from),
+        };
+        let sources = [
+            arrays(Some("caps.csv")),
+            arrays(None),
+            CellSource::Campaign {
+                store: "sqlite:///x.sqlite".into(),
+                campaign: "clo".into(),
+            },
+            CellSource::Dataset {
+                store: "sqlite:///x.sqlite".into(),
+                dataset: "arbin".into(),
+                lives: Lives::Given(HashMap::new()),
+                lives_described: "lives.csv".into(),
+            },
+        ];
+        for source in sources {
+            let described = source.describe(&["cell22".to_owned()]);
+            assert_eq!(
+                CapacitySource::of_provenance(&described),
+                Some(source.capacity_source()),
+                "{described}"
+            );
+        }
+    }
 }

@@ -1,14 +1,14 @@
 //! The subcommands: each wires library crates together and prints.
 
 use anyhow::{Context, Result, bail};
-use labloop_engine::{CampaignResult, CampaignRunner, Ownership};
+use labloop_engine::launch::{Launch, Launched, Overrides};
+use labloop_engine::{CampaignResult, Ownership, PauseNotice};
 use labloop_sim::SimulatorTruth;
 use labloop_store::Store;
 use labloop_workflow::{Diagnostic, Workflow};
 use serde::Serialize;
 use std::path::Path;
 use std::process::ExitCode;
-use std::sync::Arc;
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -51,16 +51,7 @@ struct RunOutput<'a> {
     simulator_truth: Option<SimulatorTruth>,
 }
 
-/// Command-line values that override the workflow's.
-pub struct Overrides {
-    /// Store URL.
-    pub store: Option<String>,
-    /// `stopping.max_rounds`.
-    pub rounds: Option<u32>,
-    /// `campaign.seed`.
-    pub seed: Option<u64>,
-}
-
+/// Runs a new campaign from the workflow file at `path`.
 pub fn run(
     path: &Path,
     overrides: Overrides,
@@ -68,55 +59,13 @@ pub fn run(
     top: usize,
     ownership: Ownership,
 ) -> Result<ExitCode> {
-    let Overrides {
-        store,
-        rounds,
-        seed,
-    } = overrides;
-    let text = labloop_workflow::read_file(path)
-        .map_err(|e| anyhow::anyhow!("reading {}: {e}", path.display()))?;
-    let (workflow, problems) = labloop_workflow::parse(&text, &path.display().to_string());
-    let mut workflow: Workflow = match workflow {
-        Some(w) if problems.is_empty() => w,
-        _ => {
+    match Launch::from_file(path, overrides, ownership)? {
+        Ok(launch) => execute(launch, json, top),
+        Err(problems) => {
             print_diagnostics(&problems);
-            return Ok(ExitCode::from(2));
+            Ok(ExitCode::from(2))
         }
-    };
-    if let Some(r) = rounds {
-        if r == 0 {
-            bail!("--rounds must be at least 1");
-        }
-        workflow.stopping.max_rounds = r;
     }
-    if let Some(seed) = seed {
-        workflow.campaign.seed = seed;
-    }
-    let store_url = store
-        .or_else(|| workflow.store.url.clone())
-        .unwrap_or_else(|| format!("sqlite://labloop-data/{}.sqlite", workflow.campaign.name));
-    // The workflow as run (overrides applied) is what the store keeps, with the text of every
-    // file it includes, so a resume runs the same from the store alone.
-    let recorded = if rounds.is_some() || seed.is_some() {
-        // Its instruments are inlined already: recording the includes too would add them twice.
-        let mut as_run = workflow.clone();
-        as_run.include.clear();
-        // Through JSON, so enums stay one-key maps (the file's own form), not YAML tags.
-        yaml_serde::to_string(&serde_json::to_value(&as_run)?).context("recording the workflow")?
-    } else {
-        text.clone()
-    };
-    let bundle = labloop_workflow::Bundle::new(&recorded, &path.display().to_string());
-    let folder = workflow_folder(bundle.folder.as_deref());
-    execute(
-        workflow,
-        recorded,
-        &store_url,
-        Launch::New(bundle.to_json(), folder),
-        json,
-        top,
-        ownership,
-    )
 }
 
 /// Continues a campaign recorded in a store.
@@ -127,86 +76,22 @@ pub fn resume(
     top: usize,
     ownership: Ownership,
 ) -> Result<ExitCode> {
-    let rt = runtime()?;
-    let row = rt.block_on(async {
-        let store = Store::open(store_url).await?;
-        let row = store.campaign(campaign).await?;
-        store.close().await;
-        anyhow::Ok(row)
-    })?;
-    drop(rt);
-    let Some(row) = row else {
-        bail!(
-            "no campaign `{campaign}` in {}; `labloop status --store ...` lists them",
-            labloop_store::redact(store_url)
-        );
-    };
-    let (workflow, problems) = labloop_workflow::parse_stored(
-        &row.workflow_yaml,
-        row.workflow_bundle.as_deref(),
-        campaign,
-    );
-    let workflow = match workflow {
-        Some(w) if problems.is_empty() => w,
-        _ => {
+    let prepared = runtime()?.block_on(Launch::from_store(campaign, store_url, ownership))?;
+    match prepared {
+        Ok(launch) => execute(launch, json, top),
+        Err(problems) => {
             print_diagnostics(&problems);
-            return Ok(ExitCode::from(2));
+            Ok(ExitCode::from(2))
         }
-    };
-    let folder = workflow_folder(
-        row.workflow_bundle
-            .as_deref()
-            .and_then(|b| labloop_workflow::Bundle::from_json(b).ok())
-            .and_then(|b| b.folder)
-            .as_deref(),
-    );
-    execute(
-        workflow,
-        row.workflow_yaml,
-        store_url,
-        Launch::Resume(campaign.to_owned(), folder),
-        json,
-        top,
-        ownership,
-    )
+    }
 }
 
-/// The folder a workflow's plugins start in (and their relative paths start from): the one its
-/// bundle names, else the working directory.
-fn workflow_folder(recorded: Option<&str>) -> std::path::PathBuf {
-    recorded
-        .map(std::path::PathBuf::from)
-        .or_else(|| std::env::current_dir().ok())
-        .unwrap_or_else(|| ".".into())
-}
-
-/// A new campaign (with its workflow bundle, JSON) or one to resume, and the workflow's folder.
-enum Launch {
-    New(String, std::path::PathBuf),
-    Resume(String, std::path::PathBuf),
-}
-
-fn execute(
-    workflow: Workflow,
-    text: String,
-    store_url: &str,
-    launch: Launch,
-    json: bool,
-    top: usize,
-    ownership: Ownership,
-) -> Result<ExitCode> {
-    let (resume, bundle, folder) = match launch {
-        Launch::New(bundle, folder) => (None, Some(bundle), folder),
-        Launch::Resume(campaign, folder) => (Some(campaign), None, folder),
-    };
-    let rt = runtime()?;
-    let plugins = labloop_engine::instruments::plugins(&workflow, store_url, &folder)?;
-    let model = rt.block_on(labloop_engine::workflow_predictor(&workflow, &plugins))?;
-    // Simulated instruments resume their journals' tests, so they start inside the runtime.
-    let (instruments, sims) =
-        rt.block_on(async { labloop_engine::instruments::build(&workflow, store_url, &plugins) })?;
-    let outcome = rt.block_on(async {
-        let store = Store::connect(store_url).await?;
+/// Runs a campaign to its end or its pause, printing its progress and its result.
+fn execute(launch: Launch, json: bool, top: usize) -> Result<ExitCode> {
+    let workflow = launch.workflow.clone();
+    let store_url = launch.store_url.clone();
+    let store_url = store_url.as_str();
+    let launched = runtime()?.block_on(async {
         let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
         let progress = tokio::spawn(crate::progress::show(rx, !json));
         let (pause_tx, pause_rx) = tokio::sync::watch::channel(false);
@@ -219,70 +104,23 @@ fn execute(
                 }
             }
         });
-        let runner = || {
-            let runner = CampaignRunner::new(
-                workflow.clone(),
-                text.clone(),
-                store.clone(),
-                instruments.clone(),
-                Arc::clone(&model),
-            )
-            .with_events(tx.clone())
-            .with_pause(pause_rx.clone())
-            .with_ownership(ownership.clone());
-            match &bundle {
-                Some(b) => runner.with_workflow_bundle(b.clone()),
-                None => runner,
-            }
-        };
-        let ended = labloop_engine::run_until_over(
-            runner,
-            &store,
-            resume.clone(),
-            pause_rx.clone(),
-            |notice| match notice {
-                labloop_engine::PauseNotice::Waiting { campaign, reason } => eprintln!(
+        let launched = launch
+            .run(tx, pause_rx, |notice| match notice {
+                PauseNotice::Waiting { campaign, reason } => eprintln!(
                     "campaign {campaign} {reason}; waiting for a resume request (Ctrl-C quits)"
                 ),
-                labloop_engine::PauseNotice::Resumed { campaign } => {
-                    eprintln!("campaign {campaign} resumed")
-                }
-            },
-        )
-        .await;
-        drop(tx);
-        let _ = progress.await;
-        let result = match ended? {
-            labloop_engine::RunOutcome::Finished(result) => result,
-            labloop_engine::RunOutcome::Paused { campaign, reason } => {
-                return anyhow::Ok(Err((campaign, reason)));
-            }
-        };
-        // (cell id, predicted life) of every predicted experiment, to score against the simulator.
-        let cells: std::collections::HashMap<String, String> = store
-            .experiments(&result.campaign)
-            .await?
-            .into_iter()
-            .map(|e| (e.id, e.cell_id))
-            .collect();
-        let predictions: Vec<(String, f64)> = store
-            .observations(&result.campaign)
-            .await?
-            .into_iter()
-            .filter_map(|o| {
-                cells
-                    .get(&o.experiment_id)
-                    .map(|c| (c.clone(), o.prediction.cycle_life))
+                PauseNotice::Resumed { campaign } => eprintln!("campaign {campaign} resumed"),
             })
-            .collect();
-        anyhow::Ok(Ok((result, predictions)))
-    });
-    // Plugins finish what they were doing and exit (a campaign paused or failed included).
-    rt.block_on(plugins.shutdown());
-    let outcome = outcome?;
-    let (result, predictions) = match outcome {
-        Ok(done) => done,
-        Err((campaign, reason)) => {
+            .await;
+        let _ = progress.await;
+        launched
+    })?;
+    let (result, truth) = match launched {
+        Launched::Finished {
+            result,
+            simulator_truth,
+        } => (result, simulator_truth),
+        Launched::Paused { campaign, reason } => {
             eprintln!(
                 "campaign {campaign} paused ({reason}); `labloop resume {campaign} --store {}` continues it",
                 labloop_store::redact(store_url)
@@ -290,25 +128,11 @@ fn execute(
             return Ok(ExitCode::from(3));
         }
     };
-    let store_url = store_url.to_owned();
-
-    let space = workflow.protocol_space().map(|s| s.enumerate());
-    let truth = (!sims.is_empty() && sims.len() == workflow.instruments.len())
-        .then_some(())
-        .and(space)
-        .map(|space| {
-            SimulatorTruth::score(
-                &space,
-                result.ranking[0].candidate_index,
-                &sims,
-                &predictions,
-            )
-        });
 
     if json {
         let out = RunOutput {
             result: &result,
-            store: &labloop_store::redact(&store_url),
+            store: &labloop_store::redact(store_url),
             simulator_truth: truth,
         };
         println!("{}", serde_json::to_string_pretty(&out)?);
@@ -323,7 +147,7 @@ fn execute(
         result.failed,
         result.records,
         result.wall_time_s,
-        labloop_store::redact(&store_url)
+        labloop_store::redact(store_url)
     );
     println!("Stopped by: {}.", result.stopped_by);
     let (what, heading) = if workflow.protocol_space().is_some() {

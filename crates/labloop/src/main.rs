@@ -257,7 +257,7 @@ fn main() -> ExitCode {
             engine,
         } => commands::run(
             &workflow,
-            commands::Overrides {
+            labloop_engine::launch::Overrides {
                 store,
                 rounds,
                 seed,

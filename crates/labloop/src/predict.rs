@@ -1,8 +1,10 @@
 //! `labloop predict train|eval|run`: lifetime models from the command line. Cells are `Qdlin` arrays
 //! (`DIR/cellN.csv`, as in the Severson et al. data) and lives one cycle life per line.
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Context, Result, anyhow, bail};
 use clap::{Args, Subcommand};
+use labloop_engine::training::{CellSource, Lives};
+use labloop_predict::life::EndOfLife;
 use labloop_predict::procedure::Procedure;
 use labloop_predict::train::{LabelledCell, Metrics, evaluate, score};
 use labloop_predict::{
@@ -95,56 +97,47 @@ pub struct LabelledArgs {
     exclude: Vec<String>,
 }
 
-/// Provenance wording for cells from a store (their capacities are the cycler's, per record).
-const FROM_STORE: &str = "observed ends of life";
-
 impl LabelledArgs {
-    /// Which capacities these cells carry: the cycler's from a store or with `--capacities`,
-    /// else read off the arrays' curves at 2.0 V.
-    fn capacity_source(&self) -> CapacitySource {
-        if self.store.is_some() || self.capacities.is_some() {
-            CapacitySource::Cycler
-        } else {
-            CapacitySource::Curve
-        }
+    /// The cells these arguments name.
+    fn source(&self) -> Result<CellSource> {
+        Ok(
+            match (&self.store, &self.campaign, &self.cells, &self.lives) {
+                (Some(store), None, None, Some(lives)) if self.dataset.is_some() => {
+                    let (lives, lives_described) = if lives.as_os_str() == "observed" {
+                        let end = EndOfLife::parse(&self.eol).map_err(|e| anyhow!("--eol {e}"))?;
+                        (
+                            Lives::Observed(end),
+                            format!("observed, end of life {}", self.eol),
+                        )
+                    } else {
+                        (Lives::read_csv(lives)?, lives.display().to_string())
+                    };
+                    CellSource::Dataset {
+                        store: store.clone(),
+                        dataset: self.dataset.clone().unwrap_or_default(),
+                        lives,
+                        lives_described,
+                    }
+                }
+                (Some(store), Some(campaign), _, _) => CellSource::Campaign {
+                    store: store.clone(),
+                    campaign: campaign.clone(),
+                },
+                (_, _, Some(cells), Some(lives)) => CellSource::Arrays {
+                    cells: cells.clone(),
+                    lives: lives.clone(),
+                    capacities: self.capacities.clone(),
+                },
+                _ => bail!(
+                    "give --cells and --lives, --store and --campaign, or --store, --dataset and --lives"
+                ),
+            },
+        )
     }
 
     /// Where the cells came from, for a model's provenance.
-    fn describe(&self) -> String {
-        let source = match (&self.store, &self.campaign, &self.cells, &self.lives) {
-            (Some(store), None, _, Some(lives)) if self.dataset.is_some() => format!(
-                "dataset {} in {} ({}, lives {})",
-                self.dataset.as_deref().unwrap_or_default(),
-                labloop_store::redact(store),
-                CapacitySource::Cycler.describe(),
-                if lives.as_os_str() == "observed" {
-                    format!("observed, end of life {}", self.eol)
-                } else {
-                    lives.display().to_string()
-                }
-            ),
-            (Some(store), Some(campaign), _, _) => format!(
-                "campaign {campaign} in {} ({FROM_STORE})",
-                labloop_store::redact(store)
-            ),
-            (_, _, Some(cells), Some(lives)) => {
-                let capacities = self.capacities.as_ref().map_or_else(
-                    || CapacitySource::Curve.describe().to_owned(),
-                    |c| format!("{} {}", CapacitySource::Cycler.describe(), c.display()),
-                );
-                format!(
-                    "{} (lives {}, {capacities})",
-                    cells.display(),
-                    lives.display()
-                )
-            }
-            _ => "?".to_owned(),
-        };
-        if self.exclude.is_empty() {
-            source
-        } else {
-            format!("{source}, without {}", self.exclude.join(", "))
-        }
+    fn describe(&self, source: &CellSource) -> String {
+        source.describe(&self.exclude)
     }
 }
 
@@ -243,122 +236,44 @@ pub fn run(command: &PredictCommand) -> Result<()> {
 
 /// Writes the cells' features as CSV. A feature a cell lacks is an empty field.
 fn features(args: &FeaturesArgs) -> Result<()> {
-    let cells = labelled(&args.data, args.window)?;
+    let source = args.data.source()?;
+    let cells = labelled(&args.data, &source, args.window)?;
     let (text, names) = labloop_predict::train::features_csv(&cells);
     std::fs::write(&args.out, text).with_context(|| format!("writing {}", args.out.display()))?;
     eprintln!(
         "{} cells, {} features ({}) written to {}",
         cells.len(),
         names.len(),
-        args.data.describe(),
+        args.data.describe(&source),
         args.out.display()
     );
     Ok(())
 }
 
-fn labelled(data: &LabelledArgs, window: u32) -> Result<Vec<(String, LabelledCell)>> {
-    let cells = match (&data.store, &data.campaign, &data.cells, &data.lives) {
-        (Some(store), None, None, Some(lives)) if data.dataset.is_some() => from_dataset(
-            store,
-            data.dataset.as_deref().unwrap_or_default(),
-            lives,
-            &data.eol,
-            window,
-        )?,
-        (Some(store), Some(campaign), _, _) => from_store(store, campaign, window)?,
-        (_, _, Some(cells), Some(lives)) => {
-            // Exclusions are applied while loading: capacity rows follow the cells used.
-            return Ok(severson::ArraySet {
-                cells,
-                lives,
-                capacities: data.capacities.as_deref(),
-                exclude: &data.exclude,
-            }
-            .load(window)?);
-        }
-        _ => bail!(
-            "give --cells and --lives, --store and --campaign, or --store, --dataset and --lives"
-        ),
-    };
-    for name in &data.exclude {
-        if !cells.iter().any(|(n, _)| n == name) {
-            bail!(
-                "--exclude {name}: no such cell in {} ({} cells)",
-                data.describe(),
-                cells.len()
-            );
-        }
-    }
-    Ok(cells
-        .into_iter()
-        .filter(|(name, _)| !data.exclude.contains(name))
-        .collect())
-}
-
-/// A campaign's cells with an observed (not censored) end of life, named by experiment id, with
-/// the features of their early window (`labloop_engine::training`).
-fn from_store(url: &str, campaign: &str, window: u32) -> Result<Vec<(String, LabelledCell)>> {
-    crate::commands::runtime()?.block_on(async {
-        let store = labloop_store::Store::open(url).await?;
-        let set = labloop_engine::training::campaign_cells(&store, campaign, window).await?;
-        store.close().await;
-        report_left_out(&set.left_out, campaign);
-        if set.cells.is_empty() {
-            bail!(
-                "campaign {campaign} has no cell with an observed end of life (a cycle_to_eol step \
-                 records them)"
-            );
-        }
-        Ok(set.cells)
-    })
-}
-
-fn report_left_out(left_out: &[(usize, &str)], source: &str) {
-    for (n, why) in left_out {
-        if *n > 0 {
-            eprintln!("left out {n} cells of {source} {why}");
-        }
-    }
-}
-
-/// An imported dataset's cells with their lives (`observed` from their own fade, or a `cell,life`
-/// CSV) and the features of their first `window` cycles.
-fn from_dataset(
-    url: &str,
-    dataset: &str,
-    lives: &std::path::Path,
-    eol: &str,
+/// The cells `data` names with the features of their first `window` cycles; says on stderr how
+/// many were left out and why.
+fn labelled(
+    data: &LabelledArgs,
+    source: &CellSource,
     window: u32,
 ) -> Result<Vec<(String, LabelledCell)>> {
-    use labloop_engine::training::Lives;
-    use labloop_predict::life::EndOfLife;
-    let lives = if lives.as_os_str() == "observed" {
-        Lives::Observed(EndOfLife::parse(eol).map_err(|e| anyhow::anyhow!("--eol {e}"))?)
-    } else {
-        Lives::read_csv(lives)?
-    };
-    crate::commands::runtime()?.block_on(async {
-        let store = labloop_store::Store::open(url).await?;
-        let set = labloop_engine::training::dataset_cells(&store, dataset, &lives, window).await?;
-        store.close().await;
-        let Some(set) = set else {
-            bail!("no dataset {dataset} in {}", labloop_store::redact(url));
-        };
-        report_left_out(&set.left_out, dataset);
-        if set.cells.is_empty() {
-            bail!("dataset {dataset} has no cell to train on");
+    let set = crate::commands::runtime()?.block_on(source.load(window, &data.exclude))?;
+    for (n, why) in &set.left_out {
+        if *n > 0 {
+            eprintln!("left out {n} cells of {} {why}", data.describe(source));
         }
-        Ok(set.cells)
-    })
+    }
+    Ok(set.cells)
 }
 
 fn train(args: &TrainArgs) -> Result<()> {
-    let named = labelled(&args.data, args.window)?;
+    let source = args.data.source()?;
+    let named = labelled(&args.data, &source, args.window)?;
     let cells: Vec<LabelledCell> = named.iter().map(|(_, c)| c.clone()).collect();
     let trained_on = format!(
         "{} cells from {}, cycles 2-{}",
         cells.len(),
-        args.data.describe(),
+        args.data.describe(&source),
         args.window
     );
     let procedure = Procedure {
@@ -369,7 +284,7 @@ fn train(args: &TrainArgs) -> Result<()> {
     };
     let started = Instant::now();
     let mut model = procedure.fit(&cells, &trained_on)?;
-    *model.capacities_mut() = Some(args.data.capacity_source());
+    *model.capacities_mut() = Some(source.capacity_source());
     if let Some(table) = &args.batches {
         let batched = severson::with_batches(named, table)?;
         let directions = shift::measure_batch_sigma(&mut model, &batched, &procedure.fitter())?;
@@ -413,8 +328,9 @@ fn eval(args: &EvalArgs) -> Result<()> {
         return eval_by_batch(args);
     }
     let name = args.model.as_deref().context("give --model")?;
-    let model = load(name, args.backend, args.data.capacity_source())?;
-    let cells = labelled(&args.data, model.window())?;
+    let source = args.data.source()?;
+    let model = load(name, args.backend, source.capacity_source())?;
+    let cells = labelled(&args.data, &source, model.window())?;
     let labelled: Vec<LabelledCell> = cells.iter().map(|(_, c)| c.clone()).collect();
     let features: Vec<FeatureSet> = labelled.iter().map(|c| c.features.clone()).collect();
     let predictions = model.predict(&features)?;
@@ -600,7 +516,9 @@ fn eval_by_batch(args: &EvalArgs) -> Result<()> {
         if slot.is_none() {
             *slot = Some(match (&args.severson, &args.batches) {
                 (Some(dir), _) => severson::load_batches(dir, cycler_capacities, 100)?,
-                (None, Some(table)) => severson::with_batches(labelled(&args.data, 100)?, table)?,
+                (None, Some(table)) => {
+                    severson::with_batches(labelled(&args.data, &args.data.source()?, 100)?, table)?
+                }
                 (None, None) => bail!(
                     "--split by-batch needs the cells' batches: --severson DIR, or --batches FILE \
                      with --cells and --lives (or --store)"
@@ -669,12 +587,13 @@ fn print_curve(curve: &[shift::CurvePoint]) {
 /// `predict adapt`: the model adapted to the labelled cells, written with its provenance.
 fn adapt(args: &AdaptArgs) -> Result<()> {
     let mut file = ModelFile::resolve(&args.model)?;
-    let cells: Vec<LabelledCell> = labelled(&args.data, file.window())?
+    let source = args.data.source()?;
+    let cells: Vec<LabelledCell> = labelled(&args.data, &source, file.window())?
         .into_iter()
         .map(|(_, c)| c)
         .collect();
     let before = score(&cells, &shift::predict_cells(&file, &cells)?);
-    let adapted_on = format!("{} cells from {}", cells.len(), args.data.describe());
+    let adapted_on = format!("{} cells from {}", cells.len(), args.data.describe(&source));
     let a = shift::adapt(&mut file, &cells, &adapted_on)?;
     std::fs::write(&args.out, file.to_json() + "\n")
         .with_context(|| format!("writing {}", args.out.display()))?;
@@ -692,37 +611,4 @@ fn adapt(args: &AdaptArgs) -> Result<()> {
         after.rmse_cycles
     );
     Ok(())
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    /// Each provenance `describe` writes is read back as the capacities the cells carry
-    /// (`capacity_source`), for model files from before the typed field.
-    #[test]
-    fn every_provenance_reads_back_as_its_capacities() {
-        let args = |capacities: Option<&str>, store: bool| LabelledArgs {
-            cells: (!store).then(|| PathBuf::from("cells")),
-            lives: (!store).then(|| PathBuf::from("lives.txt")),
-            capacities: capacities.map(PathBuf::from),
-            store: store.then(|| "sqlite:///x.sqlite".to_owned()),
-            campaign: store.then(|| "clo".to_owned()),
-            dataset: None,
-            eol: "0.8".to_owned(),
-            exclude: Vec::new(),
-        };
-        for data in [
-            args(Some("caps.csv"), false),
-            args(None, false),
-            args(None, true),
-        ] {
-            assert_eq!(
-                CapacitySource::of_provenance(&data.describe()),
-                Some(data.capacity_source()),
-                "{}",
-                data.describe()
-            );
-        }
-    }
 }
