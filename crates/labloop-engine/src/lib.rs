@@ -14,6 +14,7 @@
 // planning, adaptation), the loop (checks, runner), and a campaign from its workflow to its end
 // (remote, launch).
 mod adaptation;
+pub mod agent;
 mod channels;
 mod checks;
 mod context;
