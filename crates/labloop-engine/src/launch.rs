@@ -110,13 +110,8 @@ impl Launch {
             .or_else(|| workflow.store.url.clone())
             .unwrap_or_else(|| format!("sqlite://labloop-data/{}.sqlite", workflow.campaign.name));
         let recorded = if overrides.rounds.is_some() || overrides.seed.is_some() {
-            // Its instruments are inlined already: recording the includes too would add them twice.
-            let mut as_run = workflow.clone();
-            as_run.include.clear();
-            // Through JSON, so enums stay one-key maps (the file's own form), not YAML tags.
-            serde_json::to_value(&as_run)
-                .map_err(|e| e.to_string())
-                .and_then(|v| yaml_serde::to_string(&v).map_err(|e| e.to_string()))
+            workflow
+                .to_yaml_as_run()
                 .map_err(|e| refused(format!("recording the workflow: {e}")))?
         } else {
             text
