@@ -11,6 +11,7 @@ mod datasets;
 mod experiments;
 mod owners;
 mod queue;
+mod records;
 mod requests;
 mod steps;
 mod tokens;

@@ -20,6 +20,8 @@ pub mod maccor;
 pub mod neware;
 pub mod polled;
 pub mod readings;
+pub mod vendor;
 
-pub use polled::{PolledCycler, PolledOptions, VendorLink, VendorState};
+pub use polled::PolledCycler;
 pub use readings::{ChannelLog, Count, Pushed, Reading};
+pub use vendor::{PolledOptions, VendorConfig, VendorLink, VendorState};

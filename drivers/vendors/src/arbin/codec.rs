@@ -16,7 +16,7 @@
 //! is an error naming the field.
 
 use crate::link::{Answer, Framing};
-use crate::polled::VendorState;
+use crate::vendor::VendorState;
 
 /// CTI's default port.
 pub const DEFAULT_PORT: u16 = 9031;

@@ -9,7 +9,7 @@
 //! `MaccorSpoofer` always answers 1987).
 
 use crate::link::{Answer, Framing};
-use crate::polled::VendorState;
+use crate::vendor::VendorState;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 

@@ -8,7 +8,7 @@
 //! in mA, voltages in 0.1 mV, times in ms, capacities in mA·s).
 
 use crate::link::{Answer, Framing};
-use crate::polled::VendorState;
+use crate::vendor::VendorState;
 use labloop_drivers::CyclingTest;
 use quick_xml::events::Event;
 

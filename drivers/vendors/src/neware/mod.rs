@@ -16,8 +16,8 @@
 pub mod codec;
 
 use crate::link::TcpLink;
-use crate::polled::{PolledOptions, VendorConfig, VendorLink, VendorState};
 use crate::readings::{Count, Reading};
+use crate::vendor::{PolledOptions, VendorConfig, VendorLink, VendorState};
 use async_trait::async_trait;
 use codec::{Framer, Pipeline};
 use labloop_drivers::{CyclingTest, DriverError};
