@@ -11,8 +11,8 @@
 
 // Layers, each using only those above it: what is shared (events, halt, context, subject),
 // what one experiment does (steps, plugin_steps, experiment), what a round needs (objective,
-// planning, adaptation), the loop (checks, runner), and a campaign from its workflow to its end
-// (remote, launch).
+// planning, adaptation), the loop (checks, remote: people's requests, runner), and a campaign from
+// its workflow to its end (launch). No module uses one below it.
 mod adaptation;
 pub mod agent;
 mod channels;
@@ -44,10 +44,11 @@ pub use checks::PLUGIN_HEALTH_PATIENCE;
 pub use design::Candidates;
 pub use events::{CampaignResult, EngineEvent, RankedProtocol, RunnerOptions};
 pub use instruments::Instruments;
+pub use launch::{PauseNotice, RunOutcome, run_until_over, wait_for_resume};
 pub use models::{load_predictor, resolve_model, workflow_predictor};
 pub use ownership::{Ownership, this_process};
 pub use queue_builder::QueueCellBuilder;
-pub use remote::{POLL as REQUEST_POLL, PauseNotice, RunOutcome, run_until_over, wait_for_resume};
+pub use remote::POLL as REQUEST_POLL;
 pub use runner::CampaignRunner;
 
 /// What can stop a campaign, saying where.

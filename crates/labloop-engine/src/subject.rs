@@ -1,6 +1,6 @@
 //! The experiment a step works on (its cell, its candidate, the campaign's shared context), what
-//! its steps have produced so far, and one attempt of one step with how it can end. Steps
-//! ([`crate::steps`], [`crate::plugin_steps`]) read these; [`crate::experiment`] drives them.
+//! its steps have produced so far, and one attempt of one step with how it can end. The steps
+//! (`steps.rs`, `plugin_steps.rs`) read these; `experiment.rs` drives them.
 
 use crate::channels::Channel;
 use crate::context::Context;
