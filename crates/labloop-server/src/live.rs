@@ -103,7 +103,7 @@ struct Snapshot {
     last_cycles: HashMap<String, u32>,
     states: HashMap<String, (String, Option<String>)>,
     predictions: HashMap<String, (f64, Option<f64>)>,
-    campaign_state: String,
+    campaign_state: Option<labloop_core::CampaignState>,
     approvals: usize,
     surrogate_round: Option<u32>,
     queue: Vec<(String, u64)>,
@@ -218,21 +218,19 @@ async fn look(
         }
         now.predictions.insert(o.experiment_id, value);
     }
-    now.campaign_state = store
-        .campaign(campaign)
-        .await?
-        .map(|c| c.state.to_string())
-        .unwrap_or_default();
+    now.campaign_state = store.campaign(campaign).await?.map(|c| c.state);
     now.approvals = store.pending_approvals(campaign).await?.len();
     now.surrogate_round = store.surrogate_round(campaign).await?;
     now.queue = store.queue_depth().await?;
     if let Some(before) = before {
         if before.campaign_state != now.campaign_state {
-            emit("campaign", serde_json::json!({"state": now.campaign_state}));
-            if now.campaign_state == "paused" || now.campaign_state == "failed" {
+            let state = now.campaign_state.map_or("", |s| s.as_str());
+            emit("campaign", serde_json::json!({"state": state}));
+            use labloop_core::CampaignState::{Failed, Paused};
+            if matches!(now.campaign_state, Some(Paused | Failed)) {
                 emit(
                     "alarm",
-                    serde_json::json!({"campaign": campaign, "state": now.campaign_state}),
+                    serde_json::json!({"campaign": campaign, "state": state}),
                 );
             }
         }
