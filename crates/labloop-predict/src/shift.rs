@@ -118,6 +118,47 @@ pub fn by_batch(
     directions(&hold_out_each_batch(cells, fit)?)
 }
 
+/// The adaptation curve's labelled-cell counts, draws per count and seed, as
+/// [`shift_report`] draws it (`labloop predict eval --split by-batch`).
+pub const CURVE_SIZES: [usize; 5] = [0, 1, 2, 5, 10];
+/// See [`CURVE_SIZES`].
+pub const CURVE_DRAWS: usize = 20;
+/// See [`CURVE_SIZES`].
+pub const CURVE_SEED: u64 = 7;
+
+/// One training procedure under batch shift: each batch held out and scored, the batch σ that
+/// follows, and the adaptation curve.
+#[derive(Clone, Debug, serde::Serialize)]
+pub struct ShiftReport {
+    /// The procedure's name.
+    pub model: String,
+    /// Cells in all batches.
+    pub cells: usize,
+    /// Each held-out batch scored.
+    pub directions: Vec<Direction>,
+    /// The batch σ ([`batch_sigma`]).
+    pub batch_sigma_log10: f64,
+    /// Adapted to k labelled cells of the held-out batch ([`adaptation_curve`]).
+    pub adaptation: Vec<CurvePoint>,
+}
+
+/// The by-batch evaluation of the procedure `model` (fitted by `fit`) on `cells`.
+pub fn shift_report(
+    model: &str,
+    cells: &[BatchCell],
+    fit: &dyn Fn(&[LabelledCell]) -> Result<ModelFile, PredictError>,
+) -> Result<ShiftReport, PredictError> {
+    let held_out = hold_out_each_batch(cells, fit)?;
+    let directions = directions(&held_out)?;
+    Ok(ShiftReport {
+        model: model.to_owned(),
+        cells: cells.len(),
+        batch_sigma_log10: batch_sigma(&directions),
+        adaptation: adaptation_curve(&held_out, &CURVE_SIZES, CURVE_DRAWS, CURVE_SEED)?,
+        directions,
+    })
+}
+
 /// Each held-out batch scored by the model trained without it.
 pub fn directions(held_out: &[HeldOut]) -> Result<Vec<Direction>, PredictError> {
     held_out

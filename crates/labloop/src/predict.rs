@@ -526,17 +526,12 @@ fn eval_by_batch(args: &EvalArgs) -> Result<()> {
             });
         }
         let cells = slot.as_deref().unwrap_or_default();
-        let held_out = shift::hold_out_each_batch(cells, &procedure.fitter())?;
-        let directions = shift::directions(&held_out)?;
-        let curve = shift::adaptation_curve(&held_out, &[0, 1, 2, 5, 10], 20, 7)?;
+        let shift = shift::shift_report(model, cells, &procedure.fitter())?;
         if !args.json {
-            print_directions(model, &directions);
-            print_curve(&curve);
+            print_directions(model, &shift.directions);
+            print_curve(&shift.adaptation);
         }
-        report.push(serde_json::json!({
-            "model": model, "cells": cells.len(), "directions": directions,
-            "batch_sigma_log10": shift::batch_sigma(&directions), "adaptation": curve,
-        }));
+        report.push(shift);
     }
     if args.json {
         println!("{}", serde_json::to_string_pretty(&report)?);
@@ -572,7 +567,10 @@ fn print_directions(model: &str, directions: &[shift::Direction]) {
 }
 
 fn print_curve(curve: &[shift::CurvePoint]) {
-    println!("adapted to k labelled cells of the held-out batch (mean over batches and 20 draws):");
+    println!(
+        "adapted to k labelled cells of the held-out batch (mean over batches and {} draws):",
+        shift::CURVE_DRAWS
+    );
     for p in curve {
         println!(
             "  k = {:>2}: RMSE {:>5.0} cycles, in ±1σ {:>3.0} %, in ±2σ {:>3.0} %",
