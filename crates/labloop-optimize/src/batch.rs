@@ -1,9 +1,12 @@
-//! Choosing batches of experiments from a discrete candidate set, and ranking candidates.
+//! Choosing batches of experiments from a discrete candidate set (ranking them is `rank.rs`, the
+//! first batch's spread design `design.rs`).
 
 use crate::OptimizeError;
-use crate::gp::{FitOptions, GaussianProcess, Hyperparameters, Observation, scale};
+use crate::design::medoid_design;
+use crate::gp::{FitOptions, GaussianProcess, Hyperparameters, Observation};
 use crate::kg::values_after_measuring;
 use crate::logei::log_expected_improvement;
+use crate::rank::RECOMMENDATION_SIGMAS;
 use nalgebra::{DMatrix, DVector};
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -185,7 +188,7 @@ pub fn suggest_batch(request: &BatchRequest<'_>) -> Result<Suggestion, OptimizeE
 
 /// The best index not yet taken. Callers cap the batch at the number of free candidates, so one is
 /// always left.
-fn argmax_free(values: impl Iterator<Item = f64>, taken: &[bool]) -> usize {
+pub(crate) fn argmax_free(values: impl Iterator<Item = f64>, taken: &[bool]) -> usize {
     values
         .enumerate()
         .filter(|(i, _)| !taken[*i])
@@ -338,7 +341,7 @@ fn shortlist(gp: &GaussianProcess, request: &BatchRequest<'_>) -> Vec<usize> {
 }
 
 /// Candidates that may not be picked again: the pending ones.
-fn taken_by_pending(request: &BatchRequest<'_>) -> Vec<bool> {
+pub(crate) fn taken_by_pending(request: &BatchRequest<'_>) -> Vec<bool> {
     let n = request.candidates.len();
     let mut taken = vec![false; n];
     for &p in request.pending.iter().filter(|&&p| p < n) {
@@ -348,44 +351,11 @@ fn taken_by_pending(request: &BatchRequest<'_>) -> Vec<bool> {
 }
 
 /// A batch never repeats a candidate nor holds a pending one, so it is at most the free candidates.
-fn capped_batch(request: &BatchRequest<'_>, taken: &[bool]) -> usize {
+pub(crate) fn capped_batch(request: &BatchRequest<'_>, taken: &[bool]) -> usize {
     request
         .batch_size
         .min(taken.iter().filter(|t| !**t).count())
 }
-
-/// A candidate's place in the ranking.
-#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
-pub struct Ranked {
-    /// Index into the candidates.
-    pub index: usize,
-    /// Posterior mean of the objective.
-    pub mean: f64,
-    /// Posterior standard deviation of that mean.
-    pub sd: f64,
-}
-
-impl Ranked {
-    /// The conservative value a recommendation is judged by: `mean − RECOMMENDATION_SIGMAS × sd`.
-    pub fn lower_bound(&self) -> f64 {
-        lower_bound(self.mean, self.sd)
-    }
-}
-
-/// `mean − RECOMMENDATION_SIGMAS × sd`: what candidates are recommended by.
-pub(crate) fn lower_bound(mean: f64, sd: f64) -> f64 {
-    mean - RECOMMENDATION_SIGMAS * sd
-}
-
-/// How many posterior standard deviations a candidate's mean is discounted by when recommending.
-///
-/// The candidate with the highest posterior mean is, among many noisy ones, most often one whose
-/// mean is inflated by noise or by extrapolation from few cells (the optimiser's curse); a lab
-/// wants the protocol it can be sure is good. Ranking by a two-σ lower bound prefers candidates
-/// the data have pinned down. Measured with `labloop bench optimize` (50 seeds, 4 rounds of 48):
-/// discounting by 0, 0.5, 1 and 2 σ, 2 σ gave the best recommendations both against the CLO
-/// table (noise σ 164) and against the simulator.
-pub const RECOMMENDATION_SIGMAS: f64 = 2.0;
 
 /// The discount `k` of the value the knowledge gradient raises (`maxᵢ mean − k sd`): the
 /// recommendation's own ([`RECOMMENDATION_SIGMAS`]), so every cell is aimed at the protocol finally
@@ -398,30 +368,6 @@ pub const RECOMMENDATION_SIGMAS: f64 = 2.0;
 /// 0.282 / 0.228 / 0.196 against 0.428 / 0.304 / 0.230 / 0.203. No better on the development half,
 /// where defaults are chosen, so the knowledge gradient stays aimed at the recommendation.
 pub const KNOWLEDGE_GRADIENT_SIGMAS: f64 = RECOMMENDATION_SIGMAS;
-
-/// All candidates, the most assuredly good first: by the lower bound
-/// `mean − RECOMMENDATION_SIGMAS × sd` of the posterior (see [`RECOMMENDATION_SIGMAS`]); the first is
-/// the recommendation.
-pub fn rank(gp: &GaussianProcess, candidates: &[Vec<f64>]) -> Vec<Ranked> {
-    rank_by(gp, candidates, RECOMMENDATION_SIGMAS)
-}
-
-/// All candidates by `mean − sigmas × sd`, the best first ([`rank`] with another discount).
-pub fn rank_by(gp: &GaussianProcess, candidates: &[Vec<f64>], sigmas: f64) -> Vec<Ranked> {
-    let mut ranked: Vec<Ranked> = gp
-        .predict(candidates)
-        .into_iter()
-        .enumerate()
-        .map(|(index, (mean, var))| Ranked {
-            index,
-            mean,
-            sd: var.max(0.0).sqrt(),
-        })
-        .collect();
-    let bound = |r: &Ranked| r.mean - sigmas * r.sd;
-    ranked.sort_by(|a, b| bound(b).total_cmp(&bound(a)).then(a.index.cmp(&b.index)));
-    ranked
-}
 
 fn check_dimensions(candidates: &[Vec<f64>], d: usize) -> Result<(), OptimizeError> {
     match candidates.iter().position(|c| c.len() != d) {
@@ -457,68 +403,12 @@ fn hallucinate(cov: &mut DMatrix<f64>, j: usize, noise: f64) {
     *cov -= (&col * col.transpose()) / denom;
 }
 
-/// A representative first batch (greedy k-medoids, i.e. facility location): each pick is the
-/// candidate that most shortens the distance (in the unit box) from every candidate to its nearest
-/// chosen or pending one. Unlike maximin it does not crowd the corners, so the first fit learns the
-/// interior where optima usually lie. Large sets are scored on a seeded sample of 2 000 candidates.
-fn medoid_design(request: &BatchRequest<'_>) -> Vec<usize> {
-    const SCORED: usize = 2000;
-    let scaled: Vec<Vec<f64>> = request
-        .candidates
-        .iter()
-        .map(|c| scale(c, &request.fit.bounds))
-        .collect();
-    let dist = |a: usize, b: usize| -> f64 {
-        scaled[a]
-            .iter()
-            .zip(&scaled[b])
-            .map(|(x, y)| (x - y).powi(2))
-            .sum::<f64>()
-            .sqrt()
-    };
-    let scored: Vec<usize> = if scaled.len() > SCORED {
-        let mut rng = StdRng::seed_from_u64(request.fit.seed);
-        rand::seq::index::sample(&mut rng, scaled.len(), SCORED).into_vec()
-    } else {
-        (0..scaled.len()).collect()
-    };
-    // Before any pick, every candidate is as far as the box's diagonal from the design.
-    let diagonal = (request.fit.bounds.len() as f64).sqrt() + 1.0;
-    let mut nearest: Vec<f64> = scored
-        .iter()
-        .map(|&i| {
-            request
-                .pending
-                .iter()
-                .map(|&p| dist(i, p))
-                .fold(diagonal, f64::min)
-        })
-        .collect();
-    let mut taken = taken_by_pending(request);
-    let mut picks = Vec::with_capacity(request.batch_size);
-    for _ in 0..capped_batch(request, &taken) {
-        let gain = |c: usize| -> f64 {
-            scored
-                .iter()
-                .zip(&nearest)
-                .map(|(&i, n)| (n - dist(i, c)).max(0.0))
-                .sum()
-        };
-        let next = argmax_free((0..scaled.len()).map(gain), &taken);
-        for (n, &i) in nearest.iter_mut().zip(&scored) {
-            *n = n.min(dist(i, next));
-        }
-        taken[next] = true;
-        picks.push(next);
-    }
-    picks
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::HyperPrior;
     use crate::KernelKind;
+    use crate::rank::rank;
 
     fn grid() -> Vec<Vec<f64>> {
         (0..21)

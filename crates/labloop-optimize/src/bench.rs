@@ -3,10 +3,11 @@
 //! recommendation is after each round. Pure: observations come from a caller's closure.
 
 use crate::OptimizeError;
-use crate::batch::{Acquisition, BatchRequest, rank_by, suggest_batch};
+use crate::batch::{Acquisition, BatchRequest, suggest_batch};
 use crate::bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 use crate::gp::{FitOptions, GaussianProcess, Observation};
 use crate::kernel::KernelKind;
+use crate::rank::rank_by;
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;

@@ -2,8 +2,8 @@
 //! candidate (the first of [`crate::rank`]) is truly the best, estimated from joint posterior
 //! draws. Campaigns stop on it ("stop once the best is known with 95 % confidence").
 
-use crate::batch::lower_bound;
 use crate::gp::GaussianProcess;
+use crate::rank::lower_bound;
 use nalgebra::DVector;
 use rand::SeedableRng;
 use rand::rngs::StdRng;

@@ -24,24 +24,24 @@ mod bayesgap;
 pub mod bench;
 pub mod censored;
 mod confidence;
+mod design;
 mod gp;
 mod kernel;
 mod kg;
 pub mod landscapes;
 mod logei;
+mod rank;
 mod space;
 pub mod suite;
 mod update;
 
-pub use batch::{
-    Acquisition, BatchRequest, KNOWLEDGE_GRADIENT_SIGMAS, RECOMMENDATION_SIGMAS, Ranked,
-    Suggestion, rank, rank_by, suggest_batch,
-};
+pub use batch::{Acquisition, BatchRequest, KNOWLEDGE_GRADIENT_SIGMAS, Suggestion, suggest_batch};
 pub use bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 pub use confidence::best_probability;
 pub use gp::{FitOptions, GaussianProcess, HyperPrior, Hyperparameters, Observation, bounds_of};
 pub use kernel::KernelKind;
 pub use logei::{log_expected_improvement, log_h};
+pub use rank::{RECOMMENDATION_SIGMAS, Ranked, rank, rank_by};
 pub use space::{
     LinearConstraint, Mixture, Parameter, Space, SpaceError, SpaceOptimizeError, SpaceRequest,
     suggest_in_space,
