@@ -1,6 +1,6 @@
 //! `labloop agent`: the queue worker of `labloop_engine::agent`, from the command line.
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use std::time::Duration;
 
 /// What `labloop agent` was asked to do.
@@ -38,10 +38,6 @@ pub(crate) fn duration(text: &str) -> Result<Duration, String> {
 
 /// Runs the agent until the queue stays empty for `--exit-when-idle` (or forever).
 pub fn run(args: &AgentArgs) -> Result<()> {
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("starting the async runtime")?;
     let agent = labloop_engine::agent::Agent {
         store_url: args.store.clone(),
         name: args
@@ -56,6 +52,6 @@ pub fn run(args: &AgentArgs) -> Result<()> {
         timeout: args.timeout,
     };
     // Said on stdout, one line per job this worker completed (scripts count them).
-    runtime.block_on(agent.run(|job| println!("completed {job}")))?;
+    crate::commands::runtime()?.block_on(agent.run(|job| println!("completed {job}")))?;
     Ok(())
 }

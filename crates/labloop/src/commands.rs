@@ -1,7 +1,7 @@
 //! The subcommands: each wires library crates together and prints.
 
 use anyhow::{Context, Result, bail};
-use labloop_engine::launch::{Launch, Launched, Overrides};
+use labloop_engine::launch::{Launch, Launched, Overrides, Prepared};
 use labloop_engine::{CampaignResult, Ownership, PauseNotice};
 use labloop_sim::SimulatorTruth;
 use labloop_store::Store;
@@ -59,13 +59,7 @@ pub fn run(
     top: usize,
     ownership: Ownership,
 ) -> Result<ExitCode> {
-    match Launch::from_file(path, overrides, ownership)? {
-        Ok(launch) => execute(launch, json, top),
-        Err(problems) => {
-            print_diagnostics(&problems);
-            Ok(ExitCode::from(2))
-        }
-    }
+    execute_prepared(Launch::from_file(path, overrides, ownership)?, json, top)
 }
 
 /// Continues a campaign recorded in a store.
@@ -77,6 +71,11 @@ pub fn resume(
     ownership: Ownership,
 ) -> Result<ExitCode> {
     let prepared = runtime()?.block_on(Launch::from_store(campaign, store_url, ownership))?;
+    execute_prepared(prepared, json, top)
+}
+
+/// Runs a prepared campaign, or prints the problems of its workflow (exit status 2).
+fn execute_prepared(prepared: Prepared, json: bool, top: usize) -> Result<ExitCode> {
     match prepared {
         Ok(launch) => execute(launch, json, top),
         Err(problems) => {
