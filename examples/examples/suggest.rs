@@ -3,8 +3,8 @@
 //! cycles), then the next batch by Thompson sampling and the current recommendation.
 //! `cargo run -p labloop-examples --example suggest`
 use labloop_optimize::{
-    Acquisition, BatchRequest, FitOptions, GaussianProcess, HyperPrior, KNOWLEDGE_GRADIENT_SIGMAS,
-    KernelKind, Observation, bounds_of, rank, suggest_batch,
+    Acquisition, BatchRequest, DESIGN_SPREAD, FitOptions, GaussianProcess, HyperPrior,
+    KNOWLEDGE_GRADIENT_SIGMAS, KernelKind, Observation, bounds_of, rank, suggest_batch,
 };
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -23,6 +23,7 @@ fn request<'a>(
         exploration: 2.0,
         fit: fit.clone(),
         knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
+        design_spread: DESIGN_SPREAD,
     }
 }
 

@@ -43,7 +43,7 @@ pub struct BenchArgs {
     /// Cells per round.
     #[arg(long, default_value_t = 48)]
     pub batch: usize,
-    /// Rounds per campaign.
+    /// Rounds per campaign (with `--suite`, on every landscape).
     #[arg(long, default_value_t = 4)]
     pub rounds: u32,
     /// Seeds (campaigns) per strategy.
@@ -229,6 +229,7 @@ impl ProtocolGrid {
             reference: BayesGapSettings::default(),
             recommendation_sigmas: labloop_optimize::RECOMMENDATION_SIGMAS,
             knowledge_gradient_sigmas: labloop_optimize::KNOWLEDGE_GRADIENT_SIGMAS,
+            design_spread: labloop_optimize::DESIGN_SPREAD,
         };
         for o in overrides {
             template

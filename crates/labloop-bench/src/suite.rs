@@ -101,7 +101,10 @@ fn simulator_family(grid: &ProtocolGrid) -> Vec<Landscape> {
 /// Runs the suite `name` and prints its table (or one JSON line per landscape and per half).
 pub fn suite(args: &BenchArgs, name: &str) -> Result<()> {
     let grid = ProtocolGrid::load(args.space.as_deref())?;
-    let all = landscapes(args, &grid)?;
+    let mut all = landscapes(args, &grid)?;
+    for l in &mut all {
+        l.rounds = args.rounds;
+    }
     if name == "list" {
         println!(
             "suites: {}, or a family: clo-table, simulator, gp-prior, test-function, formulation",
@@ -111,7 +114,7 @@ pub fn suite(args: &BenchArgs, name: &str) -> Result<()> {
             "split: even member indices are the development half, odd ones the validation half"
         );
         println!(
-            "options for --set: acquisition, kernel, restarts, exploration, recommendation_sigmas, knowledge_gradient_sigmas, length_prior, signal_prior, noise_prior (centre,spread of the log)"
+            "options for --set: acquisition, kernel, restarts, exploration, recommendation_sigmas, knowledge_gradient_sigmas, design_spread, length_prior, signal_prior, noise_prior (centre,spread of the log)"
         );
         for l in &all {
             println!(

@@ -10,8 +10,8 @@ use crate::optimizer_settings;
 use crate::prior::PriorObservation;
 use labloop_core::ExperimentId;
 use labloop_optimize::{
-    BatchRequest, FitOptions, GaussianProcess, KNOWLEDGE_GRADIENT_SIGMAS, Observation, Ranked,
-    best_probability, rank, suggest_batch,
+    BatchRequest, DESIGN_SPREAD, FitOptions, GaussianProcess, KNOWLEDGE_GRADIENT_SIGMAS,
+    Observation, Ranked, best_probability, rank, suggest_batch,
 };
 use labloop_predict::Predictor;
 use labloop_store::{NewExperiment, ObservationRow, Store};
@@ -126,6 +126,7 @@ impl Planner {
                     exploration,
                     fit: round_fit,
                     knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
+                    design_spread: DESIGN_SPREAD,
                 })
             })
             .await??;

@@ -13,8 +13,8 @@
 //! Prints the median of 5 runs per case, single-threaded, and — when `python3 -c 'import botorch'`
 //! works — BoTorch's time on the same data (`benches/botorch_suggest.py`, one thread) and the ratio.
 use labloop_optimize::{
-    Acquisition, BatchRequest, FitOptions, GaussianProcess, HyperPrior, KNOWLEDGE_GRADIENT_SIGMAS,
-    KernelKind, Observation, bounds_of, suggest_batch,
+    Acquisition, BatchRequest, DESIGN_SPREAD, FitOptions, GaussianProcess, HyperPrior,
+    KNOWLEDGE_GRADIENT_SIGMAS, KernelKind, Observation, bounds_of, suggest_batch,
 };
 use rand::rngs::StdRng;
 use rand::{Rng, SeedableRng};
@@ -101,6 +101,7 @@ fn time_case(name: &str, candidates: &[Vec<f64>], observations: &[Observation]) 
                 prior: HyperPrior::default(),
             },
             knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
+            design_spread: DESIGN_SPREAD,
         };
         let ms = median_ms(|| {
             let s = suggest_batch(&request).expect("a batch");

@@ -81,13 +81,16 @@ pub struct ReplaySettings {
     /// The value the knowledge gradient raises: the best `mean − k sd`; campaigns use
     /// [`crate::KNOWLEDGE_GRADIENT_SIGMAS`].
     pub knowledge_gradient_sigmas: f64,
+    /// The first batch's design spread; campaigns use [`crate::DESIGN_SPREAD`].
+    pub design_spread: f64,
 }
 
 impl ReplaySettings {
     /// Applies one `key=value` override of labloop's strategy: `acquisition` (thompson, ucb,
     /// log_ei, knowledge_gradient, portfolio), `kernel` (matern52, rbf), `restarts`,
-    /// `exploration`, `recommendation_sigmas`, `knowledge_gradient_sigmas`, and the fit's priors
-    /// `length_prior`, `signal_prior`, `noise_prior` (each `centre,spread` of the log).
+    /// `exploration`, `recommendation_sigmas`, `knowledge_gradient_sigmas`, `design_spread`, and
+    /// the fit's priors `length_prior`, `signal_prior`, `noise_prior` (each `centre,spread` of the
+    /// log).
     pub fn apply(&mut self, assignment: &str) -> Result<(), String> {
         let (key, value) = assignment
             .split_once('=')
@@ -129,6 +132,7 @@ impl ReplaySettings {
             "signal_prior" => self.fit.prior.log_signal = pair()?,
             "noise_prior" => self.fit.prior.log_noise = pair()?,
             "exploration" => self.exploration = number()?,
+            "design_spread" => self.design_spread = number()?,
             _ => return Err(format!("unknown option `{key}`")),
         }
         Ok(())
@@ -179,6 +183,7 @@ pub fn replay(
                     exploration: settings.exploration,
                     fit: fit.clone(),
                     knowledge_gradient_sigmas: settings.knowledge_gradient_sigmas,
+                    design_spread: settings.design_spread,
                 };
                 suggest_batch(&request)?.picks
             }
@@ -337,7 +342,7 @@ pub fn summarize(
 mod tests {
     use super::*;
     use crate::HyperPrior;
-    use crate::{KNOWLEDGE_GRADIENT_SIGMAS, RECOMMENDATION_SIGMAS};
+    use crate::{DESIGN_SPREAD, KNOWLEDGE_GRADIENT_SIGMAS, RECOMMENDATION_SIGMAS};
     use rand_distr::{Distribution, Normal};
 
     #[test]
@@ -373,6 +378,7 @@ mod tests {
             },
             recommendation_sigmas: RECOMMENDATION_SIGMAS,
             knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
+            design_spread: DESIGN_SPREAD,
         };
         let with_kg = ReplaySettings {
             acquisition: Acquisition::KnowledgeGradient,
@@ -412,6 +418,7 @@ mod tests {
             reference: BayesGapSettings::default(),
             recommendation_sigmas: RECOMMENDATION_SIGMAS,
             knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
+            design_spread: DESIGN_SPREAD,
         };
         for o in [
             "acquisition=portfolio",

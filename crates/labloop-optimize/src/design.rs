@@ -2,15 +2,19 @@
 
 use crate::batch::{BatchRequest, argmax_free, capped_batch, taken_by_pending};
 use crate::gp::scale;
-use rand::SeedableRng;
 use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
 
 /// A representative first batch (greedy k-medoids, i.e. facility location): each pick is the
 /// candidate that most shortens the distance (in the unit box) from every candidate to its nearest
 /// chosen or pending one. Unlike maximin it does not crowd the corners, so the first fit learns the
 /// interior where optima usually lie. Large sets are scored on a seeded sample of 2 000 candidates.
+/// With a [`BatchRequest::design_spread`] above 0 each pick is drawn (seeded by `fit.seed`) among
+/// the free candidates whose gain is within that fraction of the best gain, so campaigns with
+/// other seeds get other, still representative, designs.
 pub(crate) fn medoid_design(request: &BatchRequest<'_>) -> Vec<usize> {
     const SCORED: usize = 2000;
+    let mut spread_rng = StdRng::seed_from_u64(request.fit.seed ^ 0x6465_7369_676e);
     let scaled: Vec<Vec<f64>> = request
         .candidates
         .iter()
@@ -52,7 +56,16 @@ pub(crate) fn medoid_design(request: &BatchRequest<'_>) -> Vec<usize> {
                 .map(|(&i, n)| (n - dist(i, c)).max(0.0))
                 .sum()
         };
-        let next = argmax_free((0..scaled.len()).map(gain), &taken);
+        let next = if request.design_spread > 0.0 {
+            let gains: Vec<f64> = (0..scaled.len()).map(gain).collect();
+            let best = gains[argmax_free(gains.iter().copied(), &taken)];
+            let near: Vec<usize> = (0..scaled.len())
+                .filter(|&c| !taken[c] && gains[c] >= (1.0 - request.design_spread) * best)
+                .collect();
+            near[spread_rng.random_range(0..near.len())]
+        } else {
+            argmax_free((0..scaled.len()).map(gain), &taken)
+        };
         for (n, &i) in nearest.iter_mut().zip(&scored) {
             *n = n.min(dist(i, next));
         }

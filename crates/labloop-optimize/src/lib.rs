@@ -35,7 +35,9 @@ mod space;
 pub mod suite;
 mod update;
 
-pub use batch::{Acquisition, BatchRequest, KNOWLEDGE_GRADIENT_SIGMAS, Suggestion, suggest_batch};
+pub use batch::{
+    Acquisition, BatchRequest, DESIGN_SPREAD, KNOWLEDGE_GRADIENT_SIGMAS, Suggestion, suggest_batch,
+};
 pub use bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 pub use confidence::best_probability;
 pub use gp::{FitOptions, GaussianProcess, HyperPrior, Hyperparameters, Observation, bounds_of};

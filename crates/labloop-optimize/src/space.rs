@@ -5,7 +5,9 @@
 //! on every point drawn, so nothing infeasible is ever suggested.
 
 use crate::OptimizeError;
-use crate::batch::{Acquisition, BatchRequest, KNOWLEDGE_GRADIENT_SIGMAS, suggest_batch};
+use crate::batch::{
+    Acquisition, BatchRequest, DESIGN_SPREAD, KNOWLEDGE_GRADIENT_SIGMAS, suggest_batch,
+};
 use crate::gp::{FitOptions, HyperPrior, Observation};
 use crate::kernel::KernelKind;
 use rand::rngs::StdRng;
@@ -343,6 +345,7 @@ pub fn suggest_in_space(request: &SpaceRequest<'_>) -> Result<Vec<Vec<f64>>, Spa
             prior: HyperPrior::default(),
         },
         knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
+        design_spread: DESIGN_SPREAD,
     };
     Ok(suggest_batch(&batch)?
         .picks

@@ -326,6 +326,7 @@ mod tests {
             reference: BayesGapSettings::default(),
             recommendation_sigmas: 2.0,
             knowledge_gradient_sigmas: 2.0,
+            design_spread: 0.0,
         };
         let reports: Vec<LandscapeReport> = landscapes
             .iter()
