@@ -38,6 +38,7 @@ mod runner;
 pub mod safety;
 mod steps;
 mod subject;
+pub mod summary;
 pub mod training;
 
 pub use checks::PLUGIN_HEALTH_PATIENCE;

@@ -11,8 +11,8 @@
 //!   `discharge_capacity_ah`, `internal_resistance_ohm`, `temperature_min_c`, `temperature_avg_c`,
 //!   `temperature_max_c`, `charge_time_s`, `voltage_max_v`, `voltage_min_v`, `current_max_a`.
 //!
-//! Missing values are nulls (empty in CSV). Units are SI, as in the store.
-
+//! Missing values are nulls (empty in CSV). Units are SI, as in the store. An imported dataset
+//! comes out as JSON instead ([`dataset_json`]).
 //!
 //! The only crate that knows Arrow and Parquet.
 
@@ -24,6 +24,9 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use std::path::Path;
 use std::sync::Arc;
+
+mod dataset;
+pub use dataset::dataset_json;
 
 /// What can go wrong exporting, with where.
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +41,16 @@ pub enum ExportError {
         campaign: String,
         /// The store (redacted).
         store: String,
+    },
+    /// The store holds no such dataset.
+    #[error("no dataset {dataset} in {store} (datasets: {known})")]
+    NoDataset {
+        /// The dataset asked for.
+        dataset: String,
+        /// The store (redacted).
+        store: String,
+        /// The datasets it holds.
+        known: String,
     },
     /// Writing a file failed.
     #[error("writing {path}: {message}")]

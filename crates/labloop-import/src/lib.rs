@@ -31,6 +31,7 @@ mod excel;
 mod formats;
 mod neware;
 pub mod series;
+mod summary;
 mod text;
 
 use serde::{Deserialize, Serialize};

@@ -5,12 +5,45 @@
 
 use crate::Plugins;
 use crate::protocol::{Hello, Operation};
-use labloop_workflow::{DriverKind, InstrumentKind, StepAction, TransportSpec, Workflow};
+use labloop_workflow::{
+    Diagnostic, DriverKind, InstrumentKind, StepAction, TransportSpec, Workflow,
+};
 use serde_json::Value;
 use std::collections::BTreeMap;
+use std::path::Path;
 
 /// A problem: the dotted path of the field in the workflow, and what is wrong.
 pub type Problem = (String, String);
+
+/// [`check`] for `labloop validate`: starts each plugin of the workflow read from `path` (in a
+/// scratch state folder, removed after), checks the workflow's use of it against its `hello`, and
+/// shuts it down; the problems located in the file (file:line:col).
+pub async fn check_file(workflow: &Workflow, path: &Path) -> Vec<Diagnostic> {
+    if workflow.plugins.is_empty() {
+        return Vec::new();
+    }
+    let file = path.display().to_string();
+    let located = |problems: Vec<Problem>| -> Vec<Diagnostic> {
+        let text = labloop_workflow::read_file(path).unwrap_or_default();
+        problems
+            .into_iter()
+            .map(|(at, message)| labloop_workflow::diagnostic_at(&text, &file, &at, message))
+            .collect()
+    };
+    let scratch = std::env::temp_dir().join(format!("labloop-validate-{}", std::process::id()));
+    let folder = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
+    let plugins = match Plugins::of(workflow, folder, &scratch, None) {
+        Ok(p) => p,
+        Err(e) => return located(vec![("plugins".into(), e)]),
+    };
+    let problems = check(workflow, &plugins).await;
+    plugins.shutdown().await;
+    let _ = std::fs::remove_dir_all(&scratch);
+    located(problems)
+}
 
 /// Starts every plugin of `workflow` and checks the workflow's use of each against its `hello`.
 pub async fn check(workflow: &Workflow, plugins: &Plugins) -> Vec<Problem> {

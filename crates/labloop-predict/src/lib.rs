@@ -20,6 +20,7 @@ pub mod life;
 mod model;
 pub mod neural;
 pub mod procedure;
+pub mod report;
 pub mod severson;
 pub mod shift;
 pub mod train;

@@ -136,13 +136,16 @@ pub(crate) async fn approve(
     Body(body): Body<ApproveBody>,
 ) -> Result<Response, ApiError> {
     known_campaign(&state.store, &id).await?;
-    let waiting = state
+    let answer = Approval {
+        by: Caller::who(&token),
+        approved: body.approve,
+        note: body.note,
+    };
+    let (answered, _) = state
         .store
-        .pending_approvals(&id)
-        .await?
-        .into_iter()
-        .any(|p| p.experiment_id == body.experiment && p.step == body.step);
-    if !waiting {
+        .answer_waiting(&id, Some(&body.experiment), Some(&body.step), &answer)
+        .await?;
+    if answered.is_empty() {
         return Err(ApiError::refused(
             StatusCode::NOT_FOUND,
             &format!(
@@ -151,14 +154,5 @@ pub(crate) async fn approve(
             ),
         ));
     }
-    let answer = Approval {
-        by: Caller::who(&token),
-        approved: body.approve,
-        note: body.note,
-    };
-    state
-        .store
-        .approve(&body.experiment, &body.step, &answer)
-        .await?;
     Ok(StatusCode::NO_CONTENT.into_response())
 }

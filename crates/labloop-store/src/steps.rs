@@ -188,6 +188,29 @@ impl Store {
         Ok(())
     }
 
+    /// Answers every step of `campaign` waiting for a person, or only those of `experiment` and
+    /// named `step` when given; the steps answered (empty when none waits there) and how many
+    /// waited in all. What `labloop approve` and the API's `approve` do.
+    pub async fn answer_waiting(
+        &self,
+        campaign: &str,
+        experiment: Option<&str>,
+        step: Option<&str>,
+        answer: &Approval,
+    ) -> Result<(Vec<PendingApproval>, usize), StoreError> {
+        let pending = self.pending_approvals(campaign).await?;
+        let waiting = pending.len();
+        let chosen: Vec<PendingApproval> = pending
+            .into_iter()
+            .filter(|p| experiment.is_none_or(|e| p.experiment_id == e))
+            .filter(|p| step.is_none_or(|s| p.step == s))
+            .collect();
+        for p in &chosen {
+            self.approve(&p.experiment_id, &p.step, answer).await?;
+        }
+        Ok((chosen, waiting))
+    }
+
     /// The answer given to a waiting step, if any.
     pub async fn approval(
         &self,

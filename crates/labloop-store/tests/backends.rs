@@ -240,7 +240,18 @@ async fn suite(store: Store) {
         store.approval(&e.id, "release").await.unwrap(),
         Some(rejection)
     );
-    store.approve(&e.id, "check", &late).await.unwrap();
+    // Answering by filter: a step that does not wait answers nothing; the waiting one is answered.
+    let (none, waiting) = store
+        .answer_waiting(&campaign, Some(&e.id), Some("release"), &late)
+        .await
+        .unwrap();
+    assert_eq!((none.len(), waiting), (0, 1));
+    let (answered, _) = store
+        .answer_waiting(&campaign, None, Some("check"), &late)
+        .await
+        .unwrap();
+    assert_eq!(answered.len(), 1);
+    assert_eq!(answered[0].message, "looks fine?");
     assert_eq!(store.approval(&e.id, "check").await.unwrap(), Some(late));
     assert!(store.pending_approvals(&campaign).await.unwrap().is_empty());
     let steps = store.step_states(&e.id).await.unwrap();

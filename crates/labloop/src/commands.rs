@@ -2,13 +2,138 @@
 
 use anyhow::{Context, Result, bail};
 use labloop_engine::launch::{Launch, Launched, Overrides, Prepared};
-use labloop_engine::{CampaignResult, Ownership, PauseNotice};
+use labloop_engine::{CampaignResult, PauseNotice};
 use labloop_sim::SimulatorTruth;
 use labloop_store::Store;
-use labloop_workflow::{Diagnostic, Workflow};
+use labloop_workflow::Diagnostic;
 use serde::Serialize;
-use std::path::Path;
+use std::path::PathBuf;
 use std::process::ExitCode;
+
+/// How this engine holds its campaign in the store (engines sharing a store never run one campaign
+/// twice; one takes over when another dies).
+#[derive(clap::Args)]
+struct EngineArgs {
+    /// This engine's name in the store (default: <host>/<pid>/<start time>).
+    #[arg(long)]
+    owner: Option<String>,
+    /// How long the campaign stays this engine's without a renewal; another engine takes it over
+    /// once it runs out (renewed every third of it).
+    #[arg(long, default_value = "15s", value_parser = crate::agent::duration)]
+    lease: std::time::Duration,
+}
+
+impl EngineArgs {
+    fn ownership(&self, wait: bool) -> labloop_engine::Ownership {
+        let mut o = labloop_engine::Ownership::of_this_process(self.lease, wait);
+        if let Some(owner) = &self.owner {
+            o.owner.clone_from(owner);
+        }
+        o
+    }
+}
+
+/// `labloop run`.
+#[derive(clap::Args)]
+pub struct RunArgs {
+    /// The workflow file.
+    workflow: PathBuf,
+    /// Store URL (sqlite://PATH or postgres://...); overrides the workflow's.
+    #[arg(long)]
+    store: Option<String>,
+    /// Rounds to run; overrides the workflow's stopping.max_rounds.
+    #[arg(long)]
+    rounds: Option<u32>,
+    /// Seed; overrides the workflow's campaign.seed (replicates with other simulated cells).
+    #[arg(long)]
+    seed: Option<u64>,
+    /// Print the result as JSON on stdout (no table).
+    #[arg(long)]
+    json: bool,
+    /// Protocols shown in the ranking table.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
+}
+
+/// `labloop resume`.
+#[derive(clap::Args)]
+pub struct ResumeArgs {
+    /// The campaign's id (`labloop status` lists them).
+    campaign: String,
+    /// Store URL.
+    #[arg(long)]
+    store: String,
+    /// Print the result as JSON on stdout (no table).
+    #[arg(long)]
+    json: bool,
+    /// Protocols shown in the ranking table.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+    #[command(flatten)]
+    engine: EngineArgs,
+    /// If another engine runs the campaign, wait and take over when its lease runs out (a
+    /// standby engine) instead of failing at once.
+    #[arg(long)]
+    wait: bool,
+}
+
+/// `labloop approve`.
+#[derive(clap::Args)]
+pub struct ApproveArgs {
+    /// The campaign's id.
+    campaign: String,
+    /// Store URL.
+    #[arg(long)]
+    store: String,
+    /// Only this experiment (default: every waiting one).
+    #[arg(long)]
+    experiment: Option<String>,
+    /// Only this step.
+    #[arg(long)]
+    step: Option<String>,
+    /// Who approves (recorded).
+    #[arg(long, default_value = "cli")]
+    by: String,
+    /// A note recorded with the answer.
+    #[arg(long)]
+    note: Option<String>,
+    /// Reject instead: the step fails and its `on_failure` policy applies (e.g. the experiment
+    /// is aborted and its channel freed).
+    #[arg(long)]
+    reject: bool,
+}
+
+/// `labloop serve`.
+#[derive(clap::Args)]
+pub struct ServeArgs {
+    /// Store URL.
+    #[arg(long, default_value = "sqlite://labloop-data/fast-charge-clo.sqlite")]
+    store: String,
+    /// Address to listen on.
+    #[arg(long, default_value = "127.0.0.1:8080")]
+    listen: String,
+    /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+}
+
+/// `labloop report`.
+#[derive(clap::Args)]
+pub struct ReportArgs {
+    /// The campaign.
+    campaign: String,
+    /// Store URL.
+    #[arg(long)]
+    store: String,
+    /// Where to write the HTML (default: <campaign>-report.html).
+    #[arg(long)]
+    out: Option<PathBuf>,
+}
 
 pub(crate) fn runtime() -> Result<tokio::runtime::Runtime> {
     tokio::runtime::Builder::new_multi_thread()
@@ -28,21 +153,6 @@ fn print_diagnostics(problems: &[Diagnostic]) {
     );
 }
 
-/// What the cells of a ranked candidate were seen to live: the mean of those cycled to end of
-/// life, and the lower bound of those still alive when their test stopped (censored).
-fn observed_life(r: &labloop_engine::RankedProtocol) -> String {
-    let observed = r.mean_observed.map(|m| format!("{m:.0}"));
-    let censored = r
-        .at_least
-        .map(|b| format!("≥ {b:.0} ({} censored)", r.censored));
-    match (observed, censored) {
-        (Some(o), Some(c)) => format!("{o}; {c}"),
-        (Some(o), None) => o,
-        (None, Some(c)) => c,
-        (None, None) => "-".into(),
-    }
-}
-
 #[derive(Serialize)]
 struct RunOutput<'a> {
     #[serde(flatten)]
@@ -51,27 +161,23 @@ struct RunOutput<'a> {
     simulator_truth: Option<SimulatorTruth>,
 }
 
-/// Runs a new campaign from the workflow file at `path`.
-pub fn run(
-    path: &Path,
-    overrides: Overrides,
-    json: bool,
-    top: usize,
-    ownership: Ownership,
-) -> Result<ExitCode> {
-    execute_prepared(Launch::from_file(path, overrides, ownership)?, json, top)
+/// Runs a new campaign from a workflow file.
+pub fn run(args: &RunArgs) -> Result<ExitCode> {
+    let overrides = Overrides {
+        store: args.store.clone(),
+        rounds: args.rounds,
+        seed: args.seed,
+    };
+    let launch = Launch::from_file(&args.workflow, overrides, args.engine.ownership(false))?;
+    execute_prepared(launch, args.json, args.top)
 }
 
 /// Continues a campaign recorded in a store.
-pub fn resume(
-    campaign: &str,
-    store_url: &str,
-    json: bool,
-    top: usize,
-    ownership: Ownership,
-) -> Result<ExitCode> {
-    let prepared = runtime()?.block_on(Launch::from_store(campaign, store_url, ownership))?;
-    execute_prepared(prepared, json, top)
+pub fn resume(args: &ResumeArgs) -> Result<ExitCode> {
+    let ownership = args.engine.ownership(args.wait);
+    let prepared =
+        runtime()?.block_on(Launch::from_store(&args.campaign, &args.store, ownership))?;
+    execute_prepared(prepared, args.json, args.top)
 }
 
 /// Runs a prepared campaign, or prints the problems of its workflow (exit status 2).
@@ -137,125 +243,33 @@ fn execute(launch: Launch, json: bool, top: usize) -> Result<ExitCode> {
         println!("{}", serde_json::to_string_pretty(&out)?);
         return Ok(ExitCode::SUCCESS);
     }
-    println!();
-    println!(
-        "Campaign {}: {} rounds, {} cells ({} failed), {} cycle records in {:.1} s  [{}]",
-        result.campaign,
-        result.rounds,
-        result.cells,
-        result.failed,
-        result.records,
-        result.wall_time_s,
-        labloop_store::redact(store_url)
+    print!(
+        "{}",
+        labloop_engine::summary::text(
+            &result,
+            &workflow,
+            &labloop_store::redact(store_url),
+            top,
+            truth.as_ref()
+        )
     );
-    println!("Stopped by: {}.", result.stopped_by);
-    let (what, heading) = if workflow.protocol_space().is_some() {
-        ("protocols", "protocol (C-rates)")
-    } else {
-        ("candidates", "candidate")
-    };
-    let objective = &workflow.campaign.objective;
-    let measured = objective
-        .from
-        .as_deref()
-        .filter(|_| objective.measured().is_some());
-    match measured {
-        Some(from) => println!(
-            "Objective: {}{} ({:?}), measured as {from}. Best {what}, the most assuredly good first (estimate {} 2σ):",
-            objective.name,
-            objective
-                .unit
-                .as_deref()
-                .map(|u| format!(" [{u}]"))
-                .unwrap_or_default(),
-            objective.direction,
-            match objective.direction {
-                labloop_workflow::Direction::Maximize => "−",
-                labloop_workflow::Direction::Minimize => "+",
-            }
-        ),
-        None => println!(
-            "Lifetime model: {}. Best {what}, the most assuredly good first (predicted life − 2σ):",
-            result.model
-        ),
-    }
-    println!();
-    let shown = result.ranking.iter().take(top);
-    if measured.is_some() {
-        let width = shown
-            .clone()
-            .map(|r| r.protocol.chars().count())
-            .chain([heading.len()])
-            .max()
-            .unwrap_or(22);
-        println!(
-            "{:>4}  {:<width$} {:>22}  {:>5}  {:>14}",
-            "rank", heading, "estimate", "cells", "mean measured"
-        );
-        for r in shown {
-            println!(
-                "{:>4}  {:<width$} {:>12.3} ± {:<7.3}  {:>5}  {:>14}",
-                r.rank,
-                r.protocol,
-                r.predicted_life,
-                r.sigma,
-                r.cells,
-                r.mean_predicted.map_or("-".into(), |m| format!("{m:.3}")),
-            );
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let width = shown
-        .clone()
-        .map(|r| r.protocol.chars().count())
-        .chain([heading.len()])
-        .max()
-        .unwrap_or(22);
-    println!(
-        "{:>4}  {:<width$} {:>18}  {:>5}  {:>14}  {:>20}",
-        "rank", heading, "predicted life", "cells", "mean predicted", "observed life"
-    );
-    for r in shown {
-        println!(
-            "{:>4}  {:<width$} {:>10.0} ± {:<5.0}  {:>5}  {:>14}  {:>20}",
-            r.rank,
-            r.protocol,
-            r.predicted_life,
-            r.sigma,
-            r.cells,
-            r.mean_predicted.map_or("-".into(), |m| format!("{m:.0}")),
-            observed_life(r)
-        );
-    }
-    if result.ranking.iter().any(|r| r.censored > 0) {
-        println!(
-            "(≥ N: cells still alive at N cycles when their test stopped; their lives are lower bounds, not measurements.)"
-        );
-    }
-    if let Some(t) = truth {
-        println!();
-        println!(
-            "Simulator truth: the recommended protocol's mean life is {:.0} cycles, rank {} of {}; the best is {} at {:.0} ({:.1} % better).",
-            t.recommended_true_life,
-            t.recommended_true_rank,
-            t.candidates,
-            t.best_protocol,
-            t.best_true_life,
-            100.0 * (t.best_true_life / t.recommended_true_life - 1.0)
-        );
-        println!(
-            "Early predictions against each simulated cell's true life: RMSE {:.0} cycles, MAPE {:.1} %.",
-            t.prediction_rmse_cycles, t.prediction_mape_percent
-        );
-    }
     Ok(ExitCode::SUCCESS)
 }
 
-pub fn validate(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
+/// Checks workflow files (and starts their plugins); exit status 2 when any has a problem.
+pub fn validate(paths: &[PathBuf]) -> Result<ExitCode> {
     let mut all_ok = true;
     for path in paths {
         let checked = labloop_workflow::load(path).and_then(|w| {
-            let problems = check_plugins(&w, path);
+            let problems = match runtime() {
+                Ok(rt) => rt.block_on(labloop_plugin::check::check_file(&w, path)),
+                Err(e) => vec![labloop_workflow::diagnostic_at(
+                    "",
+                    &path.display().to_string(),
+                    "plugins",
+                    e.to_string(),
+                )],
+            };
             if problems.is_empty() {
                 Ok(w)
             } else {
@@ -288,41 +302,7 @@ pub fn validate(paths: &[std::path::PathBuf]) -> Result<ExitCode> {
     })
 }
 
-/// Starts each plugin of the workflow at `path` (in a scratch state folder) and checks the
-/// workflow's use of it against its `hello`; the problems, located in the file.
-fn check_plugins(workflow: &Workflow, path: &Path) -> Vec<Diagnostic> {
-    if workflow.plugins.is_empty() {
-        return Vec::new();
-    }
-    let file = path.display().to_string();
-    let located = |problems: Vec<(String, String)>| -> Vec<Diagnostic> {
-        let text = labloop_workflow::read_file(path).unwrap_or_default();
-        problems
-            .into_iter()
-            .map(|(at, message)| labloop_workflow::diagnostic_at(&text, &file, &at, message))
-            .collect()
-    };
-    let scratch = std::env::temp_dir().join(format!("labloop-validate-{}", std::process::id()));
-    let folder = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    let plugins = match labloop_plugin::Plugins::of(workflow, folder, &scratch, None) {
-        Ok(p) => p,
-        Err(e) => return located(vec![("plugins".into(), e)]),
-    };
-    let problems = match runtime() {
-        Ok(rt) => rt.block_on(async {
-            let problems = labloop_plugin::check::check(workflow, &plugins).await;
-            plugins.shutdown().await;
-            problems
-        }),
-        Err(e) => vec![("plugins".into(), e.to_string())],
-    };
-    let _ = std::fs::remove_dir_all(&scratch);
-    located(problems)
-}
-
+/// Lists the datasets and campaigns of a store.
 pub fn status(url: &str) -> Result<ExitCode> {
     runtime()?.block_on(async {
         let store = Store::open(url).await?;
@@ -352,13 +332,10 @@ pub fn status(url: &str) -> Result<ExitCode> {
     })
 }
 
-pub fn serve(
-    url: &str,
-    listen: &str,
-    tls_cert: Option<&std::path::Path>,
-    tls_key: Option<&std::path::Path>,
-) -> Result<ExitCode> {
-    let tls = match (tls_cert, tls_key) {
+/// Serves the HTTP API and dashboard until Ctrl-C.
+pub fn serve(args: &ServeArgs) -> Result<ExitCode> {
+    let (url, listen) = (args.store.as_str(), args.listen.as_str());
+    let tls = match (&args.tls_cert, &args.tls_key) {
         (Some(cert), Some(key)) => {
             Some(labloop_server::server_config(cert, key).map_err(anyhow::Error::msg)?)
         }
@@ -386,7 +363,8 @@ pub fn serve(
 }
 
 /// Writes a campaign's self-contained HTML report.
-pub fn report(campaign: &str, url: &str, out: Option<&std::path::Path>) -> Result<ExitCode> {
+pub fn report(args: &ReportArgs) -> Result<ExitCode> {
+    let (campaign, url) = (args.campaign.as_str(), args.store.as_str());
     let html = runtime()?.block_on(async {
         let store = Store::open(url).await?;
         let html = labloop_server::report(&store, campaign).await?;
@@ -399,8 +377,8 @@ pub fn report(campaign: &str, url: &str, out: Option<&std::path::Path>) -> Resul
             labloop_store::redact(url)
         );
     };
-    let default = std::path::PathBuf::from(format!("{}-report.html", campaign.replace('/', "_")));
-    let path = out.unwrap_or(&default);
+    let default = PathBuf::from(format!("{}-report.html", campaign.replace('/', "_")));
+    let path = args.out.as_ref().unwrap_or(&default);
     std::fs::write(path, html).with_context(|| format!("writing {}", path.display()))?;
     eprintln!("wrote {}", path.display());
     Ok(ExitCode::SUCCESS)
@@ -413,12 +391,6 @@ pub fn token_create(
     name: &str,
     capabilities: &[String],
 ) -> Result<ExitCode> {
-    if !labloop_store::ROLES.contains(&role) {
-        bail!(
-            "--role {role}: expected one of {}",
-            labloop_store::ROLES.join(", ")
-        );
-    }
     runtime()?.block_on(async {
         let store = Store::connect(url).await?;
         let capabilities: Vec<&str> = capabilities.iter().map(String::as_str).collect();
@@ -448,37 +420,35 @@ pub fn token_revoke(url: &str, id: &str) -> Result<ExitCode> {
 }
 
 /// Answers steps waiting for a person (approves, or rejects).
-pub fn approve(
-    campaign: &str,
-    store_url: &str,
-    experiment: Option<&str>,
-    step: Option<&str>,
-    answer: &labloop_store::Approval,
-) -> Result<ExitCode> {
-    runtime()?.block_on(async {
-        let store = Store::open(store_url).await?;
-        let pending = store.pending_approvals(campaign).await?;
-        let chosen: Vec<_> = pending
-            .iter()
-            .filter(|p| experiment.is_none_or(|e| p.experiment_id == e))
-            .filter(|p| step.is_none_or(|s| p.step == s))
-            .collect();
-        if chosen.is_empty() {
-            println!(
-                "nothing waits for approval in {campaign} ({} waiting in all)",
-                pending.len()
-            );
-            return Ok(ExitCode::from(1));
-        }
-        for p in chosen {
-            store.approve(&p.experiment_id, &p.step, answer).await?;
-            let verb = if answer.approved {
-                "approved"
-            } else {
-                "rejected"
-            };
-            println!("{verb} {} / {}: {}", p.experiment_id, p.step, p.message);
-        }
-        Ok(ExitCode::SUCCESS)
-    })
+pub fn approve(args: &ApproveArgs) -> Result<ExitCode> {
+    let answer = labloop_store::Approval {
+        by: args.by.clone(),
+        approved: !args.reject,
+        note: args.note.clone(),
+    };
+    let (step, experiment) = (args.step.as_deref(), args.experiment.as_deref());
+    let (answered, waiting) = runtime()?.block_on(async {
+        let store = Store::open(&args.store).await?;
+        anyhow::Ok(
+            store
+                .answer_waiting(&args.campaign, experiment, step, &answer)
+                .await?,
+        )
+    })?;
+    if answered.is_empty() {
+        println!(
+            "nothing waits for approval in {} ({waiting} waiting in all)",
+            args.campaign
+        );
+        return Ok(ExitCode::from(1));
+    }
+    let verb = if answer.approved {
+        "approved"
+    } else {
+        "rejected"
+    };
+    for p in answered {
+        println!("{verb} {} / {}: {}", p.experiment_id, p.step, p.message);
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -33,7 +33,13 @@ pub struct ExportArgs {
 /// Writes the campaign's two tables.
 pub fn export(args: &ExportArgs) -> Result<()> {
     if let Some(dataset) = &args.dataset {
-        return crate::import::export_dataset(&args.store, dataset, args.curves);
+        let json = crate::commands::runtime()?.block_on(labloop_export::dataset_json(
+            &args.store,
+            dataset,
+            args.curves,
+        ))?;
+        println!("{json}");
+        return Ok(());
     }
     let (Some(campaign), Some(out)) = (&args.campaign, &args.out) else {
         bail!("give a campaign and --out, or --dataset");
@@ -41,10 +47,8 @@ pub fn export(args: &ExportArgs) -> Result<()> {
     let Some(format) = Format::parse(&args.format) else {
         bail!("--format {}: expected parquet or csv", args.format);
     };
-    let runtime = tokio::runtime::Builder::new_current_thread()
-        .enable_all()
-        .build()?;
-    let (experiments, cycles) = runtime.block_on(campaign_tables(&args.store, campaign))?;
+    let (experiments, cycles) =
+        crate::commands::runtime()?.block_on(campaign_tables(&args.store, campaign))?;
     std::fs::create_dir_all(out).with_context(|| format!("creating {}", out.display()))?;
     let ext = format.extension();
     let (n_experiments, n_cycles) = (experiments.rows, cycles.rows);

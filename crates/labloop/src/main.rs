@@ -24,97 +24,14 @@ struct Cli {
     command: Command,
 }
 
-/// How this engine holds its campaign in the store (engines sharing a store never run one campaign
-/// twice; one takes over when another dies).
-#[derive(clap::Args)]
-struct EngineArgs {
-    /// This engine's name in the store (default: <host>/<pid>/<start time>).
-    #[arg(long)]
-    owner: Option<String>,
-    /// How long the campaign stays this engine's without a renewal; another engine takes it over
-    /// once it runs out (renewed every third of it).
-    #[arg(long, default_value = "15s", value_parser = agent::duration)]
-    lease: std::time::Duration,
-}
-
-impl EngineArgs {
-    fn ownership(&self, wait: bool) -> labloop_engine::Ownership {
-        let mut o = labloop_engine::Ownership::of_this_process(self.lease, wait);
-        if let Some(owner) = &self.owner {
-            o.owner.clone_from(owner);
-        }
-        o
-    }
-}
-
 #[derive(Subcommand)]
 enum Command {
     /// Run a campaign from a workflow file.
-    Run {
-        /// The workflow file.
-        workflow: PathBuf,
-        /// Store URL (sqlite://PATH or postgres://...); overrides the workflow's.
-        #[arg(long)]
-        store: Option<String>,
-        /// Rounds to run; overrides the workflow's stopping.max_rounds.
-        #[arg(long)]
-        rounds: Option<u32>,
-        /// Seed; overrides the workflow's campaign.seed (replicates with other simulated cells).
-        #[arg(long)]
-        seed: Option<u64>,
-        /// Print the result as JSON on stdout (no table).
-        #[arg(long)]
-        json: bool,
-        /// Protocols shown in the ranking table.
-        #[arg(long, default_value_t = 10)]
-        top: usize,
-        #[command(flatten)]
-        engine: EngineArgs,
-    },
+    Run(commands::RunArgs),
     /// Continue a campaign from the store (after a crash, a reboot or Ctrl-C).
-    Resume {
-        /// The campaign's id (`labloop status` lists them).
-        campaign: String,
-        /// Store URL.
-        #[arg(long)]
-        store: String,
-        /// Print the result as JSON on stdout (no table).
-        #[arg(long)]
-        json: bool,
-        /// Protocols shown in the ranking table.
-        #[arg(long, default_value_t = 10)]
-        top: usize,
-        #[command(flatten)]
-        engine: EngineArgs,
-        /// If another engine runs the campaign, wait and take over when its lease runs out (a
-        /// standby engine) instead of failing at once.
-        #[arg(long)]
-        wait: bool,
-    },
+    Resume(commands::ResumeArgs),
     /// Approve (or reject) steps that wait for a person (`approve:` steps).
-    Approve {
-        /// The campaign's id.
-        campaign: String,
-        /// Store URL.
-        #[arg(long)]
-        store: String,
-        /// Only this experiment (default: every waiting one).
-        #[arg(long)]
-        experiment: Option<String>,
-        /// Only this step.
-        #[arg(long)]
-        step: Option<String>,
-        /// Who approves (recorded).
-        #[arg(long, default_value = "cli")]
-        by: String,
-        /// A note recorded with the answer.
-        #[arg(long)]
-        note: Option<String>,
-        /// Reject instead: the step fails and its `on_failure` policy applies (e.g. the experiment
-        /// is aborted and its channel freed).
-        #[arg(long)]
-        reject: bool,
-    },
+    Approve(commands::ApproveArgs),
     /// Check workflow files and print every problem with file:line:col.
     Validate {
         /// The workflow files.
@@ -134,20 +51,7 @@ enum Command {
         store: String,
     },
     /// Serve the HTTP API and dashboard over a store (tokens from `labloop token create`; HTTPS with --tls-cert).
-    Serve {
-        /// Store URL.
-        #[arg(long, default_value = "sqlite://labloop-data/fast-charge-clo.sqlite")]
-        store: String,
-        /// Address to listen on.
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        listen: String,
-        /// Serve HTTPS with this certificate chain (PEM); needs --tls-key.
-        #[arg(long, requires = "tls_key")]
-        tls_cert: Option<PathBuf>,
-        /// The certificate's private key (PEM).
-        #[arg(long, requires = "tls_cert")]
-        tls_key: Option<PathBuf>,
-    },
+    Serve(commands::ServeArgs),
     /// Lifetime models: train, score (RMSE, MAPE, σ coverage) or run one on Qdlin cell arrays.
     #[command(subcommand)]
     Predict(predict::PredictCommand),
@@ -166,16 +70,7 @@ enum Command {
     /// into a dataset of the store, or check what they hold (`--check [--json]`).
     Import(import::ImportArgs),
     /// Save a campaign's report as one self-contained HTML file (plots and tables, no server needed).
-    Report {
-        /// The campaign.
-        campaign: String,
-        /// Store URL.
-        #[arg(long)]
-        store: String,
-        /// Where to write the HTML (default: <campaign>-report.html).
-        #[arg(long)]
-        out: Option<PathBuf>,
-    },
+    Report(commands::ReportArgs),
     /// API tokens for `labloop serve`: create (the secret is shown once) or revoke.
     #[command(subcommand)]
     Token(TokenCommand),
@@ -220,52 +115,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let result = match cli.command {
-        Command::Resume {
-            campaign,
-            store,
-            json,
-            top,
-            engine,
-            wait,
-        } => commands::resume(&campaign, &store, json, top, engine.ownership(wait)),
-        Command::Approve {
-            campaign,
-            store,
-            experiment,
-            step,
-            by,
-            note,
-            reject,
-        } => commands::approve(
-            &campaign,
-            &store,
-            experiment.as_deref(),
-            step.as_deref(),
-            &labloop_store::Approval {
-                by,
-                approved: !reject,
-                note,
-            },
-        ),
-        Command::Run {
-            workflow,
-            store,
-            rounds,
-            seed,
-            json,
-            top,
-            engine,
-        } => commands::run(
-            &workflow,
-            labloop_engine::launch::Overrides {
-                store,
-                rounds,
-                seed,
-            },
-            json,
-            top,
-            engine.ownership(false),
-        ),
+        Command::Resume(args) => commands::resume(&args),
+        Command::Approve(args) => commands::approve(&args),
+        Command::Run(args) => commands::run(&args),
         Command::Validate { workflows } => commands::validate(&workflows),
         Command::Schema { include } => {
             let schema = if include {
@@ -281,11 +133,7 @@ fn main() -> ExitCode {
         Command::CheckInstrument(args) => check_instrument::run(&args),
         Command::Export(args) => export::export(&args).map(|()| ExitCode::SUCCESS),
         Command::Import(args) => import::run(&args),
-        Command::Report {
-            campaign,
-            store,
-            out,
-        } => commands::report(&campaign, &store, out.as_deref()),
+        Command::Report(args) => commands::report(&args),
         Command::Token(TokenCommand::Create {
             role,
             name,
@@ -293,12 +141,7 @@ fn main() -> ExitCode {
             store,
         }) => commands::token_create(&store, &role, &name, &capabilities),
         Command::Token(TokenCommand::Revoke { id, store }) => commands::token_revoke(&store, &id),
-        Command::Serve {
-            store,
-            listen,
-            tls_cert,
-            tls_key,
-        } => commands::serve(&store, &listen, tls_cert.as_deref(), tls_key.as_deref()),
+        Command::Serve(args) => commands::serve(&args),
         Command::Predict(command) => predict::run(&command).map(|()| ExitCode::SUCCESS),
         Command::Bench(command) => labloop_bench::run(&command).map(|()| ExitCode::SUCCESS),
     };

@@ -6,10 +6,10 @@ use clap::{Args, Subcommand};
 use labloop_engine::training::{CellSource, Lives};
 use labloop_predict::life::EndOfLife;
 use labloop_predict::procedure::Procedure;
-use labloop_predict::train::{LabelledCell, Metrics, evaluate, score};
+use labloop_predict::train::{LabelledCell, evaluate, score};
 use labloop_predict::{
-    Backend, CapacitySource, FeatureSet, ModelFile, Prediction, Predictor, capacity, severson,
-    shift,
+    Backend, CapacitySource, FeatureSet, ModelFile, Prediction, Predictor, capacity, report,
+    severson, shift,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -134,11 +134,6 @@ impl LabelledArgs {
             },
         )
     }
-
-    /// Where the cells came from, for a model's provenance.
-    fn describe(&self, source: &CellSource) -> String {
-        source.describe(&self.exclude)
-    }
 }
 
 /// `labloop predict train`.
@@ -244,7 +239,7 @@ fn features(args: &FeaturesArgs) -> Result<()> {
         "{} cells, {} features ({}) written to {}",
         cells.len(),
         names.len(),
-        args.data.describe(&source),
+        source.describe(&args.data.exclude),
         args.out.display()
     );
     Ok(())
@@ -260,7 +255,10 @@ fn labelled(
     let set = crate::commands::runtime()?.block_on(source.load(window, &data.exclude))?;
     for (n, why) in &set.left_out {
         if *n > 0 {
-            eprintln!("left out {n} cells of {} {why}", data.describe(source));
+            eprintln!(
+                "left out {n} cells of {} {why}",
+                source.describe(&data.exclude)
+            );
         }
     }
     Ok(set.cells)
@@ -273,7 +271,7 @@ fn train(args: &TrainArgs) -> Result<()> {
     let trained_on = format!(
         "{} cells from {}, cycles 2-{}",
         cells.len(),
-        args.data.describe(&source),
+        source.describe(&args.data.exclude),
         args.window
     );
     let procedure = Procedure {
@@ -288,7 +286,7 @@ fn train(args: &TrainArgs) -> Result<()> {
     if let Some(table) = &args.batches {
         let batched = severson::with_batches(named, table)?;
         let directions = shift::measure_batch_sigma(&mut model, &batched, &procedure.fitter())?;
-        print_directions(&args.model, &directions);
+        print!("{}", report::directions_table(&args.model, &directions));
     }
     let seconds = started.elapsed().as_secs_f64();
     std::fs::write(&args.out, model.to_json() + "\n")
@@ -338,72 +336,12 @@ fn eval(args: &EvalArgs) -> Result<()> {
     let m = score(&labelled, &predictions);
     let published = severson::published_rmse(model.name(), !args.data.exclude.is_empty());
     if args.json {
-        let per_cell: Vec<serde_json::Value> = cells
-            .iter()
-            .zip(&predictions)
-            .map(|((name, cell), p)| {
-                let mut row = prediction_json(model.as_ref(), name, &cell.features, p);
-                row["observed"] = serde_json::json!(cell.cycle_life);
-                row
-            })
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "model": model.name(),
-                "cells": m.cells,
-                "rmse_cycles": m.rmse_cycles,
-                "mape_percent": m.mape_percent,
-                "within_1_sigma": m.within_1_sigma,
-                "within_2_sigma": m.within_2_sigma,
-                "published_rmse_cycles": published,
-                "predictions": per_cell,
-            }))?
-        );
+        let json = report::scores_json(model.as_ref(), &cells, &predictions, &m, published);
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
-        print_table(model.name(), &m, published);
+        print!("{}", report::metrics_table(model.name(), &m, published));
     }
     Ok(())
-}
-
-/// One cell's prediction as `--json` prints it; an out-of-domain cell carries its domain check
-/// (`domain`: the Mahalanobis distance and its limit, each feature outside its range and by how
-/// many training σ).
-fn prediction_json(
-    model: &dyn Predictor,
-    cell: &str,
-    features: &FeatureSet,
-    p: &Prediction,
-) -> serde_json::Value {
-    let mut row = serde_json::json!({
-        "cell": cell,
-        "cycle_life": p.cycle_life,
-        "sigma": p.sigma,
-        "log10_life": p.log10_life,
-        "sigma_log10": p.sigma_log10,
-        "out_of_domain": p.out_of_domain,
-    });
-    if let (true, Some(trust)) = (p.out_of_domain, model.trust()) {
-        row["domain"] = serde_json::json!(trust.domain.check(features));
-    }
-    row
-}
-
-fn print_table(name: &str, m: &Metrics, published: Option<f64>) {
-    println!(
-        "{:<20} {:>5} {:>12} {:>8} {:>8} {:>8} {:>14}",
-        "model", "cells", "RMSE cycles", "MAPE %", "in ±1σ", "in ±2σ", "paper RMSE"
-    );
-    println!(
-        "{:<20} {:>5} {:>12.0} {:>8.1} {:>7.0}% {:>7.0}% {:>14}",
-        name,
-        m.cells,
-        m.rmse_cycles,
-        m.mape_percent,
-        100.0 * m.within_1_sigma,
-        100.0 * m.within_2_sigma,
-        published.map_or("-".to_owned(), |r| format!("{r:.0}"))
-    );
 }
 
 fn predict(args: &RunArgs) -> Result<()> {
@@ -423,18 +361,8 @@ fn predict(args: &RunArgs) -> Result<()> {
     let predictions = model.predict(&features)?;
     warn_out_of_domain(model.as_ref(), &cells, &predictions);
     if args.json {
-        let rows: Vec<serde_json::Value> = cells
-            .iter()
-            .zip(&predictions)
-            .map(|((name, features), p)| prediction_json(model.as_ref(), name, features, p))
-            .collect();
-        println!(
-            "{}",
-            serde_json::to_string_pretty(&serde_json::json!({
-                "model": model.name(),
-                "predictions": rows,
-            }))?
-        );
+        let json = report::predictions_json(model.as_ref(), &cells, &predictions);
+        println!("{}", serde_json::to_string_pretty(&json)?);
     } else {
         println!("{:<10} {:>12} {:>8}", "cell", "cycle life", "σ");
         for ((name, _), p) in cells.iter().zip(&predictions) {
@@ -444,49 +372,23 @@ fn predict(args: &RunArgs) -> Result<()> {
     Ok(())
 }
 
+/// Says on stderr which cells lie outside the model's training domain ([`report::domain_warnings`]).
+fn warn_out_of_domain(
+    model: &dyn Predictor,
+    cells: &[(String, FeatureSet)],
+    predictions: &[Prediction],
+) {
+    for warning in report::domain_warnings(model, cells, predictions) {
+        eprintln!("{warning}");
+    }
+}
+
 /// `(name, features)` of named labelled cells.
 fn cells_named(cells: &[(String, LabelledCell)]) -> Vec<(String, FeatureSet)> {
     cells
         .iter()
         .map(|(n, c)| (n.clone(), c.features.clone()))
         .collect()
-}
-
-/// Says on stderr which cells lie outside the model's training domain, by which features and how
-/// far, and what σ they were given; or that the model cannot tell (a file without a domain).
-fn warn_out_of_domain(
-    model: &dyn Predictor,
-    cells: &[(String, FeatureSet)],
-    predictions: &[Prediction],
-) {
-    if model.trust().is_none() {
-        eprintln!(
-            "warning: {} records no training domain (an old model file): it cannot tell an \
-             extrapolation; retrain it with `labloop predict train`",
-            model.name()
-        );
-        return;
-    }
-    let mut flagged = 0;
-    for ((name, features), p) in cells.iter().zip(predictions) {
-        if let Some(why) = labloop_predict::out_of_domain_reason(model, features, p) {
-            flagged += 1;
-            eprintln!(
-                "warning: {name} is outside {}'s training domain ({why}): predicted {:.0} ± {:.0} \
-                 cycles, σ widened for the extrapolation",
-                model.name(),
-                p.cycle_life,
-                p.sigma
-            );
-        }
-    }
-    if flagged > 0 {
-        eprintln!(
-            "warning: {flagged} of {} cells are out of {}'s domain",
-            cells.len(),
-            model.name()
-        );
-    }
 }
 
 /// `predict eval --split by-batch`: for each model, both (all) directions and the adaptation curve.
@@ -528,8 +430,8 @@ fn eval_by_batch(args: &EvalArgs) -> Result<()> {
         let cells = slot.as_deref().unwrap_or_default();
         let shift = shift::shift_report(model, cells, &procedure.fitter())?;
         if !args.json {
-            print_directions(model, &shift.directions);
-            print_curve(&shift.adaptation);
+            print!("{}", report::directions_table(model, &shift.directions));
+            print!("{}", report::curve_text(&shift.adaptation));
         }
         report.push(shift);
     }
@@ -537,49 +439,6 @@ fn eval_by_batch(args: &EvalArgs) -> Result<()> {
         println!("{}", serde_json::to_string_pretty(&report)?);
     }
     Ok(())
-}
-
-fn print_directions(model: &str, directions: &[shift::Direction]) {
-    println!(
-        "{:<12} {:<12} {:>6} {:>6} {:>7} {:>7} {:>7} {:>8} {:>8}",
-        "model", "scored on", "train", "cells", "RMSE", "MAPE %", "in ±1σ", "in ±2σ", "offset"
-    );
-    for d in directions {
-        let m = &d.metrics;
-        println!(
-            "{:<12} {:<12} {:>6} {:>6} {:>7.0} {:>7.1} {:>6.0}% {:>7.0}% {:>+8.3}   {:.0} % out of domain",
-            model,
-            d.scored_on,
-            d.trained_cells,
-            m.cells,
-            m.rmse_cycles,
-            m.mape_percent,
-            100.0 * m.within_1_sigma,
-            100.0 * m.within_2_sigma,
-            d.bias_log10,
-            100.0 * d.out_of_domain
-        );
-    }
-    println!(
-        "batch σ (root mean square of the offsets): {:.3} log10 cycles",
-        shift::batch_sigma(directions)
-    );
-}
-
-fn print_curve(curve: &[shift::CurvePoint]) {
-    println!(
-        "adapted to k labelled cells of the held-out batch (mean over batches and {} draws):",
-        shift::CURVE_DRAWS
-    );
-    for p in curve {
-        println!(
-            "  k = {:>2}: RMSE {:>5.0} cycles, in ±1σ {:>3.0} %, in ±2σ {:>3.0} %",
-            p.labelled,
-            p.rmse_cycles,
-            100.0 * p.within_1_sigma,
-            100.0 * p.within_2_sigma
-        );
-    }
 }
 
 /// `predict adapt`: the model adapted to the labelled cells, written with its provenance.
@@ -591,7 +450,11 @@ fn adapt(args: &AdaptArgs) -> Result<()> {
         .map(|(_, c)| c)
         .collect();
     let before = score(&cells, &shift::predict_cells(&file, &cells)?);
-    let adapted_on = format!("{} cells from {}", cells.len(), args.data.describe(&source));
+    let adapted_on = format!(
+        "{} cells from {}",
+        cells.len(),
+        source.describe(&args.data.exclude)
+    );
     let a = shift::adapt(&mut file, &cells, &adapted_on)?;
     std::fs::write(&args.out, file.to_json() + "\n")
         .with_context(|| format!("writing {}", args.out.display()))?;
