@@ -183,3 +183,33 @@ pub fn domain_warnings(
     }
     warnings
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ModelFile;
+
+    #[test]
+    fn only_cells_outside_the_domain_are_warned_with_a_count() {
+        let model = ModelFile::resolve("severson-variance")
+            .unwrap()
+            .into_predictor();
+        let cell = |log_var_dq: f64| FeatureSet::from_named([("log_var_dq", log_var_dq)]);
+        let cells = vec![
+            ("typical".to_owned(), cell(-4.5)),
+            ("far".to_owned(), cell(2.0)),
+        ];
+        let features: Vec<FeatureSet> = cells.iter().map(|(_, f)| f.clone()).collect();
+        let predictions = model.predict(&features).unwrap();
+        assert!(!predictions[0].out_of_domain && predictions[1].out_of_domain);
+        let warnings = domain_warnings(model.as_ref(), &cells, &predictions);
+        assert_eq!(warnings.len(), 2, "{warnings:?}");
+        assert!(warnings[0].contains("far is outside") && warnings[0].contains("log_var_dq"));
+        assert!(warnings[1].contains("1 of 2 cells"), "{}", warnings[1]);
+        // JSON: the far cell carries its domain check, the typical one none.
+        let json = predictions_json(model.as_ref(), &cells, &predictions);
+        assert!(json["predictions"][0].get("domain").is_none());
+        assert_eq!(json["predictions"][1]["out_of_domain"], true);
+        assert!(json["predictions"][1]["domain"].is_object(), "{json}");
+    }
+}
