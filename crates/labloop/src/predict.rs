@@ -8,8 +8,7 @@ use labloop_predict::life::EndOfLife;
 use labloop_predict::procedure::Procedure;
 use labloop_predict::train::{LabelledCell, evaluate, score};
 use labloop_predict::{
-    Backend, CapacitySource, FeatureSet, ModelFile, Prediction, Predictor, capacity, report,
-    severson, shift,
+    Backend, CapacitySource, FeatureSet, ModelFile, Predictor, capacity, report, severson, shift,
 };
 use std::path::PathBuf;
 use std::time::Instant;
@@ -332,7 +331,9 @@ fn eval(args: &EvalArgs) -> Result<()> {
     let labelled: Vec<LabelledCell> = cells.iter().map(|(_, c)| c.clone()).collect();
     let features: Vec<FeatureSet> = labelled.iter().map(|c| c.features.clone()).collect();
     let predictions = model.predict(&features)?;
-    warn_out_of_domain(model.as_ref(), &cells_named(&cells), &predictions);
+    for warning in report::domain_warnings(model.as_ref(), &cells_named(&cells), &predictions) {
+        eprintln!("{warning}");
+    }
     let m = score(&labelled, &predictions);
     let published = severson::published_rmse(model.name(), !args.data.exclude.is_empty());
     if args.json {
@@ -359,7 +360,9 @@ fn predict(args: &RunArgs) -> Result<()> {
     )?;
     let features: Vec<FeatureSet> = cells.iter().map(|(_, f)| f.clone()).collect();
     let predictions = model.predict(&features)?;
-    warn_out_of_domain(model.as_ref(), &cells, &predictions);
+    for warning in report::domain_warnings(model.as_ref(), &cells, &predictions) {
+        eprintln!("{warning}");
+    }
     if args.json {
         let json = report::predictions_json(model.as_ref(), &cells, &predictions);
         println!("{}", serde_json::to_string_pretty(&json)?);
@@ -370,17 +373,6 @@ fn predict(args: &RunArgs) -> Result<()> {
         }
     }
     Ok(())
-}
-
-/// Says on stderr which cells lie outside the model's training domain ([`report::domain_warnings`]).
-fn warn_out_of_domain(
-    model: &dyn Predictor,
-    cells: &[(String, FeatureSet)],
-    predictions: &[Prediction],
-) {
-    for warning in report::domain_warnings(model, cells, predictions) {
-        eprintln!("{warning}");
-    }
 }
 
 /// `(name, features)` of named labelled cells.
