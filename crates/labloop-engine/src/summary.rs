@@ -77,13 +77,13 @@ fn write_text(
     }?;
     writeln!(out)?;
     let shown = result.ranking.iter().take(top);
+    let width = shown
+        .clone()
+        .map(|r| r.protocol.chars().count())
+        .chain([heading.len()])
+        .max()
+        .unwrap_or(22);
     if measured.is_some() {
-        let width = shown
-            .clone()
-            .map(|r| r.protocol.chars().count())
-            .chain([heading.len()])
-            .max()
-            .unwrap_or(22);
         writeln!(
             out,
             "{:>4}  {:<width$} {:>22}  {:>5}  {:>14}",
@@ -103,12 +103,6 @@ fn write_text(
         }
         return Ok(());
     }
-    let width = shown
-        .clone()
-        .map(|r| r.protocol.chars().count())
-        .chain([heading.len()])
-        .max()
-        .unwrap_or(22);
     writeln!(
         out,
         "{:>4}  {:<width$} {:>18}  {:>5}  {:>14}  {:>20}",

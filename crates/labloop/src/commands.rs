@@ -33,6 +33,17 @@ impl EngineArgs {
     }
 }
 
+/// How `run` and `resume` show the campaign's result.
+#[derive(clap::Args)]
+struct OutputArgs {
+    /// Print the result as JSON on stdout (no table).
+    #[arg(long)]
+    json: bool,
+    /// Protocols shown in the ranking table.
+    #[arg(long, default_value_t = 10)]
+    top: usize,
+}
+
 /// `labloop run`.
 #[derive(clap::Args)]
 pub struct RunArgs {
@@ -47,12 +58,8 @@ pub struct RunArgs {
     /// Seed; overrides the workflow's campaign.seed (replicates with other simulated cells).
     #[arg(long)]
     seed: Option<u64>,
-    /// Print the result as JSON on stdout (no table).
-    #[arg(long)]
-    json: bool,
-    /// Protocols shown in the ranking table.
-    #[arg(long, default_value_t = 10)]
-    top: usize,
+    #[command(flatten)]
+    output: OutputArgs,
     #[command(flatten)]
     engine: EngineArgs,
 }
@@ -65,12 +72,8 @@ pub struct ResumeArgs {
     /// Store URL.
     #[arg(long)]
     store: String,
-    /// Print the result as JSON on stdout (no table).
-    #[arg(long)]
-    json: bool,
-    /// Protocols shown in the ranking table.
-    #[arg(long, default_value_t = 10)]
-    top: usize,
+    #[command(flatten)]
+    output: OutputArgs,
     #[command(flatten)]
     engine: EngineArgs,
     /// If another engine runs the campaign, wait and take over when its lease runs out (a
@@ -169,7 +172,7 @@ pub fn run(args: &RunArgs) -> Result<ExitCode> {
         seed: args.seed,
     };
     let launch = Launch::from_file(&args.workflow, overrides, args.engine.ownership(false))?;
-    execute_prepared(launch, args.json, args.top)
+    execute_prepared(launch, &args.output)
 }
 
 /// Continues a campaign recorded in a store.
@@ -177,13 +180,13 @@ pub fn resume(args: &ResumeArgs) -> Result<ExitCode> {
     let ownership = args.engine.ownership(args.wait);
     let prepared =
         runtime()?.block_on(Launch::from_store(&args.campaign, &args.store, ownership))?;
-    execute_prepared(prepared, args.json, args.top)
+    execute_prepared(prepared, &args.output)
 }
 
 /// Runs a prepared campaign, or prints the problems of its workflow (exit status 2).
-fn execute_prepared(prepared: Prepared, json: bool, top: usize) -> Result<ExitCode> {
+fn execute_prepared(prepared: Prepared, output: &OutputArgs) -> Result<ExitCode> {
     match prepared {
-        Ok(launch) => execute(launch, json, top),
+        Ok(launch) => execute(launch, output.json, output.top),
         Err(problems) => {
             print_diagnostics(&problems);
             Ok(ExitCode::from(2))
