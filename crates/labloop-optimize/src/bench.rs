@@ -90,7 +90,7 @@ impl ReplaySettings {
     /// log_ei, knowledge_gradient, portfolio), `kernel` (matern52, rbf), `restarts`,
     /// `exploration`, `recommendation_sigmas`, `knowledge_gradient_sigmas`, `design_spread`, and
     /// the fit's priors `length_prior`, `signal_prior`, `noise_prior` (each `centre,spread` of the
-    /// log).
+    /// log) and `signal_excess_floor` (a number, or `off`).
     pub fn apply(&mut self, assignment: &str) -> Result<(), String> {
         let (key, value) = assignment
             .split_once('=')
@@ -131,6 +131,12 @@ impl ReplaySettings {
             "length_prior" => self.fit.prior.log_length = pair()?,
             "signal_prior" => self.fit.prior.log_signal = pair()?,
             "noise_prior" => self.fit.prior.log_noise = pair()?,
+            "signal_excess_floor" => {
+                self.fit.prior.signal_excess_floor = match value {
+                    "off" => None,
+                    _ => Some(number()?),
+                }
+            }
             "exploration" => self.exploration = number()?,
             "design_spread" => self.design_spread = number()?,
             _ => return Err(format!("unknown option `{key}`")),

@@ -40,7 +40,10 @@ pub use batch::{
 };
 pub use bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 pub use confidence::best_probability;
-pub use gp::{FitOptions, GaussianProcess, HyperPrior, Hyperparameters, Observation, bounds_of};
+pub use gp::{
+    FitOptions, GaussianProcess, HyperPrior, Hyperparameters, Observation, SIGNAL_EXCESS_FLOOR,
+    bounds_of,
+};
 pub use kernel::KernelKind;
 pub use logei::{log_expected_improvement, log_h};
 pub use rank::{RECOMMENDATION_SIGMAS, Ranked, rank, rank_by};
