@@ -489,6 +489,7 @@ mod tests {
             length_scales: vec![0.1],
             signal_var: 1.0,
             noise_var: 1e-6,
+            trend_share: 0.0,
             log_marginal_likelihood: 0.0,
         };
         let gp = GaussianProcess::with_hyperparameters(&observations, &options, &hyper).unwrap();

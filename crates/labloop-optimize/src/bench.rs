@@ -90,7 +90,7 @@ impl ReplaySettings {
     /// log_ei, knowledge_gradient, portfolio), `kernel` (matern52, rbf), `restarts`,
     /// `exploration`, `recommendation_sigmas`, `knowledge_gradient_sigmas`, `design_spread`, and
     /// the fit's priors `length_prior`, `signal_prior`, `noise_prior` (each `centre,spread` of the
-    /// log) and `signal_excess_floor` (a number, or `off`).
+    /// log), `signal_excess_floor` (a number, or `off`) and `trend_share`.
     pub fn apply(&mut self, assignment: &str) -> Result<(), String> {
         let (key, value) = assignment
             .split_once('=')
@@ -137,6 +137,7 @@ impl ReplaySettings {
                     _ => Some(number()?),
                 }
             }
+            "trend_share" => self.fit.prior.trend_share = number()?,
             "exploration" => self.exploration = number()?,
             "design_spread" => self.design_spread = number()?,
             _ => return Err(format!("unknown option `{key}`")),

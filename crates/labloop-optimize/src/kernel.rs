@@ -46,6 +46,21 @@ pub fn scaled_distance2(a: &[f64], b: &[f64], length_scales: &[f64]) -> f64 {
         .sum()
 }
 
+/// A linear trend's covariance between two points scaled to the unit box: `Σ_d (a_d − ½)(b_d − ½)`
+/// scaled by `12 / d`, so that its variance averages 1 over the box. Added to a stationary kernel
+/// (see [`crate::gp::HyperPrior::trend_share`]) it is a Gaussian prior on the slopes of a linear
+/// mean: the posterior can follow a trend out to the box's edges where no point was measured.
+pub fn linear_trend(a: &[f64], b: &[f64]) -> f64 {
+    if a.is_empty() {
+        return 0.0;
+    }
+    12.0 / a.len() as f64
+        * a.iter()
+            .zip(b)
+            .map(|(x, y)| (x - 0.5) * (y - 0.5))
+            .sum::<f64>()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -16,6 +16,8 @@ pub(super) struct Data {
     pub(super) members: Vec<Vec<(f64, f64)>>,
     pub(super) y_mean: f64,
     pub(super) y_std: f64,
+    /// [`HyperPrior::trend_share`].
+    pub(super) trend_share: f64,
 }
 
 /// Replicates pooled for one value of the homoscedastic noise.
@@ -63,6 +65,7 @@ impl Data {
             members,
             y_mean,
             y_std,
+            trend_share: options.prior.trend_share,
         })
     }
 
@@ -81,6 +84,7 @@ impl Data {
             members: keep.iter().map(|i| self.members[i].clone()).collect(),
             y_mean: self.y_mean,
             y_std: self.y_std,
+            trend_share: self.trend_share,
         }
     }
 
@@ -119,10 +123,14 @@ impl Data {
     pub(super) fn covariance(&self, ell: &[f64], sf2: f64, pooled_var: &[f64]) -> DMatrix<f64> {
         let n = self.n();
         DMatrix::from_fn(n, n, |i, j| {
-            let k = sf2
-                * self
-                    .kernel
-                    .correlation(scaled_distance2(&self.x[i], &self.x[j], ell));
+            let k = signal_kernel(
+                self.kernel,
+                &self.x[i],
+                &self.x[j],
+                ell,
+                sf2,
+                self.trend_share,
+            );
             if i == j { k + pooled_var[i] } else { k }
         })
     }
@@ -178,7 +186,9 @@ impl Data {
             for j in 0..n {
                 let r2 = scaled_distance2(&self.x[i], &self.x[j], &ell);
                 let wij = w[(i, j)];
-                grad[self.d] += 0.5 * wij * sf2 * self.kernel.correlation(r2);
+                // Both the stationary part and the trend scale with the signal variance.
+                let trend = self.trend_share * linear_trend(&self.x[i], &self.x[j]);
+                grad[self.d] += 0.5 * wij * sf2 * (self.kernel.correlation(r2) + trend);
                 let factor = 0.5 * wij * sf2 * self.kernel.length_scale_factor(r2);
                 for (dim, g) in grad.iter_mut().take(self.d).enumerate() {
                     *g += factor * ((self.x[i][dim] - self.x[j][dim]) / ell[dim]).powi(2);

@@ -1,7 +1,7 @@
 //! Gaussian-process regression with per-observation noise and fitted hyperparameters.
 
 use crate::OptimizeError;
-use crate::kernel::{KernelKind, scaled_distance2};
+use crate::kernel::{KernelKind, linear_trend, scaled_distance2};
 use argmin::core::{CostFunction, Error as ArgminError, Executor, Gradient};
 use argmin::solver::linesearch::MoreThuenteLineSearch;
 use argmin::solver::quasinewton::LBFGS;
@@ -52,7 +52,14 @@ pub struct HyperPrior {
     /// that their stated noise does not explain (at least this floor) instead of on all of it:
     /// [`HyperPrior::for_data`], [`SIGNAL_EXCESS_FLOOR`].
     pub signal_excess_floor: Option<f64>,
+    /// The variance of a linear trend added to the kernel, as a share of the signal variance (0:
+    /// none, a constant mean): [`TREND_SHARE`].
+    #[serde(default)]
+    pub trend_share: f64,
 }
+
+/// [`HyperPrior::trend_share`] in campaigns.
+pub const TREND_SHARE: f64 = 0.0;
 
 /// [`HyperPrior::signal_excess_floor`] in campaigns: none, the signal prior is centred on all of
 /// the outputs' variance. The alternative was meant for flat landscapes under noise, where the
@@ -74,6 +81,7 @@ impl Default for HyperPrior {
             log_signal: (0.0, 1.5),
             log_noise: (-3.0, 2.0),
             signal_excess_floor: SIGNAL_EXCESS_FLOOR,
+            trend_share: TREND_SHARE,
         }
     }
 }
@@ -125,6 +133,9 @@ pub struct Hyperparameters {
     pub signal_var: f64,
     /// Noise variance added to every observation's own.
     pub noise_var: f64,
+    /// A linear trend's variance as a share of the signal variance ([`HyperPrior::trend_share`]).
+    #[serde(default)]
+    pub trend_share: f64,
     /// Log marginal likelihood at these values.
     pub log_marginal_likelihood: f64,
 }
@@ -237,11 +248,11 @@ impl GaussianProcess {
         options: &FitOptions,
         hyper: &Hyperparameters,
     ) -> Result<Self, OptimizeError> {
-        Self::condition(
-            Data::new(observations, options)?,
-            options,
-            &hyper.log_theta(),
-        )
+        let data = Data {
+            trend_share: hyper.trend_share,
+            ..Data::new(observations, options)?
+        };
+        Self::condition(data, options, &hyper.log_theta())
     }
 
     fn condition(data: Data, options: &FitOptions, theta: &[f64]) -> Result<Self, OptimizeError> {
@@ -260,6 +271,7 @@ impl GaussianProcess {
                 length_scales: ell,
                 signal_var: sf2,
                 noise_var: sn2,
+                trend_share: data.trend_share,
                 log_marginal_likelihood: lml,
             },
             chol,
@@ -276,6 +288,7 @@ impl GaussianProcess {
             members: self.members.clone(),
             y_mean: self.y_mean,
             y_std: self.y_std,
+            trend_share: self.hyper.trend_share,
         }
     }
 
@@ -321,10 +334,14 @@ impl GaussianProcess {
     pub(crate) fn signal_covariance(&self, a: &[Vec<f64>], b: &[Vec<f64>]) -> DMatrix<f64> {
         let h = &self.hyper;
         DMatrix::from_fn(a.len(), b.len(), |i, j| {
-            h.signal_var
-                * self
-                    .kernel
-                    .correlation(scaled_distance2(&a[i], &b[j], &h.length_scales))
+            signal_kernel(
+                self.kernel,
+                &a[i],
+                &b[j],
+                &h.length_scales,
+                h.signal_var,
+                h.trend_share,
+            )
         })
     }
 
@@ -343,10 +360,19 @@ impl GaussianProcess {
 
     /// Posterior mean and variance of the latent objective at each point, in objective units.
     pub fn predict(&self, points: &[Vec<f64>]) -> Vec<(f64, f64)> {
-        let (_, mean, v) = self.condition_on(points);
+        let (scaled, mean, v) = self.condition_on(points);
         (0..points.len())
             .map(|j| {
-                let var = (self.hyper.signal_var - v.column(j).norm_squared()).max(0.0);
+                let h = &self.hyper;
+                let prior = signal_kernel(
+                    self.kernel,
+                    &scaled[j],
+                    &scaled[j],
+                    &h.length_scales,
+                    h.signal_var,
+                    h.trend_share,
+                );
+                let var = (prior - v.column(j).norm_squared()).max(0.0);
                 (
                     self.y_mean + self.y_std * mean[j],
                     var * self.y_std * self.y_std,
@@ -377,6 +403,25 @@ pub(crate) fn scale(x: &[f64], bounds: &[(f64, f64)]) -> Vec<f64> {
         .zip(bounds)
         .map(|(v, (lo, hi))| if hi > lo { (v - lo) / (hi - lo) } else { 0.0 })
         .collect()
+}
+
+/// The signal's covariance between two scaled points: the stationary kernel plus the linear trend,
+/// both scaled by the signal variance.
+pub(crate) fn signal_kernel(
+    kernel: KernelKind,
+    a: &[f64],
+    b: &[f64],
+    length_scales: &[f64],
+    signal_var: f64,
+    trend_share: f64,
+) -> f64 {
+    let stationary = kernel.correlation(scaled_distance2(a, b, length_scales));
+    let trend = if trend_share > 0.0 {
+        trend_share * linear_trend(a, b)
+    } else {
+        0.0
+    };
+    signal_var * (stationary + trend)
 }
 
 fn log_det_half(chol: &Cholesky<f64, Dyn>) -> f64 {
@@ -418,6 +463,7 @@ mod tests {
             length_scales: vec![length_scale],
             signal_var,
             noise_var,
+            trend_share: 0.0,
             log_marginal_likelihood: 0.0,
         }
     }
@@ -428,6 +474,37 @@ mod tests {
             y,
             noise_var,
         }
+    }
+
+    #[test]
+    fn a_trend_carries_a_slope_beyond_the_data() {
+        // A line measured on [0, 0.5] of the box [0, 1]: with a trend in the kernel the posterior
+        // holds up towards x = 1; a constant mean pulls the far edge back towards the average.
+        let data: Vec<Observation> = (0..6)
+            .map(|i| {
+                let x = 0.1 * i as f64;
+                obs(x, 1000.0 + 400.0 * x, 1.0)
+            })
+            .collect();
+        let far_edge = |trend_share: f64| {
+            let hyper = Hyperparameters {
+                trend_share,
+                ..fixed(0.2, 1.0, 1e-6)
+            };
+            let gp = GaussianProcess::with_hyperparameters(&data, &options(1), &hyper).unwrap();
+            assert_eq!(gp.hyperparameters().trend_share, trend_share);
+            gp.predict(&[vec![1.0]])[0]
+        };
+        let (flat, flat_var) = far_edge(0.0);
+        let (trend, trend_var) = far_edge(1.0);
+        // (Measured: 1108 and 1190, the line's last point 1200 and its extension 1400.)
+        assert!(flat < 1150.0, "constant mean {flat}");
+        assert!(
+            trend > 1150.0 && trend > flat + 50.0,
+            "with a trend {trend}"
+        );
+        // The trend's own variance adds to the prior variance out there.
+        assert!(trend_var > flat_var, "{trend_var} {flat_var}");
     }
 
     #[test]
@@ -533,13 +610,19 @@ mod tests {
             noise_var: 0.02,
             ..o.clone()
         }));
+        // And with a linear trend in the kernel, which scales with the signal variance.
         for data in [data, replicated] {
-            check_gradient(&data);
+            for trend_share in [0.0, 0.5] {
+                check_gradient(&data, trend_share);
+            }
         }
     }
 
-    fn check_gradient(data: &[Observation]) {
-        let d = Data::new(data, &options(2)).unwrap();
+    fn check_gradient(data: &[Observation], trend_share: f64) {
+        let d = Data {
+            trend_share,
+            ..Data::new(data, &options(2)).unwrap()
+        };
         let theta = vec![-0.5, -1.0, 0.2, -3.0];
         let prior = HyperPrior::default();
         let (_, grad) = d.cost_and_gradient(&theta, &prior).unwrap();
@@ -572,6 +655,7 @@ mod tests {
             length_scales: vec![0.5],
             signal_var: 1.0,
             noise_var: 0.05,
+            trend_share: 0.0,
             log_marginal_likelihood: 0.0,
         };
         let unfitted = GaussianProcess::with_hyperparameters(&data, &opts, &start).unwrap();
