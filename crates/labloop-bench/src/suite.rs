@@ -114,7 +114,7 @@ pub fn suite(args: &BenchArgs, name: &str) -> Result<()> {
             "split: even member indices are the development half, odd ones the validation half"
         );
         println!(
-            "options for --set: acquisition, kernel, restarts, exploration, recommendation_sigmas, knowledge_gradient_sigmas, design_spread, length_prior, signal_prior, noise_prior (centre,spread of the log), signal_excess_floor (a number or off), trend_share"
+            "options for --set: acquisition, kernel, restarts, exploration, recommendation_sigmas, knowledge_gradient_sigmas, design_spread, length_prior, signal_prior, noise_prior (centre,spread of the log), signal_excess_floor (a number or off), trend_share, input_warping (on or off)"
         );
         for l in &all {
             println!(

@@ -490,6 +490,7 @@ mod tests {
             signal_var: 1.0,
             noise_var: 1e-6,
             trend_share: 0.0,
+            warp: Vec::new(),
             log_marginal_likelihood: 0.0,
         };
         let gp = GaussianProcess::with_hyperparameters(&observations, &options, &hyper).unwrap();

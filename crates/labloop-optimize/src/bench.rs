@@ -90,7 +90,8 @@ impl ReplaySettings {
     /// log_ei, knowledge_gradient, portfolio), `kernel` (matern52, rbf), `restarts`,
     /// `exploration`, `recommendation_sigmas`, `knowledge_gradient_sigmas`, `design_spread`, and
     /// the fit's priors `length_prior`, `signal_prior`, `noise_prior` (each `centre,spread` of the
-    /// log), `signal_excess_floor` (a number, or `off`) and `trend_share`.
+    /// log), `signal_excess_floor` (a number, or `off`), `trend_share` and `input_warping` (`on`
+    /// or `off`).
     pub fn apply(&mut self, assignment: &str) -> Result<(), String> {
         let (key, value) = assignment
             .split_once('=')
@@ -138,6 +139,13 @@ impl ReplaySettings {
                 }
             }
             "trend_share" => self.fit.prior.trend_share = number()?,
+            "input_warping" => {
+                self.fit.prior.input_warping = match value {
+                    "on" => true,
+                    "off" => false,
+                    _ => return Err(format!("input_warping: `{value}` is not on or off")),
+                }
+            }
             "exploration" => self.exploration = number()?,
             "design_spread" => self.design_spread = number()?,
             _ => return Err(format!("unknown option `{key}`")),

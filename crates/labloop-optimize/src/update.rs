@@ -2,7 +2,7 @@
 //! between two fits, when one cell's result arrives.
 
 use crate::OptimizeError;
-use crate::gp::{GaussianProcess, Observation, scale, signal_kernel};
+use crate::gp::{GaussianProcess, Observation, scale};
 use nalgebra::DVector;
 
 impl GaussianProcess {
@@ -25,15 +25,10 @@ impl GaussianProcess {
         let cross = self.signal_covariance(&self.x, std::slice::from_ref(&x));
         let column = DVector::from_iterator(
             n + 1,
-            cross.iter().copied().chain([signal_kernel(
-                self.kernel,
-                &x,
-                &x,
-                &h.length_scales,
-                h.signal_var,
-                h.trend_share,
-            ) + member.1
-                + h.noise_var]),
+            cross
+                .iter()
+                .copied()
+                .chain([self.prior_variance(&x) + member.1 + h.noise_var]),
         );
         let chol = self.chol.insert_column(n, column);
         let d = chol.l_dirty()[(n, n)];

@@ -2,6 +2,7 @@
 //! log marginal likelihood with its gradient under the priors, and L-BFGS over it.
 
 use super::*;
+use std::borrow::Cow;
 
 /// Observations scaled for fitting, replicates pooled: observations at the same inputs collapse to one
 /// point with their precision-weighted mean and pooled variance. That is exact — the likelihood
@@ -120,17 +121,21 @@ impl Data {
         }
     }
 
-    pub(super) fn covariance(&self, ell: &[f64], sf2: f64, pooled_var: &[f64]) -> DMatrix<f64> {
+    /// The inputs as the kernel sees them: warped when the fit warps them.
+    pub(super) fn warped(&self, warp: &[(f64, f64)]) -> Cow<'_, [Vec<f64>]> {
+        warp_points(&self.x, warp)
+    }
+
+    pub(super) fn covariance(
+        &self,
+        x: &[Vec<f64>],
+        ell: &[f64],
+        sf2: f64,
+        pooled_var: &[f64],
+    ) -> DMatrix<f64> {
         let n = self.n();
         DMatrix::from_fn(n, n, |i, j| {
-            let k = signal_kernel(
-                self.kernel,
-                &self.x[i],
-                &self.x[j],
-                ell,
-                sf2,
-                self.trend_share,
-            );
+            let k = signal_kernel(self.kernel, &x[i], &x[j], ell, sf2, self.trend_share);
             if i == j { k + pooled_var[i] } else { k }
         })
     }
@@ -141,9 +146,11 @@ impl Data {
         ell: &[f64],
         sf2: f64,
         sn2: f64,
+        warp: &[(f64, f64)],
     ) -> Option<(Cholesky<f64, Dyn>, DVector<f64>, f64)> {
         let pooled = self.pooled(sn2);
-        let chol = robust_cholesky(self.covariance(ell, sf2, &pooled.var)).ok()?;
+        let x = self.warped(warp);
+        let chol = robust_cholesky(self.covariance(&x, ell, sf2, &pooled.var)).ok()?;
         let alpha = chol.solve(&pooled.y);
         let lml = -0.5 * pooled.y.dot(&alpha)
             - log_det_half(&chol)
@@ -160,8 +167,10 @@ impl Data {
                 prior.log_length
             } else if k == d {
                 prior.log_signal
-            } else {
+            } else if k == d + 1 {
                 prior.log_noise
+            } else {
+                LOG_WARP_PRIOR
             };
             value -= 0.5 * ((t - centre) / spread).powi(2);
             grad[k] -= (t - centre) / (spread * spread);
@@ -170,28 +179,31 @@ impl Data {
     }
 
     /// Negative log posterior of the log hyperparameters, and its gradient: analytic for the kernel's
-    /// parameters, a central difference for the noise (which also moves the pooled data).
+    /// parameters, central differences for the noise (which also moves the pooled data) and for
+    /// the inputs' warps.
     pub(super) fn cost_and_gradient(
         &self,
         theta: &[f64],
         prior: &HyperPrior,
     ) -> Option<(f64, Vec<f64>)> {
         let (ell, sf2, sn2) = split(theta, self.d);
+        let warp = split_warp(theta, self.d);
+        let x = self.warped(&warp);
         let n = self.n();
-        let (chol, alpha, lml) = self.fit_at(&ell, sf2, sn2)?;
+        let (chol, alpha, lml) = self.fit_at(&ell, sf2, sn2, &warp)?;
         let mut w = chol.inverse();
         w -= &alpha * alpha.transpose();
-        let mut grad = vec![0.0; self.d + 2];
+        let mut grad = vec![0.0; theta.len()];
         for i in 0..n {
             for j in 0..n {
-                let r2 = scaled_distance2(&self.x[i], &self.x[j], &ell);
+                let r2 = scaled_distance2(&x[i], &x[j], &ell);
                 let wij = w[(i, j)];
                 // Both the stationary part and the trend scale with the signal variance.
-                let trend = self.trend_share * linear_trend(&self.x[i], &self.x[j]);
+                let trend = self.trend_share * linear_trend(&x[i], &x[j]);
                 grad[self.d] += 0.5 * wij * sf2 * (self.kernel.correlation(r2) + trend);
                 let factor = 0.5 * wij * sf2 * self.kernel.length_scale_factor(r2);
                 for (dim, g) in grad.iter_mut().take(self.d).enumerate() {
-                    *g += factor * ((self.x[i][dim] - self.x[j][dim]) / ell[dim]).powi(2);
+                    *g += factor * ((x[i][dim] - x[j][dim]) / ell[dim]).powi(2);
                 }
             }
         }
@@ -200,10 +212,23 @@ impl Data {
             grad[self.d + 1] = 0.5 * sn2 * w.diagonal().sum();
         } else {
             let h = 1e-5;
-            let noise_lml = |t: f64| self.fit_at(&ell, sf2, split_noise(t)).map(|(_, _, l)| l);
+            let noise_lml = |t: f64| {
+                self.fit_at(&ell, sf2, split_noise(t), &warp)
+                    .map(|(_, _, l)| l)
+            };
             grad[self.d + 1] = -(noise_lml(theta[self.d + 1] + h)?
                 - noise_lml(theta[self.d + 1] - h)?)
                 / (2.0 * h);
+        }
+        for k in self.d + 2..theta.len() {
+            let h = 1e-5;
+            let warped_lml = |t: f64| {
+                let mut moved = theta.to_vec();
+                moved[k] = t;
+                self.fit_at(&ell, sf2, sn2, &split_warp(&moved, self.d))
+                    .map(|(_, _, l)| l)
+            };
+            grad[k] = -(warped_lml(theta[k] + h)? - warped_lml(theta[k] - h)?) / (2.0 * h);
         }
         let (log_prior, prior_grad) = Self::log_prior(theta, self.d, prior);
         for (g, p) in grad.iter_mut().zip(prior_grad) {
@@ -272,6 +297,17 @@ impl Gradient for Objective<'_> {
 
 pub(super) fn split_noise(t: f64) -> f64 {
     t.clamp(-16.0, 3.0).exp()
+}
+
+/// The inputs' warps, `(a, b)` per input, from the log shapes after the noise (none when the fit
+/// does not warp); clamped like the rest.
+pub(super) fn split_warp(theta: &[f64], d: usize) -> Vec<(f64, f64)> {
+    theta
+        .get(d + 2..)
+        .unwrap_or_default()
+        .chunks_exact(2)
+        .map(|s| (s[0].clamp(-3.0, 3.0).exp(), s[1].clamp(-3.0, 3.0).exp()))
+        .collect()
 }
 
 /// Log hyperparameters are clamped to a wide box so a wild line-search step cannot overflow.
