@@ -430,7 +430,21 @@ impl<L: VendorLink> Cycler for PolledCycler<L> {
                 started_at: Some(Instant::now()),
             };
         }
-        if let Err(e) = inner.link.start(index as u32, &test, &name).await {
+        let started = match inner.link.start(index as u32, &test, &name).await {
+            // No reply in time: the start itself may have been taken. A channel now running
+            // took it (this is the test the slot holds); an idle one is sent it once more.
+            Err(DriverError::Timeout { .. }) => {
+                let (state, _) = inner.link.read(index as u32).await?;
+                *inner.last_reply.lock().expect("reply lock") = Instant::now();
+                if state == VendorState::Running {
+                    Ok(())
+                } else {
+                    inner.link.start(index as u32, &test, &name).await
+                }
+            }
+            other => other,
+        };
+        if let Err(e) = started {
             if let DriverError::Instrument { message, .. } = &e {
                 // Refused, not lost: the channel holds no test of labloop's (a lost reply
                 // leaves the start unconfirmed, for a retry to find running or send again).
@@ -443,7 +457,11 @@ impl<L: VendorLink> Cycler for PolledCycler<L> {
             }
             return Err(e);
         }
-        inner.link.configure(index as u32, &test).await?;
+        // Configuring is idempotent: a reply lost in time is asked for once more.
+        match inner.link.configure(index as u32, &test).await {
+            Err(DriverError::Timeout { .. }) => inner.link.configure(index as u32, &test).await?,
+            other => other?,
+        }
         self.confirm(index, &test.key, &name)
     }
 
@@ -569,15 +587,38 @@ mod tests {
     use super::*;
     use labloop_core::{CcCvFinish, ChargeProtocol};
 
-    /// An instrument that refuses its first start and runs every later one.
+    /// What becomes of a fake instrument's first start (every later one runs).
+    #[derive(Default, Clone, Copy)]
+    enum FirstStart {
+        /// Refused, in the instrument's words.
+        #[default]
+        Refused,
+        /// Taken, but its reply is lost (no reply in time).
+        TakenReplyLost,
+        /// Lost on the way: not taken, no reply.
+        Lost,
+    }
+
+    /// An instrument whose first start goes as `first` says and whose first configuration's reply
+    /// is lost when `lose_first_configure`.
     #[derive(Default)]
-    struct Refuses {
+    struct Scripted {
+        first: FirstStart,
+        lose_first_configure: bool,
         starts: Mutex<u32>,
+        configures: Mutex<u32>,
         running: Mutex<bool>,
     }
 
+    fn no_reply() -> DriverError {
+        DriverError::Timeout {
+            instrument: "fake".into(),
+            after: Duration::from_millis(100),
+        }
+    }
+
     #[async_trait]
-    impl VendorLink for Refuses {
+    impl VendorLink for Scripted {
         async fn identify(&self) -> Result<String, DriverError> {
             Ok("fake".into())
         }
@@ -585,15 +626,29 @@ mod tests {
             let mut starts = self.starts.lock().unwrap();
             *starts += 1;
             if *starts == 1 {
-                return Err(DriverError::Instrument {
-                    instrument: "fake".into(),
-                    message: "schedule name not found".into(),
-                });
+                match self.first {
+                    FirstStart::Refused => {
+                        return Err(DriverError::Instrument {
+                            instrument: "fake".into(),
+                            message: "schedule name not found".into(),
+                        });
+                    }
+                    FirstStart::TakenReplyLost => {
+                        *self.running.lock().unwrap() = true;
+                        return Err(no_reply());
+                    }
+                    FirstStart::Lost => return Err(no_reply()),
+                }
             }
             *self.running.lock().unwrap() = true;
             Ok(())
         }
         async fn configure(&self, _: u32, _: &CyclingTest) -> Result<(), DriverError> {
+            let mut configures = self.configures.lock().unwrap();
+            *configures += 1;
+            if *configures == 1 && self.lose_first_configure {
+                return Err(no_reply());
+            }
             Ok(())
         }
         async fn stop(&self, _: u32) -> Result<(), DriverError> {
@@ -641,7 +696,7 @@ mod tests {
         let cycler = PolledCycler::new(
             "fake",
             1,
-            Refuses::default(),
+            Scripted::default(),
             PolledOptions::default(),
             None,
         )
@@ -662,6 +717,32 @@ mod tests {
         // Another experiment's test is refused while this one runs.
         let busy = cycler.start(&ch, test("e2/cycle/1")).await.unwrap_err();
         assert!(matches!(busy, DriverError::Busy { .. }));
+    }
+
+    #[tokio::test]
+    async fn a_start_whose_reply_is_lost_runs_once() {
+        // Taken with its reply lost: found running, not sent again. Lost on the way: sent once
+        // more. Either way the configuration whose reply is lost is sent again and the test runs.
+        for (first, starts) in [(FirstStart::TakenReplyLost, 1), (FirstStart::Lost, 2)] {
+            let link = Scripted {
+                first,
+                lose_first_configure: true,
+                ..Scripted::default()
+            };
+            let cycler =
+                PolledCycler::new("fake", 1, link, PolledOptions::default(), None).unwrap();
+            let ch = ChannelId::from("fake/ch01");
+            cycler
+                .start(&ch, test("e1/cycle/1"))
+                .await
+                .expect("started");
+            assert_eq!(*cycler.link().starts.lock().unwrap(), starts);
+            assert_eq!(*cycler.link().configures.lock().unwrap(), 2);
+            assert!(matches!(
+                cycler.status(&ch).await.unwrap(),
+                ChannelStatus::Running { .. }
+            ));
+        }
     }
 
     #[test]
