@@ -65,10 +65,10 @@ pub fn linear_trend(a: &[f64], b: &[f64]) -> f64 {
 /// The Kumaraswamy CDF `1 − (1 − x^a)^b` of each coordinate of a point in the unit box, with one
 /// `(a, b)` per input: a monotone warp of the inputs that lets a stationary kernel model a response
 /// that changes faster at one end of an input's range (input warping, Snoek et al. 2014). Empty
-/// `warp`: the point as it is.
-pub fn warp_point(point: &[f64], warp: &[(f64, f64)]) -> Vec<f64> {
+/// `warp`: the point as it is, without a copy.
+pub fn warp_point<'a>(point: &'a [f64], warp: &[(f64, f64)]) -> Cow<'a, [f64]> {
     if warp.is_empty() {
-        return point.to_vec();
+        return Cow::Borrowed(point);
     }
     point
         .iter()
@@ -82,7 +82,10 @@ pub fn warp_points<'a>(points: &'a [Vec<f64>], warp: &[(f64, f64)]) -> Cow<'a, [
     if warp.is_empty() {
         Cow::Borrowed(points)
     } else {
-        points.iter().map(|p| warp_point(p, warp)).collect()
+        points
+            .iter()
+            .map(|p| warp_point(p, warp).into_owned())
+            .collect()
     }
 }
 

@@ -208,6 +208,13 @@ impl<L: VendorLink> Inner<L> {
         Ok(())
     }
 
+    /// The channel's state and latest reading, the time of the reply noted (for [`Self::offline`]).
+    async fn read(&self, index: usize) -> Result<(VendorState, Option<Reading>), DriverError> {
+        let answer = self.link.read(index as u32).await?;
+        *self.last_reply.lock().expect("reply lock") = Instant::now();
+        Ok(answer)
+    }
+
     /// One reading of one running channel, taken in.
     async fn poll_channel(&self, index: usize) {
         let running = {
@@ -217,12 +224,8 @@ impl<L: VendorLink> Inner<L> {
         if !running {
             return;
         }
-        let answer = self.link.read(index as u32).await;
-        let (state, reading) = match answer {
-            Ok(a) => {
-                *self.last_reply.lock().expect("reply lock") = Instant::now();
-                a
-            }
+        let (state, reading) = match self.read(index).await {
+            Ok(a) => a,
             Err(e) => {
                 tracing::debug!(instrument = %self.name, channel = index + 1, error = %e, "reading a channel failed");
                 return;
@@ -400,8 +403,7 @@ impl<L: VendorLink> Cycler for PolledCycler<L> {
             self.ensure_poller();
             return Ok(());
         }
-        let (state, _) = inner.link.read(index as u32).await?;
-        *inner.last_reply.lock().expect("reply lock") = Instant::now();
+        let (state, _) = inner.read(index).await?;
         if state == VendorState::Running {
             let Some(name) = unconfirmed_name else {
                 // Someone else's test (or one labloop has no journal of).
@@ -434,8 +436,7 @@ impl<L: VendorLink> Cycler for PolledCycler<L> {
             // No reply in time: the start itself may have been taken. A channel now running
             // took it (this is the test the slot holds); an idle one is sent it once more.
             Err(DriverError::Timeout { .. }) => {
-                let (state, _) = inner.link.read(index as u32).await?;
-                *inner.last_reply.lock().expect("reply lock") = Instant::now();
+                let (state, _) = inner.read(index).await?;
                 if state == VendorState::Running {
                     Ok(())
                 } else {
