@@ -4,7 +4,8 @@
 //! `cargo run -p labloop-examples --example suggest`
 use labloop_optimize::{
     Acquisition, BatchRequest, DESIGN_SPREAD, FitOptions, GaussianProcess, HyperPrior,
-    KNOWLEDGE_GRADIENT_SIGMAS, KernelKind, Observation, bounds_of, rank, suggest_batch,
+    KNOWLEDGE_GRADIENT_SIGMAS, KernelKind, Observation, RECOMMENDATION_TREND_SHARE, bounds_of,
+    rank, recommendation_fit, suggest_batch,
 };
 use rand::SeedableRng;
 use rand_distr::{Distribution, Normal};
@@ -72,7 +73,11 @@ fn main() {
             .map(|&i| protocols[i].to_string())
             .collect::<Vec<_>>()
     );
-    let gp = GaussianProcess::fit(&observations, &fit).expect("a fit");
+    let gp = GaussianProcess::fit(
+        &observations,
+        &recommendation_fit(&fit, RECOMMENDATION_TREND_SHARE),
+    )
+    .expect("a fit");
     println!("hyperparameters: {:?}", gp.hyperparameters());
     for r in rank(&gp, &inputs).iter().take(5) {
         println!(

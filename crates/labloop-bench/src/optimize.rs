@@ -230,6 +230,7 @@ impl ProtocolGrid {
             recommendation_sigmas: labloop_optimize::RECOMMENDATION_SIGMAS,
             knowledge_gradient_sigmas: labloop_optimize::KNOWLEDGE_GRADIENT_SIGMAS,
             design_spread: labloop_optimize::DESIGN_SPREAD,
+            recommendation_trend_share: labloop_optimize::RECOMMENDATION_TREND_SHARE,
         };
         for o in overrides {
             template

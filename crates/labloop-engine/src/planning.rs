@@ -11,7 +11,8 @@ use crate::prior::PriorObservation;
 use labloop_core::ExperimentId;
 use labloop_optimize::{
     BatchRequest, DESIGN_SPREAD, FitOptions, GaussianProcess, KNOWLEDGE_GRADIENT_SIGMAS,
-    Observation, Ranked, best_probability, rank, suggest_batch,
+    Observation, RECOMMENDATION_TREND_SHARE, Ranked, best_probability, rank, recommendation_fit,
+    suggest_batch,
 };
 use labloop_predict::Predictor;
 use labloop_store::{NewExperiment, ObservationRow, Store};
@@ -247,7 +248,8 @@ impl Planner {
                 None => {}
             }
         }
-        let fit = self.fit.clone();
+        // The recommendation's surrogate: the batches' with a linear trend.
+        let fit = recommendation_fit(&self.fit, RECOMMENDATION_TREND_SHARE);
         let shared = Arc::clone(&self.inputs);
         let (ranked, p): (Vec<Ranked>, f64) = compute(move || {
             let gp = GaussianProcess::fit(&observations, &fit)?;

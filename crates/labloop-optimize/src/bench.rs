@@ -7,7 +7,7 @@ use crate::batch::{Acquisition, BatchRequest, suggest_batch};
 use crate::bayesgap::{BayesGapSettings, bayesgap_batch, bayesgap_recommend};
 use crate::gp::{FitOptions, GaussianProcess, Observation};
 use crate::kernel::KernelKind;
-use crate::rank::rank_by;
+use crate::rank::{rank_by, recommendation_fit};
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::index::sample;
@@ -83,6 +83,9 @@ pub struct ReplaySettings {
     pub knowledge_gradient_sigmas: f64,
     /// The first batch's design spread; campaigns use [`crate::DESIGN_SPREAD`].
     pub design_spread: f64,
+    /// The linear trend's share in the recommendation's surrogate ([`crate::recommendation_fit`]);
+    /// campaigns use [`crate::RECOMMENDATION_TREND_SHARE`].
+    pub recommendation_trend_share: f64,
 }
 
 impl ReplaySettings {
@@ -90,8 +93,9 @@ impl ReplaySettings {
     /// log_ei, knowledge_gradient, portfolio), `kernel` (matern52, rbf), `restarts`,
     /// `exploration`, `recommendation_sigmas`, `knowledge_gradient_sigmas`, `design_spread`, and
     /// the fit's priors `length_prior`, `signal_prior`, `noise_prior` (each `centre,spread` of the
-    /// log), `signal_excess_floor` (a number, or `off`), `trend_share` and `input_warping` (`on`
-    /// or `off`).
+    /// log), `signal_excess_floor` (a number, or `off`), `trend_share` (both surrogates'),
+    /// `recommendation_trend_share` (the recommendation's only) and `input_warping` (`on` or
+    /// `off`).
     pub fn apply(&mut self, assignment: &str) -> Result<(), String> {
         let (key, value) = assignment
             .split_once('=')
@@ -138,7 +142,11 @@ impl ReplaySettings {
                     _ => Some(number()?),
                 }
             }
-            "trend_share" => self.fit.prior.trend_share = number()?,
+            "trend_share" => {
+                self.fit.prior.trend_share = number()?;
+                self.recommendation_trend_share = self.fit.prior.trend_share;
+            }
+            "recommendation_trend_share" => self.recommendation_trend_share = number()?,
             "input_warping" => {
                 self.fit.prior.input_warping = match value {
                     "on" => true,
@@ -238,6 +246,7 @@ pub fn replay(
                 &settings.reference,
             ),
             Strategy::Labloop | Strategy::Random => {
+                let fit = recommendation_fit(&fit, settings.recommendation_trend_share);
                 rank_by(
                     &GaussianProcess::fit(&labloop_obs, &fit)?,
                     problem.inputs,
@@ -357,7 +366,9 @@ pub fn summarize(
 mod tests {
     use super::*;
     use crate::HyperPrior;
-    use crate::{DESIGN_SPREAD, KNOWLEDGE_GRADIENT_SIGMAS, RECOMMENDATION_SIGMAS};
+    use crate::{
+        DESIGN_SPREAD, KNOWLEDGE_GRADIENT_SIGMAS, RECOMMENDATION_SIGMAS, RECOMMENDATION_TREND_SHARE,
+    };
     use rand_distr::{Distribution, Normal};
 
     #[test]
@@ -394,6 +405,7 @@ mod tests {
             recommendation_sigmas: RECOMMENDATION_SIGMAS,
             knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
             design_spread: DESIGN_SPREAD,
+            recommendation_trend_share: RECOMMENDATION_TREND_SHARE,
         };
         let with_kg = ReplaySettings {
             acquisition: Acquisition::KnowledgeGradient,
@@ -434,6 +446,7 @@ mod tests {
             recommendation_sigmas: RECOMMENDATION_SIGMAS,
             knowledge_gradient_sigmas: KNOWLEDGE_GRADIENT_SIGMAS,
             design_spread: DESIGN_SPREAD,
+            recommendation_trend_share: RECOMMENDATION_TREND_SHARE,
         };
         for o in [
             "acquisition=portfolio",
@@ -449,6 +462,17 @@ mod tests {
         assert_eq!(s.recommendation_sigmas, 1.0);
         assert_eq!(s.knowledge_gradient_sigmas, 2.0);
         assert_eq!(s.fit.prior.log_length, (-1.0, 0.5));
+        // A trend in both surrogates, then the recommendation's alone.
+        s.apply("trend_share=0.25").unwrap();
+        assert_eq!(
+            (s.fit.prior.trend_share, s.recommendation_trend_share),
+            (0.25, 0.25)
+        );
+        s.apply("recommendation_trend_share=0.5").unwrap();
+        assert_eq!(
+            (s.fit.prior.trend_share, s.recommendation_trend_share),
+            (0.25, 0.5)
+        );
         assert_eq!(
             s.apply("colour=red").unwrap_err(),
             "unknown option `colour`"

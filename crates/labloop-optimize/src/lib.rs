@@ -46,7 +46,9 @@ pub use gp::{
 };
 pub use kernel::KernelKind;
 pub use logei::{log_expected_improvement, log_h};
-pub use rank::{RECOMMENDATION_SIGMAS, Ranked, rank, rank_by};
+pub use rank::{
+    RECOMMENDATION_SIGMAS, RECOMMENDATION_TREND_SHARE, Ranked, rank, rank_by, recommendation_fit,
+};
 pub use space::{
     LinearConstraint, Mixture, Parameter, Space, SpaceError, SpaceOptimizeError, SpaceRequest,
     suggest_in_space,

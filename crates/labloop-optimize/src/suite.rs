@@ -327,6 +327,7 @@ mod tests {
             recommendation_sigmas: 2.0,
             knowledge_gradient_sigmas: 2.0,
             design_spread: 0.0,
+            recommendation_trend_share: crate::RECOMMENDATION_TREND_SHARE,
         };
         let reports: Vec<LandscapeReport> = landscapes
             .iter()

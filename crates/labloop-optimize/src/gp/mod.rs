@@ -72,11 +72,12 @@ pub const INPUT_WARPING: bool = false;
 /// The prior (centre, spread) of each log shape of an input warp.
 const LOG_WARP_PRIOR: (f64, f64) = (0.0, 0.866);
 
-/// [`HyperPrior::trend_share`] in campaigns: none. On the development half of `labloop bench
-/// optimize --suite` (50 seeds) a share of 0.25 gave a mean normalised regret after rounds 1–4 of
+/// [`HyperPrior::trend_share`] of the batches' surrogate in campaigns: none (the recommendation's
+/// is [`crate::RECOMMENDATION_TREND_SHARE`], none as well). On the development half of `labloop bench
+/// optimize --suite` (50 seeds) a share of 0.25 in both gave a mean normalised regret after rounds 1–4 of
 /// 0.333 / 0.293 / 0.279 / 0.269 against 0.345 / 0.281 / 0.259 / 0.249, with four landscapes more
 /// than 2 s.e. below random (random batches recommended through the same fit improve with it, to
-/// 0.399 / 0.342 / 0.300 / 0.293); `--set trend_share=0.25` reproduces it.
+/// 0.399 / 0.342 / 0.300 / 0.293); `--set trend_share=0.25` (both surrogates) reproduces it.
 pub const TREND_SHARE: f64 = 0.0;
 
 /// [`HyperPrior::signal_excess_floor`] in campaigns: none, the signal prior is centred on all of
