@@ -248,7 +248,7 @@ impl Planner {
                 None => {}
             }
         }
-        // The recommendation's surrogate: the batches' with a linear trend.
+        // The recommendation's surrogate: the batches' with its own linear-trend share.
         let fit = recommendation_fit(&self.fit, RECOMMENDATION_TREND_SHARE);
         let shared = Arc::clone(&self.inputs);
         let (ranked, p): (Vec<Ranked>, f64) = compute(move || {
